@@ -1,0 +1,98 @@
+// Package httpapi holds what every stage's HTTP handlers share: JSON
+// answers, the one table that maps error codes to statuses, and the bearer
+// token check of the admin API. Stages own their handlers; this package
+// owns none.
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/prereg/prereg/config"
+)
+
+// Error codes of the outside contract (DESIGN.md section 5) and their
+// statuses, in one place.
+const (
+	CodeInvalid              = "invalid"
+	CodeWindowClosed         = "window_closed"
+	CodeNotFound             = "not_found"
+	CodeTooLarge             = "too_large"
+	CodeUnsupportedMedia     = "unsupported_media_type"
+	CodeRateLimited          = "rate_limited"
+	CodeOverloaded           = "overloaded"
+	CodeIdempotencyKeyReused = "idempotency_key_reused"
+	CodeUnauthorized         = "unauthorized"
+	CodeForbidden            = "forbidden"
+	CodeConflict             = "conflict"
+	CodeInternal             = "internal"
+	CodeMethodNotAllowed     = "method_not_allowed"
+)
+
+var statuses = map[string]int{
+	CodeInvalid:              http.StatusBadRequest,
+	CodeWindowClosed:         http.StatusForbidden,
+	CodeNotFound:             http.StatusNotFound,
+	CodeTooLarge:             http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMedia:     http.StatusUnsupportedMediaType,
+	CodeRateLimited:          http.StatusTooManyRequests,
+	CodeOverloaded:           http.StatusServiceUnavailable,
+	CodeIdempotencyKeyReused: http.StatusUnprocessableEntity,
+	CodeUnauthorized:         http.StatusUnauthorized,
+	CodeForbidden:            http.StatusForbidden,
+	CodeConflict:             http.StatusConflict,
+	CodeInternal:             http.StatusInternalServerError,
+	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
+}
+
+// Status is the HTTP status of an error code.
+func Status(code string) int {
+	if s, ok := statuses[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// WriteJSON writes v as JSON with the status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// WriteError writes {"error": code, ...extra} with the code's status.
+func WriteError(w http.ResponseWriter, code string, extra map[string]any) {
+	body := map[string]any{"error": code}
+	for k, v := range extra {
+		body[k] = v
+	}
+	WriteJSON(w, Status(code), body)
+}
+
+// RequireRole wraps an admin handler: 401 without a valid bearer token,
+// 403 when its role is not among roles.
+func RequireRole(tokens *config.AdminTokens, h http.Handler, roles ...config.Role) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		token, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok || tokens == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="prereg-admin"`)
+			WriteError(w, CodeUnauthorized, nil)
+			return
+		}
+		role, ok := tokens.Role(strings.TrimSpace(token))
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="prereg-admin", error="invalid_token"`)
+			WriteError(w, CodeUnauthorized, nil)
+			return
+		}
+		for _, allowed := range roles {
+			if role == allowed {
+				h.ServeHTTP(w, r.WithContext(withRole(r.Context(), role)))
+				return
+			}
+		}
+		WriteError(w, CodeForbidden, map[string]any{"role": role})
+	})
+}

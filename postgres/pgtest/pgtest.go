@@ -1,0 +1,103 @@
+// Package pgtest gives tests a fresh, migrated PostgreSQL database of their
+// own on the real server: TEST_DATABASE_URL when set ("private" forces a
+// private cluster), else the local server on 127.0.0.1:5432, else a private
+// cluster started from the installed binaries. Databases are dropped when
+// the test ends; a private cluster is stopped by Main.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/prereg/prereg/postgres"
+)
+
+var (
+	once   sync.Once
+	server *postgres.Server
+	errSrv error
+)
+
+// Main runs a package's tests and stops a private cluster afterwards. Use it
+// as: func TestMain(m *testing.M) { pgtest.Main(m) }.
+func Main(m *testing.M) {
+	code := m.Run()
+	if server != nil {
+		if err := server.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// Server returns the PostgreSQL server the tests use, failing the test with
+// a message that says how to get one when there is none.
+func Server(tb testing.TB) *postgres.Server {
+	tb.Helper()
+	once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		server, errSrv = postgres.FindServer(ctx, os.Getenv("TEST_DATABASE_URL"), nil)
+	})
+	if errSrv != nil {
+		tb.Fatalf("pgtest: %v\nStart PostgreSQL (pg_ctlcluster 15 main start), set TEST_DATABASE_URL, or install the server binaries (apt-get install -y postgresql).", errSrv)
+	}
+	return server
+}
+
+// DB is a fresh database of one test.
+type DB struct {
+	Pool *pgxpool.Pool
+	URL  string
+	Name string
+}
+
+// New creates a fresh database with the schema applied; it is dropped when
+// the test ends.
+func New(tb testing.TB) *DB {
+	tb.Helper()
+	db := NewEmpty(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := postgres.Migrate(ctx, db.Pool); err != nil {
+		tb.Fatalf("pgtest: migrate: %v", err)
+	}
+	return db
+}
+
+// NewEmpty creates a fresh database without the schema.
+func NewEmpty(tb testing.TB) *DB {
+	tb.Helper()
+	srv := Server(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "prereg_test_" + hex.EncodeToString(b[:])
+	if err := postgres.CreateDatabase(ctx, srv.URL, name); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	url := srv.DatabaseURL(name)
+	pool, err := postgres.Open(ctx, url)
+	if err != nil {
+		_ = postgres.DropDatabase(ctx, srv.URL, name)
+		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(func() {
+		pool.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := postgres.DropDatabase(ctx, srv.URL, name); err != nil {
+			tb.Errorf("pgtest: %v", err)
+		}
+	})
+	return &DB{Pool: pool, URL: url, Name: name}
+}

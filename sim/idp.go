@@ -1,0 +1,134 @@
+package sim
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+)
+
+// IdP is the simulated identity provider. It keeps no state per person: a
+// token is a MAC over (person, birth date, phone, device, nonce) under the
+// provider's secret, so any number of IdP processes with the same secret
+// agree, and a forged or altered token fails the MAC.
+//
+// Protocol (what verify speaks to every provider):
+//
+//	POST /v1/verify {"token":"…"}
+//	200 {"person_id":"…","birthdate":"YYYY-MM-DD","phone":"+8210…"}
+//	422 {"error":"invalid_token"}   a business rejection, not a failure
+//	5xx                             a provider failure
+type IdP struct {
+	Name   string
+	secret []byte
+	calls  atomic.Int64
+}
+
+// TokenClaims is what a token asserts about its holder.
+type TokenClaims struct {
+	Person    string `json:"p"` // the provider's own person id
+	Birthdate string `json:"b"`
+	Phone     string `json:"ph"` // E.164, the phone registered with the provider
+	Device    string `json:"d"`
+	Nonce     int    `json:"n"`
+}
+
+// NewIdP returns a provider with its secret.
+func NewIdP(name string, secret []byte) *IdP {
+	return &IdP{Name: name, secret: append([]byte(nil), secret...)}
+}
+
+// Issue makes a token for the claims, as the provider's app would after a
+// person authenticated on a device.
+func (p *IdP) Issue(c TokenClaims) string {
+	payload, _ := json.Marshal(c)
+	enc := base64.RawURLEncoding
+	return enc.EncodeToString(payload) + "." + enc.EncodeToString(p.mac(payload))
+}
+
+// ErrInvalidToken is a token that fails the MAC or cannot be read.
+var ErrInvalidToken = errors.New("invalid token")
+
+// Verify checks a token and returns its claims, with Person replaced by the
+// provider's stable person identifier (the "CI").
+func (p *IdP) Verify(token string) (TokenClaims, error) {
+	enc := base64.RawURLEncoding
+	a, b, ok := strings.Cut(token, ".")
+	if !ok {
+		return TokenClaims{}, ErrInvalidToken
+	}
+	payload, err1 := enc.DecodeString(a)
+	sig, err2 := enc.DecodeString(b)
+	if err1 != nil || err2 != nil || !hmac.Equal(sig, p.mac(payload)) {
+		return TokenClaims{}, ErrInvalidToken
+	}
+	var c TokenClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return TokenClaims{}, ErrInvalidToken
+	}
+	c.Person = p.PersonID(c.Person)
+	return c, nil
+}
+
+// PersonID is the identifier the provider reveals for a person: stable,
+// opaque, and the same whatever device or token was used (Korea's CI).
+func (p *IdP) PersonID(person string) string {
+	m := hmac.New(sha256.New, p.secret)
+	m.Write([]byte("ci\x00" + person))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (p *IdP) mac(payload []byte) []byte {
+	m := hmac.New(sha256.New, p.secret)
+	m.Write([]byte("token\x00"))
+	m.Write(payload)
+	return m.Sum(nil)[:16]
+}
+
+// Calls is the number of verify requests answered (any outcome).
+func (p *IdP) Calls() int64 { return p.calls.Load() }
+
+// VerifyResponse is the body of a 200 from /v1/verify.
+type VerifyResponse struct {
+	PersonID  string `json:"person_id"`
+	Birthdate string `json:"birthdate"`
+	Phone     string `json:"phone"`
+}
+
+// Handler serves the provider's HTTP API.
+func (p *IdP) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/verify", p.serveVerify)
+	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"calls": p.Calls()})
+	})
+	return mux
+}
+
+func (p *IdP) serveVerify(w http.ResponseWriter, r *http.Request) {
+	p.calls.Add(1)
+	var req struct {
+		Token string `json:"token"`
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "bad_request"})
+		return
+	}
+	c, err := p.Verify(req.Token)
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": "invalid_token"})
+		return
+	}
+	writeJSON(w, http.StatusOK, VerifyResponse{PersonID: c.Person, Birthdate: c.Birthdate, Phone: c.Phone})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,266 @@
+// Package stream is prereg's durable log on NATS JetStream: an embedded
+// server for demo, dev and tests, the connection (with the version check
+// prereg needs), and the declarations of the two streams intents flow
+// through. Stages declare their own consumers on these streams.
+package stream
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/prereg/prereg"
+)
+
+// Stream names.
+const (
+	// Submitted holds intents as intake accepted them, identity token
+	// included. Work-queue retention: a message is removed once verify has
+	// acknowledged it, so tokens do not outlive their verification.
+	Submitted = "INTENTS_SUBMITTED"
+	// Verified holds verify's outcomes (no tokens), sharded by identity
+	// key. Limits retention: it stays for MaxAge so that `prereg check` can
+	// match every outcome with its decision.
+	Verified = "INTENTS_VERIFIED"
+)
+
+// MinServerVersion is the oldest NATS server prereg works with: consumers
+// with several filter subjects arrived in 2.10.
+const MinServerVersion = "2.10.0"
+
+// Config sets the limits of the streams. Zero values take the defaults
+// documented in docs/STREAMS.md.
+type Config struct {
+	// DuplicateWindow is how long the stream remembers a Nats-Msg-Id. The
+	// server keeps each id in memory (about 110 bytes), so the window
+	// bounds memory at the surge rate.
+	DuplicateWindow time.Duration
+	// SubmittedMaxAge bounds how long an unverified intent (and its token)
+	// may wait.
+	SubmittedMaxAge time.Duration
+	// SubmittedMaxBytes bounds the submitted stream's storage; at the limit
+	// new publishes are refused (DiscardNew) and intake sheds with 503.
+	SubmittedMaxBytes int64
+	// VerifiedMaxAge is how long outcomes are kept for `check` and replay.
+	VerifiedMaxAge time.Duration
+	// Replicas for a clustered JetStream (1 on a single node).
+	Replicas int
+}
+
+func (c Config) withDefaults() Config {
+	c.DuplicateWindow = cmp.Or(c.DuplicateWindow, 2*time.Minute)
+	c.SubmittedMaxAge = cmp.Or(c.SubmittedMaxAge, 7*24*time.Hour)
+	c.SubmittedMaxBytes = cmp.Or(c.SubmittedMaxBytes, int64(8<<30))
+	c.VerifiedMaxAge = cmp.Or(c.VerifiedMaxAge, 30*24*time.Hour)
+	c.Replicas = cmp.Or(c.Replicas, 1)
+	return c
+}
+
+// SubmittedConfig is the declaration of the submitted stream.
+func SubmittedConfig(c Config) jetstream.StreamConfig {
+	c = c.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        Submitted,
+		Description: "intents accepted by intake, until verified",
+		Subjects:    []string{prereg.SubjectSubmitted + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      c.SubmittedMaxAge,
+		MaxBytes:    c.SubmittedMaxBytes,
+		MaxMsgSize:  16 << 10,
+		Duplicates:  c.DuplicateWindow,
+		Replicas:    c.Replicas,
+	}
+}
+
+// VerifiedConfig is the declaration of the verified stream.
+func VerifiedConfig(c Config) jetstream.StreamConfig {
+	c = c.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        Verified,
+		Description: "verify's outcomes by identity shard, for dedupe and check",
+		Subjects:    []string{prereg.SubjectVerified + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      c.VerifiedMaxAge,
+		MaxMsgSize:  16 << 10,
+		Duplicates:  c.DuplicateWindow,
+		Replicas:    c.Replicas,
+	}
+}
+
+// Declare creates or updates both streams.
+func Declare(ctx context.Context, js jetstream.JetStream, c Config) error {
+	for _, sc := range []jetstream.StreamConfig{SubmittedConfig(c), VerifiedConfig(c)} {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("declare stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// SubmittedSubject is the subject of an intent in shard s.
+func SubmittedSubject(shard int) string {
+	return prereg.SubjectSubmitted + "." + strconv.Itoa(shard)
+}
+
+// VerifiedSubject is the subject of an outcome in identity shard s.
+func VerifiedSubject(shard int) string {
+	return prereg.SubjectVerified + "." + strconv.Itoa(shard)
+}
+
+// ShardOf parses the shard from a subject such as intents.verified.7.
+func ShardOf(subject string) (int, error) {
+	i := strings.LastIndexByte(subject, '.')
+	n, err := strconv.Atoi(subject[i+1:])
+	if err != nil {
+		return 0, fmt.Errorf("subject %q has no shard: %w", subject, err)
+	}
+	return n, nil
+}
+
+// EmbeddedConfig configures an embedded JetStream server.
+type EmbeddedConfig struct {
+	// StoreDir holds the file store; required.
+	StoreDir string
+	// Host and Port to listen on for other processes; port -1 picks a free
+	// one, 0 means the NATS default 4222.
+	Host string
+	Port int
+	// SyncAlways makes every acknowledged message fsync'd first
+	// (sync_interval: always).
+	SyncAlways bool
+	// MaxMemory and MaxStore bound JetStream; 0 for the server's defaults.
+	MaxStore int64
+}
+
+// Embedded is a JetStream server running in this process.
+type Embedded struct {
+	srv *server.Server
+}
+
+// StartEmbedded starts a JetStream server in this process.
+func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	if cfg.StoreDir == "" {
+		return nil, errors.New("embedded nats: StoreDir is required")
+	}
+	opts := &server.Options{
+		ServerName: "prereg-embedded",
+		Host:       cmp.Or(cfg.Host, "127.0.0.1"),
+		Port:       cfg.Port,
+		JetStream:  true,
+		StoreDir:   cfg.StoreDir,
+		SyncAlways: cfg.SyncAlways,
+		NoSigs:     true,
+		NoLog:      true,
+		// Large enough for a surge's duplicate window and batches.
+		MaxPayload:         1 << 20,
+		JetStreamMaxStore:  cfg.MaxStore,
+		JetStreamMaxMemory: 256 << 20,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(15 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 15s")
+	}
+	return &Embedded{srv: srv}, nil
+}
+
+// ClientURL is the URL other processes connect to.
+func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+
+// Server is the embedded server, for tests that restart or inspect it.
+func (e *Embedded) Server() *server.Server { return e.srv }
+
+// Connect connects to the embedded server in process (no TCP).
+func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.InProcessServer(e.srv), nats.Name("prereg")}, opts...)
+	nc, err := nats.Connect("", opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect embedded nats: %w", err)
+	}
+	return nc, nil
+}
+
+// Shutdown stops the server and waits for it.
+func (e *Embedded) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// Connect connects to the NATS server at url and checks that it is new
+// enough and has JetStream. Reconnects forever: a worker waits out an
+// outage instead of exiting.
+func Connect(ctx context.Context, url string, log *slog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+	log = cmp.Or(log, slog.New(slog.DiscardHandler))
+	opts = append([]nats.Option{
+		nats.Name("prereg"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats disconnected", slog.Any("err", err))
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
+	}, opts...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect nats at %s: %w (set NATS_URL to a NATS >= %s with JetStream, or leave it unset for demo/dev to embed one)", url, err, MinServerVersion)
+	}
+	if err := CheckServer(ctx, nc); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
+}
+
+// CheckServer fails when the server is older than MinServerVersion or has
+// no JetStream.
+func CheckServer(ctx context.Context, nc *nats.Conn) error {
+	v := nc.ConnectedServerVersion()
+	if !versionAtLeast(v, MinServerVersion) {
+		return fmt.Errorf("nats server %s is too old: prereg needs >= %s (multiple filter subjects per consumer); build one with `go install github.com/nats-io/nats-server/v2@latest` or leave NATS_URL unset to embed one", v, MinServerVersion)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if _, err := js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("nats server has no JetStream (start it with -js): %w", err)
+	}
+	return nil
+}
+
+func versionAtLeast(have, want string) bool {
+	h, w := parseVersion(have), parseVersion(want)
+	for i := range 3 {
+		if h[i] != w[i] {
+			return h[i] > w[i]
+		}
+	}
+	return true
+}
+
+func parseVersion(v string) [3]int {
+	var out [3]int
+	v, _, _ = strings.Cut(strings.TrimPrefix(v, "v"), "-")
+	for i, p := range strings.SplitN(v, ".", 3) {
+		out[i], _ = strconv.Atoi(p)
+	}
+	return out
+}
+
