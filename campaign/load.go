@@ -524,4 +524,3 @@ func fieldName(path ...any) string {
 	}
 	return b.String()
 }
-

@@ -263,4 +263,3 @@ func parseVersion(v string) [3]int {
 	}
 	return out
 }
-
