@@ -8,6 +8,7 @@ package prereg
 
 import (
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -142,3 +143,25 @@ const (
 	SubjectSubmitted = "intents.submitted" // + "." + shard
 	SubjectVerified  = "intents.verified"  // + "." + shard of the identity key
 )
+
+// Shard maps a key (an identity key, or a receipt for outcomes without an
+// identity) to one of n shards. Verify and dedupe must agree on it, so it
+// lives here: FNV-1a over the key's bytes.
+func Shard(key string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	var h uint32 = 2166136261
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
+}
+
+// OutboxKey is the idempotency key of one version of an appointment's SMS:
+// the scheduler writes it with the outbox row and notify sends it to the
+// gateway, so a retry after a crash is recognised as the same message.
+func OutboxKey(campaign string, appointment int64, version int) string {
+	return campaign + ":" + strconv.FormatInt(appointment, 10) + ":v" + strconv.Itoa(version)
+}

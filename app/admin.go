@@ -2,5 +2,14 @@ package app
 
 import "context"
 
-// startAdmin wires the admin role. (Filled in by the admin stage.)
-func (s *System) startAdmin(ctx context.Context) error { return nil }
+// startAdmin mounts the admin API of each stage on s.admin. Each stage's
+// routes are wired in its own file (admin_<stage>.go); every route is
+// wrapped in httpapi.RequireRole with the roles of DESIGN.md section 5.
+func (s *System) startAdmin(ctx context.Context) error {
+	for _, mount := range []func(context.Context) error{s.mountDedupeAdmin, s.mountSchedulerAdmin, s.mountNotifyAdmin} {
+		if err := mount(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -24,7 +24,8 @@ import (
 //	5xx                             a provider failure
 type IdP struct {
 	Name   string
-	secret []byte
+	secret []byte // the provider's own: signs its tokens
+	ci     []byte // shared by every provider: the same person has the same CI everywhere
 	calls  atomic.Int64
 }
 
@@ -37,9 +38,12 @@ type TokenClaims struct {
 	Nonce     int    `json:"n"`
 }
 
-// NewIdP returns a provider with its secret.
-func NewIdP(name string, secret []byte) *IdP {
-	return &IdP{Name: name, secret: append([]byte(nil), secret...)}
+// NewIdP returns a provider with its token secret and the national CI
+// secret. Like Korea's CI (연계정보), a person's identifier is the same
+// whichever provider verified them, so dedupe can match a person across
+// providers; give every simulated provider the same ciSecret.
+func NewIdP(name string, secret, ciSecret []byte) *IdP {
+	return &IdP{Name: name, secret: append([]byte(nil), secret...), ci: append([]byte(nil), ciSecret...)}
 }
 
 // Issue makes a token for the claims, as the provider's app would after a
@@ -77,7 +81,7 @@ func (p *IdP) Verify(token string) (TokenClaims, error) {
 // PersonID is the identifier the provider reveals for a person: stable,
 // opaque, and the same whatever device or token was used (Korea's CI).
 func (p *IdP) PersonID(person string) string {
-	m := hmac.New(sha256.New, p.secret)
+	m := hmac.New(sha256.New, p.ci)
 	m.Write([]byte("ci\x00" + person))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
