@@ -71,7 +71,6 @@ func isDuplicateDatabase(err error) bool {
 	return errors.As(err, &pe) && pe.SQLState() == "42P04"
 }
 
-
 // NATS connects to NATS_URL. Unset, with allowEmbedded (demo, dev, bench)
 // it starts an embedded JetStream server in a temporary folder, removed by
 // the returned close function; without, it is an error.
