@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/postgres"
+)
+
+func init() {
+	register(command{name: "campaign load", summary: "validate a campaign file (YAML) and load it", run: cmdCampaignLoad})
+	register(command{name: "campaign validate", summary: "validate a campaign file without loading it", run: cmdCampaignValidate})
+}
+
+func cmdCampaignValidate(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "campaign validate", "FILE")
+	if err := fs.Parse(args); err != nil {
+		return usagef("%v", err)
+	}
+	if fs.NArg() != 1 {
+		return usagef("want one campaign file (see docs/CAMPAIGN.md)")
+	}
+	c, err := campaign.LoadFile(fs.Arg(0))
+	if err != nil {
+		return campaignError(err)
+	}
+	fmt.Fprintf(env.Stdout, "%s: valid: %d windows, %d providers, %d clinics\n", fs.Arg(0), len(c.Windows), len(c.Providers), len(c.Clinics))
+	return nil
+}
+
+func cmdCampaignLoad(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "campaign load", "FILE")
+	if err := fs.Parse(args); err != nil {
+		return usagef("%v", err)
+	}
+	if fs.NArg() != 1 {
+		return usagef("want one campaign file (see docs/CAMPAIGN.md)")
+	}
+	c, err := campaign.LoadFile(fs.Arg(0))
+	if err != nil {
+		return campaignError(err)
+	}
+	pool, closeDB, err := env.Database(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	res, err := (&postgres.CampaignStore{Pool: pool}).Load(ctx, c)
+	if err != nil {
+		return err
+	}
+	verb := "updated"
+	if res.Created {
+		verb = "created"
+	}
+	fmt.Fprintf(env.Stdout, "campaign %s %s: %d windows, %d providers, %d clinics, %d slots\n", c.ID, verb, len(c.Windows), len(c.Providers), res.Clinics, res.Slots)
+	return nil
+}
+
+// campaignError makes an invalid file a usage error (exit 2): the input
+// is wrong, not the system.
+func campaignError(err error) error {
+	var ve *campaign.ValidationError
+	if errors.As(err, &ve) {
+		return &usageError{msg: ve.Error()}
+	}
+	return err
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/prereg/prereg/check"
+)
+
+func init() {
+	register(command{name: "check", summary: "verify the invariants (DESIGN.md section 6) on the database and the stream", run: cmdCheck})
+}
+
+func cmdCheck(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "check", "--campaign C [--format text|json] [--settled]")
+	campaignID := fs.String("campaign", "", "campaign id (required)")
+	format := fs.String("format", "text", "output: text or json")
+	settled := fs.Bool("settled", false, "the pipeline is drained: intents still in flight count as lost")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *campaignID == "" {
+		return usagef("--campaign is required")
+	}
+	if *format != "text" && *format != "json" {
+		return usagef("--format must be text or json")
+	}
+	pool, closeDB, err := env.Database(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	opts := check.Options{Settled: *settled}
+	if env.Getenv("NATS_URL") != "" {
+		nc, closeNATS, err := env.NATS(ctx, false)
+		if err != nil {
+			return err
+		}
+		defer closeNATS()
+		if opts.JS, err = jetstream.New(nc); err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	rep, err := check.Run(ctx, pool, *campaignID, opts)
+	if errors.Is(err, check.ErrNoCampaign) {
+		return fmt.Errorf("campaign %q not found (load it with 'prereg campaign load FILE')", *campaignID)
+	}
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printCheck(env, rep)
+	}
+	if !rep.OK {
+		return &invariantError{names: rep.Failed()}
+	}
+	return nil
+}
+
+func printCheck(env *Env, rep *check.Report) {
+	fmt.Fprintf(env.Stdout, "campaign %s: %d outcomes in the stream, %d in flight\n", rep.Campaign, rep.Outcomes, rep.InFlight)
+	for _, inv := range rep.Invariants {
+		mark := "ok  "
+		if !inv.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(env.Stdout, "%s invariant %d: %s", mark, inv.ID, inv.Name)
+		if !inv.OK {
+			fmt.Fprintf(env.Stdout, " (%d violations)", inv.Violations)
+		}
+		fmt.Fprintln(env.Stdout)
+		for _, e := range inv.Examples {
+			fmt.Fprintf(env.Stdout, "       %s\n", e)
+		}
+		if inv.Note != "" {
+			fmt.Fprintf(env.Stdout, "       note: %s\n", inv.Note)
+		}
+	}
+}
