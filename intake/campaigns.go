@@ -1,0 +1,204 @@
+package intake
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/campaign"
+)
+
+// HealthBucket is the JetStream key-value bucket where verify publishes
+// each provider's breaker state, under the key "<campaign>.<provider>".
+const HealthBucket = "provider_health"
+
+// CampaignSource lists the campaigns; postgres.CampaignStore implements it.
+// Intake calls it at start and then in the background, never on a request.
+type CampaignSource interface {
+	List(ctx context.Context) ([]*campaign.Campaign, time.Time, error)
+}
+
+// Health is a provider's breaker state as verify last reported it.
+type Health struct {
+	State     string    `json:"state"` // closed, half-open, open, or unknown
+	ErrorRate float64   `json:"error_rate"`
+	Updated   time.Time `json:"updated,omitzero"`
+}
+
+// entry is one campaign as intake serves it.
+type entry struct {
+	c    *campaign.Campaign
+	json []byte // GET /v1/campaigns/{id}
+	etag string
+}
+
+// catalog is an immutable snapshot of the campaigns; a refresh swaps in a
+// new one.
+type catalog struct {
+	byID  map[string]*entry
+	order []*entry
+}
+
+func (c *catalog) get(id string) (*entry, bool) {
+	if c == nil {
+		return nil, false
+	}
+	e, ok := c.byID[id]
+	return e, ok
+}
+
+// campaignView is the JSON of GET /v1/campaigns/{id}.
+type campaignView struct {
+	ID        string         `json:"id"`
+	Name      string         `json:"name"`
+	Timezone  string         `json:"timezone"`
+	Cohort    cohortView     `json:"cohort"`
+	Windows   []windowView   `json:"windows"`
+	Providers []providerView `json:"providers"`
+}
+
+type cohortView struct {
+	BornFrom string `json:"born_from"`
+	BornTo   string `json:"born_to"`
+}
+
+type windowView struct {
+	ID      string    `json:"id"`
+	Opens   time.Time `json:"opens"`
+	Closes  time.Time `json:"closes"`
+	Digits  []int     `json:"digits"`
+	CatchUp bool      `json:"catch_up,omitempty"`
+}
+
+type providerView struct {
+	Name   string `json:"name"`
+	Health Health `json:"health"`
+}
+
+func viewWindow(w campaign.Window, loc *time.Location) windowView {
+	digits := w.Digits
+	if w.CatchUp {
+		digits = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+	}
+	return windowView{ID: w.ID, Opens: w.Opens.In(loc), Closes: w.Closes.In(loc), Digits: digits, CatchUp: w.CatchUp}
+}
+
+func newEntry(c *campaign.Campaign, health map[string]Health) (*entry, error) {
+	loc := c.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	v := campaignView{
+		ID: c.ID, Name: c.Name, Timezone: loc.String(),
+		Cohort: cohortView{BornFrom: c.Cohort.BornFrom.Format(prereg.DateLayout), BornTo: c.Cohort.BornTo.Format(prereg.DateLayout)},
+	}
+	for _, w := range c.Windows {
+		v.Windows = append(v.Windows, viewWindow(w, loc))
+	}
+	for _, p := range c.Providers {
+		h, ok := health[c.ID+"."+p.Name]
+		if !ok {
+			h = Health{State: "unknown"}
+		}
+		v.Providers = append(v.Providers, providerView{Name: p.Name, Health: h})
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode campaign %s: %w", c.ID, err)
+	}
+	sum := sha256.Sum256(data)
+	return &entry{c: c, json: append(data, '\n'), etag: `"` + hex.EncodeToString(sum[:12]) + `"`}, nil
+}
+
+// refresher keeps the catalog current.
+type refresher struct {
+	source CampaignSource
+	js     jetstream.JetStream
+	log    *slog.Logger
+	cur    atomic.Pointer[catalog]
+	errors atomic.Int64
+}
+
+// refresh reads the campaigns and the providers' health and swaps in a new
+// catalog. Health is best effort: without the bucket every provider is
+// "unknown".
+func (r *refresher) refresh(ctx context.Context) error {
+	cs, _, err := r.source.List(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh campaigns: %w", err)
+	}
+	health := r.health(ctx, cs)
+	next := &catalog{byID: make(map[string]*entry, len(cs))}
+	for _, c := range cs {
+		e, err := newEntry(c, health)
+		if err != nil {
+			return err
+		}
+		next.byID[c.ID] = e
+		next.order = append(next.order, e)
+	}
+	r.cur.Store(next)
+	return nil
+}
+
+func (r *refresher) health(ctx context.Context, cs []*campaign.Campaign) map[string]Health {
+	out := map[string]Health{}
+	if r.js == nil {
+		return out
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	kv, err := r.js.KeyValue(ctx, HealthBucket)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			r.log.Debug("provider health unavailable", slog.Any("err", err))
+		}
+		return out
+	}
+	for _, c := range cs {
+		for _, p := range c.Providers {
+			key := c.ID + "." + p.Name
+			ent, err := kv.Get(ctx, key)
+			if err != nil {
+				continue
+			}
+			var h Health
+			if json.Unmarshal(ent.Value(), &h) != nil {
+				continue
+			}
+			switch h.State {
+			case "closed", "half-open", "open":
+			default:
+				h.State = "unknown"
+			}
+			out[key] = h
+		}
+	}
+	return out
+}
+
+func (r *refresher) loop(ctx context.Context, every time.Duration, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := r.refresh(ctx); err != nil && ctx.Err() == nil {
+				r.errors.Add(1)
+				r.log.Warn("campaign refresh failed; serving the last known campaigns", slog.Any("err", err))
+			}
+		}
+	}
+}

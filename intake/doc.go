@@ -1,0 +1,18 @@
+// Package intake is the only stage the surge touches: it checks an intent
+// (strict JSON, field by field, the campaign's birth-date window, per-device
+// and per-address token buckets), gives it a receipt, publishes it to
+// JetStream with Nats-Msg-Id = the receipt, and answers 202 only after the
+// stream's ack. It never touches the database on the submit path: campaigns
+// are kept in memory and refreshed in the background, and when JetStream
+// slows down, is unreachable or its stream is full, intake sheds load with
+// 503 and Retry-After instead of queueing in memory.
+//
+// It also serves the citizen page (GET /), the campaign with its windows and
+// providers' health (GET /v1/campaigns/{id}, from memory, with an ETag), and
+// the status lookup (GET /v1/intents/{receipt}?birthdate=…), the one read of
+// the database, through the StatusReader a store implements. A receipt
+// carries its own MAC, so a forged one is answered 404 without a query.
+//
+// See docs/STREAMS.md for what a 202 promises in each JetStream
+// configuration.
+package intake

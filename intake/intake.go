@@ -1,0 +1,499 @@
+package intake
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/httpapi"
+	"github.com/prereg/prereg/keys"
+	"github.com/prereg/prereg/stream"
+)
+
+// HeaderBodyKey is the message header that carries a keyed hash of an
+// idempotent submission's normalised body, so that a replica which gets the
+// same Idempotency-Key with a different body can tell (422) by reading the
+// first message back from the stream.
+const HeaderBodyKey = "Prereg-Body-Key"
+
+// Config configures the intake. JetStream, Campaigns, Hasher and Sealer are
+// required; the rest have defaults.
+type Config struct {
+	JetStream jetstream.JetStream
+	// Conn, when set, lets intake shed at once while disconnected instead
+	// of waiting for a publish to time out, and report it in Ready.
+	Conn      *nats.Conn
+	Campaigns CampaignSource
+	// Statuses answers the status lookup; without it every well-formed
+	// receipt is "received".
+	Statuses StatusReader
+	Hasher   *keys.Hasher
+	Sealer   *keys.Sealer
+	Registry prometheus.Registerer
+	Logger   *slog.Logger
+	Now      func() time.Time
+
+	// Refresh is how often campaigns and providers' health are re-read
+	// (default 5s).
+	Refresh time.Duration
+	// PublishTimeout bounds the wait for an ack (default 2s).
+	PublishTimeout time.Duration
+	// MaxInFlight bounds the publishes waiting for an ack (default 1024).
+	MaxInFlight int
+	// SlowAck is the ack latency (moving average) above which the
+	// in-flight bound drops to a sixteenth (default 250ms).
+	SlowAck time.Duration
+	// RetryAfter is what 503 answers tell clients to wait (default 1s).
+	RetryAfter time.Duration
+
+	// Per-device and per-address token buckets: tokens per second and
+	// burst. Defaults: a device 1 every 10 s with a burst of 5 (a person
+	// retrying); an address 20 per second with a burst of 200 (many people
+	// share an address behind carrier NAT). A negative rate disables the
+	// limit.
+	DeviceRate  float64
+	DeviceBurst int
+	AddrRate    float64
+	AddrBurst   int
+	// LookupRate limits status lookups per address (default 2/s, burst 20).
+	LookupRate  float64
+	LookupBurst int
+	// LimiterSlots is the number of buckets of each limiter (default 2^20:
+	// 8 MiB each, whatever the number of devices or addresses).
+	LimiterSlots int
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+}
+
+func (c Config) withDefaults() Config {
+	c.Refresh = cmp.Or(c.Refresh, 5*time.Second)
+	c.PublishTimeout = cmp.Or(c.PublishTimeout, 2*time.Second)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, 1024)
+	c.SlowAck = cmp.Or(c.SlowAck, 250*time.Millisecond)
+	c.RetryAfter = cmp.Or(c.RetryAfter, time.Second)
+	c.DeviceRate = cmp.Or(c.DeviceRate, 0.1)
+	c.DeviceBurst = cmp.Or(c.DeviceBurst, 5)
+	c.AddrRate = cmp.Or(c.AddrRate, 20)
+	c.AddrBurst = cmp.Or(c.AddrBurst, 200)
+	c.LookupRate = cmp.Or(c.LookupRate, 2)
+	c.LookupBurst = cmp.Or(c.LookupBurst, 20)
+	c.LimiterSlots = cmp.Or(c.LimiterSlots, 1<<20)
+	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Service is a running intake. Register its routes on a mux, Start it, and
+// Stop it after the HTTP server stopped taking requests.
+type Service struct {
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	m        *metrics
+	receipts Receipts
+	devices  *Limiter
+	addrs    *Limiter
+	lookups  *Limiter
+	adm      *admission
+	cat      refresher
+	draining atomic.Bool
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New builds an intake from its configuration.
+func New(cfg Config) (*Service, error) {
+	cfg = cfg.withDefaults()
+	switch {
+	case cfg.JetStream == nil:
+		return nil, errors.New("intake: JetStream is required")
+	case cfg.Campaigns == nil:
+		return nil, errors.New("intake: a campaign source is required")
+	case cfg.Hasher == nil || cfg.Sealer == nil:
+		return nil, errors.New("intake: the hasher and the sealer are required")
+	}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("intake: metrics: %w", err)
+	}
+	s := &Service{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		m:        m,
+		receipts: Receipts{Hasher: cfg.Hasher},
+		devices:  NewLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.LimiterSlots, cfg.Now),
+		addrs:    NewLimiter(cfg.AddrRate, cfg.AddrBurst, cfg.LimiterSlots, cfg.Now),
+		lookups:  NewLimiter(cfg.LookupRate, cfg.LookupBurst, cfg.LimiterSlots/4, cfg.Now),
+		adm:      &admission{max: int64(cfg.MaxInFlight), slow: cfg.SlowAck},
+	}
+	s.cat = refresher{source: cfg.Campaigns, js: cfg.JetStream, log: cfg.Logger}
+	return s, nil
+}
+
+// Start loads the campaigns (an error if it cannot) and keeps refreshing
+// them in the background until Stop.
+func (s *Service) Start(ctx context.Context) error {
+	loadCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.cat.refresh(loadCtx); err != nil {
+		return fmt.Errorf("intake: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		return errors.New("intake: already started")
+	}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel, s.done = stop, make(chan struct{})
+	go s.cat.loop(bg, s.cfg.Refresh, s.done)
+	return nil
+}
+
+// Stop refuses new intents (503) and waits for the publishes in flight to
+// get their acks, so that every 202 already promised is kept and no
+// accepted publish is abandoned half way. It is idempotent.
+func (s *Service) Stop() {
+	s.draining.Store(true)
+	s.mu.Lock()
+	cancel, done := s.cancel, s.done
+	s.cancel = nil
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	s.adm.wg.Wait()
+}
+
+// Ready fails while JetStream is unreachable or the stream is refusing
+// intents for its storage limits; it turns true again by itself.
+func (s *Service) Ready(context.Context) error {
+	if s.cfg.Conn != nil && !s.cfg.Conn.IsConnected() {
+		return errors.New("intake: jetstream unreachable")
+	}
+	if s.now().UnixNano() < s.adm.storageFullUntil.Load() {
+		return errors.New("intake: shedding: stream storage full")
+	}
+	return nil
+}
+
+// Refresh re-reads the campaigns and providers' health now.
+func (s *Service) Refresh(ctx context.Context) error { return s.cat.refresh(ctx) }
+
+// Register adds intake's routes to mux.
+func (s *Service) Register(mux *http.ServeMux) {
+	mux.Handle("GET /{$}", s.count("page", http.HandlerFunc(s.servePage)))
+	mux.Handle("GET /assets/intake.js", s.count("page", http.HandlerFunc(serveScript)))
+	mux.Handle("GET /v1/campaigns/{id}", s.count("campaign", http.HandlerFunc(s.serveCampaign)))
+	mux.Handle("POST /v1/intents", s.count("submit", http.HandlerFunc(s.serveSubmit)))
+	mux.Handle("GET /v1/intents/{receipt}", s.count("status", http.HandlerFunc(s.serveStatus)))
+}
+
+// Handler is a mux with only intake's routes.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.Register(mux)
+	return mux
+}
+
+// statusWriter remembers the status a handler wrote, for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (s *Service) count(route string, h http.Handler) http.Handler {
+	counters := map[int]prometheus.Counter{}
+	for _, code := range []int{200, 202, 304, 400, 403, 404, 413, 415, 422, 429, 503} {
+		counters[code] = s.m.requests.WithLabelValues(route, strconv.Itoa(code))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		code := cmp.Or(sw.status, http.StatusOK)
+		if c, ok := counters[code]; ok {
+			c.Inc()
+			return
+		}
+		s.m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	})
+}
+
+// accepted is the 202 body.
+type accepted struct {
+	Receipt   string        `json:"receipt"`
+	Status    prereg.Status `json:"status"`
+	StatusURL string        `json:"status_url"`
+}
+
+func (s *Service) shed(w http.ResponseWriter, reason string) {
+	s.m.shed.WithLabelValues(reason).Inc()
+	w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
+	httpapi.WriteError(w, httpapi.CodeOverloaded, nil)
+}
+
+func (s *Service) limited(w http.ResponseWriter, limit string, wait time.Duration) {
+	s.m.rateLimited.WithLabelValues(limit).Inc()
+	w.Header().Set("Retry-After", retryAfter(wait))
+	httpapi.WriteError(w, httpapi.CodeRateLimited, map[string]any{"limit": limit})
+}
+
+func invalid(w http.ResponseWriter, err error) {
+	var fe FieldErrors
+	if !errors.As(err, &fe) {
+		fe = FieldErrors{"body": "not a valid intent"}
+	}
+	httpapi.WriteError(w, httpapi.CodeInvalid, map[string]any{"fields": fe})
+}
+
+// jsonContent reports whether the request says its body is JSON (UTF-8).
+func jsonContent(r *http.Request) bool {
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	cs, ok := params["charset"]
+	return !ok || cs == "utf-8" || cs == "UTF-8"
+}
+
+func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		s.shed(w, shedDraining)
+		return
+	}
+	if !jsonContent(r) {
+		httpapi.WriteError(w, httpapi.CodeUnsupportedMedia, map[string]any{"want": "application/json"})
+		return
+	}
+	if r.ContentLength > MaxBody {
+		httpapi.WriteError(w, httpapi.CodeTooLarge, map[string]any{"max_bytes": MaxBody})
+		return
+	}
+	addr := ClientAddr(r, s.cfg.TrustedProxies)
+	if ok, wait := s.addrs.Allow(addr.String()); !ok {
+		s.limited(w, "address", wait)
+		return
+	}
+	// Shed before reading the body when the stream is known to refuse:
+	// under overload the cheapest answer is the best one.
+	if s.cfg.Conn != nil && !s.cfg.Conn.IsConnected() {
+		s.shed(w, shedUnreachable)
+		return
+	}
+	if s.now().UnixNano() < s.adm.storageFullUntil.Load() {
+		s.shed(w, shedStorageFull)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			httpapi.WriteError(w, httpapi.CodeTooLarge, map[string]any{"max_bytes": MaxBody})
+			return
+		}
+		invalid(w, FieldErrors{"body": "could not be read"})
+		return
+	}
+	req, err := DecodeRequest(body)
+	if err != nil {
+		invalid(w, err)
+		return
+	}
+	e, ok := s.cat.cur.Load().get(req.Campaign)
+	if !ok {
+		httpapi.WriteError(w, httpapi.CodeNotFound, map[string]any{"what": "campaign"})
+		return
+	}
+	c := e.c
+	v, err := Validate(req, c)
+	idemKey := r.Header.Get("Idempotency-Key")
+	if len(idemKey) > maxIdemKey || !printable(idemKey) {
+		fe, _ := err.(FieldErrors)
+		if fe == nil {
+			fe = FieldErrors{}
+		}
+		fe["Idempotency-Key"] = "want at most 128 printable ASCII characters"
+		err = fe
+	}
+	if err != nil {
+		invalid(w, err)
+		return
+	}
+	if ok, wait := s.devices.Allow(c.ID + "\x00" + v.DeviceID); !ok {
+		s.limited(w, "device", wait)
+		return
+	}
+	now := s.now()
+	win, open := c.OpenWindow(v.Birth, now)
+	if !open {
+		s.windowClosed(w, c, v.Birth, now)
+		return
+	}
+	receipt, bodyKey := "", ""
+	if idemKey != "" {
+		receipt = s.receipts.Idempotent(c.ID, v.DeviceID, idemKey)
+		bodyKey = s.cfg.Hasher.Sum(keys.PurposeReceipt, "body", v.Provider, v.IdentityToken, v.Request.Birthdate,
+			v.Phone, v.Region, v.Clinic, v.Earliest)
+	} else {
+		receipt = s.receipts.Random()
+	}
+	intent := prereg.Intent{
+		Receipt:       receipt,
+		Campaign:      c.ID,
+		Window:        win.ID,
+		Provider:      v.Provider,
+		IdentityToken: v.IdentityToken,
+		Birthdate:     v.Request.Birthdate,
+		Phone:         s.cfg.Sealer.Seal([]byte(v.Phone), []byte(c.ID)),
+		Region:        v.Region,
+		Clinic:        v.Clinic,
+		Earliest:      v.Earliest,
+		DeviceKey:     s.cfg.Hasher.Sum(keys.PurposeDevice, c.ID, v.DeviceID),
+		ReceivedAt:    now.UTC(),
+	}
+	if addr.IsValid() {
+		intent.AddrKey = s.cfg.Hasher.Sum(keys.PurposeAddr, c.ID, addr.String())
+	}
+	data, err := json.Marshal(intent)
+	if err != nil {
+		// A prereg.Intent of strings always encodes; this is unreachable.
+		s.shed(w, shedPublish)
+		return
+	}
+	msg := nats.NewMsg(stream.SubmittedSubject(prereg.Shard(receipt, c.Shards)))
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, receipt)
+	if bodyKey != "" {
+		msg.Header.Set(HeaderBodyKey, bodyKey)
+	}
+	ack, err := s.publish(r.Context(), msg)
+	if err != nil {
+		var se *errShed
+		reason := shedPublish
+		if errors.As(err, &se) {
+			reason = se.reason
+		}
+		if reason == shedPublish {
+			s.log.Warn("publish failed", slog.String("campaign", c.ID), slog.Any("err", err))
+		}
+		s.shed(w, reason)
+		return
+	}
+	if ack.Duplicate && bodyKey != "" {
+		same, err := s.sameBody(r.Context(), ack, bodyKey)
+		if err != nil {
+			s.log.Warn("read back the first submission of an idempotency key", slog.Any("err", err))
+			s.shed(w, shedPublish)
+			return
+		}
+		if !same {
+			httpapi.WriteError(w, httpapi.CodeIdempotencyKeyReused, nil)
+			return
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusAccepted, accepted{Receipt: receipt, Status: prereg.StatusReceived, StatusURL: "/v1/intents/" + receipt})
+}
+
+// sameBody reads the first message with this receipt back from the stream
+// and compares its body key. When verify has already consumed it (the
+// stream is a work queue) there is nothing to compare: the retry is
+// answered as the same submission, which the stream de-duplicated anyway.
+func (s *Service) sameBody(ctx context.Context, ack *jetstream.PubAck, bodyKey string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	st, err := s.cfg.JetStream.Stream(ctx, ack.Stream)
+	if err != nil {
+		return false, fmt.Errorf("stream %s: %w", ack.Stream, err)
+	}
+	m, err := st.GetMsg(ctx, ack.Sequence)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("get message %d: %w", ack.Sequence, err)
+	}
+	return m.Header.Get(HeaderBodyKey) == bodyKey, nil
+}
+
+// nextWindow is the next_window of a 403.
+type nextWindow struct {
+	ID     string    `json:"id"`
+	Opens  time.Time `json:"opens"`
+	Closes time.Time `json:"closes"`
+	Digits []int     `json:"digits"`
+}
+
+func (s *Service) windowClosed(w http.ResponseWriter, c *campaign.Campaign, birth, now time.Time) {
+	extra := map[string]any{"digit": campaign.Digit(birth), "next_window": nil}
+	if nw, ok := c.NextWindow(birth, now); ok {
+		v := viewWindow(nw, cmp.Or(c.Location, time.UTC))
+		extra["next_window"] = nextWindow{ID: v.ID, Opens: v.Opens, Closes: v.Closes, Digits: v.Digits}
+	}
+	httpapi.WriteError(w, httpapi.CodeWindowClosed, extra)
+}
+
+func (s *Service) serveCampaign(w http.ResponseWriter, r *http.Request) {
+	e, ok := s.cat.cur.Load().get(r.PathValue("id"))
+	if !ok {
+		httpapi.WriteError(w, httpapi.CodeNotFound, map[string]any{"what": "campaign"})
+		return
+	}
+	h := w.Header()
+	h.Set("ETag", e.etag)
+	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(max(1, int(s.cfg.Refresh/time.Second))))
+	h.Set("Vary", "Accept-Encoding")
+	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, e.etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(e.json)))
+	_, _ = w.Write(e.json)
+}
+
+func etagMatches(header, etag string) bool {
+	for _, part := range strings.Split(header, ",") {
+		part = strings.TrimSpace(part)
+		if part == "*" || part == etag || part == "W/"+etag {
+			return true
+		}
+	}
+	return false
+}

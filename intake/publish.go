@@ -1,0 +1,132 @@
+package intake
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Reasons for shedding, as the shed metric labels them.
+const (
+	shedInFlight    = "in_flight"    // publishes in flight at the bound
+	shedSlowAcks    = "slow_acks"    // acks slowed down: the bound was lowered
+	shedStorageFull = "storage_full" // the stream refused for its limits
+	shedUnreachable = "unreachable"  // no connection to JetStream
+	shedAckTimeout  = "ack_timeout"  // no ack within the publish timeout
+	shedPublish     = "publish_failed"
+	shedDraining    = "draining" // shutting down
+)
+
+// errShed is a publish refused or failed in a way that the client should
+// retry later: answered 503 with Retry-After.
+type errShed struct{ reason string }
+
+func (e *errShed) Error() string { return "intake: shedding: " + e.reason }
+
+// admission bounds the publishes in flight and lowers the bound when acks
+// slow down, so that a slow or full JetStream turns into quick 503s instead
+// of goroutines, memory and latency piling up. The ack latency is an
+// exponentially weighted moving average of the admitted publishes, so it
+// keeps being measured (and recovers) while shedding.
+type admission struct {
+	max      int64
+	slow     time.Duration
+	inFlight atomic.Int64
+	ackEWMA  atomic.Int64 // nanoseconds
+	// storageFullUntil is when to try the stream again after it refused a
+	// message for its limits (unix nanoseconds).
+	storageFullUntil atomic.Int64
+	wg               sync.WaitGroup
+}
+
+// acquire admits one publish or says why not. release must follow an
+// admitted publish.
+func (a *admission) acquire(now time.Time) (string, bool) {
+	if now.UnixNano() < a.storageFullUntil.Load() {
+		return shedStorageFull, false
+	}
+	limit, reason := a.max, shedInFlight
+	if time.Duration(a.ackEWMA.Load()) > a.slow {
+		limit, reason = max(1, a.max/16), shedSlowAcks
+	}
+	if a.inFlight.Add(1) > limit {
+		a.inFlight.Add(-1)
+		return reason, false
+	}
+	a.wg.Add(1)
+	return "", true
+}
+
+func (a *admission) release(took time.Duration) {
+	old := a.ackEWMA.Load()
+	a.ackEWMA.Store(old + (int64(took)-old)/8)
+	a.inFlight.Add(-1)
+	a.wg.Done()
+}
+
+// publish sends one message and waits for the stream's ack.
+func (s *Service) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+	if s.cfg.Conn != nil && !s.cfg.Conn.IsConnected() {
+		return nil, &errShed{shedUnreachable}
+	}
+	start := time.Now()
+	if reason, ok := s.adm.acquire(s.now()); !ok {
+		return nil, &errShed{reason}
+	}
+	s.m.inFlight.Inc()
+	// The client's going away does not cancel a publish under way: once
+	// sent, it either lands in the stream or not, and Stop waits for it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PublishTimeout)
+	ack, err := s.cfg.JetStream.PublishMsg(ctx, msg, jetstream.WithRetryAttempts(0))
+	cancel()
+	took := time.Since(start)
+	s.m.inFlight.Dec()
+	s.adm.release(took)
+	s.m.publish.Observe(took.Seconds())
+	if err != nil {
+		return nil, s.classify(err)
+	}
+	return ack, nil
+}
+
+// classify turns a publish error into the shedding reason the client sees.
+func (s *Service) classify(err error) error {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr) && storageLimit(apiErr):
+		s.adm.storageFullUntil.Store(s.now().Add(s.cfg.RetryAfter).UnixNano())
+		return &errShed{shedStorageFull}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return &errShed{shedAckTimeout}
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrDisconnected):
+		return &errShed{shedUnreachable}
+	}
+	return &errShed{shedPublish}
+}
+
+// storageLimit reports whether JetStream refused a message because the
+// stream (DiscardNew at MaxBytes or MaxMsgs) or the account's or server's
+// storage is full.
+func storageLimit(e *jetstream.APIError) bool {
+	const (
+		insufficientResources = 10023
+		storeFailed           = 10077
+		accountStorageMax     = 10047
+	)
+	switch e.ErrorCode {
+	case insufficientResources, accountStorageMax:
+		return true
+	case storeFailed:
+		d := strings.ToLower(e.Description)
+		return strings.Contains(d, "maximum") || strings.Contains(d, "resources") || strings.Contains(d, "storage")
+	}
+	return false
+}

@@ -1,0 +1,100 @@
+package intake
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxBody is the largest intent body accepted (DESIGN.md section 5).
+const MaxBody = 4 << 10
+
+// Request is the body of POST /v1/intents as the citizen sends it.
+type Request struct {
+	Campaign      string `json:"campaign"`
+	Provider      string `json:"provider"`
+	IdentityToken string `json:"identity_token"`
+	Birthdate     string `json:"birthdate"`
+	Phone         string `json:"phone"`
+	Region        string `json:"region"`
+	Clinic        string `json:"clinic,omitempty"`
+	Earliest      string `json:"earliest,omitempty"`
+	DeviceID      string `json:"device_id"`
+}
+
+// FieldErrors maps a field name to what is wrong with it; it is the
+// "fields" object of a 400 answer. Messages never repeat the value.
+type FieldErrors map[string]string
+
+func (f FieldErrors) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid intent:")
+	for k, v := range f {
+		fmt.Fprintf(&b, " %s: %s;", k, v)
+	}
+	return b.String()
+}
+
+// DecodeRequest decodes an intent strictly: one JSON object of valid UTF-8,
+// no unknown fields, every field a string, nothing after the object. Errors
+// are FieldErrors, naming the field where the decoder can tell ("body"
+// otherwise).
+func DecodeRequest(data []byte) (Request, error) {
+	var req Request
+	if len(data) > MaxBody {
+		return req, FieldErrors{"body": fmt.Sprintf("larger than %d bytes", MaxBody)}
+	}
+	if !utf8.Valid(data) {
+		return req, FieldErrors{"body": "not valid UTF-8"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return Request{}, decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Request{}, FieldErrors{"body": "want exactly one JSON object"}
+	}
+	return req, nil
+}
+
+func decodeError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te) && te.Field != "":
+		return FieldErrors{te.Field: "want a string"}
+	case errors.As(err, &te):
+		return FieldErrors{"body": "want a JSON object"}
+	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return FieldErrors{"body": "not valid JSON"}
+	}
+	// encoding/json reports unknown fields only as text.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		name = strings.Trim(name, `"`)
+		if !plainName(name) {
+			name = "body"
+		}
+		return FieldErrors{name: "unknown field"}
+	}
+	return FieldErrors{"body": "not a valid intent"}
+}
+
+// plainName reports whether an unknown field's name is safe to echo: a
+// short identifier, never something a client could smuggle data through.
+func plainName(s string) bool {
+	if s == "" || len(s) > 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
