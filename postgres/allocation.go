@@ -1,0 +1,470 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/scheduler"
+)
+
+// AllocationStore is the store behind the scheduler: runs, lottery seeds,
+// the snapshot a run plans from, and the chunks it writes.
+type AllocationStore struct {
+	Pool *pgxpool.Pool
+}
+
+var _ scheduler.Store = (*AllocationStore)(nil)
+
+// Campaign reads a campaign's spec.
+func (s *AllocationStore) Campaign(ctx context.Context, id string) (*campaign.Campaign, error) {
+	return (&CampaignStore{Pool: s.Pool}).Get(ctx, id)
+}
+
+// Lock takes the campaign's allocation lock, a session advisory lock held
+// on a connection of its own until release: if the process dies, PostgreSQL
+// frees it with the connection. Without wait it fails with
+// scheduler.ErrBusy when another session holds it.
+func (s *AllocationStore) Lock(ctx context.Context, campaignID string, wait bool) (func(), error) {
+	conn, err := s.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lock: acquire: %w", err)
+	}
+	key := "prereg:allocate:" + campaignID
+	if wait {
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key); err != nil {
+			conn.Release()
+			return nil, fmt.Errorf("lock: wait: %w", err)
+		}
+	} else {
+		var ok bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, key).Scan(&ok); err != nil {
+			conn.Release()
+			return nil, fmt.Errorf("lock: %w", err)
+		}
+		if !ok {
+			conn.Release()
+			return nil, scheduler.ErrBusy
+		}
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key); err != nil {
+			// The lock lives as long as the session: close it rather than
+			// hand a locked session back to the pool.
+			_ = conn.Conn().Close(ctx)
+		}
+		conn.Release()
+	}, nil
+}
+
+// CommitSeed stores the window's seed unless one is committed already, and
+// returns the commitment in force.
+func (s *AllocationStore) CommitSeed(ctx context.Context, campaignID, window string, seed []byte, at time.Time) (scheduler.Commitment, error) {
+	if _, err := s.Pool.Exec(ctx, `INSERT INTO lottery_seeds (campaign, window_id, seed, seed_hash, committed_at)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (campaign, window_id) DO NOTHING`,
+		campaignID, window, seed, scheduler.SeedHash(seed), at); err != nil {
+		return scheduler.Commitment{}, fmt.Errorf("store seed: %w", err)
+	}
+	sd, err := s.Seed(ctx, campaignID, window)
+	return sd.Commitment, err
+}
+
+// Seed reads the window's committed seed; scheduler.ErrNoSeed when none.
+func (s *AllocationStore) Seed(ctx context.Context, campaignID, window string) (scheduler.Seed, error) {
+	var sd scheduler.Seed
+	err := s.Pool.QueryRow(ctx, `SELECT seed, seed_hash, committed_at, revealed_at FROM lottery_seeds
+		WHERE campaign = $1 AND window_id = $2`, campaignID, window).
+		Scan(&sd.Value, &sd.Hash, &sd.CommittedAt, &sd.RevealedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return sd, scheduler.ErrNoSeed
+	}
+	if err != nil {
+		return sd, fmt.Errorf("read seed: %w", err)
+	}
+	sd.Campaign, sd.Window = campaignID, window
+	return sd, nil
+}
+
+// RevealSeed marks the window's seed revealed (once).
+func (s *AllocationStore) RevealSeed(ctx context.Context, campaignID, window string, at time.Time) error {
+	if _, err := s.Pool.Exec(ctx, `UPDATE lottery_seeds SET revealed_at = $3
+		WHERE campaign = $1 AND window_id = $2 AND revealed_at IS NULL`, campaignID, window, at); err != nil {
+		return fmt.Errorf("reveal seed: %w", err)
+	}
+	return nil
+}
+
+// LotteryCommitment is what the public may see of a window's lottery seed:
+// its hash from the moment it is committed, the seed once revealed.
+type LotteryCommitment struct {
+	Window      string     `json:"window"`
+	Hash        string     `json:"hash"`
+	CommittedAt time.Time  `json:"committed_at"`
+	Seed        string     `json:"seed,omitempty"` // hex, once revealed
+	RevealedAt  *time.Time `json:"revealed_at,omitempty"`
+}
+
+// SeedCommitment is the public commitment of one window's lottery seed
+// (for the campaign endpoint); prereg.ErrNotFound when none is committed.
+func (s *AllocationStore) SeedCommitment(ctx context.Context, campaignID, window string) (LotteryCommitment, error) {
+	all, err := s.SeedCommitments(ctx, campaignID)
+	if err != nil {
+		return LotteryCommitment{}, err
+	}
+	for _, c := range all {
+		if c.Window == window {
+			return c, nil
+		}
+	}
+	return LotteryCommitment{}, fmt.Errorf("lottery commitment of %s/%s: %w", campaignID, window, prereg.ErrNotFound)
+}
+
+// SeedCommitments lists the public commitments of a campaign's windows.
+func (s *AllocationStore) SeedCommitments(ctx context.Context, campaignID string) ([]LotteryCommitment, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT window_id, seed_hash, committed_at,
+		    CASE WHEN revealed_at IS NOT NULL THEN encode(seed, 'hex') ELSE '' END, revealed_at
+		FROM lottery_seeds WHERE campaign = $1 ORDER BY committed_at, window_id`, campaignID)
+	if err != nil {
+		return nil, fmt.Errorf("list lottery commitments: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (LotteryCommitment, error) {
+		var c LotteryCommitment
+		err := r.Scan(&c.Window, &c.Hash, &c.CommittedAt, &c.Seed, &c.RevealedAt)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list lottery commitments: %w", err)
+	}
+	return out, nil
+}
+
+const runColumns = `id, campaign, window_id, policy, dry_run, state, bound, coalesce(seed_hash, ''), total, done,
+	result, coalesce(error, ''), started_at, finished_at`
+
+func scanRun(row pgx.Row) (scheduler.RunRecord, error) {
+	var r scheduler.RunRecord
+	var result []byte
+	err := row.Scan(&r.ID, &r.Campaign, &r.Window, &r.Policy, &r.DryRun, &r.State, &r.Bound, &r.SeedHash,
+		&r.Total, &r.Done, &result, &r.Error, &r.StartedAt, &r.FinishedAt)
+	if result != nil {
+		r.Result = json.RawMessage(result)
+	}
+	return r, err
+}
+
+// InterruptedRun returns the campaign's oldest real run still "running".
+// Called under the campaign's lock, such a run has no live process.
+func (s *AllocationStore) InterruptedRun(ctx context.Context, campaignID string) (scheduler.RunRecord, bool, error) {
+	r, err := scanRun(s.Pool.QueryRow(ctx, `SELECT `+runColumns+` FROM allocation_runs
+		WHERE campaign = $1 AND state = 'running' AND NOT dry_run ORDER BY id LIMIT 1`, campaignID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, false, nil
+	}
+	if err != nil {
+		return r, false, fmt.Errorf("find interrupted run: %w", err)
+	}
+	return r, true, nil
+}
+
+// AbandonDryRuns marks the campaign's dry runs still "running" failed: their
+// process died, and a dry run writes nothing worth resuming.
+func (s *AllocationStore) AbandonDryRuns(ctx context.Context, campaignID string, at time.Time) error {
+	if _, err := s.Pool.Exec(ctx, `UPDATE allocation_runs SET state = 'failed', error = 'abandoned: its process stopped', finished_at = $2
+		WHERE campaign = $1 AND state = 'running' AND dry_run`, campaignID, at); err != nil {
+		return fmt.Errorf("abandon dry runs: %w", err)
+	}
+	return nil
+}
+
+// CreateRun stores a new run; its bound is the campaign's highest
+// registration id now.
+func (s *AllocationStore) CreateRun(ctx context.Context, r scheduler.RunRecord) (scheduler.RunRecord, error) {
+	out, err := scanRun(s.Pool.QueryRow(ctx, `INSERT INTO allocation_runs (campaign, window_id, policy, dry_run, seed_hash, started_at, bound)
+		VALUES ($1, $2, $3, $4, nullif($5, ''), $6, (SELECT coalesce(max(id), 0) FROM registrations WHERE campaign = $1))
+		RETURNING `+runColumns, r.Campaign, r.Window, r.Policy, r.DryRun, r.SeedHash, r.StartedAt))
+	if err != nil {
+		return out, fmt.Errorf("create run: %w", err)
+	}
+	return out, nil
+}
+
+// Run reads a run; prereg.ErrNotFound when there is none.
+func (s *AllocationStore) Run(ctx context.Context, id int64) (scheduler.RunRecord, error) {
+	r, err := scanRun(s.Pool.QueryRow(ctx, `SELECT `+runColumns+` FROM allocation_runs WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, prereg.ErrNotFound
+	}
+	if err != nil {
+		return r, fmt.Errorf("read run: %w", err)
+	}
+	return r, nil
+}
+
+// SetTotal records a run's size and progress.
+func (s *AllocationStore) SetTotal(ctx context.Context, run int64, total, done int) error {
+	if _, err := s.Pool.Exec(ctx, `UPDATE allocation_runs SET total = $2, done = $3 WHERE id = $1`, run, total, done); err != nil {
+		return fmt.Errorf("set run total: %w", err)
+	}
+	return nil
+}
+
+// FinishRun records a run's end.
+func (s *AllocationStore) FinishRun(ctx context.Context, run int64, state scheduler.RunState, result []byte, errText string, at time.Time) error {
+	if _, err := s.Pool.Exec(ctx, `UPDATE allocation_runs SET state = $2, result = $3, error = nullif($4, ''), finished_at = $5,
+		    done = CASE WHEN $2 = 'done' THEN total ELSE done END
+		WHERE id = $1`, run, state, result, errText, at); err != nil {
+		return fmt.Errorf("finish run: %w", err)
+	}
+	return nil
+}
+
+// Snapshot reads, in one repeatable-read transaction, the inventory and the
+// registrations of a run as they were when it started: the slots' use minus
+// the run's own appointments, and the registrations up to its bound that are
+// of its window or left unassigned by an earlier round, without an
+// appointment of another run.
+func (s *AllocationStore) Snapshot(ctx context.Context, r scheduler.RunRecord) (scheduler.Snapshot, error) {
+	var snap scheduler.Snapshot
+	c, err := s.Campaign(ctx, r.Campaign)
+	if err != nil {
+		return snap, fmt.Errorf("snapshot: %w", err)
+	}
+	err = pgx.BeginTxFunc(ctx, s.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		inv, err := readInventory(ctx, tx, c, r.ID)
+		if err != nil {
+			return err
+		}
+		snap.Inventory = inv
+		snap.Registrations, err = readRegistrations(ctx, tx, r)
+		return err
+	})
+	if err != nil {
+		return snap, fmt.Errorf("snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+func readInventory(ctx context.Context, tx pgx.Tx, c *campaign.Campaign, run int64) (scheduler.Inventory, error) {
+	inv := scheduler.Inventory{Start: c.Schedule.Start, Days: c.Schedule.Days, Bands: len(c.Schedule.Bands)}
+	rows, err := tx.Query(ctx, `SELECT id, region, lat, lng FROM clinics WHERE campaign = $1`, c.ID)
+	if err != nil {
+		return inv, fmt.Errorf("read clinics: %w", err)
+	}
+	inv.Clinics, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (scheduler.Clinic, error) {
+		var cl scheduler.Clinic
+		err := r.Scan(&cl.ID, &cl.Region, &cl.Lat, &cl.Lng)
+		return cl, err
+	})
+	if err != nil {
+		return inv, fmt.Errorf("read clinics: %w", err)
+	}
+	// Byte order, not the database's collation: the plan must not depend on
+	// the server's locale.
+	slices.SortFunc(inv.Clinics, func(a, b scheduler.Clinic) int { return strings.Compare(a.ID, b.ID) })
+	index := make(map[string]int, len(inv.Clinics))
+	for i, cl := range inv.Clinics {
+		index[cl.ID] = i
+	}
+	n := len(inv.Clinics) * inv.Days * inv.Bands
+	inv.Capacity, inv.Used = make([]int32, n), make([]int32, n)
+	slot := func(clinic string, day time.Time, band int16) (int, bool) {
+		ci, ok := index[clinic]
+		d := int(day.Sub(inv.Start).Hours() / 24)
+		if !ok || d < 0 || d >= inv.Days || band < 0 || int(band) >= inv.Bands {
+			return 0, false
+		}
+		return inv.Slot(ci, d, int(band)), true
+	}
+	rows, err = tx.Query(ctx, `SELECT clinic, day, band, capacity, used FROM slots WHERE campaign = $1`, c.ID)
+	if err != nil {
+		return inv, fmt.Errorf("read slots: %w", err)
+	}
+	var clinic string
+	var day time.Time
+	var band int16
+	var capacity, used int32
+	_, err = pgx.ForEachRow(rows, []any{&clinic, &day, &band, &capacity, &used}, func() error {
+		if i, ok := slot(clinic, day, band); ok {
+			inv.Capacity[i], inv.Used[i] = capacity, used
+		}
+		return nil
+	})
+	if err != nil {
+		return inv, fmt.Errorf("read slots: %w", err)
+	}
+	rows, err = tx.Query(ctx, `SELECT clinic, day, band, count(*)::int4 FROM appointments WHERE run_id = $1 GROUP BY 1, 2, 3`, run)
+	if err != nil {
+		return inv, fmt.Errorf("read the run's appointments: %w", err)
+	}
+	var own int32
+	_, err = pgx.ForEachRow(rows, []any{&clinic, &day, &band, &own}, func() error {
+		if i, ok := slot(clinic, day, band); ok {
+			inv.Used[i] -= own
+		}
+		return nil
+	})
+	if err != nil {
+		return inv, fmt.Errorf("read the run's appointments: %w", err)
+	}
+	return inv, nil
+}
+
+func readRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) ([]scheduler.Registration, error) {
+	rows, err := tx.Query(ctx, `SELECT g.id, g.region, coalesce(g.clinic, ''), g.earliest, g.received_at,
+		    g.window_id <> $2, g.unassigned_reason IS NOT NULL,
+		    a.run_id IS NOT NULL OR g.unassigned_run_id IS NOT DISTINCT FROM $3
+		FROM registrations g LEFT JOIN appointments a ON a.registration_id = g.id
+		WHERE g.campaign = $1 AND g.id <= $4
+		  AND (g.window_id = $2 OR g.unassigned_reason IS NOT NULL OR a.run_id = $3)
+		  AND (a.id IS NULL OR a.run_id = $3)`, r.Campaign, r.Window, r.ID, r.Bound)
+	if err != nil {
+		return nil, fmt.Errorf("read registrations: %w", err)
+	}
+	var out []scheduler.Registration
+	var reg scheduler.Registration
+	var earliest *time.Time
+	_, err = pgx.ForEachRow(rows, []any{&reg.ID, &reg.Region, &reg.Clinic, &earliest, &reg.ReceivedAt, &reg.CarriedOver, &reg.WasUnassigned, &reg.Written},
+		func() error {
+			reg.Earliest = time.Time{}
+			if earliest != nil {
+				reg.Earliest = *earliest
+			}
+			out = append(out, reg)
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("read registrations: %w", err)
+	}
+	return out, nil
+}
+
+// WriteChunk writes one chunk of a run in one transaction: the slots' used
+// counters, the appointments and their outbox rows (version 1, key
+// prereg.OutboxKey), the unassigned reasons, and the run's progress. The
+// slots_capacity and appointments_one_per_registration constraints refuse
+// the whole chunk if it would over-book or book twice.
+func (s *AllocationStore) WriteChunk(ctx context.Context, r scheduler.RunRecord, c scheduler.Chunk) error {
+	type slotKey struct {
+		clinic string
+		day    time.Time
+		band   int
+	}
+	perSlot := map[slotKey]int32{}
+	var cleared []int64
+	for _, a := range c.Assignments {
+		perSlot[slotKey{a.Clinic, a.Day, a.Band}]++
+		if a.WasUnassigned {
+			cleared = append(cleared, a.Registration)
+		}
+	}
+	keys := make([]slotKey, 0, len(perSlot))
+	for k := range perSlot {
+		keys = append(keys, k)
+	}
+	// One order for every writer, so that row locks cannot deadlock.
+	slices.SortFunc(keys, func(a, b slotKey) int {
+		if c := strings.Compare(a.clinic, b.clinic); c != 0 {
+			return c
+		}
+		if c := a.day.Compare(b.day); c != 0 {
+			return c
+		}
+		return a.band - b.band
+	})
+	clinics, days, bands, counts := make([]string, len(keys)), make([]time.Time, len(keys)), make([]int16, len(keys)), make([]int32, len(keys))
+	for i, k := range keys {
+		clinics[i], days[i], bands[i], counts[i] = k.clinic, k.day, int16(k.band), perSlot[k]
+	}
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if len(keys) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE slots s SET used = s.used + v.n
+				FROM unnest($2::text[], $3::date[], $4::int2[], $5::int4[]) AS v(clinic, day, band, n)
+				WHERE s.campaign = $1 AND s.clinic = v.clinic AND s.day = v.day AND s.band = v.band`,
+				r.Campaign, clinics, days, bands, counts); err != nil {
+				return fmt.Errorf("count slots: %w", err)
+			}
+		}
+		if len(c.Assignments) > 0 {
+			if err := copyAppointments(ctx, tx, r, c.Assignments); err != nil {
+				return err
+			}
+		}
+		if len(cleared) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE registrations SET unassigned_reason = NULL WHERE id = ANY($1)`, cleared); err != nil {
+				return fmt.Errorf("clear unassigned: %w", err)
+			}
+		}
+		if len(c.Unassigned) > 0 {
+			ids, reasons := make([]int64, len(c.Unassigned)), make([]string, len(c.Unassigned))
+			for i, u := range c.Unassigned {
+				ids[i], reasons[i] = u.Registration, string(u.Reason)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE registrations g SET unassigned_reason = v.reason, unassigned_run_id = $1
+				FROM unnest($2::int8[], $3::text[]) AS v(id, reason) WHERE g.id = v.id`, r.ID, ids, reasons); err != nil {
+				return fmt.Errorf("record unassigned: %w", err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE allocation_runs SET done = done + $2 WHERE id = $1`,
+			r.ID, len(c.Assignments)+len(c.Unassigned)); err != nil {
+			return fmt.Errorf("record progress: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write chunk of run %d: %w", r.ID, err)
+	}
+	return nil
+}
+
+// copyAppointments reserves the appointments' ids from their sequence, so
+// that the outbox rows can name them, and copies both.
+func copyAppointments(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord, as []scheduler.Assignment) error {
+	rows, err := tx.Query(ctx, `SELECT nextval(pg_get_serial_sequence('appointments', 'id')) FROM generate_series(1, $1)`, len(as))
+	if err != nil {
+		return fmt.Errorf("reserve appointment ids: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return fmt.Errorf("reserve appointment ids: %w", err)
+	}
+	i := 0
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"appointments"}, AppointmentColumns, pgx.CopyFromFunc(func() ([]any, error) {
+		if i == len(as) {
+			return nil, nil
+		}
+		a := as[i]
+		i++
+		return []any{ids[i-1], r.Campaign, a.Registration, a.Clinic, a.Day, int16(a.Band), r.ID}, nil
+	})); err != nil {
+		return fmt.Errorf("copy appointments: %w", err)
+	}
+	i = 0
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"outbox"}, OutboxColumns, pgx.CopyFromFunc(func() ([]any, error) {
+		if i == len(ids) {
+			return nil, nil
+		}
+		i++
+		return []any{r.Campaign, ids[i-1], int32(1), prereg.OutboxKey(r.Campaign, ids[i-1], 1)}, nil
+	})); err != nil {
+		return fmt.Errorf("copy outbox: %w", err)
+	}
+	return nil
+}
+
+// The columns allocation writes: what `prereg bench allocate` copies again
+// as its reference.
+var (
+	AppointmentColumns = []string{"id", "campaign", "registration_id", "clinic", "day", "band", "run_id"}
+	OutboxColumns      = []string{"campaign", "appointment_id", "version", "idempotency_key"}
+)

@@ -1,0 +1,477 @@
+package scheduler
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prereg/prereg/campaign"
+)
+
+// Policy orders the registrations of a run.
+type Policy string
+
+// The policies of `prereg allocate --policy`.
+const (
+	PolicyLottery Policy = "lottery" // by the committed seed's draw (default)
+	PolicyFCFS    Policy = "fcfs"    // by the arrival of the first submission
+)
+
+// ParsePolicy parses a policy name; "" is the default, lottery.
+func ParsePolicy(s string) (Policy, error) {
+	switch Policy(s) {
+	case "", PolicyLottery:
+		return PolicyLottery, nil
+	case PolicyFCFS:
+		return PolicyFCFS, nil
+	}
+	return "", fmt.Errorf("unknown policy %q (want lottery or fcfs)", s)
+}
+
+// Errors callers act on.
+var (
+	// ErrBusy: another allocation of the campaign holds its lock.
+	ErrBusy = errors.New("another allocation of this campaign is running")
+	// ErrNoSeed: a lottery needs a seed committed for the window first.
+	ErrNoSeed = errors.New("no lottery seed committed for this window")
+	// ErrUnknownWindow: the campaign has no such window.
+	ErrUnknownWindow = errors.New("unknown window")
+)
+
+// InterruptedError says that a real run of the campaign died before it
+// finished; it must be resumed (the same campaign, window and policy, not
+// a dry run) before anything else is allocated, or its resumed result would
+// differ from the uninterrupted one.
+type InterruptedError struct {
+	Run RunRecord
+}
+
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("run %d (window %s, policy %s) was interrupted at %d of %d: resume it first with the same window and policy, not a dry run",
+		e.Run.ID, e.Run.Window, e.Run.Policy, e.Run.Done, e.Run.Total)
+}
+
+// RunState is the state of an allocation run.
+type RunState string
+
+// The states of allocation_runs.state.
+const (
+	StateRunning RunState = "running"
+	StateDone    RunState = "done"
+	StateFailed  RunState = "failed"
+)
+
+// RunRecord is an allocation run as stored.
+type RunRecord struct {
+	ID       int64    `json:"id"`
+	Campaign string   `json:"campaign"`
+	Window   string   `json:"window"`
+	Policy   Policy   `json:"policy"`
+	DryRun   bool     `json:"dry_run"`
+	State    RunState `json:"state"`
+	// Bound is the highest registration id the run considers, fixed when
+	// it starts, so that a resumed run sees the same registrations.
+	Bound      int64           `json:"bound"`
+	SeedHash   string          `json:"seed_hash,omitempty"`
+	Total      int             `json:"total"`
+	Done       int             `json:"done"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	StartedAt  time.Time       `json:"started_at"`
+	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+}
+
+// Snapshot is what a run plans from: the inventory and the registrations
+// as they were when the run started.
+type Snapshot struct {
+	Inventory     Inventory
+	Registrations []Registration
+}
+
+// Assignment is one appointment to write.
+type Assignment struct {
+	Registration int64
+	Clinic       string
+	Day          time.Time
+	Band         int
+	// WasUnassigned: an earlier round left the registration unassigned.
+	WasUnassigned bool
+}
+
+// Unassigned is one registration left without a slot, to record.
+type Unassigned struct {
+	Registration int64
+	Reason       Reason
+}
+
+// Chunk is what one transaction writes: appointments with their outbox
+// rows and slot counters, the unassigned reasons, and the run's progress.
+type Chunk struct {
+	Assignments []Assignment
+	Unassigned  []Unassigned
+}
+
+// Store is what the allocator needs from the database (postgres.AllocationStore).
+type Store interface {
+	// Campaign reads a campaign's spec (schedule, windows).
+	Campaign(ctx context.Context, id string) (*campaign.Campaign, error)
+	// Lock takes the campaign's allocation lock: waiting for it with wait,
+	// else ErrBusy when another holds it. release frees it.
+	Lock(ctx context.Context, campaign string, wait bool) (release func(), err error)
+	// CommitSeed stores seed as the window's lottery seed unless one is
+	// committed already; either way it returns the commitment in force.
+	CommitSeed(ctx context.Context, campaign, window string, seed []byte, at time.Time) (Commitment, error)
+	// Seed reads the window's committed seed, ErrNoSeed when none.
+	Seed(ctx context.Context, campaign, window string) (Seed, error)
+	// RevealSeed marks the window's seed revealed.
+	RevealSeed(ctx context.Context, campaign, window string, at time.Time) error
+	// InterruptedRun returns the campaign's real run left "running", if any.
+	// Only call it holding the lock.
+	InterruptedRun(ctx context.Context, campaign string) (RunRecord, bool, error)
+	// AbandonDryRuns marks the campaign's dry runs left "running" failed.
+	AbandonDryRuns(ctx context.Context, campaign string, at time.Time) error
+	// CreateRun stores a new run, fixing its bound; it returns the record.
+	CreateRun(ctx context.Context, r RunRecord) (RunRecord, error)
+	// Snapshot reads the inventory and registrations of a run as they were
+	// when it started, in one consistent read.
+	Snapshot(ctx context.Context, r RunRecord) (Snapshot, error)
+	// SetTotal records how many registrations a run considers, and how
+	// many of them it has written already.
+	SetTotal(ctx context.Context, run int64, total, done int) error
+	// WriteChunk writes one chunk of a run in one transaction.
+	WriteChunk(ctx context.Context, r RunRecord, c Chunk) error
+	// FinishRun records a run's end.
+	FinishRun(ctx context.Context, run int64, state RunState, result []byte, errText string, at time.Time) error
+	// Run reads a run; prereg.ErrNotFound when there is none.
+	Run(ctx context.Context, id int64) (RunRecord, error)
+}
+
+// Config configures an Allocator.
+type Config struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Rand is where seeds come from; crypto/rand when nil.
+	Rand io.Reader
+	// ChunkSize is the number of registrations written per transaction.
+	ChunkSize int
+	// MaxDistanceKm bounds "the nearest region with room"; 0: any distance.
+	MaxDistanceKm float64
+}
+
+// DefaultChunkSize is the number of registrations per transaction: large
+// enough that commits cost little, small enough that a resumed run redoes
+// little.
+const DefaultChunkSize = 10_000
+
+// Allocator runs batch allocations.
+type Allocator struct {
+	store Store
+	cfg   Config
+	log   *slog.Logger
+}
+
+// New makes an Allocator.
+func New(store Store, cfg Config) *Allocator {
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	cfg.ChunkSize = cmp.Or(cfg.ChunkSize, DefaultChunkSize)
+	return &Allocator{store: store, cfg: cfg, log: cfg.Logger}
+}
+
+// Request asks for one allocation run.
+type Request struct {
+	Campaign string `json:"campaign"`
+	Window   string `json:"window"`
+	DryRun   bool   `json:"dry_run"`
+	Policy   Policy `json:"policy"`
+	// Wait waits for another allocation of the campaign to finish instead
+	// of failing with ErrBusy.
+	Wait bool `json:"wait,omitempty"`
+	// Progress, when set, is called as registrations are written (a dry
+	// run: planned).
+	Progress func(done, total int) `json:"-"`
+}
+
+// CommitSeed commits a fresh random seed for a window's lottery, or
+// returns the one already committed: a seed is never replaced. Call it
+// before the window closes, and publish the hash.
+func (a *Allocator) CommitSeed(ctx context.Context, campaignID, window string) (Commitment, error) {
+	c, err := a.store.Campaign(ctx, campaignID)
+	if err != nil {
+		return Commitment{}, fmt.Errorf("commit seed: %w", err)
+	}
+	if _, ok := c.Window(window); !ok {
+		return Commitment{}, fmt.Errorf("commit seed: window %q of %s: %w", window, campaignID, ErrUnknownWindow)
+	}
+	seed := make([]byte, SeedSize)
+	if _, err := io.ReadFull(a.cfg.Rand, seed); err != nil {
+		return Commitment{}, fmt.Errorf("commit seed: random: %w", err)
+	}
+	cm, err := a.store.CommitSeed(ctx, campaignID, window, seed, a.cfg.Now())
+	if err != nil {
+		return Commitment{}, fmt.Errorf("commit seed: %w", err)
+	}
+	return cm, nil
+}
+
+// Job is a run that has started: it holds the campaign's allocation lock
+// until Execute returns (or Abandon is called).
+type Job struct {
+	a       *Allocator
+	rec     RunRecord
+	req     Request
+	c       *campaign.Campaign
+	window  campaign.Window
+	seed    Seed
+	resumed bool
+	release func()
+}
+
+// ID is the run's id.
+func (j *Job) ID() int64 { return j.rec.ID }
+
+// Resumed reports whether the job resumes an interrupted run.
+func (j *Job) Resumed() bool { return j.resumed }
+
+// Run allocates: Begin, then Execute.
+func (a *Allocator) Run(ctx context.Context, req Request) (Result, error) {
+	j, err := a.Begin(ctx, req)
+	if err != nil {
+		return Result{}, err
+	}
+	return j.Execute(ctx)
+}
+
+// Begin checks the request, takes the campaign's allocation lock and
+// records the run (or picks up the interrupted one it resumes). The caller
+// must call Execute (or Abandon) to release the lock.
+func (a *Allocator) Begin(ctx context.Context, req Request) (*Job, error) {
+	pol, err := ParsePolicy(string(req.Policy))
+	if err != nil {
+		return nil, err
+	}
+	req.Policy = pol
+	c, err := a.store.Campaign(ctx, req.Campaign)
+	if err != nil {
+		return nil, fmt.Errorf("allocate: %w", err)
+	}
+	w, ok := c.Window(req.Window)
+	if !ok {
+		return nil, fmt.Errorf("allocate: window %q of %s: %w", req.Window, req.Campaign, ErrUnknownWindow)
+	}
+	release, err := a.store.Lock(ctx, req.Campaign, req.Wait)
+	if err != nil {
+		return nil, fmt.Errorf("allocate: %w", err)
+	}
+	j := &Job{a: a, req: req, c: c, window: w, release: release}
+	if err := j.begin(ctx); err != nil {
+		release()
+		return nil, fmt.Errorf("allocate: %w", err)
+	}
+	return j, nil
+}
+
+func (j *Job) begin(ctx context.Context) error {
+	st, req := j.a.store, j.req
+	prev, interrupted, err := st.InterruptedRun(ctx, req.Campaign)
+	if err != nil {
+		return err
+	}
+	if interrupted && (req.DryRun || prev.Window != req.Window || prev.Policy != req.Policy) {
+		return &InterruptedError{Run: prev}
+	}
+	if err := st.AbandonDryRuns(ctx, req.Campaign, j.a.cfg.Now()); err != nil {
+		return err
+	}
+	if req.Policy == PolicyLottery {
+		if j.seed, err = st.Seed(ctx, req.Campaign, req.Window); err != nil {
+			return err
+		}
+	}
+	if interrupted {
+		j.rec, j.resumed = prev, true
+		j.a.log.Info("resuming interrupted allocation", slog.Int64("run", prev.ID), slog.String("campaign", prev.Campaign),
+			slog.String("window", prev.Window), slog.Int("done", prev.Done), slog.Int("total", prev.Total))
+		return nil
+	}
+	j.rec, err = st.CreateRun(ctx, RunRecord{Campaign: req.Campaign, Window: req.Window, Policy: req.Policy,
+		DryRun: req.DryRun, SeedHash: j.seed.Hash, StartedAt: j.a.cfg.Now()})
+	return err
+}
+
+// Abandon releases a job that will not be executed; its run stays
+// "running" and is resumed (a real run) or abandoned (a dry run) by the
+// next run of the campaign.
+func (j *Job) Abandon() {
+	if j.release != nil {
+		j.release()
+		j.release = nil
+	}
+}
+
+// Execute plans the run and, unless it is a dry run, writes it; then it
+// releases the lock. Cancelling ctx stops a real run between chunks and
+// leaves it to be resumed.
+func (j *Job) Execute(ctx context.Context) (Result, error) {
+	defer j.Abandon()
+	started := j.a.cfg.Now()
+	res, err := j.execute(ctx)
+	now := j.a.cfg.Now()
+	if err != nil {
+		if ctx.Err() != nil && !j.rec.DryRun {
+			// An interruption, not a failure: the next run resumes it.
+			return res, fmt.Errorf("allocate: run %d interrupted: %w", j.rec.ID, err)
+		}
+		if ferr := j.a.store.FinishRun(context.WithoutCancel(ctx), j.rec.ID, StateFailed, nil, err.Error(), now); ferr != nil {
+			j.a.log.Error("record failed run", slog.Int64("run", j.rec.ID), slog.Any("err", ferr))
+		}
+		return res, fmt.Errorf("allocate: run %d: %w", j.rec.ID, err)
+	}
+	res.Seconds = now.Sub(started).Seconds()
+	body, err := json.Marshal(res)
+	if err != nil {
+		return res, fmt.Errorf("allocate: encode result: %w", err)
+	}
+	if err := j.a.store.FinishRun(ctx, j.rec.ID, StateDone, body, "", now); err != nil {
+		return res, fmt.Errorf("allocate: %w", err)
+	}
+	j.a.log.Info("allocation finished", slog.Int64("run", j.rec.ID), slog.Bool("dry_run", j.rec.DryRun),
+		slog.Int("registrations", res.Registrations), slog.Int("assigned", res.Assigned), slog.Int("unassigned", res.Unassigned),
+		slog.Float64("seconds", res.Seconds))
+	return res, nil
+}
+
+func (j *Job) execute(ctx context.Context) (Result, error) {
+	st := j.a.store
+	snap, err := st.Snapshot(ctx, j.rec)
+	if err != nil {
+		return Result{}, err
+	}
+	regs := snap.Registrations
+	var order []int
+	if j.rec.Policy == PolicyLottery {
+		order = drawOrder(j.seed.Value, regs)
+	} else {
+		order = arrivalOrder(regs)
+	}
+	progress := func(done, total int) {
+		if j.req.Progress != nil {
+			j.req.Progress(done, total)
+		}
+	}
+	var planProgress func(int)
+	if j.rec.DryRun {
+		planProgress = func(n int) { progress(n, len(regs)) }
+	}
+	plan := Plan(&snap.Inventory, regs, order, j.a.cfg.MaxDistanceKm, planProgress)
+	res := summarize(&snap.Inventory, regs, order, plan)
+	res.RunID, res.Campaign, res.Window, res.Policy, res.DryRun, res.Resumed = j.rec.ID, j.rec.Campaign, j.rec.Window, j.rec.Policy, j.rec.DryRun, j.resumed
+	res.Bound = j.rec.Bound
+	if j.rec.Policy == PolicyLottery {
+		res.SeedHash = j.seed.Hash
+		res.SeedCommittedAt = &j.seed.CommittedAt
+		before := j.seed.CommittedAt.Before(j.window.Closes)
+		res.SeedCommittedBeforeClose = &before
+	}
+	if j.rec.DryRun {
+		progress(len(regs), len(regs))
+		return res, nil
+	}
+	if err := j.write(ctx, &snap.Inventory, regs, order, plan); err != nil {
+		return res, err
+	}
+	if j.rec.Policy == PolicyLottery {
+		if err := st.RevealSeed(ctx, j.rec.Campaign, j.rec.Window, j.a.cfg.Now()); err != nil {
+			return res, err
+		}
+		res.Seed = hex.EncodeToString(j.seed.Value)
+	}
+	return res, nil
+}
+
+// write writes the plan in chunks, skipping what a resumed run wrote
+// already; each chunk is one transaction.
+func (j *Job) write(ctx context.Context, inv *Inventory, regs []Registration, order []int, plan []Outcome) error {
+	done := 0
+	for _, i := range order {
+		if regs[i].Written {
+			done++
+		}
+	}
+	total := len(regs)
+	if err := j.a.store.SetTotal(ctx, j.rec.ID, total, done); err != nil {
+		return err
+	}
+	if j.req.Progress != nil {
+		j.req.Progress(done, total)
+	}
+	var chunk Chunk
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := j.a.store.WriteChunk(ctx, j.rec, chunk); err != nil {
+			return err
+		}
+		done += n
+		if j.req.Progress != nil {
+			j.req.Progress(done, total)
+		}
+		chunk, n = Chunk{}, 0
+		return nil
+	}
+	for k, i := range order {
+		if regs[i].Written {
+			continue
+		}
+		o := plan[k]
+		if o.Assigned() {
+			c, day, band := inv.slotOf(o.Slot)
+			chunk.Assignments = append(chunk.Assignments, Assignment{Registration: o.Registration,
+				Clinic: inv.Clinics[c].ID, Day: inv.Start.AddDate(0, 0, day), Band: band, WasUnassigned: regs[i].WasUnassigned})
+		} else {
+			chunk.Unassigned = append(chunk.Unassigned, Unassigned{Registration: o.Registration, Reason: o.Reason})
+		}
+		n++
+		if n >= j.a.cfg.ChunkSize {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// slotOf splits a slot index into clinic, day and band.
+func (inv *Inventory) slotOf(slot int) (clinic, day, band int) {
+	band = slot % inv.Bands
+	day = (slot / inv.Bands) % inv.Days
+	clinic = slot / (inv.Bands * inv.Days)
+	return
+}
+
+// Status reads a run's record: its progress and, once done, its result;
+// prereg.ErrNotFound when there is no such run.
+func (a *Allocator) Status(ctx context.Context, id int64) (RunRecord, error) {
+	r, err := a.store.Run(ctx, id)
+	if err != nil {
+		return RunRecord{}, fmt.Errorf("read run %d: %w", id, err)
+	}
+	return r, nil
+}
