@@ -1,0 +1,60 @@
+package sim
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestInventory(t *testing.T) {
+	t.Parallel()
+	inv := Inventory(InventoryConfig{Seed: 1})
+	require.Len(t, inv, DefaultClinics)
+	require.Equal(t, inv, Inventory(InventoryConfig{Seed: 1}), "the same seed must give the same inventory")
+	require.NotEqual(t, inv, Inventory(InventoryConfig{Seed: 2}), "another seed must give another inventory")
+
+	perRegion := map[string]int{}
+	ids := map[string]bool{}
+	for _, c := range inv {
+		require.False(t, ids[c.ID], "clinic id %s twice", c.ID)
+		ids[c.ID] = true
+		perRegion[c.Region]++
+		r, ok := RegionByCode(c.Region)
+		require.True(t, ok, "clinic %s in unknown region %s", c.ID, c.Region)
+		require.Less(t, DistanceKm(r.Lat, r.Lng, c.Lat, c.Lng), 5.0, "clinic %s is far from its region's centre", c.ID)
+		require.Positive(t, c.Capacity)
+	}
+	regions := Regions()
+	require.Len(t, perRegion, len(regions), "every region has a clinic")
+
+	// In proportion to population: the most populous region has about its
+	// share of the clinics beyond the one each region gets.
+	total := 0
+	big := regions[0]
+	for _, r := range regions {
+		total += r.Population
+		if r.Population > big.Population {
+			big = r
+		}
+	}
+	want := 1 + float64(DefaultClinics-len(regions))*float64(big.Population)/float64(total)
+	require.InDelta(t, want, float64(perRegion[big.Code]), 1.0, "clinics of %s", big.Name)
+}
+
+func TestInventorySizes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		clinics int
+	}{{"fewer than regions", 10}, {"one per region", 252}, {"small", 1000}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Len(t, Inventory(InventoryConfig{Seed: 7, Clinics: tc.clinics}), tc.clinics)
+		})
+	}
+	scaled := Inventory(InventoryConfig{Seed: 7, Clinics: 300, CapacityScale: 2})
+	plain := Inventory(InventoryConfig{Seed: 7, Clinics: 300})
+	for i := range plain {
+		require.Equal(t, plain[i].Capacity*2, scaled[i].Capacity)
+	}
+}
