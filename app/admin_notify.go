@@ -1,6 +1,28 @@
 package app
 
-import "context"
+import (
+	"context"
+	"net/http"
 
-// mountNotifyAdmin mounts the notify stage's admin routes. (Filled in by the notify stage.)
-func (s *System) mountNotifyAdmin(ctx context.Context) error { return nil }
+	"github.com/prereg/prereg/config"
+	"github.com/prereg/prereg/httpapi"
+	"github.com/prereg/prereg/notify"
+	"github.com/prereg/prereg/postgres"
+)
+
+// mountNotifyAdmin mounts the notify stage's routes on the admin side: the
+// operator's resend, and the gateway's delivery-report webhook, which is
+// authenticated by the gateway's HMAC signature instead of a bearer token.
+func (s *System) mountNotifyAdmin(ctx context.Context) error {
+	store := &postgres.OutboxStore{Pool: s.pool}
+	log := s.log.With("role", string(RoleAdmin))
+	if len(s.opts.Notify.WebhookSecret) == 0 {
+		log.Warn("no PREREG_SMS_SECRET: delivery reports will be refused")
+	}
+	s.admin.Handle("POST /admin/v1/outbox/resend", httpapi.RequireRole(s.opts.Config.AdminTokens,
+		notify.ResendHandler(store, func(r *http.Request) string {
+			return "admin:" + string(httpapi.RoleFrom(r.Context()))
+		}, log), config.RoleOperator))
+	s.admin.Handle("POST /v1/sms/reports", notify.ReportHandler(store, s.opts.Notify.WebhookSecret, s.now, log))
+	return nil
+}

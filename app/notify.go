@@ -1,9 +1,126 @@
 package app
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/prereg/prereg/config"
+	"github.com/prereg/prereg/notify"
+	"github.com/prereg/prereg/postgres"
+)
 
 // NotifyOptions are the notify role's settings beyond the shared ones.
-type NotifyOptions struct{}
+type NotifyOptions struct {
+	// GatewayURL is the SMS gateway's base URL (PREREG_SMS_URL); required
+	// for the notify role.
+	GatewayURL string
+	// WebhookSecret authenticates the gateway's delivery reports on
+	// POST /v1/sms/reports (PREREG_SMS_SECRET); required for the admin
+	// role to take reports.
+	WebhookSecret []byte
+	// Rate is the SMS account's limit in messages per second
+	// (PREREG_SMS_RATE, default 100; "inf" for none); Burst its bucket.
+	Rate  float64
+	Burst int
+	// Concurrency is the number of sends in flight (PREREG_SMS_CONCURRENCY).
+	Concurrency int
+	// BatchSize, Lease, PollInterval, RetryBase, RetryCap, BreakerTimeout
+	// and TripAfter tune the worker and its breaker; zero: defaults.
+	BatchSize      int
+	Lease          time.Duration
+	PollInterval   time.Duration
+	RetryBase      time.Duration
+	RetryCap       time.Duration
+	BreakerTimeout time.Duration
+	TripAfter      uint32
+	// AfterAccept is the fault hook: called after the gateway accepted a
+	// message and before it is marked sent (tests crash there).
+	AfterAccept func(notify.Message)
+}
 
-// startNotify wires the notify role. (Filled in by the notify stage.)
-func (s *System) startNotify(ctx context.Context) error { return nil }
+// NotifyOptionsFromEnv reads the notify settings of `prereg serve`:
+// PREREG_SMS_URL, PREREG_SMS_SECRET (or PREREG_SMS_SECRET_FILE),
+// PREREG_SMS_RATE and PREREG_SMS_CONCURRENCY.
+func NotifyOptionsFromEnv(getenv func(string) string) (NotifyOptions, error) {
+	var o NotifyOptions
+	var errs []error
+	o.GatewayURL = strings.TrimSpace(getenv("PREREG_SMS_URL"))
+	secret, err := config.Secret(getenv, "PREREG_SMS_SECRET")
+	if err != nil {
+		errs = append(errs, err)
+	}
+	o.WebhookSecret = []byte(secret)
+	if v := strings.TrimSpace(getenv("PREREG_SMS_RATE")); v != "" {
+		if v == "inf" {
+			o.Rate = math.Inf(1)
+		} else if o.Rate, err = strconv.ParseFloat(v, 64); err != nil || o.Rate <= 0 {
+			errs = append(errs, fmt.Errorf("PREREG_SMS_RATE: want messages per second > 0 or inf, got %q", v))
+		}
+	}
+	if v := strings.TrimSpace(getenv("PREREG_SMS_CONCURRENCY")); v != "" {
+		if o.Concurrency, err = strconv.Atoi(v); err != nil || o.Concurrency < 1 {
+			errs = append(errs, fmt.Errorf("PREREG_SMS_CONCURRENCY: want a positive number, got %q", v))
+		}
+	}
+	return o, errors.Join(errs...)
+}
+
+// startNotify wires the notify role: a worker that drains the outbox to
+// the SMS gateway.
+func (s *System) startNotify(ctx context.Context) error {
+	o := s.opts.Notify
+	if o.GatewayURL == "" {
+		return errors.New("notify: no SMS gateway: set PREREG_SMS_URL")
+	}
+	var w *notify.Worker
+	gw, err := notify.NewGateway(notify.GatewayConfig{
+		URL:            o.GatewayURL,
+		TripAfter:      o.TripAfter,
+		BreakerTimeout: o.BreakerTimeout,
+		OnStateChange: func(from, to gobreaker.State) {
+			s.log.Warn("sms gateway breaker", "from", from.String(), "to", to.String())
+			if to == gobreaker.StateOpen && w != nil {
+				w.BreakerOpened()
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	w, err = notify.NewWorker(&postgres.OutboxStore{Pool: s.pool}, gw, s.sealer, s.campaigns, notify.Config{
+		Rate:         o.Rate,
+		Burst:        o.Burst,
+		Concurrency:  o.Concurrency,
+		BatchSize:    o.BatchSize,
+		Lease:        o.Lease,
+		PollInterval: o.PollInterval,
+		RetryBase:    o.RetryBase,
+		RetryCap:     o.RetryCap,
+		AfterAccept:  o.AfterAccept,
+		Now:          s.now,
+		Logger:       s.log.With("role", string(RoleNotify)),
+		Registerer:   s.registry,
+	})
+	if err != nil {
+		return err
+	}
+	return s.run(ctx, w)
+}
+
+// NotifyPending is the number of SMS still waiting to be sent: what the
+// demo polls until the outbox is drained.
+func (s *System) NotifyPending(ctx context.Context) (int, error) {
+	return (&postgres.OutboxStore{Pool: s.pool}).Pending(ctx)
+}
+
+// NotifyCounts summarises the outbox (all campaigns when campaign is "").
+func (s *System) NotifyCounts(ctx context.Context, campaign string) (postgres.OutboxCounts, error) {
+	return (&postgres.OutboxStore{Pool: s.pool}).Counts(ctx, campaign)
+}

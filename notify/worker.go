@@ -1,0 +1,551 @@
+package notify
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/keys"
+)
+
+// Message is one claimed outbox row with what its text needs.
+type Message struct {
+	ID          int64
+	Campaign    string
+	Appointment int64
+	Version     int
+	Key         string
+	Attempts    int // gateway calls made before this claim
+	// Reclaimed is true when the row's previous lease ran out unfinished:
+	// its earlier attempt may have reached the gateway.
+	Reclaimed bool
+	Phone     prereg.Sealed
+	Where     Appointment
+	// Cancelled is true when the appointment was cancelled after the
+	// message was written: it is failed, not sent.
+	Cancelled bool
+}
+
+// Outcome is what became of a claimed message.
+type Outcome int
+
+// The outcomes a worker records.
+const (
+	// OutcomeSent: the gateway took it (state sent, status notified).
+	OutcomeSent Outcome = iota + 1
+	// OutcomeRetry: a transient failure; try again at NextAttempt.
+	OutcomeRetry
+	// OutcomeFailed: a permanent failure, reported and not retried.
+	OutcomeFailed
+	// OutcomeReleased: not attempted (breaker open, lease running out, a
+	// stop); back to pending at NextAttempt without counting an attempt.
+	OutcomeReleased
+)
+
+// Result is the outcome of one claimed message.
+type Result struct {
+	ID          int64
+	Outcome     Outcome
+	MessageID   string // the gateway's, when sent
+	Type        Type
+	Error       string // never personal data
+	NextAttempt time.Time
+}
+
+// Outbox is the store notify drains.
+type Outbox interface {
+	// Claim leases up to limit due pending rows to owner until leaseUntil
+	// (FOR UPDATE SKIP LOCKED), so that no other worker takes them
+	// meanwhile.
+	Claim(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]Message, error)
+	// Complete records results of rows leased to owner; rows whose lease
+	// another worker has taken since are left alone.
+	Complete(ctx context.Context, owner string, now time.Time, results []Result) error
+	// Pending counts rows still to send (pending, due or not).
+	Pending(ctx context.Context) (int, error)
+}
+
+// Sender hands messages to the SMS gateway; *Gateway is one.
+type Sender interface {
+	Send(ctx context.Context, m Outgoing) (Accepted, error)
+}
+
+// Opener opens sealed phones; *keys.Sealer is one.
+type Opener interface {
+	Open(v prereg.Sealed, aad []byte) ([]byte, error)
+}
+
+// Campaigns reads campaigns; *postgres.CampaignStore is one.
+type Campaigns interface {
+	Get(ctx context.Context, id string) (*campaign.Campaign, error)
+}
+
+// Config configures a Worker.
+type Config struct {
+	// Owner names this worker's leases; unique per worker. Default: host,
+	// pid and a random suffix.
+	Owner string
+	// BatchSize rows are claimed at once, Concurrency of them in flight,
+	// by Loops claim loops.
+	BatchSize   int
+	Concurrency int
+	Loops       int
+	// Rate is the account's limit in messages per second (default 100;
+	// math.Inf(1) for none) and Burst its bucket (default 1: never more
+	// than Rate in any second).
+	Rate  float64
+	Burst int
+	// Lease is how long a claim holds its rows. A worker sends only while
+	// its lease runs, so a reclaimed row is never in flight twice.
+	Lease time.Duration
+	// SendTimeout bounds one gateway call.
+	SendTimeout time.Duration
+	// PollInterval is the pause when nothing is due.
+	PollInterval time.Duration
+	// Retries back off with full jitter: a random wait in
+	// [0, min(RetryCap, RetryBase·2^attempt)).
+	RetryBase time.Duration
+	RetryCap  time.Duration
+	// BreakerPause is how long rows wait when the breaker is open.
+	BreakerPause time.Duration
+	// AfterAccept, when set, is called after the gateway accepted a
+	// message and before it is marked sent: the fault hook that tests use
+	// to crash inside that window.
+	AfterAccept func(Message)
+	Now         func() time.Time
+	Logger      *slog.Logger
+	// Registerer gets the worker's metrics when set.
+	Registerer prometheus.Registerer
+}
+
+// Stats are a worker's counts since it was made.
+type Stats struct {
+	Claimed   int64 // rows claimed
+	Sent      int64 // accepted by the gateway
+	Duplicate int64 // accepted as a repeat of a key the gateway had seen
+	Retried   int64 // transient failures, to be retried
+	Failed    int64 // permanent failures, reported
+	Released  int64 // claimed but not attempted
+	// Reclaimed counts rows taken over after another lease ran out: the
+	// only sends that a gateway ignoring idempotency keys may deliver
+	// twice.
+	Reclaimed    int64
+	BreakerOpens int64
+}
+
+// Worker drains the outbox. Start runs it in the background; DrainOnce
+// runs one claim-send-record cycle in the caller.
+type Worker struct {
+	cfg       Config
+	store     Outbox
+	gw        Sender
+	phones    Opener
+	campaigns *campaignCache
+	limiter   *rate.Limiter
+	log       *slog.Logger
+	metrics   *metrics
+
+	claimed, sent, duplicate, retried, failed, released, reclaimed, breakerOpens atomic.Int64
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewWorker returns a worker over the outbox store, the gateway, the
+// sealer that opens phones and the campaigns.
+func NewWorker(store Outbox, gw Sender, phones Opener, campaigns Campaigns, cfg Config) (*Worker, error) {
+	if store == nil || gw == nil || phones == nil || campaigns == nil {
+		return nil, errors.New("notify: store, gateway, phones and campaigns are required")
+	}
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, 256)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 32)
+	cfg.Loops = cmp.Or(cfg.Loops, 2)
+	cfg.Rate = cmp.Or(cfg.Rate, 100)
+	cfg.Burst = cmp.Or(cfg.Burst, 1)
+	cfg.Lease = cmp.Or(cfg.Lease, time.Minute)
+	cfg.SendTimeout = cmp.Or(cfg.SendTimeout, 10*time.Second)
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, 500*time.Millisecond)
+	cfg.RetryBase = cmp.Or(cfg.RetryBase, time.Second)
+	cfg.RetryCap = cmp.Or(cfg.RetryCap, 5*time.Minute)
+	cfg.BreakerPause = cmp.Or(cfg.BreakerPause, 5*time.Second)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Owner == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		cfg.Owner = fmt.Sprintf("%s/%d/%s", cmp.Or(host, "notify"), os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	if cfg.Rate < 0 || cfg.BatchSize < 1 || cfg.Concurrency < 1 || cfg.Loops < 1 || cfg.Burst < 1 {
+		return nil, fmt.Errorf("notify: invalid config (rate %v, batch %d, concurrency %d, loops %d, burst %d)",
+			cfg.Rate, cfg.BatchSize, cfg.Concurrency, cfg.Loops, cfg.Burst)
+	}
+	if cfg.SendTimeout >= cfg.Lease {
+		return nil, fmt.Errorf("notify: send timeout %v must be shorter than the lease %v", cfg.SendTimeout, cfg.Lease)
+	}
+	lim := rate.Limit(cfg.Rate)
+	if math.IsInf(cfg.Rate, 1) {
+		lim = rate.Inf
+	}
+	w := &Worker{
+		cfg:       cfg,
+		store:     store,
+		gw:        gw,
+		phones:    phones,
+		campaigns: &campaignCache{src: campaigns, now: cfg.Now, m: map[string]cachedCampaign{}},
+		limiter:   rate.NewLimiter(lim, cfg.Burst),
+		log:       cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+	}
+	if cfg.Registerer != nil {
+		w.metrics = newMetrics(cfg.Registerer)
+	}
+	return w, nil
+}
+
+// BreakerOpened tells the worker's counts that the gateway's breaker
+// opened; wire it to GatewayConfig.OnStateChange.
+func (w *Worker) BreakerOpened() {
+	w.breakerOpens.Add(1)
+	if w.metrics != nil {
+		w.metrics.breakerOpens.Inc()
+	}
+}
+
+// Stats returns the worker's counts.
+func (w *Worker) Stats() Stats {
+	return Stats{
+		Claimed: w.claimed.Load(), Sent: w.sent.Load(), Duplicate: w.duplicate.Load(),
+		Retried: w.retried.Load(), Failed: w.failed.Load(), Released: w.released.Load(),
+		Reclaimed: w.reclaimed.Load(), BreakerOpens: w.breakerOpens.Load(),
+	}
+}
+
+// Pending is the number of messages still to send.
+func (w *Worker) Pending(ctx context.Context) (int, error) { return w.store.Pending(ctx) }
+
+// Start runs the claim loops until Stop or ctx ends.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cancel != nil {
+		return errors.New("notify: worker already started")
+	}
+	ctx, w.cancel = context.WithCancel(ctx)
+	w.done = make(chan struct{})
+	var wg sync.WaitGroup
+	for range w.cfg.Loops {
+		wg.Go(func() { w.loop(ctx) })
+	}
+	go func() { wg.Wait(); close(w.done) }()
+	w.log.Info("notify worker started", slog.String("owner", w.cfg.Owner), slog.Float64("rate", w.cfg.Rate))
+	return nil
+}
+
+// Stop stops the loops and waits for the sends in flight to be recorded.
+// It is safe to call more than once.
+func (w *Worker) Stop() {
+	w.mu.Lock()
+	cancel, done := w.cancel, w.done
+	w.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+func (w *Worker) loop(ctx context.Context) {
+	for ctx.Err() == nil {
+		n, err := w.DrainOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			w.log.Error("notify: drain", slog.Any("err", err))
+		}
+		if n == 0 || err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(w.cfg.PollInterval):
+			}
+		}
+	}
+}
+
+// DrainOnce claims one batch of due messages, sends them and records the
+// outcomes. It returns how many it claimed: 0 when nothing is due.
+func (w *Worker) DrainOnce(ctx context.Context) (int, error) {
+	now := w.cfg.Now()
+	limit := w.cfg.BatchSize
+	// Claim no more than the rate lets us send within half the lease, so
+	// rows do not sit leased and unsent.
+	if !math.IsInf(w.cfg.Rate, 1) {
+		limit = max(1, min(limit, int(w.cfg.Rate*w.cfg.Lease.Seconds()/2)))
+	}
+	leaseUntil := now.Add(w.cfg.Lease)
+	msgs, err := w.store.Claim(ctx, w.cfg.Owner, now, leaseUntil, limit)
+	if err != nil {
+		return 0, fmt.Errorf("notify: claim: %w", err)
+	}
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	w.claimed.Add(int64(len(msgs)))
+	// Sends stop a margin before the lease ends: after it, another worker
+	// may own the row.
+	sendCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), leaseUntil.Add(-w.cfg.SendTimeout))
+	defer cancel()
+	stop := context.AfterFunc(ctx, cancel) // a stop releases what was not sent yet
+	defer stop()
+
+	results := make([]Result, len(msgs))
+	var breakerOpen atomic.Bool
+	sem := make(chan struct{}, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i, m := range msgs {
+		if m.Reclaimed {
+			w.reclaimed.Add(1)
+			if w.metrics != nil {
+				w.metrics.reclaimed.Inc()
+			}
+			w.log.Warn("notify: resending a message whose earlier attempt was unfinished; a gateway without idempotency keys may deliver it twice",
+				slog.Int64("outbox", m.ID), slog.Int("attempts", m.Attempts))
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if breakerOpen.Load() {
+				results[i] = Result{ID: m.ID, Outcome: OutcomeReleased, NextAttempt: w.cfg.Now().Add(w.cfg.BreakerPause), Error: ErrBreakerOpen.Error()}
+				return
+			}
+			results[i] = w.send(sendCtx, m)
+			if results[i].Outcome == OutcomeReleased && results[i].Error == ErrBreakerOpen.Error() {
+				breakerOpen.Store(true)
+			}
+		})
+	}
+	wg.Wait()
+	for _, r := range results {
+		w.count(r)
+	}
+	// Record even when ctx ended: what the gateway took must be marked.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer rcancel()
+	if err := w.store.Complete(rctx, w.cfg.Owner, w.cfg.Now(), results); err != nil {
+		return len(msgs), fmt.Errorf("notify: record outcomes: %w", err)
+	}
+	return len(msgs), nil
+}
+
+func (w *Worker) count(r Result) {
+	var c *atomic.Int64
+	switch r.Outcome {
+	case OutcomeSent:
+		c = &w.sent
+	case OutcomeRetry:
+		c = &w.retried
+	case OutcomeFailed:
+		c = &w.failed
+	default:
+		c = &w.released
+	}
+	c.Add(1)
+	if w.metrics != nil {
+		w.metrics.outcomes.WithLabelValues(r.outcomeLabel()).Inc()
+	}
+}
+
+func (r Result) outcomeLabel() string {
+	switch r.Outcome {
+	case OutcomeSent:
+		return "sent"
+	case OutcomeRetry:
+		return "retry"
+	case OutcomeFailed:
+		return "failed"
+	default:
+		return "released"
+	}
+}
+
+// send renders, opens the phone and calls the gateway for one message.
+func (w *Worker) send(ctx context.Context, m Message) Result {
+	res := Result{ID: m.ID}
+	if m.Cancelled {
+		return w.fail(res, m, errors.New("appointment cancelled"))
+	}
+	c, err := w.campaigns.get(ctx, m.Campaign)
+	if err != nil {
+		return w.retry(res, m, fmt.Errorf("campaign: %w", err))
+	}
+	text, err := Render(c, m.Where)
+	if err != nil {
+		return w.fail(res, m, err)
+	}
+	res.Type = text.Type
+	phone, err := w.phones.Open(m.Phone, []byte(m.Campaign))
+	switch {
+	case errors.Is(err, keys.ErrUnknownKey):
+		// A key not configured (yet) on this worker: another may have it.
+		return w.retry(res, m, errors.New("phone sealed with an unknown key id"))
+	case err != nil:
+		return w.fail(res, m, errors.New("phone cannot be opened"))
+	}
+	if err := w.limiter.Wait(ctx); err != nil {
+		res.Outcome, res.NextAttempt, res.Error = OutcomeReleased, w.cfg.Now(), "not sent before the lease ran out"
+		return res
+	}
+	sctx, cancel := context.WithTimeout(ctx, w.cfg.SendTimeout)
+	acc, err := w.gw.Send(sctx, Outgoing{To: string(phone), Body: text.Body, Type: text.Type, Key: m.Key})
+	cancel()
+	clear(phone)
+	switch {
+	case err == nil:
+		if w.cfg.AfterAccept != nil {
+			w.cfg.AfterAccept(m)
+		}
+		if acc.Duplicate {
+			w.duplicate.Add(1)
+		}
+		res.Outcome, res.MessageID = OutcomeSent, acc.MessageID
+		return res
+	case errors.Is(err, ErrBreakerOpen):
+		res.Outcome, res.NextAttempt, res.Error = OutcomeReleased, w.cfg.Now().Add(w.cfg.BreakerPause), ErrBreakerOpen.Error()
+		return res
+	case ctx.Err() != nil:
+		// Stopped or the lease ran out mid-call: the gateway may or may
+		// not have it; the next claim resends under the same key.
+		return w.retry(res, m, errors.New("interrupted"))
+	case IsPermanent(err):
+		return w.fail(res, m, err)
+	default:
+		r := w.retry(res, m, err)
+		var se *SendError
+		if errors.As(err, &se) && se.RetryAfter > 0 {
+			r.NextAttempt = maxTime(r.NextAttempt, w.cfg.Now().Add(se.RetryAfter))
+		}
+		return r
+	}
+}
+
+func (w *Worker) retry(res Result, m Message, err error) Result {
+	res.Outcome, res.Error = OutcomeRetry, err.Error()
+	res.NextAttempt = w.cfg.Now().Add(Backoff(m.Attempts+1, w.cfg.RetryBase, w.cfg.RetryCap))
+	return res
+}
+
+func (w *Worker) fail(res Result, m Message, err error) Result {
+	res.Outcome, res.Error = OutcomeFailed, err.Error()
+	w.log.Warn("notify: message failed permanently", slog.Int64("outbox", m.ID), slog.Int64("appointment", m.Appointment), slog.String("error", err.Error()))
+	return res
+}
+
+// Backoff is capped full jitter: a uniform wait in [0, min(cap,
+// base·2^(attempt-1))), so that retries of many messages spread out
+// instead of arriving together.
+func Backoff(attempt int, base, cap time.Duration) time.Duration {
+	d := cap
+	if attempt < 1 {
+		attempt = 1
+	}
+	if attempt-1 < 62 {
+		if e := base << (attempt - 1); e > 0 && e < cap {
+			d = e
+		}
+	}
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(mrand.Int64N(int64(d)))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+type cachedCampaign struct {
+	c  *campaign.Campaign
+	at time.Time
+}
+
+// campaignCache keeps campaigns for a minute: a reload changes the text of
+// messages not sent yet soon enough.
+type campaignCache struct {
+	src Campaigns
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[string]cachedCampaign
+}
+
+func (cc *campaignCache) get(ctx context.Context, id string) (*campaign.Campaign, error) {
+	cc.mu.Lock()
+	e, ok := cc.m[id]
+	cc.mu.Unlock()
+	if ok && cc.now().Sub(e.at) < time.Minute {
+		return e.c, nil
+	}
+	c, err := cc.src.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	cc.mu.Lock()
+	cc.m[id] = cachedCampaign{c: c, at: cc.now()}
+	cc.mu.Unlock()
+	return c, nil
+}
+
+type metrics struct {
+	outcomes     *prometheus.CounterVec
+	reclaimed    prometheus.Counter
+	breakerOpens prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "prereg_notify_messages_total", Help: "Outbox messages by outcome of a send attempt.",
+		}, []string{"outcome"}),
+		reclaimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "prereg_notify_reclaimed_total", Help: "Messages resent after an unfinished attempt (possible duplicates without gateway idempotency).",
+		}),
+		breakerOpens: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "prereg_notify_breaker_opens_total", Help: "Times the SMS gateway breaker opened.",
+		}),
+	}
+	m.outcomes = register(reg, m.outcomes)
+	m.reclaimed = register(reg, m.reclaimed)
+	m.breakerOpens = register(reg, m.breakerOpens)
+	return m
+}
+
+// register registers c, or returns the collector registered before it
+// under the same name (a second worker in one process shares the counts).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(C); ok {
+				return old
+			}
+		}
+		panic(fmt.Sprintf("notify: register metrics: %v", err))
+	}
+	return c
+}

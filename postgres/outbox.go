@@ -1,0 +1,263 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/notify"
+)
+
+// OutboxStore is the SMS outbox behind notify's interfaces (Outbox,
+// Reports, Resender): leased claims with FOR UPDATE SKIP LOCKED, outcomes
+// recorded in one statement per batch, delivery reports and resends.
+type OutboxStore struct {
+	Pool *pgxpool.Pool
+}
+
+var (
+	_ notify.Outbox   = (*OutboxStore)(nil)
+	_ notify.Reports  = (*OutboxStore)(nil)
+	_ notify.Resender = (*OutboxStore)(nil)
+)
+
+// Claim leases up to limit due pending rows to owner until leaseUntil. A
+// row that still carries another owner's lease had an unfinished attempt:
+// it comes back Reclaimed and its unconfirmed_sends count goes up.
+func (s *OutboxStore) Claim(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]notify.Message, error) {
+	rows, err := s.Pool.Query(ctx, `
+		WITH due AS (
+			SELECT id, lease_owner FROM outbox
+			WHERE state = 'pending' AND next_attempt_at <= $1
+			ORDER BY next_attempt_at, id
+			LIMIT $4
+			FOR UPDATE SKIP LOCKED)
+		UPDATE outbox o SET lease_owner = $2, next_attempt_at = $3,
+			unconfirmed_sends = o.unconfirmed_sends + (due.lease_owner IS NOT NULL)::int
+		FROM due, appointments a, registrations r, clinics c
+		WHERE o.id = due.id AND a.id = o.appointment_id AND r.id = a.registration_id
+			AND c.campaign = a.campaign AND c.id = a.clinic
+		RETURNING o.id, o.campaign, o.appointment_id, o.version, o.idempotency_key, o.attempts,
+			due.lease_owner IS NOT NULL, r.phone_kid, r.phone_enc, c.name, a.day, a.band, a.status = 'cancelled'`,
+		now, owner, leaseUntil, limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim outbox: %w", err)
+	}
+	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (notify.Message, error) {
+		var m notify.Message
+		var band int16
+		err := r.Scan(&m.ID, &m.Campaign, &m.Appointment, &m.Version, &m.Key, &m.Attempts,
+			&m.Reclaimed, &m.Phone.KeyID, &m.Phone.Data, &m.Where.Clinic, &m.Where.Day, &band, &m.Cancelled)
+		m.Where.Band = int(band)
+		return m, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim outbox: %w", err)
+	}
+	return msgs, nil
+}
+
+// Complete records a batch of outcomes in one statement. Rows whose lease
+// owner changed meanwhile are left to their new owner; a row a delivery
+// report already moved on keeps its state.
+func (s *OutboxStore) Complete(ctx context.Context, owner string, now time.Time, results []notify.Result) error {
+	if len(results) == 0 {
+		return nil
+	}
+	n := len(results)
+	ids, outcomes := make([]int64, n), make([]string, n)
+	mids, types, errs := make([]*string, n), make([]*string, n), make([]*string, n)
+	next := make([]time.Time, n)
+	for i, r := range results {
+		ids[i], outcomes[i], next[i] = r.ID, outcomeName(r.Outcome), r.NextAttempt
+		if next[i].IsZero() {
+			next[i] = now
+		}
+		if r.MessageID != "" {
+			mids[i] = &r.MessageID
+		}
+		if r.Type != "" {
+			t := string(r.Type)
+			types[i] = &t
+		}
+		if r.Error != "" {
+			e := truncate(r.Error, 500)
+			errs[i] = &e
+		}
+	}
+	_, err := s.Pool.Exec(ctx, `
+		UPDATE outbox o SET
+			state = CASE WHEN o.state <> 'pending' THEN o.state
+				WHEN v.outcome = 'sent' THEN 'sent' WHEN v.outcome = 'failed' THEN 'failed' ELSE 'pending' END,
+			attempts = o.attempts + (v.outcome <> 'released')::int,
+			next_attempt_at = CASE WHEN v.outcome IN ('retry', 'released') THEN v.next ELSE o.next_attempt_at END,
+			sent_at = CASE WHEN v.outcome = 'sent' THEN coalesce(o.sent_at, $2) ELSE o.sent_at END,
+			gateway_message_id = CASE WHEN v.outcome = 'sent' THEN coalesce(o.gateway_message_id, v.mid) ELSE o.gateway_message_id END,
+			message_type = coalesce(v.typ, o.message_type),
+			failed_at = CASE WHEN v.outcome = 'failed' AND o.state = 'pending' THEN $2 ELSE o.failed_at END,
+			last_error = CASE WHEN v.outcome = 'sent' THEN NULL ELSE v.err END,
+			lease_owner = NULL
+		FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[])
+			AS v(id, outcome, mid, typ, err, next)
+		WHERE o.id = v.id AND o.lease_owner = $1`,
+		owner, now, ids, outcomes, mids, types, errs, next)
+	if err != nil {
+		return fmt.Errorf("complete outbox: %w", err)
+	}
+	return nil
+}
+
+func outcomeName(o notify.Outcome) string {
+	switch o {
+	case notify.OutcomeSent:
+		return "sent"
+	case notify.OutcomeRetry:
+		return "retry"
+	case notify.OutcomeFailed:
+		return "failed"
+	default:
+		return "released"
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// Pending counts the messages still to send.
+func (s *OutboxStore) Pending(ctx context.Context) (int, error) {
+	var n int
+	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE state = 'pending'`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count pending outbox: %w", err)
+	}
+	return n, nil
+}
+
+// OutboxCounts summarise the outbox of a campaign (all campaigns when
+// empty).
+type OutboxCounts struct {
+	Pending   int `json:"pending"`
+	Sent      int `json:"sent"`
+	Delivered int `json:"delivered"`
+	Failed    int `json:"failed"`
+	Resends   int `json:"resends"` // versions an operator asked for
+	// UnconfirmedSends counts resends after an unfinished attempt: an
+	// upper bound of the duplicates a gateway ignoring idempotency keys
+	// can have delivered.
+	UnconfirmedSends int `json:"unconfirmed_sends"`
+}
+
+// Counts summarises the outbox.
+func (s *OutboxStore) Counts(ctx context.Context, campaign string) (OutboxCounts, error) {
+	var c OutboxCounts
+	err := s.Pool.QueryRow(ctx, `SELECT
+			count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'sent'),
+			count(*) FILTER (WHERE state = 'delivered'), count(*) FILTER (WHERE state = 'failed'),
+			count(*) FILTER (WHERE requested_by IS NOT NULL), coalesce(sum(unconfirmed_sends), 0)
+		FROM outbox WHERE $1 = '' OR campaign = $1`, campaign).
+		Scan(&c.Pending, &c.Sent, &c.Delivered, &c.Failed, &c.Resends, &c.UnconfirmedSends)
+	if err != nil {
+		return c, fmt.Errorf("count outbox: %w", err)
+	}
+	return c, nil
+}
+
+// RecordReport stores a delivery report once per (message, status) and
+// moves the message to delivered or failed. A message still pending (its
+// mark-sent not written yet) moves too: the gateway had taken it.
+func (s *OutboxStore) RecordReport(ctx context.Context, r notify.Report) (bool, error) {
+	var recorded bool
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		var id int64
+		err := tx.QueryRow(ctx, `SELECT id FROM outbox WHERE idempotency_key = $1 FOR UPDATE`, r.Key).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return prereg.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		var errText *string
+		if r.Error != "" {
+			e := truncate(r.Error, 500)
+			errText = &e
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO delivery_reports (outbox_id, gateway_message_id, status, error, reported_at)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (gateway_message_id, status) DO NOTHING`,
+			id, r.MessageID, r.Status, errText, r.At)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return nil
+		}
+		recorded = true
+		switch r.Status {
+		case notify.ReportDelivered:
+			_, err = tx.Exec(ctx, `UPDATE outbox SET state = 'delivered', delivered_at = coalesce(delivered_at, $2),
+				sent_at = coalesce(sent_at, $2), gateway_message_id = coalesce(gateway_message_id, $3)
+				WHERE id = $1 AND state IN ('pending', 'sent')`, id, r.At, r.MessageID)
+		default:
+			_, err = tx.Exec(ctx, `UPDATE outbox SET state = 'failed', failed_at = $2, last_error = $3,
+				gateway_message_id = coalesce(gateway_message_id, $4)
+				WHERE id = $1 AND state IN ('pending', 'sent')`, id, r.At, "report: "+truncate(r.Error, 400), r.MessageID)
+		}
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("record delivery report: %w", err)
+	}
+	return recorded, nil
+}
+
+// Resend adds the next version of an appointment's message, recording who
+// asked and why. It refuses (prereg.ErrConflict) when the appointment is
+// cancelled or its latest version is still waiting to be sent.
+func (s *OutboxStore) Resend(ctx context.Context, req notify.ResendRequest) (notify.Resent, error) {
+	res := notify.Resent{Appointment: req.Appointment}
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		var campaign, status string
+		err := tx.QueryRow(ctx, `SELECT campaign, status FROM appointments WHERE id = $1 FOR UPDATE`, req.Appointment).Scan(&campaign, &status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return prereg.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if status == "cancelled" {
+			return notify.ConflictError("appointment cancelled")
+		}
+		var version int
+		var state string
+		err = tx.QueryRow(ctx, `SELECT version, state FROM outbox WHERE appointment_id = $1 ORDER BY version DESC LIMIT 1`, req.Appointment).Scan(&version, &state)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return err
+		case state == "pending":
+			return notify.ConflictError(fmt.Sprintf("version %d is still waiting to be sent", version))
+		}
+		res.Version = version + 1
+		res.Key = prereg.OutboxKey(campaign, req.Appointment, res.Version)
+		var reason *string
+		if req.Reason != "" {
+			r := truncate(req.Reason, 500)
+			reason = &r
+		}
+		return tx.QueryRow(ctx, `INSERT INTO outbox (campaign, appointment_id, version, idempotency_key, requested_by, resend_reason)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+			campaign, req.Appointment, res.Version, res.Key, cmp.Or(req.RequestedBy, "unknown"), reason).Scan(&res.OutboxID)
+	})
+	if err != nil {
+		return notify.Resent{}, fmt.Errorf("resend appointment %d: %w", req.Appointment, err)
+	}
+	return res, nil
+}
