@@ -1,0 +1,366 @@
+package sim
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+
+	"github.com/prereg/prereg"
+)
+
+// Truth is what scoring needs of a surge: every submission with what it
+// really is, and the campaign's per-device cap.
+type Truth struct {
+	Submissions []Submission
+	DeviceCap   int
+}
+
+// Answer is what the intake answered to one submission.
+type Answer struct {
+	Seq     int    // Submission.Seq
+	Status  int    // 0 when no answer came (transport error, never sent)
+	Receipt string // of a 202
+}
+
+// Decision is a decision as read back from the database, reduced to what
+// scoring needs; the caller reads it (decisions joined to nothing), so
+// scoring stays independent of the database.
+type Decision struct {
+	Receipt        string
+	Kind           prereg.Kind
+	Reason         prereg.Reason
+	IdentityKey    string // "" when the provider gave none
+	RegistrationID int64  // 0 when none
+}
+
+// Expected is what a correct system makes of the surge, from the truth
+// alone.
+type Expected struct {
+	Submitted int         `json:"submitted"`
+	Status    map[int]int `json:"status"`
+	// Accepted is the number of distinct receipts: 202s, less the retries
+	// that must repeat their original's receipt.
+	Accepted int `json:"accepted"`
+	// Persons is the distinct people with a valid in-window submission not
+	// only from over-cap devices: exactly the people to register.
+	Persons    int `json:"persons"`
+	Registered int `json:"registered"`
+	// Held is what the device cap holds if every submission of a bot
+	// beyond its first DeviceCap people is held; a dedupe that decides
+	// "already registered" before the cap holds fewer (they are then
+	// duplicates), so DuplicateOrHeld is the exact figure and Held the
+	// most.
+	Held            int                   `json:"held"`
+	Duplicate       int                   `json:"duplicate"`
+	DuplicateOrHeld int                   `json:"duplicate_or_held"`
+	Rejected        int                   `json:"rejected"`
+	RejectedBy      map[prereg.Reason]int `json:"rejected_by"`
+}
+
+// Mismatch is one place where the system's answers or decisions differ
+// from the truth. It names the submission by its place in the surge and
+// its class, never by personal data.
+type Mismatch struct {
+	Seq     int    `json:"seq"` // -1 when no submission is concerned
+	Class   Class  `json:"class,omitempty"`
+	Problem string `json:"problem"`
+}
+
+// MaxMismatches bounds Score.Mismatches; Score.MismatchCount counts all.
+const MaxMismatches = 100
+
+// Score is the system's result against the truth.
+type Score struct {
+	Expected Expected `json:"expected"`
+
+	Status     map[int]int           `json:"status"`
+	Accepted   int                   `json:"accepted"` // distinct receipts answered 202
+	Decided    int                   `json:"decided"`
+	Registered int                   `json:"registered"`
+	Duplicate  int                   `json:"duplicate"`
+	Held       int                   `json:"held"`
+	Rejected   int                   `json:"rejected"`
+	RejectedBy map[prereg.Reason]int `json:"rejected_by"`
+
+	Persons              int `json:"persons"`
+	PersonsRegistered    int `json:"persons_registered"`
+	Registrations        int `json:"registrations"`
+	CorrectRegistrations int `json:"correct_registrations"`
+	// Precision is correct registrations / registrations: a registration is
+	// correct when it is one real person's first. Recall is persons
+	// registered / persons.
+	Precision float64 `json:"dedupe_precision"`
+	Recall    float64 `json:"dedupe_recall"`
+	// OnePerPerson: every person registered exactly once, nobody else.
+	OnePerPerson bool `json:"one_per_person"`
+	// CountsOK: accepted, registered and rejected (by reason) exactly as
+	// expected, duplicate+held exactly, held at most Expected.Held.
+	CountsOK bool `json:"counts_ok"`
+	// HeldExact: held is exactly Expected.Held (the cap decided first).
+	HeldExact bool `json:"held_exact"`
+
+	MismatchCount int        `json:"mismatch_count"`
+	Mismatches    []Mismatch `json:"mismatches"`
+}
+
+// OK reports whether the system did exactly what the truth says.
+func (s Score) OK() bool { return s.CountsOK && s.OnePerPerson && s.MismatchCount == 0 }
+
+// bots returns, per bot, the distinct people it submitted for.
+func (t Truth) bots() map[int]map[int]bool {
+	out := map[int]map[int]bool{}
+	for i := range t.Submissions {
+		s := &t.Submissions[i]
+		if s.Class != ClassBot {
+			continue
+		}
+		if out[s.Bot] == nil {
+			out[s.Bot] = map[int]bool{}
+		}
+		out[s.Bot][s.Person] = true
+	}
+	return out
+}
+
+// persons returns the people to register: a valid in-window submission
+// (accepted, no rejection foreseen) not only from over-cap devices.
+func (t Truth) persons() map[int]bool {
+	bots := t.bots()
+	out := map[int]bool{}
+	for i := range t.Submissions {
+		s := &t.Submissions[i]
+		if s.Person < 0 || s.Want.Status != http.StatusAccepted || s.Want.Kind != "" {
+			continue
+		}
+		if s.Class == ClassBot && len(bots[s.Bot]) > t.DeviceCap {
+			continue
+		}
+		out[s.Person] = true
+	}
+	return out
+}
+
+// Expected computes what a correct system makes of the surge.
+func (t Truth) Expected() Expected {
+	e := Expected{Submitted: len(t.Submissions), Status: map[int]int{}, RejectedBy: map[prereg.Reason]int{}}
+	valid := 0
+	for i := range t.Submissions {
+		s := &t.Submissions[i]
+		e.Status[s.Want.Status]++
+		if s.Want.Status != http.StatusAccepted || s.Class == ClassRetry {
+			continue
+		}
+		e.Accepted++
+		switch s.Want.Kind {
+		case prereg.KindRejected:
+			e.Rejected++
+			e.RejectedBy[s.Want.Reason]++
+		case "":
+			valid++
+		}
+	}
+	e.Persons = len(t.persons())
+	e.Registered = e.Persons
+	for _, people := range t.bots() {
+		e.Held += max(0, len(people)-t.DeviceCap)
+	}
+	e.DuplicateOrHeld = valid - e.Persons
+	e.Duplicate = e.DuplicateOrHeld - e.Held
+	return e
+}
+
+// Score compares the answers (one per submission sent) and the decisions
+// read back from the database with the truth.
+func (t Truth) Score(answers []Answer, decisions []Decision) Score {
+	sc := Score{Expected: t.Expected(), Status: map[int]int{}, RejectedBy: map[prereg.Reason]int{}}
+	bad := func(seq int, class Class, format string, args ...any) {
+		sc.MismatchCount++
+		if len(sc.Mismatches) < MaxMismatches {
+			sc.Mismatches = append(sc.Mismatches, Mismatch{Seq: seq, Class: class, Problem: fmt.Sprintf(format, args...)})
+		}
+	}
+	subs := t.Submissions
+	answer := make([]Answer, len(subs))
+	for i := range answer {
+		answer[i] = Answer{Seq: i}
+	}
+	for _, a := range answers {
+		if a.Seq >= 0 && a.Seq < len(subs) {
+			answer[a.Seq] = a
+		}
+	}
+
+	// Answers: statuses, and which submission owns each receipt.
+	owner := map[string]int{} // receipt → Seq of the submission it belongs to
+	for i := range subs {
+		s, a := &subs[i], answer[i]
+		sc.Status[a.Status]++
+		if a.Status != s.Want.Status {
+			bad(i, s.Class, "status %d, want %d", a.Status, s.Want.Status)
+		}
+		if a.Status != http.StatusAccepted || s.Class == ClassRetry {
+			continue
+		}
+		if a.Receipt == "" {
+			bad(i, s.Class, "202 without a receipt")
+			continue
+		}
+		if prev, dup := owner[a.Receipt]; dup {
+			bad(i, s.Class, "got the receipt of submission %d", prev)
+			continue
+		}
+		owner[a.Receipt] = i
+	}
+	for i := range subs {
+		s, a := &subs[i], answer[i]
+		if s.Class != ClassRetry || a.Status != http.StatusAccepted || s.RetryOf < 0 {
+			continue
+		}
+		if orig := answer[s.RetryOf]; orig.Status == http.StatusAccepted && orig.Receipt != a.Receipt {
+			bad(i, s.Class, "a retry with the same Idempotency-Key got a new receipt")
+		}
+		if _, ok := owner[a.Receipt]; !ok && a.Receipt != "" {
+			owner[a.Receipt] = i // its original was not accepted: the retry is the first
+		}
+	}
+	sc.Accepted = len(owner)
+
+	// Decisions: one per accepted receipt, of the kind the class allows.
+	persons := t.persons()
+	sc.Persons = len(persons)
+	decided := map[string]bool{}
+	regPerson := map[int64]int{}    // registration → person
+	personRegs := map[int][]int64{} // person → registrations
+	type dup struct {
+		seq int
+		reg int64
+	}
+	var dups []dup
+	keyPerson := map[string]int{}
+	personKey := map[int]string{}
+	for _, d := range decisions {
+		seq, ok := owner[d.Receipt]
+		if !ok {
+			bad(-1, "", "a %s decision for a receipt no submission was given", d.Kind)
+			continue
+		}
+		s := &subs[seq]
+		if decided[d.Receipt] {
+			bad(seq, s.Class, "decided twice")
+			continue
+		}
+		decided[d.Receipt] = true
+		sc.Decided++
+		switch d.Kind {
+		case prereg.KindRegistered:
+			sc.Registered++
+		case prereg.KindDuplicate:
+			sc.Duplicate++
+		case prereg.KindHeld:
+			sc.Held++
+		case prereg.KindRejected:
+			sc.Rejected++
+			sc.RejectedBy[d.Reason]++
+		default:
+			bad(seq, s.Class, "unknown decision kind %q", d.Kind)
+		}
+		switch {
+		case s.Want.Kind != "":
+			if d.Kind != s.Want.Kind || d.Reason != s.Want.Reason {
+				bad(seq, s.Class, "decided %s/%s, want %s/%s", d.Kind, d.Reason, s.Want.Kind, s.Want.Reason)
+			}
+		case d.Kind == prereg.KindHeld && s.Class != ClassBot:
+			bad(seq, s.Class, "held (%s), want registered or duplicate: the device is under the cap", d.Reason)
+		case d.Kind != prereg.KindRegistered && d.Kind != prereg.KindDuplicate && d.Kind != prereg.KindHeld:
+			bad(seq, s.Class, "decided %s/%s, want registered or duplicate", d.Kind, d.Reason)
+		}
+		if d.Kind == prereg.KindRegistered {
+			if d.RegistrationID == 0 {
+				bad(seq, s.Class, "registered without a registration")
+			} else if p, seen := regPerson[d.RegistrationID]; seen {
+				bad(seq, s.Class, "registration %d named by two registered decisions (people %t)", d.RegistrationID, p == s.Person)
+			} else {
+				regPerson[d.RegistrationID] = s.Person
+				personRegs[s.Person] = append(personRegs[s.Person], d.RegistrationID)
+			}
+		}
+		if d.Kind == prereg.KindDuplicate {
+			dups = append(dups, dup{seq, d.RegistrationID})
+		}
+		if d.IdentityKey != "" && s.Person >= 0 {
+			if k, seen := personKey[s.Person]; seen && k != d.IdentityKey {
+				bad(seq, s.Class, "the person has two identity keys")
+			}
+			personKey[s.Person] = d.IdentityKey
+			if p, seen := keyPerson[d.IdentityKey]; seen && p != s.Person {
+				bad(seq, s.Class, "two people share an identity key")
+			}
+			keyPerson[d.IdentityKey] = s.Person
+		}
+	}
+	for r, seq := range owner {
+		if !decided[r] {
+			bad(seq, subs[seq].Class, "accepted but never decided")
+		}
+	}
+	for _, d := range dups {
+		p, ok := regPerson[d.reg]
+		switch {
+		case !ok:
+			bad(d.seq, subs[d.seq].Class, "duplicate of registration %d, which no registered decision names", d.reg)
+		case p != subs[d.seq].Person:
+			bad(d.seq, subs[d.seq].Class, "duplicate of another person's registration")
+		}
+	}
+
+	// Registrations against the people to register.
+	sc.Registrations = len(regPerson)
+	people := make([]int, 0, len(personRegs))
+	for p := range personRegs {
+		people = append(people, p)
+	}
+	sort.Ints(people)
+	for _, p := range people {
+		regs := personRegs[p]
+		if !persons[p] {
+			bad(-1, "", "a registration for someone who should not be registered")
+			continue
+		}
+		sc.PersonsRegistered++
+		sc.CorrectRegistrations++ // the first; any more are doubles
+		if len(regs) > 1 {
+			bad(-1, "", "one person registered %d times", len(regs))
+		}
+	}
+	sc.Precision, sc.Recall = 1, 1
+	if sc.Registrations > 0 {
+		sc.Precision = float64(sc.CorrectRegistrations) / float64(sc.Registrations)
+	} else if sc.Persons > 0 {
+		sc.Precision = 0
+	}
+	if sc.Persons > 0 {
+		sc.Recall = float64(sc.PersonsRegistered) / float64(sc.Persons)
+	}
+	sc.OnePerPerson = sc.Registrations == sc.Persons && sc.CorrectRegistrations == sc.Persons
+
+	e := sc.Expected
+	sc.HeldExact = sc.Held == e.Held
+	sc.CountsOK = sc.Accepted == e.Accepted && sc.Registered == e.Registered &&
+		sc.Rejected == e.Rejected && sameCounts(sc.RejectedBy, e.RejectedBy) &&
+		sc.Duplicate+sc.Held == e.DuplicateOrHeld && sc.Held <= e.Held
+	return sc
+}
+
+func sameCounts(a, b map[prereg.Reason]int) bool {
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	for k, v := range b {
+		if a[k] != v {
+			return false
+		}
+	}
+	return true
+}
