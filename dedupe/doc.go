@@ -1,0 +1,61 @@
+// Package dedupe is the stage that turns every verified outcome into
+// exactly one decision: registered, duplicate (with the registration it
+// matched and why), held for review, or rejected.
+//
+// # Shards and filters
+//
+// The identity-key space is split into the campaign's shards; verify
+// publishes each outcome on intents.verified.<shard>. A Worker consumes a
+// set of shards with one durable pull consumer (several filter subjects),
+// so one process may own every shard or several processes may split them.
+// Per (campaign, shard) the worker keeps a Bloom filter of the identity
+// keys registered so far, sized from the campaign (expected people / shards
+// at the campaign's false-positive rate) and rebuilt from PostgreSQL at
+// start — never persisted anywhere else. A person the filter has
+// definitely never seen goes straight to the batched COPY path; a "maybe
+// seen" is settled by one lookup per batch. PostgreSQL's unique key on
+// (campaign, identity_key) stays the truth: a false positive costs a
+// lookup, never a registration, and a stale filter (another process
+// registered the person, or an operator released a held submission) is
+// caught by the insert's ON CONFLICT and decided as a duplicate.
+//
+// # Decisions
+//
+//   - rejected: verify's rejection, with its reason (invalid_token,
+//     birthdate_mismatch, not_in_cohort, unprocessable).
+//   - duplicate: the person is already registered. same_device when this
+//     device already sent for the person (a resubmission); proxy when the
+//     device also sent for other people in the window; other_device
+//     otherwise; claim_seen when verify decided it without calling the
+//     provider. matched_receipt is the registration's first submission.
+//   - held/device_limit: the device sent for more distinct people in the
+//     window than the campaign's device cap, and this person came after the
+//     cap was reached. The count is shared by every worker (the
+//     device_people table), because devices are not sharded by identity.
+//     A held decision keeps what a release needs to register the person.
+//   - held/claim_seen: verify skipped the provider for a person who is
+//     still not registered after every delivery of the message (waiting,
+//     with a doubling delay, for the verified submission it was seen
+//     with): skipping verification may never produce a registration, so
+//     an operator decides.
+//   - registered: otherwise. A proxy submission under the cap that is the
+//     person's first registers normally.
+//
+// # Contact rule
+//
+// A registration keeps the phone of the person's first verified
+// submission. A later verified submission with another phone is recorded
+// (its decision keeps its own sealed phone) but changes nothing, unless
+// the identity provider verified that phone as the person's own
+// (Outcome.PhoneVerified) and the registration's phone is not: then the
+// provider-verified phone replaces it. Between two provider-verified
+// phones the first stays. claim_seen outcomes never change the contact.
+//
+// # Idempotence
+//
+// A batch is decided in one transaction and acknowledged after the commit.
+// Every write is idempotent (decisions ON CONFLICT (campaign, receipt) DO
+// NOTHING, registrations ON CONFLICT (campaign, identity_key) DO NOTHING,
+// device ranks stored), so a batch redelivered after a crash between commit
+// and ack leaves the first decisions in place and registers nobody twice.
+package dedupe

@@ -1,0 +1,654 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/dedupe"
+)
+
+// DedupeStore is the PostgreSQL store behind dedupe.Store: registrations,
+// decisions and the device counts every dedupe worker shares.
+type DedupeStore struct {
+	Pool *pgxpool.Pool
+}
+
+var _ dedupe.Store = (*DedupeStore)(nil)
+
+// Decide runs fn in one transaction, retrying it (up to three times) when
+// PostgreSQL aborts it for a deadlock or a serialization failure: two
+// workers counting the same devices in a different order.
+func (s *DedupeStore) Decide(ctx context.Context, fn func(dedupe.Tx) error) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+			return fn(&dedupeTx{tx: tx})
+		})
+		if !isRetryable(err) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("decide batch: %w", err)
+	}
+	return nil
+}
+
+func isRetryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}
+
+// RegisteredKeys streams the identity keys of a campaign's registrations
+// with COPY TO, the fastest way out of PostgreSQL: the Bloom filters'
+// rebuild at start.
+func (s *DedupeStore) RegisteredKeys(ctx context.Context, campaign string, shards []int, fn func(string)) error {
+	conn, err := s.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("registered keys: acquire: %w", err)
+	}
+	defer conn.Release()
+	q := "COPY (SELECT identity_key FROM registrations WHERE campaign = " + quoteLiteral(campaign)
+	if shards != nil {
+		parts := make([]string, len(shards))
+		for i, sh := range shards {
+			parts[i] = strconv.Itoa(sh)
+		}
+		q += " AND shard IN (" + strings.Join(append(parts, "-1"), ",") + ")"
+	}
+	q += ") TO STDOUT"
+	lw := &lineWriter{fn: fn}
+	if _, err := conn.Conn().PgConn().CopyTo(ctx, lw, q); err != nil {
+		return fmt.Errorf("registered keys: %w", err)
+	}
+	lw.flush()
+	return nil
+}
+
+// quoteLiteral quotes a string as an SQL literal (COPY takes no
+// parameters).
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// lineWriter splits COPY's text output into lines.
+type lineWriter struct {
+	fn   func(string)
+	rest []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(w.rest) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.rest = append(w.rest, p...)
+			return n, nil
+		}
+		w.rest = append(w.rest, p[:i]...)
+		w.fn(string(w.rest))
+		w.rest = w.rest[:0]
+		p = p[i+1:]
+	}
+	for {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			break
+		}
+		w.fn(string(p[:i]))
+		p = p[i+1:]
+	}
+	w.rest = append(w.rest, p...)
+	return n, nil
+}
+
+func (w *lineWriter) flush() {
+	if len(w.rest) > 0 {
+		w.fn(string(w.rest))
+		w.rest = nil
+	}
+}
+
+type dedupeTx struct {
+	tx     pgx.Tx
+	staged bool
+}
+
+// People reads registrations and device pairs of the given people in one
+// round trip.
+func (t *dedupeTx) People(ctx context.Context, keys []dedupe.PersonKey) (map[dedupe.PersonKey]*dedupe.Person, error) {
+	camps, ids := splitKeys(keys)
+	b := &pgx.Batch{}
+	b.Queue(`SELECT r.campaign, r.identity_key, r.id, r.first_receipt, r.device_key, r.phone_verified
+		FROM unnest($1::text[], $2::text[]) AS k(campaign, identity_key)
+		JOIN registrations r ON r.campaign = k.campaign AND r.identity_key = k.identity_key`, camps, ids)
+	b.Queue(`SELECT dp.campaign, dp.identity_key, dp.device_key, min(dp.first_receipt)
+		FROM unnest($1::text[], $2::text[]) AS k(campaign, identity_key)
+		JOIN device_people dp ON dp.campaign = k.campaign AND dp.identity_key = k.identity_key
+		GROUP BY 1, 2, 3`, camps, ids)
+	br := t.tx.SendBatch(ctx, b)
+	defer br.Close()
+	out := make(map[dedupe.PersonKey]*dedupe.Person, len(keys))
+	person := func(k dedupe.PersonKey) *dedupe.Person {
+		p := out[k]
+		if p == nil {
+			p = &dedupe.Person{Devices: map[string]string{}}
+			out[k] = p
+		}
+		return p
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("people: registrations: %w", err)
+	}
+	for rows.Next() {
+		r := &dedupe.Registration{}
+		if err := rows.Scan(&r.Campaign, &r.IdentityKey, &r.ID, &r.FirstReceipt, &r.DeviceKey, &r.PhoneVerified); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("people: registrations: %w", err)
+		}
+		person(dedupe.PersonKey{Campaign: r.Campaign, IdentityKey: r.IdentityKey}).Registration = r
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("people: registrations: %w", err)
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("people: devices: %w", err)
+	}
+	for rows.Next() {
+		var k dedupe.PersonKey
+		var device, first string
+		if err := rows.Scan(&k.Campaign, &k.IdentityKey, &device, &first); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("people: devices: %w", err)
+		}
+		person(k).Devices[device] = first
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("people: devices: %w", err)
+	}
+	return out, nil
+}
+
+func splitKeys(keys []dedupe.PersonKey) (camps, ids []string) {
+	camps, ids = make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		camps[i], ids[i] = k.Campaign, k.IdentityKey
+	}
+	return camps, ids
+}
+
+type deviceWindow struct{ campaign, window, device string }
+
+// CountDevices ranks each pair on its device. New pairs take the next
+// ranks of their device under the row lock of its device_windows row,
+// which every worker shares; rows are locked in key order so that two
+// workers cannot deadlock on the same devices.
+func (t *dedupeTx) CountDevices(ctx context.Context, pairs []dedupe.Pair) ([]dedupe.DeviceCount, error) {
+	n := len(pairs)
+	cs, ws, ds, ps := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, p := range pairs {
+		cs[i], ws[i], ds[i], ps[i] = p.Campaign, p.Window, p.DeviceKey, p.IdentityKey
+	}
+	out := make([]dedupe.DeviceCount, n)
+	rows, err := t.tx.Query(ctx, `SELECT b.i, dp.rank
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS b(c, w, d, p, i)
+		JOIN device_people dp ON dp.campaign = b.c AND dp.window_id = b.w AND dp.device_key = b.d AND dp.identity_key = b.p`,
+		cs, ws, ds, ps)
+	if err != nil {
+		return nil, fmt.Errorf("count devices: known pairs: %w", err)
+	}
+	for rows.Next() {
+		var i int64
+		var rank int
+		if err := rows.Scan(&i, &rank); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("count devices: known pairs: %w", err)
+		}
+		out[i-1].Rank = rank
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count devices: known pairs: %w", err)
+	}
+
+	// New pairs, in stream order; the same pair twice in a batch is one.
+	type pairKey struct {
+		dw     deviceWindow
+		person string
+	}
+	newIdx := map[pairKey]int{} // first index of each new pair
+	added := map[deviceWindow][]int{}
+	var devices []deviceWindow
+	seenDev := map[deviceWindow]bool{}
+	for i, p := range pairs {
+		dw := deviceWindow{p.Campaign, p.Window, p.DeviceKey}
+		if !seenDev[dw] {
+			seenDev[dw] = true
+			devices = append(devices, dw)
+		}
+		if out[i].Rank > 0 {
+			continue
+		}
+		pk := pairKey{dw, p.IdentityKey}
+		if _, dup := newIdx[pk]; dup {
+			continue
+		}
+		newIdx[pk] = i
+		added[dw] = append(added[dw], i)
+	}
+	slices.SortFunc(devices, func(a, b deviceWindow) int {
+		return cmpStrings(a.campaign+"\x00"+a.window+"\x00"+a.device, b.campaign+"\x00"+b.window+"\x00"+b.device)
+	})
+	var uc, uw, ud []string
+	var um []int32
+	var rc, rw, rd []string
+	for _, dw := range devices {
+		if m := len(added[dw]); m > 0 {
+			uc, uw, ud, um = append(uc, dw.campaign), append(uw, dw.window), append(ud, dw.device), append(um, int32(m))
+		} else {
+			rc, rw, rd = append(rc, dw.campaign), append(rw, dw.window), append(rd, dw.device)
+		}
+	}
+	people := make(map[deviceWindow]int, len(devices))
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO device_windows AS dw (campaign, window_id, device_key, people)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[])
+		ON CONFLICT (campaign, window_id, device_key) DO UPDATE SET people = dw.people + excluded.people
+		RETURNING campaign, window_id, device_key, people`, uc, uw, ud, um)
+	b.Queue(`SELECT dw.campaign, dw.window_id, dw.device_key, dw.people
+		FROM unnest($1::text[], $2::text[], $3::text[]) AS k(c, w, d)
+		JOIN device_windows dw ON dw.campaign = k.c AND dw.window_id = k.w AND dw.device_key = k.d`, rc, rw, rd)
+	br := t.tx.SendBatch(ctx, b)
+	for q := 0; q < 2; q++ {
+		rows, err := br.Query()
+		if err != nil {
+			br.Close()
+			return nil, fmt.Errorf("count devices: %w", err)
+		}
+		for rows.Next() {
+			var dw deviceWindow
+			var np int
+			if err := rows.Scan(&dw.campaign, &dw.window, &dw.device, &np); err != nil {
+				rows.Close()
+				br.Close()
+				return nil, fmt.Errorf("count devices: %w", err)
+			}
+			people[dw] = np
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			br.Close()
+			return nil, fmt.Errorf("count devices: %w", err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("count devices: %w", err)
+	}
+
+	// Ranks of the new pairs, then store them.
+	var nc, nw, nd, np, nr []string
+	var nrank []int32
+	for dw, idx := range added {
+		base := people[dw] - len(idx)
+		for j, i := range idx {
+			out[i].Rank = base + j + 1
+			p := pairs[i]
+			nc, nw, nd, np, nr = append(nc, p.Campaign), append(nw, p.Window), append(nd, p.DeviceKey), append(np, p.IdentityKey), append(nr, p.Receipt)
+			nrank = append(nrank, int32(out[i].Rank))
+		}
+	}
+	for i, p := range pairs {
+		dw := deviceWindow{p.Campaign, p.Window, p.DeviceKey}
+		if out[i].Rank == 0 { // a repeat of a new pair of this batch
+			out[i].Rank = out[newIdx[pairKey{dw, p.IdentityKey}]].Rank
+		}
+		out[i].People = people[dw]
+	}
+	if len(nc) > 0 {
+		if _, err := t.tx.Exec(ctx, `INSERT INTO device_people (campaign, window_id, device_key, identity_key, first_receipt, rank)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])
+			ON CONFLICT DO NOTHING`, nc, nw, nd, np, nr, nrank); err != nil {
+			return nil, fmt.Errorf("count devices: insert pairs: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func cmpStrings(a, b string) int { return strings.Compare(a, b) }
+
+// stage creates the transaction's staging tables for the COPY path once
+// per connection; ON COMMIT DELETE ROWS empties them at each commit.
+func (t *dedupeTx) stage(ctx context.Context) error {
+	if t.staged {
+		return nil
+	}
+	_, err := t.tx.Exec(ctx, `
+		CREATE TEMP TABLE IF NOT EXISTS dedupe_reg_stage (
+			campaign text, identity_key text, shard integer, window_id text, birthdate date,
+			region text, clinic text, earliest date, phone_kid text, phone_enc bytea,
+			phone_verified boolean, first_receipt text, device_key text, received_at timestamptz
+		) ON COMMIT DELETE ROWS;
+		CREATE TEMP TABLE IF NOT EXISTS dedupe_decision_stage (
+			campaign text, receipt text, shard integer, window_id text, kind text, reason text,
+			provider text, identity_key text, registration_id bigint, matched_receipt text,
+			device_key text, addr_key text, birthdate date, region text, clinic text, earliest date,
+			phone_kid text, phone_enc bytea, phone_verified boolean, received_at timestamptz,
+			decided_at timestamptz
+		) ON COMMIT DELETE ROWS`)
+	if err != nil {
+		return fmt.Errorf("staging tables: %w", err)
+	}
+	t.staged = true
+	return nil
+}
+
+var regStageColumns = []string{"campaign", "identity_key", "shard", "window_id", "birthdate", "region", "clinic", "earliest",
+	"phone_kid", "phone_enc", "phone_verified", "first_receipt", "device_key", "received_at"}
+
+// Register copies the new registrations into a staging table and inserts
+// them with ON CONFLICT DO NOTHING: the batched COPY path. People whose
+// insert lost to an existing registration come back with Inserted false.
+func (t *dedupeTx) Register(ctx context.Context, regs []dedupe.NewRegistration) ([]dedupe.Registration, error) {
+	if err := t.stage(ctx); err != nil {
+		return nil, err
+	}
+	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"dedupe_reg_stage"}, regStageColumns, pgx.CopyFromSlice(len(regs), func(i int) ([]any, error) {
+		r := &regs[i]
+		return []any{r.Campaign, r.IdentityKey, int32(r.Shard), r.Window, r.Birthdate, r.Region, nullString(r.Clinic), r.Earliest,
+			r.Phone.KeyID, nonNilBytes(r.Phone.Data), r.PhoneVerified, r.FirstReceipt, r.DeviceKey, r.ReceivedAt}, nil
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("register: copy: %w", err)
+	}
+	rows, err := t.tx.Query(ctx, `INSERT INTO registrations (campaign, identity_key, shard, window_id, birthdate, region, clinic,
+			earliest, phone_kid, phone_enc, phone_verified, first_receipt, device_key, received_at)
+		SELECT campaign, identity_key, shard, window_id, birthdate, region, clinic,
+			earliest, phone_kid, phone_enc, phone_verified, first_receipt, device_key, received_at FROM dedupe_reg_stage
+		ON CONFLICT (campaign, identity_key) DO NOTHING
+		RETURNING campaign, identity_key, id`)
+	if err != nil {
+		return nil, fmt.Errorf("register: insert: %w", err)
+	}
+	ids := make(map[dedupe.PersonKey]int64, len(regs))
+	for rows.Next() {
+		var k dedupe.PersonKey
+		var id int64
+		if err := rows.Scan(&k.Campaign, &k.IdentityKey, &id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("register: insert: %w", err)
+		}
+		ids[k] = id
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("register: insert: %w", err)
+	}
+	out := make([]dedupe.Registration, len(regs))
+	var lost []dedupe.PersonKey
+	for i, r := range regs {
+		k := dedupe.PersonKey{Campaign: r.Campaign, IdentityKey: r.IdentityKey}
+		if id, ok := ids[k]; ok {
+			out[i] = dedupe.Registration{ID: id, Campaign: r.Campaign, IdentityKey: r.IdentityKey, FirstReceipt: r.FirstReceipt,
+				DeviceKey: r.DeviceKey, PhoneVerified: r.PhoneVerified, Inserted: true}
+			continue
+		}
+		lost = append(lost, k)
+	}
+	if len(lost) == 0 {
+		return out, nil
+	}
+	known, err := t.People(ctx, lost)
+	if err != nil {
+		return nil, fmt.Errorf("register: conflicts: %w", err)
+	}
+	for i, r := range regs {
+		if out[i].Inserted {
+			continue
+		}
+		p := known[dedupe.PersonKey{Campaign: r.Campaign, IdentityKey: r.IdentityKey}]
+		if p == nil || p.Registration == nil {
+			return nil, fmt.Errorf("register: a registration conflicted but cannot be found")
+		}
+		out[i] = *p.Registration
+	}
+	return out, nil
+}
+
+var decisionStageColumns = []string{"campaign", "receipt", "shard", "window_id", "kind", "reason", "provider", "identity_key",
+	"registration_id", "matched_receipt", "device_key", "addr_key", "birthdate", "region", "clinic", "earliest",
+	"phone_kid", "phone_enc", "phone_verified", "received_at", "decided_at"}
+
+// Record copies the decisions into a staging table and inserts those not
+// yet recorded: a replayed batch leaves the first decisions in place.
+func (t *dedupeTx) Record(ctx context.Context, ds []dedupe.Decision) (int, error) {
+	if len(ds) == 0 {
+		return 0, nil
+	}
+	if err := t.stage(ctx); err != nil {
+		return 0, err
+	}
+	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"dedupe_decision_stage"}, decisionStageColumns, pgx.CopyFromSlice(len(ds), func(i int) ([]any, error) {
+		d := &ds[i]
+		var regID *int64
+		if d.RegistrationID != 0 {
+			regID = &d.RegistrationID
+		}
+		return []any{d.Campaign, d.Receipt, int32(d.Shard), d.Window, string(d.Kind), string(d.Reason), d.Provider,
+			nullString(d.IdentityKey), regID, nullString(d.MatchedReceipt), d.DeviceKey, nullString(d.AddrKey), d.Birthdate,
+			nullString(d.Region), nullString(d.Clinic), d.Earliest, nullString(d.Phone.KeyID), nilIfEmpty(d.Phone.Data),
+			d.PhoneVerified, d.ReceivedAt, d.DecidedAt}, nil
+	}))
+	if err != nil {
+		return 0, fmt.Errorf("record decisions: copy: %w", err)
+	}
+	tag, err := t.tx.Exec(ctx, `INSERT INTO decisions (campaign, receipt, shard, window_id, kind, reason, provider, identity_key,
+			registration_id, matched_receipt, device_key, addr_key, birthdate, region, clinic, earliest,
+			phone_kid, phone_enc, phone_verified, received_at, decided_at)
+		SELECT campaign, receipt, shard, window_id, kind, reason, provider, identity_key,
+			registration_id, matched_receipt, device_key, addr_key, birthdate, region, clinic, earliest,
+			phone_kid, phone_enc, phone_verified, received_at, decided_at FROM dedupe_decision_stage
+		ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return 0, fmt.Errorf("record decisions: insert: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// UpdateContact applies the contact rule's replacements; a registration
+// whose phone is already provider-verified keeps it.
+func (t *dedupeTx) UpdateContact(ctx context.Context, cs []dedupe.Contact) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	ids, kids, encs := make([]int64, len(cs)), make([]string, len(cs)), make([][]byte, len(cs))
+	for i, c := range cs {
+		ids[i], kids[i], encs[i] = c.RegistrationID, c.Phone.KeyID, c.Phone.Data
+	}
+	_, err := t.tx.Exec(ctx, `UPDATE registrations r SET phone_kid = u.kid, phone_enc = u.enc, phone_verified = true
+		FROM unnest($1::bigint[], $2::text[], $3::bytea[]) AS u(id, kid, enc)
+		WHERE r.id = u.id AND NOT r.phone_verified`, ids, kids, encs)
+	if err != nil {
+		return fmt.Errorf("update contact: %w", err)
+	}
+	return nil
+}
+
+// CountBloom adds a batch's Bloom counts to the shards' counters.
+func (t *dedupeTx) CountBloom(ctx context.Context, cs []dedupe.BloomCount) error {
+	slices.SortFunc(cs, func(a, b dedupe.BloomCount) int {
+		if c := strings.Compare(a.Campaign, b.Campaign); c != 0 {
+			return c
+		}
+		return a.Shard - b.Shard
+	})
+	camps, shards, maybe, fps := make([]string, len(cs)), make([]int32, len(cs)), make([]int64, len(cs)), make([]int64, len(cs))
+	for i, c := range cs {
+		camps[i], shards[i], maybe[i], fps[i] = c.Campaign, int32(c.Shard), int64(c.MaybeSeen), int64(c.FalsePositives)
+	}
+	_, err := t.tx.Exec(ctx, `INSERT INTO dedupe_counters AS dc (campaign, shard, maybe_seen, false_positives)
+		SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[])
+		ON CONFLICT (campaign, shard) DO UPDATE SET maybe_seen = dc.maybe_seen + excluded.maybe_seen,
+			false_positives = dc.false_positives + excluded.false_positives`, camps, shards, maybe, fps)
+	if err != nil {
+		return fmt.Errorf("count bloom: %w", err)
+	}
+	return nil
+}
+
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// HeldSubmission is a held decision waiting for (or after) an operator's
+// review. It carries pseudonymous keys only.
+type HeldSubmission struct {
+	Campaign   string        `json:"campaign"`
+	Receipt    string        `json:"receipt"`
+	Window     string        `json:"window"`
+	Reason     prereg.Reason `json:"reason"`
+	DeviceKey  string        `json:"device_key"`
+	ReceivedAt time.Time     `json:"received_at"`
+	Review     string        `json:"review,omitempty"`
+	ReviewedBy string        `json:"reviewed_by,omitempty"`
+	ReviewedAt *time.Time    `json:"reviewed_at,omitempty"`
+}
+
+// Held lists a campaign's held decisions, oldest first; with pending only
+// those not yet reviewed.
+func (s *DedupeStore) Held(ctx context.Context, campaign string, pending bool, limit int) ([]HeldSubmission, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT campaign, receipt, window_id, reason, device_key, received_at,
+			coalesce(review, ''), coalesce(reviewed_by, ''), reviewed_at
+		FROM decisions WHERE campaign = $1 AND kind = 'held' AND (NOT $2 OR review IS NULL)
+		ORDER BY received_at, receipt LIMIT $3`, campaign, pending, max(limit, 1))
+	if err != nil {
+		return nil, fmt.Errorf("list held: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (HeldSubmission, error) {
+		var h HeldSubmission
+		var reason string
+		err := r.Scan(&h.Campaign, &h.Receipt, &h.Window, &reason, &h.DeviceKey, &h.ReceivedAt, &h.Review, &h.ReviewedBy, &h.ReviewedAt)
+		h.Reason = prereg.Reason(reason)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list held: %w", err)
+	}
+	return out, nil
+}
+
+// Review outcomes.
+const (
+	ReviewReleased = "released"
+	ReviewRejected = "rejected"
+)
+
+// ReviewResult says what a review did.
+type ReviewResult struct {
+	Receipt        string `json:"receipt"`
+	Review         string `json:"review"`
+	RegistrationID int64  `json:"registration_id,omitempty"`
+	// AlreadyRegistered is true when a release found the person registered
+	// already: nobody is registered twice.
+	AlreadyRegistered bool `json:"already_registered,omitempty"`
+}
+
+// ErrAlreadyReviewed is returned when a held decision was reviewed before.
+var ErrAlreadyReviewed = fmt.Errorf("held decision already reviewed: %w", prereg.ErrConflict)
+
+// ReviewHeld records an operator's review beside a held decision. A
+// release registers the person from what the held decision kept, unless
+// they are registered already; the decision then names the registration.
+// The decision is locked for the review, so two operators cannot both act.
+func (s *DedupeStore) ReviewHeld(ctx context.Context, receipt, review, by string, now time.Time) (ReviewResult, error) {
+	if review != ReviewReleased && review != ReviewRejected {
+		return ReviewResult{}, fmt.Errorf("review %q: want released or rejected", review)
+	}
+	res := ReviewResult{Receipt: receipt, Review: review}
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		var (
+			campaign, window, region, deviceKey string
+			identity, clinic, phoneKid          *string
+			birth, earliest                     *time.Time
+			phoneEnc                            []byte
+			phoneVerified                       bool
+			receivedAt                          time.Time
+			current                             *string
+		)
+		err := tx.QueryRow(ctx, `SELECT campaign, window_id, identity_key, coalesce(region, ''), clinic, birthdate, earliest,
+				phone_kid, phone_enc, phone_verified, device_key, received_at, review
+			FROM decisions WHERE receipt = $1 AND kind = 'held' FOR UPDATE`, receipt).
+			Scan(&campaign, &window, &identity, &region, &clinic, &birth, &earliest, &phoneKid, &phoneEnc, &phoneVerified, &deviceKey, &receivedAt, &current)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return prereg.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if current != nil {
+			return ErrAlreadyReviewed
+		}
+		var regID *int64
+		if review == ReviewReleased {
+			if identity == nil || birth == nil {
+				return errors.New("held decision lacks the identity or birth date a registration needs")
+			}
+			var id int64
+			err := tx.QueryRow(ctx, `INSERT INTO registrations (campaign, identity_key, shard, window_id, birthdate, region, clinic,
+					earliest, phone_kid, phone_enc, phone_verified, first_receipt, device_key, received_at)
+				SELECT $1, $2, c.shard_of, $3, $4, $5, $6, $7, coalesce($8, ''), coalesce($9, ''::bytea), $10, $11, $12, $13
+				FROM (SELECT d.shard AS shard_of FROM decisions d WHERE d.receipt = $11) c
+				ON CONFLICT (campaign, identity_key) DO NOTHING RETURNING id`,
+				campaign, *identity, window, *birth, region, clinic, earliest, phoneKid, phoneEnc, phoneVerified, receipt, deviceKey, receivedAt).Scan(&id)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				res.AlreadyRegistered = true
+				if err := tx.QueryRow(ctx, `SELECT id FROM registrations WHERE campaign = $1 AND identity_key = $2`, campaign, *identity).Scan(&id); err != nil {
+					return err
+				}
+			case err != nil:
+				return err
+			}
+			res.RegistrationID, regID = id, &id
+		}
+		_, err = tx.Exec(ctx, `UPDATE decisions SET review = $2, reviewed_by = $3, reviewed_at = $4,
+				registration_id = coalesce($5, registration_id)
+			WHERE receipt = $1`, receipt, review, by, now, regID)
+		return err
+	})
+	if err != nil {
+		return ReviewResult{}, fmt.Errorf("review held %s: %w", review, err)
+	}
+	return res, nil
+}
