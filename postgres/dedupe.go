@@ -531,23 +531,9 @@ func nonNilBytes(b []byte) []byte {
 	return b
 }
 
-// HeldSubmission is a held decision waiting for (or after) an operator's
-// review. It carries pseudonymous keys only.
-type HeldSubmission struct {
-	Campaign   string        `json:"campaign"`
-	Receipt    string        `json:"receipt"`
-	Window     string        `json:"window"`
-	Reason     prereg.Reason `json:"reason"`
-	DeviceKey  string        `json:"device_key"`
-	ReceivedAt time.Time     `json:"received_at"`
-	Review     string        `json:"review,omitempty"`
-	ReviewedBy string        `json:"reviewed_by,omitempty"`
-	ReviewedAt *time.Time    `json:"reviewed_at,omitempty"`
-}
-
 // Held lists a campaign's held decisions, oldest first; with pending only
 // those not yet reviewed.
-func (s *DedupeStore) Held(ctx context.Context, campaign string, pending bool, limit int) ([]HeldSubmission, error) {
+func (s *DedupeStore) Held(ctx context.Context, campaign string, pending bool, limit int) ([]dedupe.HeldSubmission, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT campaign, receipt, window_id, reason, device_key, received_at,
 			coalesce(review, ''), coalesce(reviewed_by, ''), reviewed_at
 		FROM decisions WHERE campaign = $1 AND kind = 'held' AND (NOT $2 OR review IS NULL)
@@ -555,8 +541,8 @@ func (s *DedupeStore) Held(ctx context.Context, campaign string, pending bool, l
 	if err != nil {
 		return nil, fmt.Errorf("list held: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (HeldSubmission, error) {
-		var h HeldSubmission
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (dedupe.HeldSubmission, error) {
+		var h dedupe.HeldSubmission
 		var reason string
 		err := r.Scan(&h.Campaign, &h.Receipt, &h.Window, &reason, &h.DeviceKey, &h.ReceivedAt, &h.Review, &h.ReviewedBy, &h.ReviewedAt)
 		h.Reason = prereg.Reason(reason)
@@ -568,34 +554,15 @@ func (s *DedupeStore) Held(ctx context.Context, campaign string, pending bool, l
 	return out, nil
 }
 
-// Review outcomes.
-const (
-	ReviewReleased = "released"
-	ReviewRejected = "rejected"
-)
-
-// ReviewResult says what a review did.
-type ReviewResult struct {
-	Receipt        string `json:"receipt"`
-	Review         string `json:"review"`
-	RegistrationID int64  `json:"registration_id,omitempty"`
-	// AlreadyRegistered is true when a release found the person registered
-	// already: nobody is registered twice.
-	AlreadyRegistered bool `json:"already_registered,omitempty"`
-}
-
-// ErrAlreadyReviewed is returned when a held decision was reviewed before.
-var ErrAlreadyReviewed = fmt.Errorf("held decision already reviewed: %w", prereg.ErrConflict)
-
 // ReviewHeld records an operator's review beside a held decision. A
 // release registers the person from what the held decision kept, unless
 // they are registered already; the decision then names the registration.
 // The decision is locked for the review, so two operators cannot both act.
-func (s *DedupeStore) ReviewHeld(ctx context.Context, receipt, review, by string, now time.Time) (ReviewResult, error) {
-	if review != ReviewReleased && review != ReviewRejected {
-		return ReviewResult{}, fmt.Errorf("review %q: want released or rejected", review)
+func (s *DedupeStore) ReviewHeld(ctx context.Context, receipt, review, by string, now time.Time) (dedupe.ReviewResult, error) {
+	if review != dedupe.ReviewReleased && review != dedupe.ReviewRejected {
+		return dedupe.ReviewResult{}, fmt.Errorf("review %q: want released or rejected", review)
 	}
-	res := ReviewResult{Receipt: receipt, Review: review}
+	res := dedupe.ReviewResult{Receipt: receipt, Review: review}
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		var (
 			campaign, window, region, deviceKey string
@@ -617,10 +584,10 @@ func (s *DedupeStore) ReviewHeld(ctx context.Context, receipt, review, by string
 			return err
 		}
 		if current != nil {
-			return ErrAlreadyReviewed
+			return dedupe.ErrAlreadyReviewed
 		}
 		var regID *int64
-		if review == ReviewReleased {
+		if review == dedupe.ReviewReleased {
 			if identity == nil || birth == nil {
 				return errors.New("held decision lacks the identity or birth date a registration needs")
 			}
@@ -648,7 +615,7 @@ func (s *DedupeStore) ReviewHeld(ctx context.Context, receipt, review, by string
 		return err
 	})
 	if err != nil {
-		return ReviewResult{}, fmt.Errorf("review held %s: %w", review, err)
+		return dedupe.ReviewResult{}, fmt.Errorf("review held %s: %w", review, err)
 	}
 	return res, nil
 }

@@ -1,0 +1,301 @@
+package dedupe
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prereg/prereg"
+)
+
+// Report is the auditor's dedupe report: what came in, what became of it
+// and why, per window and per hour, the devices that sent for the most
+// people, and what the Bloom filters and claim_seen saved. It holds
+// pseudonymous keys and counts only: no personal data in any format.
+// `prereg report dedupe` and GET /admin/v1/reports/dedupe both render it.
+type Report struct {
+	Campaign    string         `json:"campaign"`
+	Window      string         `json:"window,omitempty"` // "" for every window
+	GeneratedAt time.Time      `json:"generated_at"`
+	Totals      Counts         `json:"totals"`
+	Windows     []WindowCounts `json:"windows"`
+	Hours       []HourCounts   `json:"hours"`
+	TopDevices  []DeviceRow    `json:"top_devices"`
+	Bloom       BloomStats     `json:"bloom"`
+	// ProviderCallsSaved counts the submissions verify decided as
+	// claim_seen without calling the identity provider.
+	ProviderCallsSaved int64       `json:"provider_calls_saved"`
+	Reviews            ReviewStats `json:"reviews"`
+}
+
+// Counts are the decisions of a slice of submissions.
+type Counts struct {
+	Submissions      int64                   `json:"submissions"`
+	Accepted         int64                   `json:"accepted"` // not rejected
+	PeopleRegistered int64                   `json:"people_registered"`
+	Registered       int64                   `json:"registered"`
+	Duplicates       map[prereg.Reason]int64 `json:"duplicates"`
+	Held             map[prereg.Reason]int64 `json:"held"`
+	Rejected         map[prereg.Reason]int64 `json:"rejected"`
+}
+
+// NewCounts returns empty counts.
+func NewCounts() Counts {
+	return Counts{Duplicates: map[prereg.Reason]int64{}, Held: map[prereg.Reason]int64{}, Rejected: map[prereg.Reason]int64{}}
+}
+
+// Add counts n decisions of a kind and reason.
+func (c *Counts) Add(kind prereg.Kind, reason prereg.Reason, n int64) {
+	c.Submissions += n
+	switch kind {
+	case prereg.KindRegistered:
+		c.Registered += n
+		c.Accepted += n
+	case prereg.KindDuplicate:
+		c.Duplicates[reason] += n
+		c.Accepted += n
+	case prereg.KindHeld:
+		c.Held[reason] += n
+		c.Accepted += n
+	case prereg.KindRejected:
+		c.Rejected[reason] += n
+	}
+}
+
+// DuplicateTotal sums the duplicates.
+func (c Counts) DuplicateTotal() int64 { return sum(c.Duplicates) }
+
+// HeldTotal sums the held.
+func (c Counts) HeldTotal() int64 { return sum(c.Held) }
+
+// RejectedTotal sums the rejected.
+func (c Counts) RejectedTotal() int64 { return sum(c.Rejected) }
+
+func sum(m map[prereg.Reason]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// WindowCounts are one window's counts.
+type WindowCounts struct {
+	Window string `json:"window"`
+	Counts
+}
+
+// HourCounts are the counts of the submissions received in one hour.
+type HourCounts struct {
+	Hour time.Time `json:"hour"`
+	Counts
+}
+
+// DeviceRow is a device that sent for many distinct people; Device is a
+// prefix of its keyed hash, never the device id.
+type DeviceRow struct {
+	Device      string `json:"device"`
+	People      int64  `json:"people"`
+	Submissions int64  `json:"submissions"`
+	Held        int64  `json:"held"`
+}
+
+// BloomStats are the Bloom filters' counters over every shard.
+type BloomStats struct {
+	MaybeSeen      int64 `json:"maybe_seen"`
+	FalsePositives int64 `json:"false_positives"`
+}
+
+// ReviewStats count the held decisions by review.
+type ReviewStats struct {
+	Pending  int64 `json:"pending"`
+	Released int64 `json:"released"`
+	Rejected int64 `json:"rejected"`
+}
+
+// Report formats.
+const (
+	FormatText = "text"
+	FormatJSON = "json"
+	FormatCSV  = "csv"
+	FormatHTML = "html"
+)
+
+// ContentType is the media type of a report format.
+func ContentType(format string) string {
+	switch format {
+	case FormatJSON:
+		return "application/json; charset=utf-8"
+	case FormatCSV:
+		return "text/csv; charset=utf-8"
+	case FormatHTML:
+		return "text/html; charset=utf-8"
+	default:
+		return "text/plain; charset=utf-8"
+	}
+}
+
+// Write renders the report in a format: text, json, csv or html.
+func (r *Report) Write(w io.Writer, format string) error {
+	switch format {
+	case FormatText, "":
+		return r.writeText(w)
+	case FormatJSON:
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	case FormatCSV:
+		return r.writeCSV(w)
+	case FormatHTML:
+		return reportHTML.Execute(w, r)
+	default:
+		return fmt.Errorf("unknown report format %q (want text, json, csv or html)", format)
+	}
+}
+
+func reasons(m map[prereg.Reason]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, string(k))
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + strconv.FormatInt(m[prereg.Reason(k)], 10)
+	}
+	return strings.Join(parts, " ")
+}
+
+func (r *Report) writeText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	scope := "all windows"
+	if r.Window != "" {
+		scope = "window " + r.Window
+	}
+	fmt.Fprintf(tw, "Dedupe report: %s, %s (generated %s)\n\n", r.Campaign, scope, r.GeneratedAt.UTC().Format(time.RFC3339))
+	t := r.Totals
+	fmt.Fprintf(tw, "submissions\t%d\n", t.Submissions)
+	fmt.Fprintf(tw, "accepted\t%d\n", t.Accepted)
+	fmt.Fprintf(tw, "people registered\t%d\n", t.PeopleRegistered)
+	fmt.Fprintf(tw, "duplicates\t%d\t%s\n", t.DuplicateTotal(), reasons(t.Duplicates))
+	fmt.Fprintf(tw, "held\t%d\t%s\n", t.HeldTotal(), reasons(t.Held))
+	fmt.Fprintf(tw, "  reviews\tpending=%d released=%d rejected=%d\n", r.Reviews.Pending, r.Reviews.Released, r.Reviews.Rejected)
+	fmt.Fprintf(tw, "rejected\t%d\t%s\n", t.RejectedTotal(), reasons(t.Rejected))
+	fmt.Fprintf(tw, "provider calls saved\t%d\n", r.ProviderCallsSaved)
+	fmt.Fprintf(tw, "bloom maybe-seen\t%d\n", r.Bloom.MaybeSeen)
+	fmt.Fprintf(tw, "bloom false positives\t%d\n", r.Bloom.FalsePositives)
+	fmt.Fprintln(tw, "\nwindow\tsubmissions\taccepted\tpeople\tduplicates\theld\trejected")
+	for _, wc := range r.Windows {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", wc.Window, wc.Submissions, wc.Accepted, wc.PeopleRegistered, wc.DuplicateTotal(), wc.HeldTotal(), wc.RejectedTotal())
+	}
+	fmt.Fprintln(tw, "\nhour (UTC)\tsubmissions\tregistered\tduplicates\theld\trejected")
+	for _, h := range r.Hours {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", h.Hour.UTC().Format("2006-01-02 15:00"), h.Submissions, h.Registered, h.DuplicateTotal(), h.HeldTotal(), h.RejectedTotal())
+	}
+	fmt.Fprintln(tw, "\ndevice (keyed hash)\tpeople\tsubmissions\theld")
+	for _, d := range r.TopDevices {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", d.Device, d.People, d.Submissions, d.Held)
+	}
+	return tw.Flush()
+}
+
+// writeCSV writes one row per figure: section, key, metric, value. Long
+// form, so that every section fits one header.
+func (r *Report) writeCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	row := func(section, key, metric string, v int64) {
+		_ = cw.Write([]string{section, key, metric, strconv.FormatInt(v, 10)})
+	}
+	counts := func(section, key string, c Counts) {
+		row(section, key, "submissions", c.Submissions)
+		row(section, key, "accepted", c.Accepted)
+		row(section, key, "people_registered", c.PeopleRegistered)
+		row(section, key, "registered", c.Registered)
+		for _, kind := range []struct {
+			name string
+			m    map[prereg.Reason]int64
+		}{{"duplicate", c.Duplicates}, {"held", c.Held}, {"rejected", c.Rejected}} {
+			keys := make([]string, 0, len(kind.m))
+			for k := range kind.m {
+				keys = append(keys, string(k))
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				row(section, key, kind.name+":"+k, kind.m[prereg.Reason(k)])
+			}
+		}
+	}
+	_ = cw.Write([]string{"section", "key", "metric", "value"})
+	counts("total", r.Campaign, r.Totals)
+	row("total", r.Campaign, "provider_calls_saved", r.ProviderCallsSaved)
+	row("total", r.Campaign, "bloom_maybe_seen", r.Bloom.MaybeSeen)
+	row("total", r.Campaign, "bloom_false_positives", r.Bloom.FalsePositives)
+	row("total", r.Campaign, "reviews_pending", r.Reviews.Pending)
+	row("total", r.Campaign, "reviews_released", r.Reviews.Released)
+	row("total", r.Campaign, "reviews_rejected", r.Reviews.Rejected)
+	for _, wc := range r.Windows {
+		counts("window", wc.Window, wc.Counts)
+	}
+	for _, h := range r.Hours {
+		counts("hour", h.Hour.UTC().Format(time.RFC3339), h.Counts)
+	}
+	for _, d := range r.TopDevices {
+		row("device", d.Device, "people", d.People)
+		row("device", d.Device, "submissions", d.Submissions)
+		row("device", d.Device, "held", d.Held)
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+var reportHTML = template.Must(template.New("report").Funcs(template.FuncMap{
+	"pct": func(part, whole int64) string {
+		if whole == 0 {
+			return "0"
+		}
+		return strconv.FormatFloat(100*float64(part)/float64(whole), 'f', 1, 64)
+	},
+	"hour":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:00") },
+	"reasons": reasons,
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Dedupe report: {{.Campaign}}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}
+table{border-collapse:collapse;margin:1rem 0}td,th{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}
+td:first-child,th:first-child{text-align:left}.bar{display:inline-block;height:.8rem;background:#3b82f6}
+.dup{background:#f59e0b}.held{background:#ef4444}.rej{background:#6b7280}
+</style></head><body>
+<h1>Dedupe report: {{.Campaign}}{{if .Window}}, window {{.Window}}{{end}}</h1>
+<p>Generated {{.GeneratedAt.UTC.Format "2006-01-02 15:04:05"}} UTC. Keys are keyed hashes; no personal data.</p>
+<table>
+<tr><th>submissions</th><td>{{.Totals.Submissions}}</td><td></td></tr>
+<tr><th>accepted</th><td>{{.Totals.Accepted}}</td><td></td></tr>
+<tr><th>people registered</th><td>{{.Totals.PeopleRegistered}}</td><td><span class="bar" style="width:{{pct .Totals.PeopleRegistered .Totals.Submissions}}%"></span></td></tr>
+<tr><th>duplicates</th><td>{{.Totals.DuplicateTotal}}</td><td>{{reasons .Totals.Duplicates}}</td></tr>
+<tr><th>held</th><td>{{.Totals.HeldTotal}}</td><td>{{reasons .Totals.Held}} (pending {{.Reviews.Pending}}, released {{.Reviews.Released}}, rejected {{.Reviews.Rejected}})</td></tr>
+<tr><th>rejected</th><td>{{.Totals.RejectedTotal}}</td><td>{{reasons .Totals.Rejected}}</td></tr>
+<tr><th>provider calls saved</th><td>{{.ProviderCallsSaved}}</td><td></td></tr>
+<tr><th>Bloom false positives</th><td>{{.Bloom.FalsePositives}}</td><td>of {{.Bloom.MaybeSeen}} maybe-seen</td></tr>
+</table>
+<h2>Per window</h2>
+<table><tr><th>window</th><th>submissions</th><th>people</th><th>duplicates</th><th>held</th><th>rejected</th><th></th></tr>
+{{range .Windows}}<tr><td>{{.Window}}</td><td>{{.Submissions}}</td><td>{{.PeopleRegistered}}</td><td>{{.DuplicateTotal}}</td><td>{{.HeldTotal}}</td><td>{{.RejectedTotal}}</td>
+<td style="width:16rem"><span class="bar" style="width:{{pct .Registered .Submissions}}%"></span><span class="bar dup" style="width:{{pct .DuplicateTotal .Submissions}}%"></span><span class="bar held" style="width:{{pct .HeldTotal .Submissions}}%"></span><span class="bar rej" style="width:{{pct .RejectedTotal .Submissions}}%"></span></td></tr>
+{{end}}</table>
+<h2>Per hour (UTC)</h2>
+<table><tr><th>hour</th><th>submissions</th><th>registered</th><th>duplicates</th><th>held</th><th>rejected</th></tr>
+{{range .Hours}}<tr><td>{{hour .Hour}}</td><td>{{.Submissions}}</td><td>{{.Registered}}</td><td>{{.DuplicateTotal}}</td><td>{{.HeldTotal}}</td><td>{{.RejectedTotal}}</td></tr>
+{{end}}</table>
+<h2>Devices with the most distinct people</h2>
+<table><tr><th>device (keyed hash)</th><th>people</th><th>submissions</th><th>held</th></tr>
+{{range .TopDevices}}<tr><td><code>{{.Device}}</code></td><td>{{.People}}</td><td>{{.Submissions}}</td><td>{{.Held}}</td></tr>
+{{end}}</table>
+</body></html>
+`))
