@@ -277,6 +277,7 @@ func NewSurge(pop *Population, cfg SurgeConfig) (*Surge, error) {
 		nonce: map[int]int{},
 		cap:   c.DeviceCap,
 	}
+	g.subs = make([]Submission, 0, cfg.Submissions)
 	if err := g.build(MixCounts(cfg.Submissions)); err != nil {
 		return nil, err
 	}

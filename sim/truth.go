@@ -220,7 +220,7 @@ func (t Truth) Score(answers []Answer, decisions []Decision) Score {
 			bad(i, s.Class, "a retry with the same Idempotency-Key got a new receipt")
 		}
 		if _, ok := owner[a.Receipt]; !ok && a.Receipt != "" {
-			owner[a.Receipt] = i // its original was not accepted: the retry is the first
+			owner[a.Receipt] = i // a receipt of its own (its original's was lost, or intake erred): it needs a decision too
 		}
 	}
 	sc.Accepted = len(owner)
