@@ -17,7 +17,7 @@ const (
 	receiptIDLen  = 16
 	receiptMACLen = 10
 	// ReceiptLen is the length of a receipt string.
-	ReceiptLen = (receiptIDLen + receiptMACLen) * 4 / 3
+	ReceiptLen = ((receiptIDLen+receiptMACLen)*8 + 5) / 6
 )
 
 // Receipts issues and checks receipts (DESIGN.md section 4).

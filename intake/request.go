@@ -51,6 +51,9 @@ func DecodeRequest(data []byte) (Request, error) {
 	if !utf8.Valid(data) {
 		return req, FieldErrors{"body": "not valid UTF-8"}
 	}
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return req, FieldErrors{"body": "want a JSON object"}
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
