@@ -1,0 +1,162 @@
+package scheduler
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var day0 = time.Date(2021, 8, 26, 0, 0, 0, 0, time.UTC)
+
+// inventory builds an inventory where every band of every day of a clinic
+// has the same capacity.
+func inventory(days, bands int, clinics []Clinic, capacity []int32) *Inventory {
+	inv := &Inventory{Start: day0, Days: days, Bands: bands, Clinics: clinics}
+	for c := range clinics {
+		for range days * bands {
+			inv.Capacity = append(inv.Capacity, capacity[c])
+			inv.Used = append(inv.Used, 0)
+		}
+	}
+	return inv
+}
+
+func TestPlanPreferenceOrder(t *testing.T) {
+	t.Parallel()
+	// Jongno (11110) has A and B; Jung-gu (11140) next door has C; Busan's
+	// Haeundae (26350) is 320 km away with D; Jeju (50110) has E.
+	clinics := []Clinic{
+		{ID: "a", Region: "11110", Lat: 37.594, Lng: 126.977},
+		{ID: "b", Region: "11110", Lat: 37.590, Lng: 126.980},
+		{ID: "c", Region: "11140", Lat: 37.560, Lng: 126.995},
+		{ID: "d", Region: "26350", Lat: 35.163, Lng: 129.163},
+		{ID: "e", Region: "50110", Lat: 33.499, Lng: 126.531},
+	}
+	inv := inventory(1, 1, clinics, []int32{1, 1, 1, 2, 0})
+	regs := []Registration{
+		{ID: 1, Region: "11110", Clinic: "a"},
+		{ID: 2, Region: "11110", Clinic: "a"},
+		{ID: 3, Region: "11110", Clinic: "a"},
+		{ID: 4, Region: "11110"},
+		{ID: 5, Region: "11110"},
+		{ID: 6, Region: "11110"},
+		{ID: 7, Region: "11110", Earliest: day0.AddDate(0, 0, 1)},
+		{ID: 8, Region: "11170"}, // no clinic of its own: placed by its province
+		{ID: 9, Region: "99999"}, // nowhere
+	}
+	order := []int{0, 1, 2, 3, 4, 5, 6, 7, 8}
+	got := Plan(inv, regs, order, 0, nil)
+	want := []struct {
+		clinic string
+		via    Via
+		reason Reason
+	}{
+		{"a", ViaPreferred, ""},
+		{"b", ViaRegion, ""},
+		{"c", ViaNearby, ""},
+		{"d", ViaNearby, ""},
+		{"d", ViaNearby, ""},
+		{"", "", ReasonNoCapacity},
+		{"", "", ReasonEarliestAfterSchedule},
+		{"", "", ReasonNoCapacity},
+		{"", "", ReasonNoCapacity},
+	}
+	for k, w := range want {
+		o := got[k]
+		require.Equal(t, regs[order[k]].ID, o.Registration)
+		if w.clinic == "" {
+			require.False(t, o.Assigned(), "registration %d", o.Registration)
+			require.Equal(t, w.reason, o.Reason, "registration %d", o.Registration)
+			continue
+		}
+		require.True(t, o.Assigned(), "registration %d: %s", o.Registration, o.Reason)
+		c, _, _ := inv.slotOf(o.Slot)
+		require.Equal(t, w.clinic, clinics[c].ID, "registration %d", o.Registration)
+		require.Equal(t, w.via, o.Via, "registration %d", o.Registration)
+	}
+
+	// With room left: a region without clinics goes to its province's
+	// nearest; an unknown region is not sent anywhere.
+	inv = inventory(1, 1, clinics, []int32{0, 0, 1, 1, 1})
+	got = Plan(inv, regs, []int{7, 8}, 0, nil)
+	c, _, _ := inv.slotOf(got[0].Slot)
+	require.Equal(t, "c", clinics[c].ID)
+	require.Equal(t, ReasonRegionUnknown, got[1].Reason)
+
+	// A distance limit keeps Seoul out of Busan.
+	inv = inventory(1, 1, clinics, []int32{0, 0, 0, 1, 1})
+	got = Plan(inv, regs, []int{3}, 100, nil)
+	require.Equal(t, ReasonNoCapacity, got[0].Reason)
+}
+
+func TestPlanEarliestDateAndBands(t *testing.T) {
+	t.Parallel()
+	clinics := []Clinic{{ID: "a", Region: "11110", Lat: 37.5, Lng: 127}}
+	inv := inventory(3, 2, clinics, []int32{1})
+	regs := []Registration{
+		{ID: 1, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, 1)},
+		{ID: 2, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, 1)},
+		{ID: 3, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, -5)},
+		{ID: 4, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, 2)},
+		{ID: 5, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, 1)},
+	}
+	got := Plan(inv, regs, []int{0, 1, 2, 3, 4}, 0, nil)
+	type slot struct{ day, band int }
+	want := []slot{{1, 0}, {1, 1}, {0, 0}, {2, 0}, {2, 1}}
+	for k, w := range want {
+		require.True(t, got[k].Assigned())
+		_, d, b := inv.slotOf(got[k].Slot)
+		require.Equal(t, w, slot{d, b}, "registration %d", got[k].Registration)
+	}
+}
+
+func TestPlanRespectsUsedCapacity(t *testing.T) {
+	t.Parallel()
+	clinics := []Clinic{{ID: "a", Region: "11110"}, {ID: "b", Region: "11110"}}
+	inv := inventory(2, 1, clinics, []int32{3, 3})
+	inv.Used[0] = 3 // a, day 0: full
+	inv.Used[2] = 2 // b, day 0: one left
+	regs := make([]Registration, 10)
+	order := make([]int, 10)
+	for i := range regs {
+		regs[i] = Registration{ID: int64(i + 1), Region: "11110"}
+		order[i] = i
+	}
+	got := Plan(inv, regs, order, 0, nil)
+	per := make([]int32, len(inv.Capacity))
+	assigned := 0
+	for _, o := range got {
+		if o.Assigned() {
+			per[o.Slot]++
+			assigned++
+		}
+	}
+	require.Equal(t, 7, assigned, "1 + 3 + 3 places were free")
+	for s := range per {
+		require.LessOrEqual(t, per[s]+inv.Used[s], inv.Capacity[s], "slot %d over capacity", s)
+	}
+}
+
+func TestDrawOrder(t *testing.T) {
+	t.Parallel()
+	regs := make([]Registration, 1000)
+	for i := range regs {
+		regs[i] = Registration{ID: int64(i + 1)}
+	}
+	a := drawOrder([]byte("seed one, thirty-two bytes long!"), regs)
+	require.Equal(t, a, drawOrder([]byte("seed one, thirty-two bytes long!"), regs), "the same seed draws the same order")
+	b := drawOrder([]byte("seed two, thirty-two bytes long!"), regs)
+	require.NotEqual(t, a, b, "another seed draws another order")
+	for k := 1; k < len(a); k++ {
+		ka, kb := DrawKey([]byte("seed one, thirty-two bytes long!"), regs[a[k-1]].ID), DrawKey([]byte("seed one, thirty-two bytes long!"), regs[a[k]].ID)
+		require.Less(t, string(ka[:]), string(kb[:]), "drawn in ascending order of keys")
+	}
+}
+
+func TestDistanceKm(t *testing.T) {
+	t.Parallel()
+	// Seoul City Hall to Busan City Hall: about 325 km.
+	require.InDelta(t, 325, DistanceKm(37.5663, 126.9779, 35.1798, 129.0750), 5)
+	require.Zero(t, DistanceKm(37.5, 127, 37.5, 127))
+}
