@@ -407,3 +407,34 @@ func readAll(tb testing.TB, res *http.Response) string {
 		}
 	}
 }
+
+func TestStopFinishesPublishesInFlight(t *testing.T) {
+	t.Parallel()
+	e := setup(t, func(c *intake.Config) { c.DeviceRate = -1 })
+	const n = 64
+	results := make(chan answer, n)
+	for i := range n {
+		go func() {
+			results <- e.post(t, body(map[string]any{"device_id": fmt.Sprintf("dev-%d", i)}))
+		}()
+	}
+	time.Sleep(5 * time.Millisecond)
+	e.svc.Stop()
+	accepted := map[string]bool{}
+	for range n {
+		a := <-results
+		switch a.Status {
+		case 202:
+			accepted[a.Body["receipt"].(string)] = true
+		case 503:
+			require.Equal(t, "overloaded", a.Body["error"])
+		default:
+			t.Fatalf("status %d during shutdown: %v", a.Status, a.Body)
+		}
+	}
+	for _, m := range e.messages(t) {
+		delete(accepted, m.Header.Get(jetstream.MsgIDHeader))
+	}
+	require.Empty(t, accepted, "every 202 is in the stream")
+	require.Equal(t, 503, e.post(t, body(nil)).Status, "a stopped intake refuses new intents")
+}
