@@ -153,12 +153,14 @@ type ScoredDecision struct {
 	// decision names ("" for none).
 	RegisteredIdentity string
 	DeviceKey          string
+	// RegistrationID is the registration the decision names (0 for none).
+	RegistrationID int64
 }
 
 // DedupeDecisions calls fn for every decision of a campaign, in receipt
 // order, for scoring (precision and recall against a truth).
 func (s *DedupeStore) DedupeDecisions(ctx context.Context, campaign string, fn func(ScoredDecision) error) error {
-	rows, err := s.Pool.Query(ctx, `SELECT d.receipt, d.kind, d.reason, coalesce(d.identity_key, ''), coalesce(r.identity_key, ''), d.device_key
+	rows, err := s.Pool.Query(ctx, `SELECT d.receipt, d.kind, d.reason, coalesce(d.identity_key, ''), coalesce(r.identity_key, ''), d.device_key, coalesce(d.registration_id, 0)
 		FROM decisions d LEFT JOIN registrations r ON r.id = d.registration_id
 		WHERE d.campaign = $1 ORDER BY d.receipt`, campaign)
 	if err != nil {
@@ -168,7 +170,7 @@ func (s *DedupeStore) DedupeDecisions(ctx context.Context, campaign string, fn f
 	for rows.Next() {
 		var d ScoredDecision
 		var kind, reason string
-		if err := rows.Scan(&d.Receipt, &kind, &reason, &d.IdentityKey, &d.RegisteredIdentity, &d.DeviceKey); err != nil {
+		if err := rows.Scan(&d.Receipt, &kind, &reason, &d.IdentityKey, &d.RegisteredIdentity, &d.DeviceKey, &d.RegistrationID); err != nil {
 			return fmt.Errorf("dedupe decisions: %w", err)
 		}
 		d.Kind, d.Reason = prereg.Kind(kind), prereg.Reason(reason)
