@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/prereg/prereg/postgres"
+	"github.com/prereg/prereg/scheduler"
+)
+
+func init() {
+	register(command{name: "lottery commit", summary: "commit a window's lottery seed (before it closes) and print its hash", run: cmdLotteryCommit})
+	register(command{name: "lottery show", summary: "list a campaign's lottery commitments (hash; seed once revealed)", run: cmdLotteryShow})
+}
+
+func cmdLotteryCommit(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "lottery commit", "--campaign C --window W [--format text|json]")
+	campaignID := fs.String("campaign", "", "campaign id (required)")
+	window := fs.String("window", "", "window id (required)")
+	format := fs.String("format", "text", "text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *campaignID == "" || *window == "" {
+		return usagef("--campaign and --window are required")
+	}
+	if *format != "text" && *format != "json" {
+		return usagef("--format %q: want text or json", *format)
+	}
+	pool, closeDB, err := env.Database(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	cm, err := scheduler.New(&postgres.AllocationStore{Pool: pool}, scheduler.Config{Logger: env.Logger}).CommitSeed(ctx, *campaignID, *window)
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		return json.NewEncoder(env.Stdout).Encode(cm)
+	}
+	fmt.Fprintf(env.Stdout, "lottery seed of %s/%s committed at %s\nsha256: %s\n", cm.Campaign, cm.Window, cm.CommittedAt.UTC().Format(time.RFC3339), cm.Hash)
+	return nil
+}
+
+func cmdLotteryShow(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "lottery show", "--campaign C [--format text|json]")
+	campaignID := fs.String("campaign", "", "campaign id (required)")
+	format := fs.String("format", "text", "text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *campaignID == "" {
+		return usagef("--campaign is required")
+	}
+	if *format != "text" && *format != "json" {
+		return usagef("--format %q: want text or json", *format)
+	}
+	pool, closeDB, err := env.Database(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	list, err := (&postgres.AllocationStore{Pool: pool}).SeedCommitments(ctx, *campaignID)
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		return json.NewEncoder(env.Stdout).Encode(list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(env.Stdout, "no lottery seed committed for %s\n", *campaignID)
+	}
+	for _, c := range list {
+		fmt.Fprintf(env.Stdout, "%-10s committed %s  sha256 %s\n", c.Window, c.CommittedAt.UTC().Format(time.RFC3339), c.Hash)
+		if c.Seed != "" {
+			fmt.Fprintf(env.Stdout, "%-10s revealed  %s  seed   %s\n", "", c.RevealedAt.UTC().Format(time.RFC3339), c.Seed)
+		}
+	}
+	return nil
+}
