@@ -1,9 +1,36 @@
 package app
 
-import "context"
+import (
+	"context"
+	"log/slog"
 
-// VerifyOptions are the verify role's settings beyond the shared ones.
-type VerifyOptions struct{}
+	"github.com/prereg/prereg/verify"
+)
 
-// startVerify wires the verify role. (Filled in by the verify stage.)
-func (s *System) startVerify(ctx context.Context) error { return nil }
+// VerifyOptions are the verify role's settings beyond the shared ones
+// (batch size, ack wait, breaker, backoff, cache lifetimes); zero values
+// take the defaults documented on verify.Settings.
+type VerifyOptions struct {
+	verify.Settings
+}
+
+// startVerify wires the verify role: one Verifier consuming the shared
+// "verify" consumer, its metrics in the process registry.
+func (s *System) startVerify(ctx context.Context) error {
+	set := s.opts.Verify.Settings
+	set.Replicas = max(set.Replicas, s.opts.Stream.Replicas)
+	v, err := verify.New(verify.Config{
+		JetStream:  s.js,
+		Campaigns:  s.campaigns,
+		Hasher:     s.hasher,
+		Sealer:     s.sealer,
+		Logger:     s.log.With(slog.String("role", "verify")),
+		Registerer: s.registry,
+		Now:        s.now,
+		Settings:   set,
+	})
+	if err != nil {
+		return err
+	}
+	return s.run(ctx, v)
+}

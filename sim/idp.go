@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // IdP is the simulated identity provider. It keeps no state per person: a
@@ -22,11 +23,19 @@ import (
 //	200 {"person_id":"…","birthdate":"YYYY-MM-DD","phone":"+8210…"}
 //	422 {"error":"invalid_token"}   a business rejection, not a failure
 //	5xx                             a provider failure
+//
+// Faults (idp_faults.go) make it slow, failing or down on demand; GET and
+// PUT /v1/faults read and change them while it serves.
 type IdP struct {
-	Name   string
+	Name string
+	// Now is the provider's clock, for outage schedules; time.Now when nil.
+	Now    func() time.Time
 	secret []byte // the provider's own: signs its tokens
 	ci     []byte // shared by every provider: the same person has the same CI everywhere
 	calls  atomic.Int64
+	faults atomic.Pointer[faultState]
+	// what the answers were, for tests and /v1/stats
+	ok, invalid, failed, timedOut atomic.Int64
 }
 
 // TokenClaims is what a token asserts about its holder.
@@ -108,13 +117,47 @@ func (p *IdP) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/verify", p.serveVerify)
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"calls": p.Calls()})
+		writeJSON(w, http.StatusOK, p.Stats())
 	})
+	mux.HandleFunc("GET /v1/faults", p.serveFaults)
+	mux.HandleFunc("PUT /v1/faults", p.serveFaults)
 	return mux
+}
+
+// IdPStats counts the provider's answers by kind.
+type IdPStats struct {
+	Calls    int64 `json:"calls"`
+	OK       int64 `json:"ok"`
+	Invalid  int64 `json:"invalid"`
+	Failed   int64 `json:"failed"`    // injected errors and outages
+	TimedOut int64 `json:"timed_out"` // requests held until the client gave up
+}
+
+// Stats counts the answers so far.
+func (p *IdP) Stats() IdPStats {
+	return IdPStats{Calls: p.calls.Load(), OK: p.ok.Load(), Invalid: p.invalid.Load(), Failed: p.failed.Load(), TimedOut: p.timedOut.Load()}
 }
 
 func (p *IdP) serveVerify(w http.ResponseWriter, r *http.Request) {
 	p.calls.Add(1)
+	fault, alive := p.apply(r)
+	if !alive {
+		return
+	}
+	switch fault {
+	case injectOutage:
+		p.failed.Add(1)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "unavailable"})
+		return
+	case injectError:
+		p.failed.Add(1)
+		writeJSON(w, cmpStatus(p.Faults().ErrorStatus), map[string]any{"error": "injected"})
+		return
+	case injectTimeout:
+		p.timedOut.Add(1)
+		hang(r)
+		return
+	}
 	var req struct {
 		Token string `json:"token"`
 	}
@@ -125,10 +168,24 @@ func (p *IdP) serveVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := p.Verify(req.Token)
 	if err != nil {
+		p.invalid.Add(1)
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": "invalid_token"})
 		return
 	}
-	writeJSON(w, http.StatusOK, VerifyResponse{PersonID: c.Person, Birthdate: c.Birthdate, Phone: c.Phone})
+	p.ok.Add(1)
+	resp := VerifyResponse{PersonID: c.Person, Birthdate: c.Birthdate, Phone: c.Phone}
+	if pause, ok := p.drips(); ok {
+		writeDrip(w, r, http.StatusOK, resp, pause)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func cmpStatus(s int) int {
+	if s == 0 {
+		return http.StatusServiceUnavailable
+	}
+	return s
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -1,0 +1,51 @@
+// Package verify is the stage between intake and dedupe: it exchanges each
+// submitted intent's identity token with the identity provider the intent
+// names, and publishes exactly one prereg.Outcome per intent on
+// intents.verified.<shard of the identity key>.
+//
+// # Flow of one message
+//
+// One durable pull consumer ("verify", shared by every verify process)
+// reads INTENTS_SUBMITTED. A dispatcher decodes each intent and hands it
+// to the pool of its (campaign, provider): a bounded queue and exactly
+// Concurrency workers (the bulkhead), a token-bucket rate limit and a
+// gobreaker v2 circuit breaker. A worker
+//
+//  1. opens the sealed phone (AAD = campaign id),
+//  2. looks the token up in KV bucket verify_tokens: a token already
+//     verified is not sent to the provider again,
+//  3. else looks the claim (campaign, provider, claimed birth date, phone)
+//     up in verify_claims: a claim that an earlier intent had verified
+//     (verdict verified, phone confirmed) becomes a duplicate/claim_seen
+//     outcome carrying that verification's identity key, without a call.
+//     Skipping the provider can therefore only ever produce a duplicate;
+//  4. else calls the provider (POST {url}/v1/verify),
+//  5. publishes the outcome with Nats-Msg-Id = receipt, and only then
+//     acknowledges the submitted message (double ack), so a crash between
+//     the two republishes an outcome the stream drops as a duplicate.
+//
+// # Failures and MaxDeliver
+//
+// The consumer has MaxDeliver -1: JetStream would count every NAK made
+// while a breaker is open as a delivery, and a long outage would turn good
+// intents into unprocessable ones. Instead verify counts, per receipt in
+// KV bucket verify_attempts, only the failures the message itself can be
+// to blame for: a sealed phone that cannot be opened, an unknown campaign
+// or provider, a provider 4xx other than invalid_token, and a provider
+// failure (5xx, timeout, bad answer) at a moment when the same provider
+// is otherwise healthy (enough recent successes, error rate below half the
+// trip ratio). An open breaker, a full bulkhead, a provider failing for
+// everyone, a JetStream hiccup or a shutdown never count. After
+// MaxAttempts counted failures, or at once for a payload that is not an
+// intent, the message ends as Outcome{rejected, unprocessable}, published
+// like any other outcome and then acknowledged. Every retry is a NAK with a
+// capped full-jitter delay, so a waiting message rests in the stream.
+//
+// # Provider health
+//
+// Each pool reports its breaker state and its error rate over the
+// breaker's window to Prometheus and to KV bucket provider_health, key
+// "<campaign>.<provider>", value {"state","error_rate","updated"}; the
+// intake reads it for the campaign endpoint's per-provider light. Several
+// verify processes write the same key; the latest writer wins.
+package verify

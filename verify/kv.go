@@ -1,0 +1,129 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// buckets are the stage's JetStream key-value buckets.
+type buckets struct {
+	tokens, claims, attempts, health jetstream.KeyValue
+}
+
+func openBuckets(ctx context.Context, js jetstream.JetStream, s Settings) (*buckets, error) {
+	open := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      name,
+			Description: desc,
+			TTL:         ttl,
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.Replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("verify: kv bucket %s: %w", name, err)
+		}
+		return kv, nil
+	}
+	var b buckets
+	var err error
+	if b.tokens, err = open(BucketTokens, "verify: provider answers per hashed token", s.TokenTTL); err != nil {
+		return nil, err
+	}
+	if b.claims, err = open(BucketClaims, "verify: claims confirmed by a verification", s.ClaimTTL); err != nil {
+		return nil, err
+	}
+	if b.attempts, err = open(BucketAttempts, "verify: failures counted per message", s.AttemptsTTL); err != nil {
+		return nil, err
+	}
+	if b.health, err = open(BucketHealth, "identity provider health, written by verify, read by intake", 0); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// tokenAnswer is what verify remembers of a provider's answer to a token:
+// the hashed identity, never the person id or the phone.
+type tokenAnswer struct {
+	Invalid     bool   `json:"invalid,omitempty"`
+	IdentityKey string `json:"identity_key,omitempty"`
+	Birthdate   string `json:"birthdate,omitempty"`
+	PhoneKey    string `json:"phone_key,omitempty"` // keyed hash of the provider's phone
+}
+
+// claimRecord is a claim a verification confirmed: the identity key that
+// verification produced and the receipt it was for.
+type claimRecord struct {
+	IdentityKey string `json:"identity_key"`
+	Receipt     string `json:"receipt"`
+}
+
+// getJSON reads key into v; found is false when the key is absent.
+func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (found bool, err error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return false, fmt.Errorf("decode %s: %w", kv.Bucket(), err)
+	}
+	return true, nil
+}
+
+func putJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = kv.Put(ctx, key, b)
+	return err
+}
+
+// countFailure adds one to a message's failure count and returns the new
+// count. Compare-and-set, so two processes that fail the same message at
+// once (a redelivery racing a slow worker) both count.
+func countFailure(ctx context.Context, kv jetstream.KeyValue, key string) (int, error) {
+	for range 5 {
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			if _, err := kv.Create(ctx, key, []byte("1")); err == nil {
+				return 1, nil
+			} else if !errors.Is(err, jetstream.ErrKeyExists) {
+				return 0, err
+			}
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		var n int
+		if _, err := fmt.Sscan(string(e.Value()), &n); err != nil {
+			n = 0
+		}
+		n++
+		if _, err := kv.Update(ctx, key, []byte(fmt.Sprint(n)), e.Revision()); err == nil {
+			return n, nil
+		} else if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, err
+		}
+	}
+	return 0, errors.New("count failure: too much contention")
+}
+
+// Health is the value of a provider_health entry.
+type Health struct {
+	State     string    `json:"state"` // closed, half-open, open
+	ErrorRate float64   `json:"error_rate"`
+	Updated   time.Time `json:"updated"`
+}
+
+// HealthKey is the provider_health key of a campaign's provider.
+func HealthKey(campaignID, provider string) string { return campaignID + "." + provider }

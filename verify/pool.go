@@ -1,0 +1,165 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/prereg/prereg/campaign"
+)
+
+// pool is one provider of one campaign: its breaker, its bulkhead (a
+// bounded queue and exactly Concurrency workers) and its rate limit.
+type pool struct {
+	campaign string
+	provider campaign.Provider
+	client   *providerClient
+	breaker  *gobreaker.CircuitBreaker[providerAnswer]
+	limiter  *rate.Limiter
+	queue    chan job
+	window   *callWindow
+	// saturatedUntil (unix ns): until then the dispatcher does not wait
+	// for room in this pool's queue.
+	saturatedUntil atomic.Int64
+	// stateChanged is signalled (without blocking) when the breaker
+	// changes state, so health is written at once.
+	stateChanged chan struct{}
+}
+
+func newPool(campaignID string, p campaign.Provider, s BreakerSettings, now func() time.Time, isShutdown func(error) bool) *pool {
+	limit := rate.Inf
+	if p.Rate > 0 {
+		limit = rate.Limit(p.Rate)
+	}
+	conc := max(1, p.Concurrency)
+	pl := &pool{
+		campaign:     campaignID,
+		provider:     p,
+		client:       newProviderClient(p.URL, p.Timeout, conc),
+		limiter:      rate.NewLimiter(limit, max(1, p.Burst)),
+		queue:        make(chan job, conc),
+		window:       newCallWindow(s.Window, s.Buckets, now),
+		stateChanged: make(chan struct{}, 1),
+	}
+	pl.breaker = gobreaker.NewCircuitBreaker[providerAnswer](gobreaker.Settings{
+		Name:         HealthKey(campaignID, p.Name),
+		MaxRequests:  s.HalfOpenRequests,
+		Interval:     s.Window,
+		BucketPeriod: s.Window / time.Duration(s.Buckets),
+		Timeout:      s.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			done := c.TotalSuccesses + c.TotalFailures
+			return done >= s.MinRequests && float64(c.TotalFailures) >= s.FailureRatio*float64(done)
+		},
+		// An invalid token, a refused request: the provider answered.
+		IsSuccessful: func(err error) bool {
+			var re *refusedError
+			return err == nil || errors.Is(err, errInvalidToken) || errors.As(err, &re)
+		},
+		// Our own shutdown says nothing about the provider.
+		IsExcluded: isShutdown,
+		OnStateChange: func(string, gobreaker.State, gobreaker.State) {
+			select {
+			case pl.stateChanged <- struct{}{}:
+			default:
+			}
+		},
+	})
+	return pl
+}
+
+// call asks the provider through the rate limit and the breaker. It
+// returns gobreaker.ErrOpenState or ErrTooManyRequests without waiting
+// for the rate limit when the breaker would refuse anyway.
+func (p *pool) call(ctx context.Context, token string) (providerAnswer, error) {
+	if p.breaker.State() == gobreaker.StateOpen {
+		return providerAnswer{}, gobreaker.ErrOpenState
+	}
+	if err := p.limiter.Wait(ctx); err != nil {
+		return providerAnswer{}, err
+	}
+	return p.breaker.Execute(func() (providerAnswer, error) {
+		a, err := p.client.verify(ctx, token)
+		var pe *providerError
+		switch {
+		case err == nil, errors.Is(err, errInvalidToken):
+			p.window.add(true)
+		case errors.As(err, &pe) && ctx.Err() == nil:
+			p.window.add(false)
+		}
+		return a, err
+	})
+}
+
+// healthyForOthers reports whether a failure now is more likely the
+// message's fault than the provider's: the breaker is closed, the window
+// has enough successes, and its error rate is below half the trip ratio.
+func (p *pool) healthyForOthers(s BreakerSettings) bool {
+	if p.breaker.State() != gobreaker.StateClosed {
+		return false
+	}
+	ok, failed := p.window.counts()
+	return ok >= int(s.MinRequests) && float64(failed) < s.FailureRatio/2*float64(ok+failed)
+}
+
+func (p *pool) health(now time.Time) Health {
+	ok, failed := p.window.counts()
+	var r float64
+	if ok+failed > 0 {
+		r = float64(failed) / float64(ok+failed)
+	}
+	return Health{State: p.breaker.State().String(), ErrorRate: r, Updated: now.UTC()}
+}
+
+// callWindow counts calls that reached the provider over a rolling window
+// of buckets: the error rate reported as health, and the evidence for
+// healthyForOthers. The breaker's own counts reset on every state change,
+// so they cannot serve for either.
+type callWindow struct {
+	mu      sync.Mutex
+	now     func() time.Time
+	step    time.Duration
+	buckets []windowBucket
+}
+
+type windowBucket struct {
+	at         int64 // step number the bucket holds
+	ok, failed int
+}
+
+func newCallWindow(span time.Duration, n int, now func() time.Time) *callWindow {
+	return &callWindow{now: now, step: span / time.Duration(n), buckets: make([]windowBucket, n)}
+}
+
+func (w *callWindow) add(ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at := w.now().UnixNano() / int64(w.step)
+	b := &w.buckets[int(at%int64(len(w.buckets)))]
+	if b.at != at {
+		*b = windowBucket{at: at}
+	}
+	if ok {
+		b.ok++
+	} else {
+		b.failed++
+	}
+}
+
+func (w *callWindow) counts() (ok, failed int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at := w.now().UnixNano() / int64(w.step)
+	for _, b := range w.buckets {
+		if at-b.at < int64(len(w.buckets)) {
+			ok += b.ok
+			failed += b.failed
+		}
+	}
+	return ok, failed
+}

@@ -1,0 +1,332 @@
+package verify
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/keys"
+	"github.com/prereg/prereg/stream"
+)
+
+// purposePhone separates the hash verify keeps of a provider's phone (to
+// tell, on a cached token, whether the intent's phone is the person's own)
+// from every other keyed hash.
+const purposePhone = "verify-phone"
+
+// decodeIntent reads a submitted intent. On error the returned intent
+// holds whatever could be read, for the unprocessable outcome.
+func decodeIntent(data []byte) (prereg.Intent, error) {
+	var in prereg.Intent
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&in); err != nil {
+		var partial struct {
+			Receipt  string `json:"receipt"`
+			Campaign string `json:"campaign"`
+		}
+		_ = json.Unmarshal(data, &partial)
+		return prereg.Intent{Receipt: partial.Receipt, Campaign: partial.Campaign}, fmt.Errorf("decode intent: %w", err)
+	}
+	switch {
+	case in.Receipt == "":
+		return in, errors.New("decode intent: no receipt")
+	case in.Campaign == "" || in.Provider == "" || in.IdentityToken == "":
+		return in, errors.New("decode intent: campaign, provider and identity token are required")
+	}
+	if _, err := time.Parse(prereg.DateLayout, in.Birthdate); err != nil {
+		return in, errors.New("decode intent: claimed birth date is not YYYY-MM-DD")
+	}
+	return in, nil
+}
+
+// process decides one intent, publishes its outcome and acknowledges it,
+// or puts it back to be tried again.
+func (v *Verifier) process(j job) {
+	ctx, cancel := context.WithTimeout(v.workCtx, v.set.AckWait)
+	defer cancel()
+	in := j.in
+	phone, err := v.cfg.Sealer.Open(in.Phone, []byte(in.Campaign))
+	if err != nil {
+		v.retry(ctx, j, true, "phone", err)
+		return
+	}
+	digits := phoneDigits(string(phone))
+	tokenKey := v.cfg.Hasher.Sum(keys.PurposeToken, in.IdentityToken)
+	claimKey := v.cfg.Hasher.Sum(keys.PurposeClaim, in.Campaign, in.Provider, in.Birthdate, digits)
+	unlock := v.claimMu.lock(claimKey)
+	defer unlock()
+
+	cacheKey := in.Provider + "." + tokenKey
+	var ans tokenAnswer
+	hit, err := getJSON(ctx, v.kv.tokens, cacheKey, &ans)
+	if err != nil {
+		v.log.Warn("verify: token cache", slog.Any("err", err))
+	}
+	v.m.cache.WithLabelValues("token", hitMiss(hit)).Inc()
+	if !hit {
+		var seen claimRecord
+		found, err := getJSON(ctx, v.kv.claims, claimKey, &seen)
+		if err != nil {
+			v.log.Warn("verify: claim cache", slog.Any("err", err))
+		}
+		v.m.cache.WithLabelValues("claim", hitMiss(found && seen.IdentityKey != "")).Inc()
+		if found && seen.IdentityKey != "" {
+			out := v.baseOutcome(in, tokenKey)
+			out.Verdict, out.Reason = prereg.VerdictDuplicate, prereg.ReasonClaimSeen
+			out.IdentityKey = seen.IdentityKey
+			v.finish(ctx, j, out, prereg.Shard(seen.IdentityKey, j.camp.Shards), "")
+			return
+		}
+		ans, err = v.ask(ctx, j)
+		if err != nil {
+			return // ask has put the message back or given up on it
+		}
+		if err := putJSON(ctx, v.kv.tokens, cacheKey, ans); err != nil {
+			v.log.Warn("verify: remember token", slog.Any("err", err))
+		}
+	}
+	out, err := v.decide(in, j.camp, tokenKey, ans, digits)
+	if err != nil {
+		v.retry(ctx, j, true, "answer", err)
+		return
+	}
+	shard := prereg.Shard(in.Receipt, j.camp.Shards)
+	if out.IdentityKey != "" {
+		shard = prereg.Shard(out.IdentityKey, j.camp.Shards)
+	}
+	remember := ""
+	if out.Verdict == prereg.VerdictVerified && out.PhoneVerified {
+		remember = claimKey
+	}
+	v.finish(ctx, j, out, shard, remember)
+}
+
+// ask calls the provider. On error the message has been dealt with: put
+// back with a delay, or, after too many failures of its own, ended as
+// unprocessable.
+func (v *Verifier) ask(ctx context.Context, j job) (tokenAnswer, error) {
+	p := j.pool
+	labels := []string{p.campaign, p.provider.Name}
+	start := time.Now()
+	a, err := p.call(ctx, j.in.IdentityToken)
+	var pe *providerError
+	var re *refusedError
+	switch {
+	case err == nil:
+		v.m.callSeconds.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
+		v.m.calls.WithLabelValues(append(labels, "ok")...).Inc()
+		bd, perr := time.Parse(prereg.DateLayout, a.Birthdate)
+		if perr != nil {
+			v.retry(ctx, j, true, "answer", errors.New("provider birth date is not YYYY-MM-DD"))
+			return tokenAnswer{}, perr
+		}
+		return tokenAnswer{
+			IdentityKey: v.cfg.Hasher.Sum(keys.PurposeIdentity, a.PersonID),
+			Birthdate:   bd.Format(prereg.DateLayout),
+			PhoneKey:    v.cfg.Hasher.Sum(purposePhone, phoneDigits(a.Phone)),
+		}, nil
+	case errors.Is(err, errInvalidToken):
+		v.m.callSeconds.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
+		v.m.calls.WithLabelValues(append(labels, "invalid_token")...).Inc()
+		return tokenAnswer{Invalid: true}, nil
+	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+		v.m.calls.WithLabelValues(append(labels, "breaker_open")...).Inc()
+		v.nak(j.msg, "breaker_open")
+	case v.workCtx.Err() != nil:
+		v.nak(j.msg, "shutdown")
+	case errors.As(err, &re):
+		v.m.calls.WithLabelValues(append(labels, "refused")...).Inc()
+		v.retry(ctx, j, true, "refused", err)
+	case errors.As(err, &pe):
+		v.m.calls.WithLabelValues(append(labels, "failure")...).Inc()
+		v.retry(ctx, j, p.healthyForOthers(v.set.Breaker), "provider_failure", err)
+	default: // the rate limit's wait would outlast the message's deadline
+		v.nak(j.msg, "rate_limited")
+	}
+	return tokenAnswer{}, err
+}
+
+// decide turns the provider's answer into an outcome.
+func (v *Verifier) decide(in prereg.Intent, camp *campaign.Campaign, tokenKey string, ans tokenAnswer, digits string) (prereg.Outcome, error) {
+	out := v.baseOutcome(in, tokenKey)
+	if ans.Invalid {
+		out.Verdict, out.Reason = prereg.VerdictRejected, prereg.ReasonInvalidToken
+		return out, nil
+	}
+	if ans.IdentityKey == "" {
+		return out, errors.New("remembered answer has no identity")
+	}
+	bd, err := time.Parse(prereg.DateLayout, ans.Birthdate)
+	if err != nil {
+		return out, errors.New("remembered birth date is not YYYY-MM-DD")
+	}
+	out.IdentityKey = ans.IdentityKey
+	out.Birthdate = ans.Birthdate
+	out.PhoneVerified = ans.PhoneKey != "" && ans.PhoneKey == v.cfg.Hasher.Sum(purposePhone, digits)
+	claimed, _ := time.Parse(prereg.DateLayout, in.Birthdate)
+	switch {
+	case !bd.Equal(claimed):
+		out.Verdict, out.Reason = prereg.VerdictRejected, prereg.ReasonBirthdateMismatch
+	case !camp.Cohort.Contains(bd):
+		out.Verdict, out.Reason = prereg.VerdictRejected, prereg.ReasonNotInCohort
+	default:
+		out.Verdict = prereg.VerdictVerified
+	}
+	return out, nil
+}
+
+// baseOutcome copies what every outcome carries from the intent. The
+// token itself never leaves this stage: only its keyed hash.
+func (v *Verifier) baseOutcome(in prereg.Intent, tokenKey string) prereg.Outcome {
+	return prereg.Outcome{
+		Receipt:          in.Receipt,
+		Campaign:         in.Campaign,
+		Window:           in.Window,
+		Provider:         in.Provider,
+		TokenKey:         tokenKey,
+		Birthdate:        in.Birthdate,
+		ClaimedBirthdate: in.Birthdate,
+		Phone:            in.Phone,
+		Region:           in.Region,
+		Clinic:           in.Clinic,
+		Earliest:         in.Earliest,
+		DeviceKey:        in.DeviceKey,
+		AddrKey:          in.AddrKey,
+		ReceivedAt:       in.ReceivedAt,
+		DecidedAt:        v.now().UTC(),
+	}
+}
+
+// finish publishes the outcome, remembers a confirmed claim, and only then
+// acknowledges the message. When publishing fails the message is put back
+// (JetStream's trouble is never the message's fault).
+func (v *Verifier) finish(ctx context.Context, j job, out prereg.Outcome, shard int, claimKey string) {
+	data, err := json.Marshal(out)
+	if err != nil {
+		v.log.Error("verify: encode outcome", slog.Any("err", err))
+		v.nak(j.msg, "infrastructure")
+		return
+	}
+	if _, err := v.js.Publish(ctx, stream.VerifiedSubject(shard), data, jetstream.WithMsgID(out.Receipt)); err != nil {
+		v.log.Warn("verify: publish outcome", slog.Any("err", err))
+		v.nak(j.msg, "infrastructure")
+		return
+	}
+	if claimKey != "" {
+		rec := claimRecord{IdentityKey: out.IdentityKey, Receipt: out.Receipt}
+		if err := putJSON(ctx, v.kv.claims, claimKey, rec); err != nil {
+			v.log.Warn("verify: remember claim", slog.Any("err", err))
+		}
+	}
+	if err := j.msg.DoubleAck(ctx); err != nil {
+		// The outcome is out; a redelivery republishes it under the same
+		// Nats-Msg-Id and the stream drops the copy.
+		v.log.Warn("verify: ack", slog.Any("err", err))
+	}
+	v.m.outcomes.WithLabelValues(string(out.Verdict), string(out.Reason)).Inc()
+}
+
+// retry puts a message back with a delay. When counted, the failure is
+// held against the message, and the message ends as unprocessable once it
+// has MaxAttempts of them.
+func (v *Verifier) retry(ctx context.Context, j job, counted bool, cause string, err error) {
+	attrs := []any{slog.Uint64("stream_seq", streamSeq(j.msg)), slog.String("cause", cause), slog.Any("err", err)}
+	if !counted {
+		v.log.Debug("verify: retry later", attrs...)
+		v.nak(j.msg, cause)
+		return
+	}
+	v.m.counted.Inc()
+	n, cerr := countFailure(ctx, v.kv.attempts, v.cfg.Hasher.Sum("verify-attempt", j.in.Receipt))
+	if cerr != nil {
+		v.log.Warn("verify: count failure", slog.Any("err", cerr))
+		v.nak(j.msg, "infrastructure")
+		return
+	}
+	if n < v.set.MaxAttempts {
+		v.log.Info("verify: message failed, retry later", append(attrs, slog.Int("failures", n))...)
+		v.nak(j.msg, "message_failure")
+		return
+	}
+	v.log.Warn("verify: message unprocessable", append(attrs, slog.Int("failures", n))...)
+	v.giveUp(ctx, j)
+}
+
+// unreadable ends a message that is not an intent. Intake always sets
+// Nats-Msg-Id to the receipt, so the header names the submission even
+// when the body cannot be read.
+func (v *Verifier) unreadable(ctx context.Context, msg jetstream.Msg, partial prereg.Intent, err error) {
+	receipt := cmp.Or(msg.Headers().Get(jetstream.MsgIDHeader), partial.Receipt)
+	if receipt == "" {
+		// Not a 202'd intent (intake always names it): nothing to decide.
+		v.log.Error("verify: message without receipt terminated", slog.Uint64("stream_seq", streamSeq(msg)), slog.String("subject", msg.Subject()), slog.Any("err", err))
+		_ = msg.TermWithReason("no receipt")
+		v.m.naks.WithLabelValues("terminated").Inc()
+		return
+	}
+	partial.Receipt = receipt
+	v.log.Warn("verify: unreadable intent", slog.Uint64("stream_seq", streamSeq(msg)), slog.Any("err", err))
+	j := job{msg: msg, in: partial}
+	if partial.Campaign != "" {
+		if c, cerr := v.camps.get(ctx, partial.Campaign); cerr == nil {
+			j.camp = c
+		}
+	}
+	v.giveUp(ctx, j)
+}
+
+// giveUp publishes Outcome{rejected, unprocessable} and acknowledges.
+func (v *Verifier) giveUp(ctx context.Context, j job) {
+	out := v.baseOutcome(j.in, "")
+	if j.in.IdentityToken != "" {
+		out.TokenKey = v.cfg.Hasher.Sum(keys.PurposeToken, j.in.IdentityToken)
+	}
+	out.Verdict, out.Reason = prereg.VerdictRejected, prereg.ReasonUnprocessable
+	shards := 1
+	if j.camp != nil {
+		shards = j.camp.Shards
+	}
+	v.finish(ctx, j, out, prereg.Shard(out.Receipt, shards), "")
+}
+
+// phoneDigits reduces a Korean mobile number to its E.164 digits, so that
+// "010-1234-5678" and "+821012345678" compare equal.
+func phoneDigits(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	d := b.String()
+	if strings.HasPrefix(d, "0") {
+		d = "82" + d[1:]
+	}
+	return d
+}
+
+func hitMiss(hit bool) string {
+	if hit {
+		return "hit"
+	}
+	return "miss"
+}
+
+// streamSeq names a message in logs without any of its content.
+func streamSeq(msg jetstream.Msg) uint64 {
+	if md, err := msg.Metadata(); err == nil {
+		return md.Sequence.Stream
+	}
+	return 0
+}

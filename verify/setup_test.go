@@ -1,0 +1,337 @@
+package verify_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/keys"
+	"github.com/prereg/prereg/sim"
+	"github.com/prereg/prereg/stream"
+	"github.com/prereg/prereg/stream/streamtest"
+	"github.com/prereg/prereg/verify"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The embedded NATS server and net/http keep a few goroutines for a
+		// moment after shutdown.
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).Start"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine"),
+	)
+}
+
+const campaignID = "test-2021"
+
+// ciSecret is shared by every simulated provider: the same person has the
+// same CI (and so the same identity key) whichever provider verified them.
+var ciSecret = []byte("national-ci-secret")
+
+// provider is a simulated identity provider on loopback, with a count of
+// the requests in flight at it.
+type provider struct {
+	*sim.IdP
+	srv         *httptest.Server
+	inFlight    atomic.Int64
+	maxInFlight atomic.Int64
+}
+
+func newProvider(tb testing.TB, name string) *provider {
+	tb.Helper()
+	p := &provider{IdP: sim.NewIdP(name, []byte("secret-"+name), ciSecret)}
+	h := p.Handler()
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/verify" {
+			n := p.inFlight.Add(1)
+			defer p.inFlight.Add(-1)
+			for {
+				m := p.maxInFlight.Load()
+				if n <= m || p.maxInFlight.CompareAndSwap(m, n) {
+					break
+				}
+			}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	tb.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *provider) setFaults(tb testing.TB, f sim.Faults) {
+	tb.Helper()
+	require.NoError(tb, p.SetFaults(f))
+}
+
+// world is one test's JetStream, keys, campaign and providers.
+type world struct {
+	tb     testing.TB
+	js     *streamtest.Server
+	hasher *keys.Hasher
+	sealer *keys.Sealer
+	camp   *campaign.Campaign
+	provs  map[string]*provider
+	seq    atomic.Int64
+}
+
+// campaigns serves the test's campaign (verify reads campaigns through
+// this interface; PostgreSQL holds them in production).
+type campaigns map[string]*campaign.Campaign
+
+func (c campaigns) Get(_ context.Context, id string) (*campaign.Campaign, error) {
+	if x, ok := c[id]; ok {
+		return x, nil
+	}
+	return nil, prereg.ErrCampaignNotFound
+}
+
+type providerSpec struct {
+	name        string
+	concurrency int
+	timeout     time.Duration
+	rate        float64
+}
+
+func newWorld(tb testing.TB, specs ...providerSpec) *world {
+	tb.Helper()
+	if len(specs) == 0 {
+		specs = []providerSpec{{name: "pass"}}
+	}
+	sealer, err := keys.NewSealer([]keys.Key{{ID: "k1", Secret: []byte("0123456789abcdef0123456789abcdef")}})
+	require.NoError(tb, err)
+	w := &world{
+		tb:     tb,
+		js:     streamtest.New(tb, stream.Config{}),
+		hasher: keys.NewHasher(keys.Key{ID: "h1", Secret: []byte("hmac-secret-for-tests-0123456789")}),
+		sealer: sealer,
+		provs:  map[string]*provider{},
+		camp: &campaign.Campaign{
+			ID:     campaignID,
+			Shards: 4,
+			Cohort: campaign.Cohort{BornFrom: date("1972-01-01"), BornTo: date("2003-12-31")},
+		},
+	}
+	for _, s := range specs {
+		p := newProvider(tb, s.name)
+		w.provs[s.name] = p
+		w.camp.Providers = append(w.camp.Providers, campaign.Provider{
+			Name: s.name, URL: p.srv.URL, Timeout: cmpDur(s.timeout, 2*time.Second),
+			Concurrency: max(s.concurrency, 4), Rate: s.rate, Burst: max(s.concurrency, 4),
+		})
+	}
+	return w
+}
+
+func cmpDur(a, b time.Duration) time.Duration {
+	if a != 0 {
+		return a
+	}
+	return b
+}
+
+func date(s string) time.Time {
+	t, err := time.Parse(prereg.DateLayout, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// fastSettings keep breakers and backoffs short so tests run in seconds.
+func fastSettings() verify.Settings {
+	return verify.Settings{
+		Batch:       32,
+		AckWait:     5 * time.Second,
+		MaxAttempts: 3,
+		BackoffBase: 10 * time.Millisecond,
+		BackoffCap:  150 * time.Millisecond,
+		Breaker: verify.BreakerSettings{
+			MinRequests: 10, FailureRatio: 0.5, Window: 2 * time.Second, Buckets: 4,
+			OpenFor: 200 * time.Millisecond, HalfOpenRequests: 2,
+		},
+		HealthEvery: 50 * time.Millisecond,
+		StopTimeout: 5 * time.Second,
+	}
+}
+
+// start runs a Verifier on its own NATS connection until the test ends.
+func (w *world) start(set verify.Settings) (*verify.Verifier, *nats.Conn) {
+	w.tb.Helper()
+	nc, err := nats.Connect(w.js.ClientURL())
+	require.NoError(w.tb, err)
+	js, err := jetstream.New(nc)
+	require.NoError(w.tb, err)
+	v, err := verify.New(verify.Config{
+		JetStream: js, Campaigns: campaigns{campaignID: w.camp},
+		Hasher: w.hasher, Sealer: w.sealer, Settings: set,
+	})
+	require.NoError(w.tb, err)
+	require.NoError(w.tb, v.Start(context.Background()))
+	w.tb.Cleanup(func() { v.Stop(); nc.Close() })
+	return v, nc
+}
+
+// person is someone in the simulated population.
+type person struct {
+	id, birthdate, phone string
+}
+
+func (w *world) person(i int) person {
+	return person{id: fmt.Sprintf("person-%d", i), birthdate: fmt.Sprintf("19%02d-08-%02d", 80+i%20, 1+i%28), phone: fmt.Sprintf("+82101234%04d", i%10000)}
+}
+
+// token makes a token for p at a provider, from a device, as its app would.
+func (w *world) token(prov string, p person, nonce int) string {
+	return w.provs[prov].Issue(sim.TokenClaims{Person: p.id, Birthdate: p.birthdate, Phone: p.phone, Device: "dev", Nonce: nonce})
+}
+
+// intent is what intake would publish for p with a token; claimed birth
+// date and phone as typed.
+func (w *world) intent(prov, token, birthdate, phone string) prereg.Intent {
+	n := w.seq.Add(1)
+	return prereg.Intent{
+		Receipt:       fmt.Sprintf("r%06d", n),
+		Campaign:      campaignID,
+		Window:        "w1",
+		Provider:      prov,
+		IdentityToken: token,
+		Birthdate:     birthdate,
+		Phone:         w.sealer.Seal([]byte(phone), []byte(campaignID)),
+		Region:        "11680",
+		DeviceKey:     w.hasher.Sum(keys.PurposeDevice, campaignID, fmt.Sprint("device-", n)),
+		ReceivedAt:    time.Now().UTC(),
+	}
+}
+
+// submit publishes intents as intake does: Nats-Msg-Id = receipt.
+func (w *world) submit(ins ...prereg.Intent) {
+	w.tb.Helper()
+	ctx := context.Background()
+	for _, in := range ins {
+		data, err := json.Marshal(in)
+		require.NoError(w.tb, err)
+		_, err = w.js.JS.Publish(ctx, stream.SubmittedSubject(prereg.Shard(in.Receipt, 4)), data, jetstream.WithMsgID(in.Receipt))
+		require.NoError(w.tb, err)
+	}
+}
+
+// outcomeMsg is an outcome with the subject it came on.
+type outcomeMsg struct {
+	prereg.Outcome
+	subject string
+}
+
+// outcomes waits until the verified stream holds want outcomes (or the
+// timeout passes) and returns them by receipt, failing on any receipt
+// published twice.
+func (w *world) outcomes(want int, timeout time.Duration) map[string]outcomeMsg {
+	w.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		info, err := w.js.JS.Stream(ctx, stream.Verified)
+		if err == nil {
+			if int(info.CachedInfo().State.Msgs) >= want {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			n := 0
+			if info != nil {
+				n = int(info.CachedInfo().State.Msgs)
+			}
+			w.tb.Fatalf("want %d outcomes within %s, got %d", want, timeout, n)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return w.readOutcomes()
+}
+
+// readOutcomes reads every outcome in the verified stream.
+func (w *world) readOutcomes() map[string]outcomeMsg {
+	w.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := w.js.JS.Stream(ctx, stream.Verified)
+	require.NoError(w.tb, err)
+	n := int(s.CachedInfo().State.Msgs)
+	out := map[string]outcomeMsg{}
+	if n == 0 {
+		return out
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	require.NoError(w.tb, err)
+	for len(out) < n {
+		batch, err := c.Fetch(n-len(out), jetstream.FetchMaxWait(2*time.Second))
+		require.NoError(w.tb, err)
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			var o prereg.Outcome
+			require.NoError(w.tb, json.Unmarshal(m.Data(), &o))
+			_, dup := out[o.Receipt]
+			require.False(w.tb, dup, "receipt %s published twice", o.Receipt)
+			require.Equal(w.tb, o.Receipt, m.Headers().Get(jetstream.MsgIDHeader), "Nats-Msg-Id is the receipt")
+			require.NotContains(w.tb, string(m.Data()), "identity_token", "no token downstream")
+			out[o.Receipt] = outcomeMsg{Outcome: o, subject: m.Subject()}
+		}
+		require.NoError(w.tb, batch.Error())
+		if got == 0 {
+			w.tb.Fatalf("could read only %d of %d outcomes", len(out), n)
+		}
+	}
+	return out
+}
+
+// health reads a provider's health from KV; the zero Health when absent.
+func (w *world) health(prov string) verify.Health {
+	w.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := w.js.JS.KeyValue(ctx, verify.BucketHealth)
+	if err != nil {
+		return verify.Health{}
+	}
+	e, err := kv.Get(ctx, verify.HealthKey(campaignID, prov))
+	if err != nil {
+		return verify.Health{}
+	}
+	var h verify.Health
+	require.NoError(w.tb, json.Unmarshal(e.Value(), &h))
+	return h
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// submittedLeft is how many intents wait in the work-queue stream.
+func (w *world) submittedLeft() int {
+	w.tb.Helper()
+	s, err := w.js.JS.Stream(context.Background(), stream.Submitted)
+	require.NoError(w.tb, err)
+	return int(s.CachedInfo().State.Msgs)
+}

@@ -1,0 +1,461 @@
+package verify
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/stream"
+)
+
+// Verifier is the verify stage: Start it once, Stop it once.
+type Verifier struct {
+	cfg     Config
+	set     Settings
+	log     *slog.Logger
+	now     func() time.Time
+	m       *metrics
+	js      jetstream.JetStream
+	kv      *buckets
+	camps   *campaignCache
+	claimMu keyedMutex
+
+	mu    sync.Mutex
+	pools map[string]*pool
+
+	// Capacity accounting: the dispatcher takes a message from the
+	// consumer only while fewer than capacity (the sum of every pool's
+	// queue and workers) are held, so a busy provider pushes back on the
+	// consumer instead of being fed messages it would NAK at once.
+	inFlight atomic.Int64
+	capacity atomic.Int64
+	freed    chan struct{}
+
+	workCtx    context.Context // provider calls, publishes, KV: cancelled last
+	cancelWork context.CancelFunc
+	iter       jetstream.MessagesContext
+	stopping   atomic.Bool
+	dispatched chan struct{} // closed when the dispatcher has returned
+	quit       chan struct{} // closed when Stop begins
+	workers    sync.WaitGroup
+	background sync.WaitGroup
+	stopOnce   sync.Once
+	started    atomic.Bool
+}
+
+// New validates the configuration and returns a Verifier.
+func New(cfg Config) (*Verifier, error) {
+	if cfg.JetStream == nil || cfg.Campaigns == nil || cfg.Hasher == nil || cfg.Sealer == nil {
+		return nil, errors.New("verify: JetStream, Campaigns, Hasher and Sealer are required")
+	}
+	set := cfg.Settings.withDefaults()
+	if err := set.validate(); err != nil {
+		return nil, err
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Verifier{
+		cfg:        cfg,
+		set:        set,
+		log:        cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		now:        now,
+		m:          m,
+		js:         cfg.JetStream,
+		camps:      &campaignCache{src: cfg.Campaigns, ttl: set.CampaignTTL, now: now, m: map[string]cachedCampaign{}},
+		pools:      map[string]*pool{},
+		freed:      make(chan struct{}, 1),
+		dispatched: make(chan struct{}),
+		quit:       make(chan struct{}),
+	}, nil
+}
+
+// ConsumerConfig is the declaration of the shared "verify" consumer.
+func ConsumerConfig(s Settings) jetstream.ConsumerConfig {
+	s = s.withDefaults()
+	return jetstream.ConsumerConfig{
+		Durable:       ConsumerName,
+		Description:   "verify: exchanges identity tokens with the providers",
+		FilterSubject: prereg.SubjectSubmitted + ".>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.AckWait,
+		// Unlimited: verify counts the failures a message is to blame for
+		// itself (see the package doc), so an outage never exhausts it.
+		MaxDeliver:    -1,
+		MaxAckPending: s.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// Start declares the consumer and the KV buckets and starts consuming.
+func (v *Verifier) Start(ctx context.Context) error {
+	if !v.started.CompareAndSwap(false, true) {
+		return errors.New("verify: started twice")
+	}
+	kv, err := openBuckets(ctx, v.js, v.set)
+	if err != nil {
+		return err
+	}
+	v.kv = kv
+	cons, err := v.js.CreateOrUpdateConsumer(ctx, stream.Submitted, ConsumerConfig(v.set))
+	if err != nil {
+		return fmt.Errorf("verify: declare consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(v.set.Batch))
+	if err != nil {
+		return fmt.Errorf("verify: consume: %w", err)
+	}
+	v.iter = it
+	// Work outlives ctx by design: Stop lets it finish, then cancels it.
+	v.workCtx, v.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
+	go v.dispatch()
+	v.background.Add(1)
+	go v.reportHealth()
+	go func() {
+		select {
+		case <-ctx.Done():
+			v.Stop()
+		case <-v.quit:
+		}
+	}()
+	return nil
+}
+
+// Stop stops taking messages, lets the work in flight finish (up to
+// StopTimeout; what is cut short is redelivered later) and returns when
+// every worker has returned. Safe to call more than once.
+func (v *Verifier) Stop() {
+	if !v.started.Load() {
+		return
+	}
+	v.stopOnce.Do(func() {
+		close(v.quit)
+		v.stopping.Store(true)
+		v.iter.Drain()
+		<-v.dispatched
+		v.mu.Lock()
+		for _, p := range v.pools {
+			close(p.queue)
+		}
+		v.mu.Unlock()
+		done := make(chan struct{})
+		go func() { v.workers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(v.set.StopTimeout):
+			v.log.Warn("verify: stop timed out, cancelling work in flight")
+			v.cancelWork()
+			<-done
+		}
+		v.cancelWork()
+		v.background.Wait()
+	})
+}
+
+// dispatch hands each message to the pool of its provider.
+func (v *Verifier) dispatch() {
+	defer close(v.dispatched)
+	for {
+		for !v.stopping.Load() && v.inFlight.Load() >= v.capacity.Load() && v.capacity.Load() > 0 {
+			select {
+			case <-v.freed:
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		msg, err := v.iter.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return
+		}
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return
+		}
+		if err != nil {
+			v.log.Warn("verify: next message", slog.Any("err", err))
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if v.stopping.Load() {
+			// Drained after Stop: hand it back at once for another process.
+			_ = msg.Nak()
+			v.m.naks.WithLabelValues("shutdown").Inc()
+			continue
+		}
+		v.route(msg)
+	}
+}
+
+// job is one message on its way through a pool.
+type job struct {
+	msg  jetstream.Msg
+	in   prereg.Intent
+	camp *campaign.Campaign
+	pool *pool
+}
+
+func (v *Verifier) route(msg jetstream.Msg) {
+	ctx := v.workCtx
+	in, err := decodeIntent(msg.Data())
+	if err != nil {
+		v.unreadable(ctx, msg, in, err)
+		return
+	}
+	camp, err := v.camps.get(ctx, in.Campaign)
+	if err != nil {
+		v.retry(ctx, job{msg: msg, in: in}, errors.Is(err, prereg.ErrCampaignNotFound), "campaign", err)
+		return
+	}
+	// Start every provider's pool of the campaign at once: capacity must
+	// count them all before one slow provider can fill what there is.
+	for _, pr := range camp.Providers {
+		v.pool(camp.ID, pr)
+	}
+	prov, ok := camp.Provider(in.Provider)
+	if !ok {
+		v.retry(ctx, job{msg: msg, in: in, camp: camp}, true, "provider", errors.New("the campaign has no such provider"))
+		return
+	}
+	p := v.pool(camp.ID, prov)
+	j := job{msg: msg, in: in, camp: camp, pool: p}
+	v.inFlight.Add(1)
+	v.m.inFlight.Inc()
+	if v.enqueue(p, j) {
+		return
+	}
+	// This provider's bulkhead stays full while others may have room: put
+	// the message back rather than let one slow provider hold everyone.
+	v.settled()
+	v.nak(msg, "bulkhead_full")
+}
+
+// enqueue hands a job to its pool. A full queue is waited on for at most
+// bulkheadWait, which a provider that answers in milliseconds fills again
+// in time; a pool that made the dispatcher wait in vain is passed over
+// without waiting for a while, so a slow provider costs the others
+// nothing.
+func (v *Verifier) enqueue(p *pool, j job) bool {
+	select {
+	case p.queue <- j:
+		return true
+	default:
+	}
+	if time.Now().UnixNano() < p.saturatedUntil.Load() {
+		return false
+	}
+	t := time.NewTimer(bulkheadWait)
+	defer t.Stop()
+	select {
+	case p.queue <- j:
+		return true
+	case <-t.C:
+		p.saturatedUntil.Store(time.Now().Add(saturatedFor).UnixNano())
+		return false
+	}
+}
+
+const (
+	bulkheadWait = 20 * time.Millisecond
+	saturatedFor = 100 * time.Millisecond
+)
+
+// pool returns the pool of a campaign's provider, starting it on first
+// use. A provider's settings are read once per process: a changed URL or
+// limit takes effect when verify restarts.
+func (v *Verifier) pool(campaignID string, prov campaign.Provider) *pool {
+	key := HealthKey(campaignID, prov.Name)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if p, ok := v.pools[key]; ok {
+		return p
+	}
+	p := newPool(campaignID, prov, v.set.Breaker, v.now, v.isShutdown)
+	v.pools[key] = p
+	n := max(1, prov.Concurrency)
+	v.capacity.Add(int64(2 * n))
+	for range n {
+		v.workers.Add(1)
+		go func() {
+			defer v.workers.Done()
+			for j := range p.queue {
+				v.process(j)
+				v.settled()
+			}
+		}()
+	}
+	v.background.Add(1)
+	go v.watchState(p)
+	return p
+}
+
+func (v *Verifier) settled() {
+	v.inFlight.Add(-1)
+	v.m.inFlight.Dec()
+	select {
+	case v.freed <- struct{}{}:
+	default:
+	}
+}
+
+// isShutdown tells the breaker that an error came from our own shutdown.
+func (v *Verifier) isShutdown(err error) bool {
+	return errors.Is(err, context.Canceled) && v.workCtx.Err() != nil
+}
+
+// backoff is a capped full-jitter delay for a message delivered n times.
+func (v *Verifier) backoff(n uint64) time.Duration {
+	ceil := v.set.BackoffBase << min(n, 20)
+	if ceil <= 0 || ceil > v.set.BackoffCap {
+		ceil = v.set.BackoffCap
+	}
+	return time.Duration(rand.Int64N(int64(ceil)) + 1)
+}
+
+// nak puts a message back with a backoff delay.
+func (v *Verifier) nak(msg jetstream.Msg, cause string) {
+	var n uint64 = 1
+	if md, err := msg.Metadata(); err == nil {
+		n = md.NumDelivered
+	}
+	if err := msg.NakWithDelay(v.backoff(n)); err != nil {
+		v.log.Warn("verify: nak", slog.String("cause", cause), slog.Any("err", err))
+	}
+	v.m.naks.WithLabelValues(cause).Inc()
+}
+
+// watchState writes a pool's health at once when its breaker changes state.
+func (v *Verifier) watchState(p *pool) {
+	defer v.background.Done()
+	for {
+		select {
+		case <-p.stateChanged:
+			v.writeHealth(p)
+		case <-v.workCtx.Done():
+			return
+		}
+	}
+}
+
+// reportHealth writes every pool's health every HealthEvery.
+func (v *Verifier) reportHealth() {
+	defer v.background.Done()
+	t := time.NewTicker(v.set.HealthEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			v.mu.Lock()
+			ps := make([]*pool, 0, len(v.pools))
+			for _, p := range v.pools {
+				ps = append(ps, p)
+			}
+			v.mu.Unlock()
+			for _, p := range ps {
+				v.writeHealth(p)
+			}
+		case <-v.workCtx.Done():
+			return
+		}
+	}
+}
+
+func (v *Verifier) writeHealth(p *pool) {
+	h := p.health(v.now())
+	state := map[string]float64{"closed": 0, "half-open": 1, "open": 2}[h.State]
+	v.m.state.WithLabelValues(p.campaign, p.provider.Name).Set(state)
+	v.m.errorRate.WithLabelValues(p.campaign, p.provider.Name).Set(h.ErrorRate)
+	ctx, cancel := context.WithTimeout(v.workCtx, 5*time.Second)
+	defer cancel()
+	if err := putJSON(ctx, v.kv.health, HealthKey(p.campaign, p.provider.Name), h); err != nil && ctx.Err() == nil {
+		v.log.Warn("verify: write provider health", slog.String("campaign", p.campaign), slog.String("provider", p.provider.Name), slog.Any("err", err))
+	}
+}
+
+// keyedMutex serialises work on one key (a claim) inside this process, so
+// that two submissions of the same claim arriving together make one
+// provider call, not two: the second finds the first's claim recorded.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) func() {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// campaignCache keeps campaigns for a while: verify reads one per message.
+type campaignCache struct {
+	src Campaigns
+	ttl time.Duration
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[string]cachedCampaign
+}
+
+type cachedCampaign struct {
+	c  *campaign.Campaign
+	at time.Time
+}
+
+func (c *campaignCache) get(ctx context.Context, id string) (*campaign.Campaign, error) {
+	c.mu.Lock()
+	e, ok := c.m[id]
+	c.mu.Unlock()
+	if ok && c.now().Sub(e.at) < c.ttl {
+		return e.c, nil
+	}
+	fresh, err := c.src.Get(ctx, id)
+	if err != nil {
+		if ok && !errors.Is(err, prereg.ErrCampaignNotFound) {
+			return e.c, nil // the store is unreachable: the last copy will do
+		}
+		return nil, fmt.Errorf("campaign %q: %w", id, err)
+	}
+	c.mu.Lock()
+	c.m[id] = cachedCampaign{c: fresh, at: c.now()}
+	c.mu.Unlock()
+	return fresh, nil
+}

@@ -1,0 +1,376 @@
+package verify_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/keys"
+	"github.com/prereg/prereg/sim"
+	"github.com/prereg/prereg/stream"
+)
+
+// TestOutcomes checks each verdict and reason, the identity key, the shard
+// and that the provider is spared for known tokens and claims.
+func TestOutcomes(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, providerSpec{name: "pass"}, providerSpec{name: "kakao"})
+	w.start(fastSettings())
+
+	alice, bob, carol, dave := w.person(1), w.person(2), w.person(3), w.person(4)
+	old := person{id: "old", birthdate: "1950-08-19", phone: "+821099990000"}
+	aliceTok := w.token("pass", alice, 1)
+	cases := []struct {
+		name   string
+		in     prereg.Intent
+		verd   prereg.Verdict
+		reason prereg.Reason
+		phone  bool
+		ident  string // person whose identity key the outcome carries
+	}{
+		{"verified", w.intent("pass", aliceTok, alice.birthdate, "010-1234-0001"), prereg.VerdictVerified, "", true, alice.id},
+		{"another phone than the provider's", w.intent("pass", w.token("pass", bob, 1), bob.birthdate, "010-5555-0000"), prereg.VerdictVerified, "", false, bob.id},
+		{"invalid token", w.intent("pass", aliceTok+"x", alice.birthdate, "010-7777-0000"), prereg.VerdictRejected, prereg.ReasonInvalidToken, false, ""},
+		{"token of another provider", w.intent("kakao", w.token("pass", carol, 1), carol.birthdate, carol.phone), prereg.VerdictRejected, prereg.ReasonInvalidToken, false, ""},
+		{"window jump", w.intent("kakao", w.token("kakao", carol, 1), "1990-01-09", carol.phone), prereg.VerdictRejected, prereg.ReasonBirthdateMismatch, true, carol.id},
+		{"not in cohort", w.intent("pass", w.token("pass", old, 1), old.birthdate, old.phone), prereg.VerdictRejected, prereg.ReasonNotInCohort, true, old.id},
+		{"same person via another provider", w.intent("kakao", w.token("kakao", dave, 7), dave.birthdate, dave.phone), prereg.VerdictVerified, "", true, dave.id},
+	}
+	for _, c := range cases {
+		w.submit(c.in)
+	}
+	got := w.outcomes(len(cases), 20*time.Second)
+	pass := w.provs["pass"]
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := got[c.in.Receipt]
+			require.Equal(t, c.verd, o.Verdict)
+			require.Equal(t, c.reason, o.Reason)
+			require.Equal(t, c.phone, o.PhoneVerified)
+			require.Equal(t, w.hasher.Sum(keys.PurposeToken, c.in.IdentityToken), o.TokenKey)
+			require.Equal(t, c.in.Birthdate, o.ClaimedBirthdate)
+			require.Equal(t, c.in.Phone, o.Phone, "the sealed phone travels on")
+			require.Equal(t, c.in.DeviceKey, o.DeviceKey)
+			require.False(t, o.DecidedAt.IsZero())
+			shardKey := c.in.Receipt
+			if c.ident != "" {
+				ci := pass.PersonID(c.ident)
+				require.Equal(t, w.hasher.Sum(keys.PurposeIdentity, ci), o.IdentityKey)
+				shardKey = o.IdentityKey
+			} else {
+				require.Empty(t, o.IdentityKey)
+			}
+			require.Equal(t, stream.VerifiedSubject(prereg.Shard(shardKey, w.camp.Shards)), o.subject)
+		})
+	}
+
+	// Sparing the provider: the same token again is not sent; the same
+	// claim with a new token is a duplicate without a call.
+	calls := pass.Calls()
+	again := w.intent("pass", aliceTok, alice.birthdate, alice.phone)
+	sameClaim := w.intent("pass", w.token("pass", alice, 2), alice.birthdate, "010-1234-0001")
+	// bob's phone was not confirmed: his claim must not short-cut.
+	bobClaim := w.intent("pass", w.token("pass", bob, 2), bob.birthdate, "010-5555-0000")
+	w.submit(again)
+	w.outcomes(len(cases)+1, 10*time.Second)
+	w.submit(sameClaim, bobClaim)
+	got = w.outcomes(len(cases)+3, 10*time.Second)
+	require.Equal(t, calls+1, pass.Calls(), "only bob's unconfirmed claim reaches the provider")
+
+	o := got[again.Receipt]
+	require.Equal(t, prereg.VerdictVerified, o.Verdict, "a cached token decides as the provider did")
+	dup := got[sameClaim.Receipt]
+	require.Equal(t, prereg.VerdictDuplicate, dup.Verdict)
+	require.Equal(t, prereg.ReasonClaimSeen, dup.Reason)
+	require.Equal(t, got[cases[0].in.Receipt].IdentityKey, dup.IdentityKey, "claim_seen names the identity it matched")
+	require.Equal(t, prereg.VerdictVerified, got[bobClaim.Receipt].Verdict)
+	require.Zero(t, w.submittedLeft(), "every intent acknowledged")
+}
+
+// TestOutageDuringSurge: the provider is down while a surge arrives;
+// nothing is lost or made unprocessable, and everything is decided once
+// it returns. Health in KV goes open, then closed.
+func TestOutageDuringSurge(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, providerSpec{name: "pass", concurrency: 8})
+	pass := w.provs["pass"]
+	pass.setFaults(t, sim.Faults{Down: true})
+	w.start(fastSettings())
+
+	const n = 300
+	for i := range n {
+		p := w.person(i)
+		w.submit(w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone))
+	}
+	waitFor(t, 10*time.Second, "breaker open in provider_health", func() bool { return w.health("pass").State == "open" })
+	time.Sleep(time.Second) // the outage goes on: messages wait in the stream
+	require.Empty(t, w.readOutcomes(), "nothing decided while the provider is down")
+	require.Equal(t, n, w.submittedLeft())
+	outageCalls := pass.Calls()
+	require.Less(t, outageCalls, int64(n), "an open breaker spares the provider")
+
+	pass.setFaults(t, sim.Faults{})
+	got := w.outcomes(n, 30*time.Second)
+	for _, o := range got {
+		require.Equal(t, prereg.VerdictVerified, o.Verdict, "receipt %s: %s", o.Receipt, o.Reason)
+	}
+	require.EqualValues(t, n, pass.Stats().OK, "each token verified once")
+	waitFor(t, 5*time.Second, "breaker closed in provider_health", func() bool { return w.health("pass").State == "closed" })
+	require.Zero(t, w.submittedLeft())
+}
+
+// TestBreakerTrips: a 5xx storm trips the breaker within MinRequests
+// calls (plus the calls already in flight); a 4xx storm of the same size
+// does not trip it.
+func TestBreakerTrips(t *testing.T) {
+	t.Parallel()
+	const conc, n = 4, 60
+	cases := []struct {
+		name   string
+		status int
+		trips  bool
+	}{
+		{"5xx storm trips", 503, true},
+		{"4xx storm does not", 400, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, providerSpec{name: "pass", concurrency: conc})
+			pass := w.provs["pass"]
+			pass.setFaults(t, sim.Faults{ErrorRate: 1, ErrorStatus: c.status})
+			set := fastSettings()
+			set.Breaker.OpenFor = time.Minute // no half-open probes during the test
+			set.MaxAttempts = 1000            // the 4xx storm retries instead of ending
+			w.start(set)
+			for i := range n {
+				p := w.person(i)
+				w.submit(w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone))
+			}
+			if c.trips {
+				waitFor(t, 10*time.Second, "breaker open", func() bool { return w.health("pass").State == "open" })
+				time.Sleep(500 * time.Millisecond)
+				min := int64(set.Breaker.MinRequests)
+				require.LessOrEqual(t, pass.Calls(), min+conc-1, "tripped within MinRequests calls plus those in flight")
+				require.GreaterOrEqual(t, pass.Calls(), min)
+				return
+			}
+			waitFor(t, 10*time.Second, "a 4xx for every message", func() bool { return pass.Calls() >= 2*n })
+			h := w.health("pass")
+			require.Equal(t, "closed", h.State)
+			require.Zero(t, h.ErrorRate, "a refusal is not a provider failure")
+		})
+	}
+}
+
+// TestHalfOpenAdmitsAtMostMaxRequests: while the provider keeps failing,
+// each half-open period lets at most HalfOpenRequests probes through.
+func TestHalfOpenAdmitsAtMostMaxRequests(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, providerSpec{name: "pass", concurrency: 16})
+	pass := w.provs["pass"]
+	pass.setFaults(t, sim.Faults{ErrorRate: 1, Latency: sim.Duration(100 * time.Millisecond)})
+	set := fastSettings()
+	w.start(set)
+	for i := range 200 {
+		p := w.person(i)
+		w.submit(w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone))
+	}
+	waitFor(t, 10*time.Second, "breaker open", func() bool { return w.health("pass").State == "open" })
+	waitFor(t, 5*time.Second, "calls admitted while closed to finish", func() bool { return pass.inFlight.Load() == 0 })
+	pass.maxInFlight.Store(0)
+	before := pass.Calls()
+	time.Sleep(1500 * time.Millisecond) // several open → half-open → open cycles
+	require.Greater(t, pass.Calls(), before, "half-open lets probes through")
+	require.LessOrEqual(t, pass.maxInFlight.Load(), int64(set.Breaker.HalfOpenRequests), "probes at once")
+	require.Greater(t, pass.maxInFlight.Load(), int64(0))
+	require.Empty(t, w.readOutcomes(), "a failing provider decides nothing")
+}
+
+// TestSlowProviderDoesNotStarveOthers: intents for a slow provider wait
+// in its own bulkhead while a fast provider's intents flow.
+func TestSlowProviderDoesNotStarveOthers(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, providerSpec{name: "slow", concurrency: 2, timeout: 10 * time.Second}, providerSpec{name: "fast", concurrency: 8})
+	w.provs["slow"].setFaults(t, sim.Faults{Latency: sim.Duration(3 * time.Second)})
+	w.start(fastSettings())
+	var fast []prereg.Intent
+	for i := range 240 {
+		p := w.person(i)
+		name := "fast"
+		if i%4 == 0 { // a quarter of the surge goes to the slow provider, first
+			name = "slow"
+		}
+		in := w.intent(name, w.token(name, p, 0), p.birthdate, p.phone)
+		w.submit(in)
+		if name == "fast" {
+			fast = append(fast, in)
+		}
+	}
+	start := time.Now()
+	var got map[string]outcomeMsg
+	waitFor(t, 10*time.Second, "every fast intent decided", func() bool {
+		got = w.readOutcomes()
+		for _, in := range fast {
+			if _, ok := got[in.Receipt]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+	require.Less(t, time.Since(start), 3*time.Second, "the fast provider's intents were decided before the slow provider's first answers")
+	for _, in := range fast {
+		require.Equal(t, prereg.VerdictVerified, got[in.Receipt].Verdict)
+	}
+}
+
+// TestFlappingProvider: a provider that goes down and up several times
+// leaves every intent decided exactly once, none unprocessable, each
+// token verified once.
+func TestFlappingProvider(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, providerSpec{name: "pass", concurrency: 8, rate: 400})
+	pass := w.provs["pass"]
+	var outages []sim.Outage
+	for i := range 5 {
+		from := time.Duration(i) * 600 * time.Millisecond
+		outages = append(outages, sim.Outage{From: sim.Duration(from), To: sim.Duration(from + 300*time.Millisecond)})
+	}
+	pass.setFaults(t, sim.Faults{Outages: outages, Latency: sim.Duration(2 * time.Millisecond)})
+	w.start(fastSettings())
+	const n = 600
+	for i := range n {
+		p := w.person(i)
+		w.submit(w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone))
+	}
+	got := w.outcomes(n, 40*time.Second)
+	for _, o := range got {
+		require.Equal(t, prereg.VerdictVerified, o.Verdict, "receipt %s: %s", o.Receipt, o.Reason)
+	}
+	require.EqualValues(t, n, pass.Stats().OK, "each token verified once")
+	require.Positive(t, pass.Stats().Failed, "the provider did fail meanwhile")
+	require.Zero(t, w.submittedLeft())
+}
+
+// TestWorkerKilledMidBatch: a verify process loses its connection in the
+// middle of a batch; another takes over. Nothing is lost and nothing is
+// published downstream twice.
+func TestWorkerKilledMidBatch(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, providerSpec{name: "pass", concurrency: 16})
+	pass := w.provs["pass"]
+	pass.setFaults(t, sim.Faults{Latency: sim.Duration(20 * time.Millisecond)})
+	set := fastSettings()
+	set.AckWait = time.Second // the survivor gets the victim's messages soon
+	victim, victimConn := w.start(set)
+	const n = 400
+	for i := range n {
+		p := w.person(i)
+		w.submit(w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone))
+	}
+	waitFor(t, 10*time.Second, "a third decided", func() bool {
+		s, err := w.js.JS.Stream(context.Background(), stream.Verified)
+		return err == nil && s.CachedInfo().State.Msgs >= n/3
+	})
+	victimConn.Close() // crash: in-flight calls, publishes and acks fail
+	victim.Stop()
+	w.start(set)
+	got := w.outcomes(n, 30*time.Second)
+	time.Sleep(2 * set.AckWait) // any late redelivery would show up now
+	require.Len(t, w.readOutcomes(), n, "no outcome published twice")
+	for _, o := range got {
+		require.Equal(t, prereg.VerdictVerified, o.Verdict)
+	}
+	require.Zero(t, w.submittedLeft())
+}
+
+// TestPoisonMessage: messages that cannot be decided end as
+// rejected/unprocessable and are acknowledged, once.
+func TestPoisonMessage(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		publish func(w *world) string // returns the receipt
+		faults  sim.Faults
+	}{
+		{"not an intent", func(w *world) string {
+			_, err := w.js.JS.Publish(context.Background(), stream.SubmittedSubject(1), []byte("{not json"), jetstream.WithMsgID("poison-1"))
+			require.NoError(t, err)
+			return "poison-1"
+		}, sim.Faults{}},
+		{"phone sealed for another campaign", func(w *world) string {
+			p := w.person(1)
+			in := w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone)
+			in.Phone = w.sealer.Seal([]byte(p.phone), []byte("other-campaign"))
+			w.submit(in)
+			return in.Receipt
+		}, sim.Faults{}},
+		{"unknown provider", func(w *world) string {
+			p := w.person(1)
+			in := w.intent("nobody", "tok", p.birthdate, p.phone)
+			w.submit(in)
+			return in.Receipt
+		}, sim.Faults{}},
+		{"provider refuses the request", func(w *world) string {
+			p := w.person(1)
+			in := w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone)
+			w.submit(in)
+			return in.Receipt
+		}, sim.Faults{ErrorRate: 1, ErrorStatus: 400}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			w.provs["pass"].setFaults(t, c.faults)
+			w.start(fastSettings())
+			receipt := c.publish(w)
+			got := w.outcomes(1, 15*time.Second)
+			o, ok := got[receipt]
+			require.True(t, ok, "outcome for the poison message")
+			require.Equal(t, prereg.VerdictRejected, o.Verdict)
+			require.Equal(t, prereg.ReasonUnprocessable, o.Reason)
+			require.True(t, strings.HasPrefix(o.subject, prereg.SubjectVerified+"."))
+			waitFor(t, 5*time.Second, "the poison message acknowledged", func() bool { return w.submittedLeft() == 0 })
+		})
+	}
+}
+
+// TestOutcomeCarriesNoToken: the token is only in the submitted stream.
+func TestOutcomeCarriesNoToken(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.start(fastSettings())
+	var ins []prereg.Intent
+	for i := range 20 {
+		p := w.person(i)
+		in := w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone)
+		ins = append(ins, in)
+		w.submit(in)
+	}
+	w.outcomes(len(ins), 10*time.Second)
+	ctx := context.Background()
+	for _, name := range []string{stream.Verified, "KV_verify_tokens", "KV_verify_claims", "KV_provider_health"} {
+		s, err := w.js.JS.Stream(ctx, name)
+		require.NoError(t, err, name)
+		c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+		require.NoError(t, err)
+		msgs := int(s.CachedInfo().State.Msgs)
+		batch, err := c.Fetch(max(msgs, 1), jetstream.FetchMaxWait(time.Second))
+		require.NoError(t, err)
+		for m := range batch.Messages() {
+			body := string(m.Data()) + m.Subject()
+			for i, in := range ins {
+				p := w.person(i)
+				require.NotContains(t, body, in.IdentityToken, "%s holds a token", name)
+				require.NotContains(t, body, strings.TrimPrefix(p.phone, "+"), "%s holds a phone", name)
+				require.NotContains(t, body, w.provs["pass"].PersonID(p.id), "%s holds a CI", name)
+			}
+		}
+	}
+}
