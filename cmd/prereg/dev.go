@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prereg/prereg/sim"
+)
+
+func init() {
+	register(command{name: "dev", summary: "run the whole stack with the simulated world, left running for a browser", run: cmdDev})
+}
+
+func cmdDev(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "dev", "[--addr 127.0.0.1:8080] [--keep]")
+	addr := fs.String("addr", "127.0.0.1:8080", "HTTP listen address (intake, admin, metrics)")
+	keep := fs.Bool("keep", false, "keep the database when stopping")
+	clinics := fs.Int("clinics", 2000, "clinics in the simulated inventory")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	w, err := startWorld(ctx, env, worldOptions{Addr: *addr, Keep: *keep, Clinics: *clinics, Seed: 1})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	c := w.campaign
+	out := env.Stdout
+	fmt.Fprintf(out, "prereg dev is ready.\n\n")
+	fmt.Fprintf(out, "  citizen page     %s/\n", w.baseURL)
+	fmt.Fprintf(out, "  campaign         %s/v1/campaigns/%s\n", w.baseURL, c.ID)
+	fmt.Fprintf(out, "  submit (JSON)    POST %s/v1/intents\n", w.baseURL)
+	fmt.Fprintf(out, "  dedupe report    %s/admin/v1/reports/dedupe?campaign=%s&format=html (auditor token)\n", w.baseURL, c.ID)
+	fmt.Fprintf(out, "  metrics          %s/metrics\n", w.baseURL)
+	fmt.Fprintf(out, "  health           %s/healthz  %s/readyz\n\n", w.baseURL, w.baseURL)
+	fmt.Fprintf(out, "Admin tokens (Authorization: Bearer TOKEN):\n")
+	for _, t := range w.cfg.AdminTokens.Tokens() {
+		role, token, _ := strings.Cut(t, ":")
+		fmt.Fprintf(out, "  %-9s %s\n", role, token)
+	}
+	fmt.Fprintf(out, "\nCampaign %q: windows open now for birth-date digits %v (until %s).\n", c.ID, sim.DemoOpenDigits, c.Windows[0].Closes.Format(time.RFC3339))
+	fmt.Fprintf(out, "Identity tokens for the simulated providers come from the surge: try\n")
+	fmt.Fprintf(out, "  prereg loadgen --target %s --submissions 2000\n", w.baseURL)
+	fmt.Fprintf(out, "Database %s (%s). Stop with Ctrl-C.\n", w.dbName, map[bool]string{true: "kept", false: "dropped at exit"}[*keep])
+	<-ctx.Done()
+	fmt.Fprintln(out, "stopping")
+	return nil
+}

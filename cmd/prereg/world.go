@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/prereg/prereg/app"
+	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/config"
+	"github.com/prereg/prereg/keys"
+	"github.com/prereg/prereg/postgres"
+	"github.com/prereg/prereg/sim"
+	"github.com/prereg/prereg/stream"
+)
+
+// world is prereg running on one machine with its simulated surroundings:
+// a database of its own, JetStream (embedded unless NATS_URL is set), the
+// simulated identity providers and SMS gateway each on a loopback
+// listener, the demo campaign loaded, and every role in process. `prereg
+// demo` drives a surge through it; `prereg dev` leaves it running.
+type world struct {
+	log      *slog.Logger
+	cfg      config.Config
+	server   *postgres.Server
+	dbName   string
+	keep     bool
+	pool     *pgxpool.Pool
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	embedded *stream.Embedded
+	natsDir  string
+
+	idps     map[string]*sim.IdP
+	gateway  *sim.Gateway
+	campaign *campaign.Campaign
+
+	sys     *app.System
+	baseURL string // the intake and admin HTTP server
+
+	closers []func()
+}
+
+// worldOptions configure startWorld.
+type worldOptions struct {
+	Addr     string // HTTP listen address of the system; 127.0.0.1:0 when empty
+	Keep     bool   // keep the database (and print its URL) instead of dropping it
+	Clinics  int    // clinics in the inventory
+	Capacity float64
+	Seed     int64
+	Now      time.Time
+}
+
+// providerNames are the demo's identity providers (Korea's main two).
+var providerNames = []string{"pass", "kakao"}
+
+func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err error) {
+	w = &world{log: env.Logger, keep: o.Keep, idps: map[string]*sim.IdP{}}
+	defer func() {
+		if err != nil {
+			w.Close()
+		}
+	}()
+	cfg, _, err := env.Config(false)
+	if err != nil {
+		return nil, err
+	}
+	w.cfg = cfg
+
+	// A fresh database of its own on the configured server.
+	w.server, err = postgres.FindServer(ctx, env.Getenv("DATABASE_URL"), env.Logger)
+	if err != nil {
+		return nil, err
+	}
+	w.closers = append(w.closers, func() {
+		if err := w.server.Close(); err != nil {
+			w.log.Warn("stop private cluster", slog.Any("err", err))
+		}
+	})
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	w.dbName = "prereg_demo_" + hex.EncodeToString(b[:])
+	if err := postgres.CreateDatabase(ctx, w.server.URL, w.dbName); err != nil {
+		return nil, err
+	}
+	w.closers = append(w.closers, func() {
+		if w.keep {
+			return
+		}
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := postgres.DropDatabase(dctx, w.server.URL, w.dbName); err != nil {
+			w.log.Warn("drop demo database", slog.Any("err", err))
+		}
+	})
+	w.pool, err = postgres.Open(ctx, w.server.DatabaseURL(w.dbName))
+	if err != nil {
+		return nil, err
+	}
+	w.closers = append(w.closers, w.pool.Close)
+	if _, err := postgres.Migrate(ctx, w.pool); err != nil {
+		return nil, err
+	}
+
+	// JetStream: NATS_URL, else embedded in a temporary folder.
+	if url := env.Getenv("NATS_URL"); url != "" {
+		if w.nc, err = stream.Connect(ctx, url, env.Logger); err != nil {
+			return nil, err
+		}
+	} else {
+		if w.natsDir, err = os.MkdirTemp("", "prereg-nats-"); err != nil {
+			return nil, fmt.Errorf("embedded nats: %w", err)
+		}
+		w.closers = append(w.closers, func() { os.RemoveAll(w.natsDir) })
+		if w.embedded, err = stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: w.natsDir, Port: -1}); err != nil {
+			return nil, err
+		}
+		w.closers = append(w.closers, w.embedded.Shutdown)
+		if w.nc, err = w.embedded.Connect(); err != nil {
+			return nil, err
+		}
+	}
+	w.closers = append(w.closers, w.nc.Close)
+	if w.js, err = jetstream.New(w.nc); err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+
+	// The system's own listener first: the gateway posts delivery reports
+	// to it.
+	addr := o.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	w.baseURL = "http://" + ln.Addr().String()
+
+	// Simulated identity providers and SMS gateway on loopback.
+	providerURLs := map[string]string{}
+	for _, name := range providerNames {
+		idp := sim.NewIdP(name, sim.DemoTokenSecret(name), sim.DemoCISecret)
+		u, stop, err := serveLoopback(idp.Handler())
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		w.closers = append(w.closers, stop)
+		w.idps[name], providerURLs[name] = idp, u
+	}
+	webhookSecret := []byte(keys.Random(32))
+	w.gateway = sim.NewGateway(sim.GatewayConfig{
+		ReportURL:    w.baseURL + "/v1/sms/reports",
+		ReportSecret: webhookSecret,
+		ReportDelay:  50 * time.Millisecond,
+		Logger:       env.Logger.With("sim", "sms"),
+	})
+	w.closers = append(w.closers, w.gateway.Close)
+	gwURL, stopGW, err := serveLoopback(w.gateway.Handler())
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	w.closers = append(w.closers, stopGW)
+
+	// The demo campaign, with a clinic inventory over the 252 regions.
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	clinics := sim.Inventory(sim.InventoryConfig{Seed: uint64(o.Seed), Clinics: o.Clinics, CapacityScale: o.Capacity})
+	if w.campaign, err = sim.DemoCampaign(now, providerURLs, clinics); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if _, err := (&postgres.CampaignStore{Pool: w.pool}).Load(ctx, w.campaign); err != nil {
+		ln.Close()
+		return nil, err
+	}
+
+	// Every role in process.
+	w.sys, err = app.New(app.Options{
+		Roles:  app.AllRoles,
+		Logger: env.Logger,
+		Pool:   w.pool,
+		NC:     w.nc,
+		Config: cfg,
+		Notify: app.NotifyOptions{GatewayURL: gwURL, WebhookSecret: webhookSecret, Rate: 5000, Concurrency: 32},
+	})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := w.sys.Start(ctx); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	w.closers = append(w.closers, w.sys.Stop)
+	srv := &http.Server{Handler: w.sys.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	w.closers = append(w.closers, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	return w, nil
+}
+
+// Close stops everything in reverse order of start.
+func (w *world) Close() {
+	for i := len(w.closers) - 1; i >= 0; i-- {
+		w.closers[i]()
+	}
+	w.closers = nil
+}
+
+// serveLoopback serves h on a free loopback port.
+func serveLoopback(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
