@@ -46,7 +46,9 @@ func (e *providerError) Unwrap() error { return e.err }
 // provider's.
 type refusedError struct{ status int }
 
-func (e *refusedError) Error() string { return fmt.Sprintf("provider refused the request: %d", e.status) }
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("provider refused the request: %d", e.status)
+}
 
 // providerClient speaks the provider protocol of sim/idp.go.
 type providerClient struct {
