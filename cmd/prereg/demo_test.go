@@ -1,0 +1,41 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/prereg/prereg/postgres/pgtest"
+)
+
+// The demo on a small surge at several seeds: every invariant holds and
+// dedupe matches the synthetic truth exactly.
+func TestDemoSmallSurgeMatchesTruth(t *testing.T) {
+	srv := pgtest.Server(t)
+	for _, seed := range []int64{1, 2, 3} {
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
+			code, out := runCLI(t, map[string]string{"DATABASE_URL": srv.URL},
+				"demo", "--submissions", "3000", "--seed", fmt.Sprint(seed), "--format", "json", "--connections", "16")
+			jsonStart := strings.Index(out, "{")
+			require.GreaterOrEqual(t, jsonStart, 0, out)
+			var sum demoSummary
+			require.NoError(t, json.Unmarshal([]byte(out[jsonStart:strings.LastIndex(out, "}")+1]), &sum), out)
+			require.Equal(t, exitOK, code, "violations: %v", sum.Violations)
+			require.True(t, sum.InvariantOK)
+			require.Empty(t, sum.Violations)
+			require.Equal(t, 3000, sum.Submitted)
+			require.Equal(t, 1.0, sum.DedupePrecision)
+			require.Equal(t, 1.0, sum.DedupeRecall)
+			require.Equal(t, sum.Persons, sum.PersonsRegistered)
+			require.Equal(t, sum.Persons, sum.Decisions.Registered, "one registration per person")
+			require.Equal(t, sum.Accepted, sum.Decisions.Registered+sum.Decisions.Duplicate+sum.Decisions.Held+sum.Decisions.Rejected)
+			require.Zero(t, sum.TruthMismatches)
+			require.Equal(t, sum.Appointments, sum.SMSDelivered, "one SMS per appointment, counted at the handsets")
+			require.Zero(t, sum.SMSDuplicates)
+			require.LessOrEqual(t, sum.IDPCallsPerPerson, 1.05)
+		})
+	}
+}
