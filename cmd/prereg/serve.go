@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,5 +116,12 @@ func serveSystem(ctx context.Context, env *Env, opts app.Options, addr string, g
 // roleOptionsFromEnv fills the roles' options that come from the
 // environment (gateway URLs and secrets).
 func roleOptionsFromEnv(opts *app.Options, getenv config.Getenv) error {
+	if slices.Contains(opts.Roles, app.RoleNotify) || slices.Contains(opts.Roles, app.RoleAdmin) {
+		n, err := app.NotifyOptionsFromEnv(getenv)
+		if err != nil {
+			return err
+		}
+		opts.Notify = n
+	}
 	return nil
 }
