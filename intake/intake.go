@@ -185,7 +185,7 @@ func (s *Service) Stop() {
 		cancel()
 		<-done
 	}
-	s.adm.wg.Wait()
+	s.adm.close()
 }
 
 // Ready fails while JetStream is unreachable or the stream is refusing

@@ -42,7 +42,20 @@ type admission struct {
 	// storageFullUntil is when to try the stream again after it refused a
 	// message for its limits (unix nanoseconds).
 	storageFullUntil atomic.Int64
-	wg               sync.WaitGroup
+
+	// closing guards wg: once closed, nothing is admitted, so Wait in
+	// close never races an Add.
+	closing sync.RWMutex
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// close stops admitting publishes and waits for those in flight.
+func (a *admission) close() {
+	a.closing.Lock()
+	a.closed = true
+	a.closing.Unlock()
+	a.wg.Wait()
 }
 
 // acquire admits one publish or says why not. release must follow an
@@ -58,6 +71,12 @@ func (a *admission) acquire(now time.Time) (string, bool) {
 	if a.inFlight.Add(1) > limit {
 		a.inFlight.Add(-1)
 		return reason, false
+	}
+	a.closing.RLock()
+	defer a.closing.RUnlock()
+	if a.closed {
+		a.inFlight.Add(-1)
+		return shedDraining, false
 	}
 	a.wg.Add(1)
 	return "", true
