@@ -100,8 +100,9 @@ type Config struct {
 	// Owner names this worker's leases; unique per worker. Default: host,
 	// pid and a random suffix.
 	Owner string
-	// BatchSize rows are claimed at once, Concurrency of them in flight,
-	// by Loops claim loops.
+	// BatchSize rows are claimed at once by each of Loops claim loops;
+	// Concurrency sends are in flight across all of them. Several loops
+	// keep the sends busy while a batch is claimed or recorded.
 	BatchSize   int
 	Concurrency int
 	Loops       int
@@ -157,6 +158,7 @@ type Worker struct {
 	phones    Opener
 	campaigns *campaignCache
 	limiter   *rate.Limiter
+	sem       chan struct{} // Concurrency sends in flight across all loops
 	log       *slog.Logger
 	metrics   *metrics
 
@@ -211,6 +213,7 @@ func NewWorker(store Outbox, gw Sender, phones Opener, campaigns Campaigns, cfg 
 		phones:    phones,
 		campaigns: &campaignCache{src: campaigns, now: cfg.Now, m: map[string]cachedCampaign{}},
 		limiter:   rate.NewLimiter(lim, cfg.Burst),
+		sem:       make(chan struct{}, cfg.Concurrency),
 		log:       cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 	}
 	if cfg.Registerer != nil {
@@ -314,7 +317,7 @@ func (w *Worker) DrainOnce(ctx context.Context) (int, error) {
 
 	results := make([]Result, len(msgs))
 	var breakerOpen atomic.Bool
-	sem := make(chan struct{}, w.cfg.Concurrency)
+	sem := w.sem
 	var wg sync.WaitGroup
 	for i, m := range msgs {
 		if m.Reclaimed {

@@ -11,7 +11,9 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,9 +48,10 @@ func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "bench notify", "[--messages N] [--concurrency C] [--format text|json]")
 	n := fs.Int("messages", 100_000, "outbox rows to drain (issue 7's size: 100000)")
 	conc := fs.Int("concurrency", 64, "sends in flight, for notify and for the ceiling loop alike")
-	batch := fs.Int("batch", 1024, "rows notify claims at once")
-	loops := fs.Int("loops", 2, "notify's claim loops")
+	batch := fs.Int("batch", 256, "rows each claim loop claims at once")
+	loops := fs.Int("loops", 4, "notify's claim loops (they share --concurrency)")
 	format := fs.String("format", "text", "text or json")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the notify run to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -122,6 +125,17 @@ func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 	})
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	if err := w.Start(ctx); err != nil {
