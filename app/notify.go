@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strconv"
 	"strings"
@@ -85,7 +86,7 @@ func (s *System) startNotify(ctx context.Context) error {
 		TripAfter:      o.TripAfter,
 		BreakerTimeout: o.BreakerTimeout,
 		OnStateChange: func(from, to gobreaker.State) {
-			s.log.Warn("sms gateway breaker", "from", from.String(), "to", to.String())
+			s.log.Warn("sms gateway breaker", slog.String("from", from.String()), slog.String("to", to.String()))
 			if to == gobreaker.StateOpen && w != nil {
 				w.BreakerOpened()
 			}

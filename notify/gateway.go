@@ -134,6 +134,9 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 // State is the breaker's state: closed, half-open or open.
 func (g *Gateway) State() gobreaker.State { return g.breaker.State() }
 
+// Open reports whether the breaker is open: sends fail at once.
+func (g *Gateway) Open() bool { return g.breaker.State() == gobreaker.StateOpen }
+
 // Send hands one message to the gateway through the breaker.
 func (g *Gateway) Send(ctx context.Context, m Outgoing) (Accepted, error) {
 	a, err := g.breaker.Execute(func() (Accepted, error) { return g.post(ctx, m) })

@@ -80,7 +80,8 @@ type Outbox interface {
 	Pending(ctx context.Context) (int, error)
 }
 
-// Sender hands messages to the SMS gateway; *Gateway is one.
+// Sender hands messages to the SMS gateway; *Gateway is one. A sender
+// with an Open() bool method (a breaker) is asked before each claim.
 type Sender interface {
 	Send(ctx context.Context, m Outgoing) (Accepted, error)
 }
@@ -292,6 +293,11 @@ func (w *Worker) loop(ctx context.Context) {
 // DrainOnce claims one batch of due messages, sends them and records the
 // outcomes. It returns how many it claimed: 0 when nothing is due.
 func (w *Worker) DrainOnce(ctx context.Context) (int, error) {
+	// While the breaker is open every send would fail at once: leave the
+	// rows where they are rather than claim and release them.
+	if b, ok := w.gw.(interface{ Open() bool }); ok && b.Open() {
+		return 0, nil
+	}
 	now := w.cfg.Now()
 	limit := w.cfg.BatchSize
 	// Claim no more than the rate lets us send within half the lease, so

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/text/encoding"
+	"golang.org/x/text/encoding/korean"
 	"golang.org/x/time/rate"
 )
 
@@ -207,11 +209,13 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, key string) int {
 	if !ValidMobile(req.To) {
 		return fail(http.StatusBadRequest, "invalid_number")
 	}
+	// The carrier counts EUC-KR bytes: the gateway checks the sender's
+	// choice of SMS or LMS on its own count.
 	limit := 90
 	if req.Type == "lms" {
 		limit = 2000
 	}
-	if len(req.Text) > 3*limit { // UTF-8 is at most 1.5× EUC-KR for Hangul; a coarse guard
+	if euckrLen(req.Text) > limit {
 		return fail(http.StatusBadRequest, "too_long")
 	}
 	if g.limiter != nil && !g.limiter.Allow() {
@@ -236,6 +240,14 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, key string) int {
 	g.queueReport(id, key)
 	writeJSON(w, http.StatusAccepted, map[string]any{"message_id": id})
 	return http.StatusAccepted
+}
+
+func euckrLen(s string) int {
+	b, err := encoding.ReplaceUnsupported(korean.EUCKR.NewEncoder()).String(s)
+	if err != nil {
+		return 2 * len([]rune(s))
+	}
+	return len(b)
 }
 
 func randomHex(n int) string {

@@ -109,6 +109,25 @@ func TestGatewayRefusals(t *testing.T) {
 	}
 }
 
+func TestGatewayCountsEUCKRBytes(t *testing.T) {
+	t.Parallel()
+	_, url := newSMSGateway(t, sim.GatewayConfig{})
+	send := func(text, typ string) int {
+		body := fmt.Sprintf(`{"to":"010-1234-5678","text":%q,"type":%q}`, text, typ)
+		req, err := http.NewRequest(http.MethodPost, url+"/v1/messages", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Idempotency-Key", text+typ)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusAccepted, send(strings.Repeat("가", 45), "sms"), "90 bytes fit an SMS")
+	require.Equal(t, http.StatusBadRequest, send(strings.Repeat("가", 45)+"a", "sms"), "91 bytes do not")
+	require.Equal(t, http.StatusAccepted, send(strings.Repeat("가", 1000), "lms"), "2000 bytes fit an LMS")
+	require.Equal(t, http.StatusBadRequest, send(strings.Repeat("가", 1000)+"a", "lms"), "2001 bytes do not")
+}
+
 func TestGatewayRateLimit(t *testing.T) {
 	t.Parallel()
 	g, url := newSMSGateway(t, sim.GatewayConfig{Rate: 1, Burst: 2})
