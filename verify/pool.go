@@ -21,8 +21,13 @@ type pool struct {
 	client   *providerClient
 	breaker  *gobreaker.CircuitBreaker[providerAnswer]
 	limiter  *rate.Limiter
-	queue    chan job
-	window   *callWindow
+	// calls holds a slot per provider call in flight: the bulkhead. The
+	// pool runs twice as many workers, so that one worker's cache look-ups
+	// and publishes overlap another's call and the provider's concurrency
+	// limit stays in use.
+	calls  chan struct{}
+	queue  chan job
+	window *callWindow
 	// saturatedUntil (unix ns): until then the dispatcher does not wait
 	// for room in this pool's queue.
 	saturatedUntil atomic.Int64
@@ -42,6 +47,7 @@ func newPool(campaignID string, p campaign.Provider, s BreakerSettings, now func
 		provider:     p,
 		client:       newProviderClient(p.URL, p.Timeout, conc),
 		limiter:      rate.NewLimiter(limit, max(1, p.Burst)),
+		calls:        make(chan struct{}, conc),
 		queue:        make(chan job, conc),
 		window:       newCallWindow(s.Window, s.Buckets, now),
 		stateChanged: make(chan struct{}, 1),
@@ -79,6 +85,12 @@ func newPool(campaignID string, p campaign.Provider, s BreakerSettings, now func
 func (p *pool) call(ctx context.Context, token string) (providerAnswer, error) {
 	if p.breaker.State() == gobreaker.StateOpen {
 		return providerAnswer{}, gobreaker.ErrOpenState
+	}
+	select {
+	case p.calls <- struct{}{}:
+		defer func() { <-p.calls }()
+	case <-ctx.Done():
+		return providerAnswer{}, ctx.Err()
 	}
 	if err := p.limiter.Wait(ctx); err != nil {
 		return providerAnswer{}, err

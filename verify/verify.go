@@ -291,8 +291,9 @@ func (v *Verifier) pool(campaignID string, prov campaign.Provider) *pool {
 	p := newPool(campaignID, prov, v.set.Breaker, v.now, v.isShutdown)
 	v.pools[key] = p
 	n := max(1, prov.Concurrency)
-	v.capacity.Add(int64(2 * n))
-	for range n {
+	workers := 2 * n
+	v.capacity.Add(int64(n + workers)) // queue and workers
+	for range workers {
 		v.workers.Add(1)
 		go func() {
 			defer v.workers.Done()
