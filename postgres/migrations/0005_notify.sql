@@ -28,4 +28,3 @@ CREATE TABLE delivery_reports (
     UNIQUE (gateway_message_id, status)
 );
 CREATE INDEX delivery_reports_outbox ON delivery_reports (outbox_id);
-CREATE INDEX outbox_appointment ON outbox (appointment_id, version DESC);
