@@ -335,6 +335,9 @@ func (g *surgeBuilder) build(want map[Class]int) error {
 	g.rng.Shuffle(len(closed), func(a, b int) { closed[a], closed[b] = closed[b], closed[a] })
 
 	nFirst := want[ClassFirst]
+	if len(open) == 0 {
+		return fmt.Errorf("sim: surge: campaign %s has no window open at %s", g.c.ID, g.now.Format(time.RFC3339))
+	}
 	if nFirst > len(open) {
 		return fmt.Errorf("sim: surge: %d firsts need as many people whose digit is open, the population has %d (size it with sim.PeopleFor)", nFirst, len(open))
 	}
