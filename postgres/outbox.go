@@ -261,3 +261,34 @@ func (s *OutboxStore) Resend(ctx context.Context, req notify.ResendRequest) (not
 	}
 	return res, nil
 }
+
+// FailedMessage is a message that failed permanently: what an operator
+// looks at before a resend. It names the appointment, never the phone.
+type FailedMessage struct {
+	OutboxID    int64     `json:"outbox_id"`
+	Appointment int64     `json:"appointment"`
+	Version     int       `json:"version"`
+	Attempts    int       `json:"attempts"`
+	LastError   string    `json:"last_error"`
+	FailedAt    time.Time `json:"failed_at"`
+}
+
+// Failed lists up to limit permanently failed messages, latest first,
+// of a campaign (all campaigns when empty).
+func (s *OutboxStore) Failed(ctx context.Context, campaign string, limit int) ([]FailedMessage, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT id, appointment_id, version, attempts, coalesce(last_error, ''), coalesce(failed_at, created_at)
+		FROM outbox WHERE state = 'failed' AND ($1 = '' OR campaign = $1)
+		ORDER BY failed_at DESC NULLS LAST, id DESC LIMIT $2`, campaign, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list failed messages: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FailedMessage, error) {
+		var f FailedMessage
+		err := r.Scan(&f.OutboxID, &f.Appointment, &f.Version, &f.Attempts, &f.LastError, &f.FailedAt)
+		return f, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list failed messages: %w", err)
+	}
+	return out, nil
+}

@@ -64,16 +64,30 @@ func cmdOutboxStatus(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer closeDB()
-	c, err := (&postgres.OutboxStore{Pool: pool}).Counts(ctx, *campaignID)
+	store := &postgres.OutboxStore{Pool: pool}
+	c, err := store.Counts(ctx, *campaignID)
+	if err != nil {
+		return err
+	}
+	failed, err := store.Failed(ctx, *campaignID, 20)
 	if err != nil {
 		return err
 	}
 	if *format == "json" {
-		return json.NewEncoder(env.Stdout).Encode(c)
+		return json.NewEncoder(env.Stdout).Encode(struct {
+			postgres.OutboxCounts
+			LatestFailed []postgres.FailedMessage `json:"latest_failed"`
+		}{c, failed})
 	}
 	fmt.Fprintf(env.Stdout, "pending %d, sent %d, delivered %d, failed %d; operator resends %d\n", c.Pending, c.Sent, c.Delivered, c.Failed, c.Resends)
 	if c.UnconfirmedSends > 0 {
 		fmt.Fprintf(env.Stdout, "unconfirmed sends %d: messages resent after an unfinished attempt; a gateway without idempotency keys may have delivered each twice\n", c.UnconfirmedSends)
+	}
+	if len(failed) > 0 {
+		fmt.Fprintln(env.Stdout, "latest permanent failures (resend with: prereg outbox resend --appointment ID):")
+		for _, f := range failed {
+			fmt.Fprintf(env.Stdout, "  appointment %d v%d after %d attempts: %s\n", f.Appointment, f.Version, f.Attempts, f.LastError)
+		}
 	}
 	return nil
 }
