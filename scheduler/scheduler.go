@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prereg/prereg/campaign"
@@ -163,12 +164,19 @@ type Config struct {
 	ChunkSize int
 	// MaxDistanceKm bounds "the nearest region with room"; 0: any distance.
 	MaxDistanceKm float64
+	// Writers is the number of chunks written at once, on disjoint clinics.
+	Writers int
 }
 
 // DefaultChunkSize is the number of registrations per transaction: large
 // enough that commits cost little, small enough that a resumed run redoes
 // little.
 const DefaultChunkSize = 10_000
+
+// DefaultWriters is the number of parallel chunk writers: PostgreSQL
+// spends most of a chunk on checks and index updates, which two backends do
+// side by side on two cores.
+const DefaultWriters = 2
 
 // Allocator runs batch allocations.
 type Allocator struct {
@@ -187,6 +195,7 @@ func New(store Store, cfg Config) *Allocator {
 		cfg.Rand = rand.Reader
 	}
 	cfg.ChunkSize = cmp.Or(cfg.ChunkSize, DefaultChunkSize)
+	cfg.Writers = max(1, cmp.Or(cfg.Writers, DefaultWriters))
 	return &Allocator{store: store, cfg: cfg, log: cfg.Logger}
 }
 
@@ -355,10 +364,12 @@ func (j *Job) Execute(ctx context.Context) (Result, error) {
 
 func (j *Job) execute(ctx context.Context) (Result, error) {
 	st := j.a.store
+	t0 := time.Now()
 	snap, err := st.Snapshot(ctx, j.rec)
 	if err != nil {
 		return Result{}, err
 	}
+	t1 := time.Now()
 	regs := snap.Registrations
 	var order []int
 	if j.rec.Policy == PolicyLottery {
@@ -385,6 +396,7 @@ func (j *Job) execute(ctx context.Context) (Result, error) {
 		before := j.seed.CommittedAt.Before(j.window.Closes)
 		res.SeedCommittedBeforeClose = &before
 	}
+	t2 := time.Now()
 	if j.rec.DryRun {
 		progress(len(regs), len(regs))
 		return res, nil
@@ -392,6 +404,8 @@ func (j *Job) execute(ctx context.Context) (Result, error) {
 	if err := j.write(ctx, &snap.Inventory, regs, order, plan); err != nil {
 		return res, err
 	}
+	j.a.log.Debug("allocation timings", slog.Int64("run", j.rec.ID), slog.Duration("snapshot", t1.Sub(t0)),
+		slog.Duration("plan", t2.Sub(t1)), slog.Duration("write", time.Since(t2)))
 	if j.rec.Policy == PolicyLottery {
 		if err := st.RevealSeed(ctx, j.rec.Campaign, j.rec.Window, j.a.cfg.Now()); err != nil {
 			return res, err
@@ -402,7 +416,9 @@ func (j *Job) execute(ctx context.Context) (Result, error) {
 }
 
 // write writes the plan in chunks, skipping what a resumed run wrote
-// already; each chunk is one transaction.
+// already; each chunk is one transaction. Writers work in parallel on
+// disjoint clinics (unassigned registrations are split by id), so that no
+// two transactions ever touch the same slot or registration rows.
 func (j *Job) write(ctx context.Context, inv *Inventory, regs []Registration, order []int, plan []Outcome) error {
 	done := 0
 	for _, i := range order {
@@ -414,48 +430,76 @@ func (j *Job) write(ctx context.Context, inv *Inventory, regs []Registration, or
 	if err := j.a.store.SetTotal(ctx, j.rec.ID, total, done); err != nil {
 		return err
 	}
-	if j.req.Progress != nil {
-		j.req.Progress(done, total)
-	}
-	var chunk Chunk
-	n := 0
-	flush := func() error {
-		if n == 0 {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := j.a.store.WriteChunk(ctx, j.rec, chunk); err != nil {
-			return err
-		}
+	var mu sync.Mutex
+	report := func(n int) {
+		mu.Lock()
+		defer mu.Unlock()
 		done += n
 		if j.req.Progress != nil {
 			j.req.Progress(done, total)
 		}
-		chunk, n = Chunk{}, 0
-		return nil
+	}
+	report(0)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	writers := j.a.cfg.Writers
+	queues := make([]chan Chunk, writers)
+	var wg sync.WaitGroup
+	for w := range queues {
+		queues[w] = make(chan Chunk, 1)
+		wg.Go(func() {
+			for c := range queues[w] {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				if err := j.a.store.WriteChunk(ctx, j.rec, c); err != nil {
+					cancel(err)
+					continue
+				}
+				report(len(c.Assignments) + len(c.Unassigned))
+			}
+		})
+	}
+	pending := make([]Chunk, writers)
+	send := func(w int) {
+		if len(pending[w].Assignments)+len(pending[w].Unassigned) == 0 {
+			return
+		}
+		select {
+		case queues[w] <- pending[w]:
+		case <-ctx.Done():
+		}
+		pending[w] = Chunk{}
 	}
 	for k, i := range order {
-		if regs[i].Written {
+		if regs[i].Written || ctx.Err() != nil {
 			continue
 		}
 		o := plan[k]
+		var w int
 		if o.Assigned() {
 			c, day, band := inv.slotOf(o.Slot)
-			chunk.Assignments = append(chunk.Assignments, Assignment{Registration: o.Registration,
+			w = c % writers
+			pending[w].Assignments = append(pending[w].Assignments, Assignment{Registration: o.Registration,
 				Clinic: inv.Clinics[c].ID, Day: inv.Start.AddDate(0, 0, day), Band: band, WasUnassigned: regs[i].WasUnassigned})
 		} else {
-			chunk.Unassigned = append(chunk.Unassigned, Unassigned{Registration: o.Registration, Reason: o.Reason})
+			w = int(o.Registration % int64(writers))
+			pending[w].Unassigned = append(pending[w].Unassigned, Unassigned{Registration: o.Registration, Reason: o.Reason})
 		}
-		n++
-		if n >= j.a.cfg.ChunkSize {
-			if err := flush(); err != nil {
-				return err
-			}
+		if len(pending[w].Assignments)+len(pending[w].Unassigned) >= j.a.cfg.ChunkSize {
+			send(w)
 		}
 	}
-	return flush()
+	for w := range pending {
+		send(w)
+		close(queues[w])
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return nil
 }
 
 // slotOf splits a slot index into clinic, day and band.
