@@ -272,10 +272,9 @@ func NewSurge(pop *Population, cfg SurgeConfig) (*Surge, error) {
 	}
 	g := &surgeBuilder{
 		pop: pop, c: c, now: now, idps: cfg.Providers, providers: providers,
-		rng:   newRand(cfg.Seed, "surge"),
-		load:  map[string]map[int]bool{},
-		nonce: map[int]int{},
-		cap:   c.DeviceCap,
+		rng:  newRand(cfg.Seed, "surge"),
+		load: map[string]map[int]bool{},
+		cap:  c.DeviceCap,
 	}
 	g.subs = make([]Submission, 0, cfg.Submissions)
 	if err := g.build(MixCounts(cfg.Submissions)); err != nil {
@@ -293,25 +292,25 @@ type surgeBuilder struct {
 	rng       *rand.Rand
 	cap       int
 
-	subs     []Submission
-	retryOf  map[int]int             // builder index of a retry → builder index of its original
-	persons  []int                   // people with a first submission
-	start    map[int]float64         // person → when they start
-	provider map[int]string          // person → their provider
-	windowOf map[int]string          // person → their open window
+	subs    []Submission
+	retryOf map[int]int // builder index of a retry → builder index of its original
+	persons []int       // people with a first submission
+	// By person (index into the population):
+	start    []float64               // when they start
+	provider []string                // their provider ("" until they take part)
+	windowOf []string                // their open window
 	sessions map[int][]int           // person → the submissions a repeat may resubmit
 	first    map[int]int             // person → builder index of their first
+	nonce    []int                   // person → tokens issued
 	owner    map[string]int          // device → the person who owns it
 	load     map[string]map[int]bool // device → the people it submitted for
-	nonce    map[int]int
-	clinics  map[string]string // region → nearest clinic
+	clinics  map[string]string       // region → nearest clinic
 }
 
 func (g *surgeBuilder) build(want map[Class]int) error {
 	g.retryOf = map[int]int{}
-	g.start = map[int]float64{}
-	g.provider = map[int]string{}
-	g.windowOf = map[int]string{}
+	n := len(g.pop.People)
+	g.start, g.provider, g.windowOf, g.nonce = make([]float64, n), make([]string, n), make([]string, n), make([]int, n)
 	g.sessions = map[int][]int{}
 	g.first = map[int]int{}
 	g.clinics = nearestClinics(g.c.Clinics)
@@ -654,7 +653,7 @@ func (g *surgeBuilder) outOfWindow(n int, closed []int) []int {
 	for k := 0; n > 0 && len(closed) > 0; k++ {
 		i := closed[k%len(closed)]
 		x := &g.pop.People[i]
-		if _, ok := g.provider[i]; !ok {
+		if g.provider[i] == "" {
 			g.provider[i] = g.providers[g.rng.IntN(len(g.providers))]
 			g.start[i] = frontLoaded(g.rng)
 		}
@@ -684,7 +683,7 @@ func (g *surgeBuilder) windowJumps(n int, closed, tried []int) {
 		if !ok {
 			continue
 		}
-		if _, ok := g.provider[i]; !ok {
+		if g.provider[i] == "" {
 			g.provider[i] = g.providers[g.rng.IntN(len(g.providers))]
 			g.start[i] = frontLoaded(g.rng)
 		}
