@@ -67,19 +67,26 @@ func (v *Verifier) process(j job) {
 	unlock := v.claimMu.lock(claimKey)
 	defer unlock()
 
+	// Both look-ups at once: one round trip to JetStream, not two.
 	cacheKey := in.Provider + "." + tokenKey
+	var seen claimRecord
+	var found bool
+	claimDone := make(chan struct{})
+	go func() {
+		defer close(claimDone)
+		var err error
+		if found, err = getJSON(ctx, v.kv.claims, claimKey, &seen); err != nil {
+			v.log.Warn("verify: claim cache", slog.Any("err", err))
+		}
+	}()
 	var ans tokenAnswer
 	hit, err := getJSON(ctx, v.kv.tokens, cacheKey, &ans)
 	if err != nil {
 		v.log.Warn("verify: token cache", slog.Any("err", err))
 	}
+	<-claimDone
 	v.m.cache.WithLabelValues("token", hitMiss(hit)).Inc()
 	if !hit {
-		var seen claimRecord
-		found, err := getJSON(ctx, v.kv.claims, claimKey, &seen)
-		if err != nil {
-			v.log.Warn("verify: claim cache", slog.Any("err", err))
-		}
 		v.m.cache.WithLabelValues("claim", hitMiss(found && seen.IdentityKey != "")).Inc()
 		if found && seen.IdentityKey != "" {
 			out := v.baseOutcome(in, tokenKey)
@@ -92,9 +99,16 @@ func (v *Verifier) process(j job) {
 		if err != nil {
 			return // ask has put the message back or given up on it
 		}
-		if err := putJSON(ctx, v.kv.tokens, cacheKey, ans); err != nil {
-			v.log.Warn("verify: remember token", slog.Any("err", err))
-		}
+		// Remember the answer while the outcome is published; a crash
+		// before it lands costs one more call on redelivery, nothing else.
+		remembered := make(chan struct{})
+		defer func() { <-remembered }()
+		go func() {
+			defer close(remembered)
+			if err := putJSON(ctx, v.kv.tokens, cacheKey, ans); err != nil {
+				v.log.Warn("verify: remember token", slog.Any("err", err))
+			}
+		}()
 	}
 	out, err := v.decide(in, j.camp, tokenKey, ans, digits)
 	if err != nil {

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/keys"
+	"github.com/prereg/prereg/sim"
+	"github.com/prereg/prereg/stream"
+	"github.com/prereg/prereg/verify"
+)
+
+func init() {
+	register(command{name: "bench verify", summary: "verified intents per second through the breaker against the simulated provider, at 0 ms and 50 ms, vs the concurrency ceiling", run: cmdBenchVerify})
+}
+
+// verifyBench is the result of `prereg bench verify`, with the JSON keys of
+// issue 4.
+type verifyBench struct {
+	VerifiedPerS0ms   float64   `json:"verified_per_s_0ms"`
+	VerifiedPerS50ms  float64   `json:"verified_per_s_50ms"`
+	Ceiling50ms       float64   `json:"ceiling_50ms"`
+	RatioCeiling50ms  float64   `json:"ratio_ceiling_50ms"`
+	Intents0ms        int       `json:"intents_0ms"`
+	Intents50ms       int       `json:"intents_50ms"`
+	Concurrency       int       `json:"concurrency"`
+	Runs              int       `json:"runs"`
+	Runs0ms           []float64 `json:"runs_0ms"`
+	Runs50ms          []float64 `json:"runs_50ms"`
+	IdPCallsPerIntent float64   `json:"idp_calls_per_intent"`
+	Cores             int       `json:"cores"`
+}
+
+func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "bench verify", "[--intents N] [--intents-50ms N] [--concurrency 64] [--runs 3] [--format text|json]")
+	n0 := fs.Int("intents", 20_000, "intents verified in the 0 ms phase")
+	n50 := fs.Int("intents-50ms", 12_800, "intents verified in the 50 ms phase (10 s at the ceiling)")
+	conc := fs.Int("concurrency", 64, "the provider's concurrency limit (bulkhead)")
+	latency := fs.Duration("latency", 50*time.Millisecond, "the provider's latency in the second phase")
+	runs := fs.Int("runs", 3, "runs of each phase; the medians are reported")
+	format := fs.String("format", "text", "text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *format != "text" && *format != "json" {
+		return usagef("--format %q: want text or json", *format)
+	}
+	if *n0 < 1 || *n50 < 1 || *conc < 1 || *runs < 1 || *latency <= 0 {
+		return usagef("want positive --intents, --intents-50ms, --concurrency, --runs and --latency")
+	}
+	say := func(f string, a ...any) {
+		if *format == "text" {
+			fmt.Fprintf(env.Stderr, f+"\n", a...)
+		}
+	}
+	out := verifyBench{
+		Intents0ms: *n0, Intents50ms: *n50, Concurrency: *conc, Runs: *runs, Cores: runtime.NumCPU(),
+		Ceiling50ms: float64(*conc) / latency.Seconds(),
+	}
+	var calls, intents int64
+	for r := range *runs {
+		for _, ph := range []struct {
+			n       int
+			latency time.Duration
+			into    *[]float64
+		}{{*n0, 0, &out.Runs0ms}, {*n50, *latency, &out.Runs50ms}} {
+			say("run %d/%d: %d intents at %s provider latency…", r+1, *runs, ph.n, ph.latency)
+			rate, c, err := benchVerifyPhase(ctx, env, ph.n, *conc, ph.latency)
+			if err != nil {
+				return err
+			}
+			*ph.into = append(*ph.into, rate)
+			calls += c
+			intents += int64(ph.n)
+		}
+	}
+	out.VerifiedPerS0ms = median(out.Runs0ms)
+	out.VerifiedPerS50ms = median(out.Runs50ms)
+	out.RatioCeiling50ms = out.VerifiedPerS50ms / out.Ceiling50ms
+	out.IdPCallsPerIntent = float64(calls) / float64(intents)
+
+	if *format == "json" {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	fmt.Fprintf(env.Stdout, "verify bench: simulated provider over loopback HTTP, concurrency %d, embedded JetStream, %d cores, median of %d runs\n\n", *conc, out.Cores, *runs)
+	fmt.Fprintf(env.Stdout, "  %-30s %10.0f /s  (%d intents)\n", "verified, provider at 0 ms", out.VerifiedPerS0ms, *n0)
+	fmt.Fprintf(env.Stdout, "  %-30s %10.0f /s  (%d intents)\n", fmt.Sprintf("verified, provider at %s", *latency), out.VerifiedPerS50ms, *n50)
+	fmt.Fprintf(env.Stdout, "  %-30s %10.0f /s  (%d / %s)\n", "ceiling of the limit", out.Ceiling50ms, *conc, *latency)
+	fmt.Fprintf(env.Stdout, "  %-30s %10.3f     (target >= 0.9)\n", "ratio to the ceiling", out.RatioCeiling50ms)
+	fmt.Fprintf(env.Stdout, "  %-30s %10.3f\n", "provider calls per intent", out.IdPCallsPerIntent)
+	return nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// benchVerifyPhase publishes n intents of distinct people (no cache can
+// spare a call) into a fresh JetStream, then starts a Verifier and times
+// it until the last outcome is in the verified stream.
+func benchVerifyPhase(ctx context.Context, env *Env, n, conc int, latency time.Duration) (perSecond float64, calls int64, err error) {
+	nc, closeNATS, err := env.NATS(ctx, true)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer closeNATS()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, 0, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := stream.Declare(ctx, js, stream.Config{}); err != nil {
+		return 0, 0, err
+	}
+	if err := benchVerifyReset(ctx, js); err != nil {
+		return 0, 0, err
+	}
+
+	idp := sim.NewIdP("pass", sim.DemoTokenSecret("pass"), sim.DemoCISecret)
+	if err := idp.SetFaults(sim.Faults{Latency: sim.Duration(latency)}); err != nil {
+		return 0, 0, err
+	}
+	url, stopIdP, err := serveLoopback(idp.Handler())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stopIdP()
+
+	hasher := keys.NewHasher(keys.Key{ID: "bench", Secret: []byte(keys.Random(32))})
+	sealer, err := keys.NewSealer([]keys.Key{{ID: "bench", Secret: []byte("bench-only-aes-key-of-32-bytes!!")}})
+	if err != nil {
+		return 0, 0, err
+	}
+	camp := &campaign.Campaign{
+		ID: "bench-verify", Shards: 16,
+		Cohort:    campaign.Cohort{BornFrom: time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC), BornTo: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)},
+		Providers: []campaign.Provider{{Name: "pass", URL: url, Timeout: 5 * time.Second, Concurrency: conc, Burst: conc}},
+	}
+	// Publish the backlog first: the phase measures verify, not intake.
+	for i := range n {
+		phone := fmt.Sprintf("+8210%08d", i)
+		bd := time.Date(1980+i%20, time.Month(1+i%12), 1+i%28, 0, 0, 0, 0, time.UTC).Format(prereg.DateLayout)
+		in := prereg.Intent{
+			Receipt: fmt.Sprintf("bench-%08d", i), Campaign: camp.ID, Window: "w", Provider: "pass",
+			IdentityToken: idp.Issue(sim.TokenClaims{Person: fmt.Sprint("p", i), Birthdate: bd, Phone: phone, Device: "d"}),
+			Birthdate:     bd, Phone: sealer.Seal([]byte(phone), []byte(camp.ID)), Region: "11680",
+			DeviceKey: hasher.Sum(keys.PurposeDevice, camp.ID, fmt.Sprint(i)), ReceivedAt: time.Now().UTC(),
+		}
+		data, err := json.Marshal(in)
+		if err != nil {
+			return 0, 0, err
+		}
+		if _, err := js.PublishAsync(stream.SubmittedSubject(prereg.Shard(in.Receipt, camp.Shards)), data, jetstream.WithMsgID(in.Receipt)); err != nil {
+			return 0, 0, fmt.Errorf("publish: %w", err)
+		}
+		if i%1000 == 999 {
+			if err := waitAsync(ctx, js); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	if err := waitAsync(ctx, js); err != nil {
+		return 0, 0, err
+	}
+
+	reg := prometheus.NewRegistry()
+	v, err := verify.New(verify.Config{
+		JetStream: js, Campaigns: verifyBenchCampaigns{camp}, Hasher: hasher, Sealer: sealer,
+		Logger: env.Logger, Registerer: reg, Settings: verify.Settings{Batch: 4 * conc},
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	if err := v.Start(ctx); err != nil {
+		return 0, 0, err
+	}
+	defer v.Stop()
+	vs, err := js.Stream(ctx, stream.Verified)
+	if err != nil {
+		return 0, 0, err
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		info, err := vs.Info(ctx)
+		if err != nil {
+			return 0, 0, fmt.Errorf("verified stream: %w", err)
+		}
+		if int(info.State.Msgs) >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, 0, fmt.Errorf("only %d of %d intents verified after 10 minutes", info.State.Msgs, n)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	elapsed := time.Since(start)
+	if mfs, err := reg.Gather(); err == nil {
+		for _, mf := range mfs {
+			if mf.GetName() == "prereg_verify_naks_total" {
+				for _, m := range mf.GetMetric() {
+					env.Logger.Debug("bench verify: naks", slog.String("cause", m.GetLabel()[0].GetValue()), slog.Float64("n", m.GetCounter().GetValue()))
+				}
+			}
+		}
+	}
+	return float64(n) / elapsed.Seconds(), idp.Calls(), nil
+}
+
+// benchVerifyReset empties what a previous phase left on a shared server
+// (NATS_URL set): the streams, the consumer and verify's caches.
+func benchVerifyReset(ctx context.Context, js jetstream.JetStream) error {
+	for _, name := range []string{stream.Submitted, stream.Verified} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+		if err := s.Purge(ctx); err != nil {
+			return fmt.Errorf("purge %s: %w", name, err)
+		}
+	}
+	_ = js.DeleteConsumer(ctx, stream.Submitted, verify.ConsumerName)
+	for _, b := range []string{verify.BucketTokens, verify.BucketClaims, verify.BucketAttempts} {
+		_ = js.DeleteKeyValue(ctx, b)
+	}
+	return nil
+}
+
+func waitAsync(ctx context.Context, js jetstream.JetStream) error {
+	select {
+	case <-js.PublishAsyncComplete():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Minute):
+		return fmt.Errorf("publishing the backlog: no ack within a minute")
+	}
+}
+
+type verifyBenchCampaigns struct{ c *campaign.Campaign }
+
+func (b verifyBenchCampaigns) Get(_ context.Context, id string) (*campaign.Campaign, error) {
+	if id != b.c.ID {
+		return nil, prereg.ErrCampaignNotFound
+	}
+	return b.c, nil
+}
