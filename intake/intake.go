@@ -56,11 +56,17 @@ type Config struct {
 	Refresh time.Duration
 	// PublishTimeout bounds the wait for an ack (default 2s).
 	PublishTimeout time.Duration
-	// MaxInFlight bounds the publishes waiting for an ack (default 1024).
+	// MaxInFlight bounds the publishes waiting for an ack (default 256).
 	MaxInFlight int
-	// SlowAck is the ack latency (moving average) above which the
-	// in-flight bound drops to a sixteenth (default 250ms).
+	// SlowAck is the target ack latency: when the moving average of acks
+	// is above it, the in-flight bound is lowered in proportion
+	// (default 50ms).
 	SlowAck time.Duration
+	// MaxSchedLag is the scheduling lag (how long a runnable goroutine
+	// waits for a CPU) above which intake sheds submissions before reading
+	// them, while at least 32 are being handled (default 10ms; negative
+	// disables).
+	MaxSchedLag time.Duration
 	// RetryAfter is what 503 answers tell clients to wait (default 1s).
 	RetryAfter time.Duration
 
@@ -86,9 +92,10 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	c.Refresh = cmp.Or(c.Refresh, 5*time.Second)
 	c.PublishTimeout = cmp.Or(c.PublishTimeout, 2*time.Second)
-	c.MaxInFlight = cmp.Or(c.MaxInFlight, 1024)
-	c.SlowAck = cmp.Or(c.SlowAck, 250*time.Millisecond)
+	c.MaxInFlight = cmp.Or(c.MaxInFlight, 256)
+	c.SlowAck = cmp.Or(c.SlowAck, 50*time.Millisecond)
 	c.RetryAfter = cmp.Or(c.RetryAfter, time.Second)
+	c.MaxSchedLag = cmp.Or(c.MaxSchedLag, 10*time.Millisecond)
 	c.DeviceRate = cmp.Or(c.DeviceRate, 0.1)
 	c.DeviceBurst = cmp.Or(c.DeviceBurst, 5)
 	c.AddrRate = cmp.Or(c.AddrRate, 20)
@@ -115,12 +122,14 @@ type Service struct {
 	addrs    *Limiter
 	lookups  *Limiter
 	adm      *admission
+	guard    *cpuGuard
 	cat      refresher
 	draining atomic.Bool
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	mu        sync.Mutex
+	cancel    context.CancelFunc
+	done      chan struct{}
+	guardDone chan struct{}
 }
 
 // New builds an intake from its configuration.
@@ -149,6 +158,9 @@ func New(cfg Config) (*Service, error) {
 		lookups:  NewLimiter(cfg.LookupRate, cfg.LookupBurst, cfg.LimiterSlots/4, cfg.Now),
 		adm:      &admission{max: int64(cfg.MaxInFlight), slow: cfg.SlowAck},
 	}
+	if cfg.MaxSchedLag > 0 {
+		s.guard = &cpuGuard{target: cfg.MaxSchedLag, minActive: 32}
+	}
 	s.cat = refresher{source: cfg.Campaigns, js: cfg.JetStream, log: cfg.Logger}
 	return s, nil
 }
@@ -169,6 +181,10 @@ func (s *Service) Start(ctx context.Context) error {
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel, s.done = stop, make(chan struct{})
 	go s.cat.loop(bg, s.cfg.Refresh, s.done)
+	if s.guard != nil {
+		s.guardDone = make(chan struct{})
+		go s.guard.run(bg, s.guardDone)
+	}
 	return nil
 }
 
@@ -178,12 +194,15 @@ func (s *Service) Start(ctx context.Context) error {
 func (s *Service) Stop() {
 	s.draining.Store(true)
 	s.mu.Lock()
-	cancel, done := s.cancel, s.done
+	cancel, done, guardDone := s.cancel, s.done, s.guardDone
 	s.cancel = nil
 	s.mu.Unlock()
 	if cancel != nil {
 		cancel()
 		<-done
+		if guardDone != nil {
+			<-guardDone
+		}
 	}
 	s.adm.close()
 }
@@ -317,9 +336,17 @@ func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
 		s.shed(w, shedUnreachable)
 		return
 	}
-	if s.now().UnixNano() < s.adm.storageFullUntil.Load() {
-		s.shed(w, shedStorageFull)
+	if reason, refused := s.adm.refuses(s.now()); refused {
+		s.shed(w, reason)
 		return
+	}
+	if s.guard != nil {
+		s.guard.active.Add(1)
+		defer s.guard.active.Add(-1)
+		if s.guard.refuses() {
+			s.shed(w, shedCPU)
+			return
+		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {

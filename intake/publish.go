@@ -21,6 +21,7 @@ const (
 	shedAckTimeout  = "ack_timeout"  // no ack within the publish timeout
 	shedPublish     = "publish_failed"
 	shedDraining    = "draining" // shutting down
+	shedCPU         = "cpu"      // requests wait too long for a CPU
 )
 
 // errShed is a publish refused or failed in a way that the client should
@@ -29,8 +30,8 @@ type errShed struct{ reason string }
 
 func (e *errShed) Error() string { return "intake: shedding: " + e.reason }
 
-// admission bounds the publishes in flight and lowers the bound when acks
-// slow down, so that a slow or full JetStream turns into quick 503s instead
+// admission bounds the publishes in flight and lowers the bound in
+// proportion when acks slow down past the target, so that a slow or full JetStream turns into quick 503s instead
 // of goroutines, memory and latency piling up. The ack latency is an
 // exponentially weighted moving average of the admitted publishes, so it
 // keeps being measured (and recovers) while shedding.
@@ -58,16 +59,33 @@ func (a *admission) close() {
 	a.wg.Wait()
 }
 
+// refuses reports whether acquire would refuse now, and why: intake asks
+// before reading a body, so that under overload a 503 costs as little as
+// possible.
+func (a *admission) refuses(now time.Time) (string, bool) {
+	if now.UnixNano() < a.storageFullUntil.Load() {
+		return shedStorageFull, true
+	}
+	limit, reason := a.limit()
+	return reason, a.inFlight.Load() >= limit
+}
+
+func (a *admission) limit() (int64, string) {
+	if ewma := a.ackEWMA.Load(); ewma > int64(a.slow) {
+		// Acks slower than the target: admit in proportion, so that the
+		// publishes in flight (and so the latency) come back down to it.
+		return max(1, a.max*int64(a.slow)/ewma), shedSlowAcks
+	}
+	return a.max, shedInFlight
+}
+
 // acquire admits one publish or says why not. release must follow an
 // admitted publish.
 func (a *admission) acquire(now time.Time) (string, bool) {
 	if now.UnixNano() < a.storageFullUntil.Load() {
 		return shedStorageFull, false
 	}
-	limit, reason := a.max, shedInFlight
-	if time.Duration(a.ackEWMA.Load()) > a.slow {
-		limit, reason = max(1, a.max/16), shedSlowAcks
-	}
+	limit, reason := a.limit()
 	if a.inFlight.Add(1) > limit {
 		a.inFlight.Add(-1)
 		return reason, false

@@ -1,0 +1,764 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	osexec "os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/intake"
+	"github.com/prereg/prereg/keys"
+	"github.com/prereg/prereg/postgres"
+	"github.com/prereg/prereg/stream"
+)
+
+func init() {
+	register(command{name: "bench intake", summary: "intake's 202s/s against a bare handler and the naive INSERT-per-request design; overload run", run: cmdBenchIntake})
+	register(command{name: "bench intake-server", summary: "(used by bench intake) intake alone on an embedded JetStream, for the overload run", run: cmdBenchIntakeServer})
+}
+
+// intakeBench is the result of `prereg bench intake`, with the JSON keys of
+// issue 8 (and a few more that say how it was measured).
+type intakeBench struct {
+	BareRPS          float64 `json:"bare_rps"`
+	NaiveRPS         float64 `json:"naive_rps"`
+	IntakeRPS        float64 `json:"intake_rps"`
+	IntakeSyncedRPS  float64 `json:"intake_synced_rps"`
+	IntakeP99MS      float64 `json:"intake_p99_ms"`
+	RatioBare        float64 `json:"ratio_bare"`
+	RatioNaive       float64 `json:"ratio_naive"`
+	RatioNaiveSynced float64 `json:"ratio_naive_synced"`
+
+	OverloadOfferedRPS  float64 `json:"overload_offered_rps"`
+	OverloadAnsweredRPS float64 `json:"overload_answered_rps"`
+	Overload503Share    float64 `json:"overload_503_share"`
+	OverloadP99MS       float64 `json:"overload_p99_ms"`
+	OverloadMaxRSSMiB   float64 `json:"overload_max_rss_mib"`
+	OverloadOther5xx    int64   `json:"overload_other_5xx"`
+	OverloadTimeouts    int64   `json:"overload_timeouts"`
+	OverloadCapacityRPS float64 `json:"overload_capacity_rps"`
+
+	Modes       map[string]modeSummary `json:"modes"`
+	Rounds      int                    `json:"rounds"`
+	DurationS   float64                `json:"duration_s"`
+	Connections int                    `json:"connections"`
+	NumCPU      int                    `json:"nproc"`
+}
+
+// modeSummary is the medians of one server over the rounds.
+type modeSummary struct {
+	RPS    float64 `json:"rps"`
+	P50MS  float64 `json:"p50_ms"`
+	P99MS  float64 `json:"p99_ms"`
+	Errors int64   `json:"errors"`
+}
+
+// The modes, in the order each round runs them.
+var intakeBenchModes = []string{"bare", "naive", "intake", "intake_synced"}
+
+func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "bench intake", "[--duration D] [--connections C] [--rounds N] [--overload-duration D] [--format text|json]")
+	duration := fs.Duration("duration", 4*time.Second, "measured time of each mode in each round")
+	conns := fs.Int("connections", 64, "closed-loop connections of the load generator")
+	rounds := fs.Int("rounds", 5, "rounds; each runs bare, naive, intake, intake_synced in turn")
+	overload := fs.Duration("overload-duration", 60*time.Second, "open-loop overload run at twice the measured capacity (0 skips it)")
+	format := fs.String("format", "text", "text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *format != "text" && *format != "json" {
+		return usagef("--format %q: want text or json", *format)
+	}
+	if *duration < 500*time.Millisecond || *conns < 1 || *rounds < 0 || *overload < 0 {
+		return usagef("want --duration >= 500ms, --connections >= 1, --rounds >= 0 (0: overload run only), --overload-duration >= 0")
+	}
+	progress := func(msg string, a ...any) {
+		if *format == "text" {
+			fmt.Fprintf(env.Stderr, msg+"\n", a...)
+		}
+	}
+	bodies := benchBodies(20000)
+
+	out := intakeBench{Modes: map[string]modeSummary{}, Rounds: *rounds, DurationS: duration.Seconds(), Connections: *conns, NumCPU: runtime.NumCPU()}
+	if *rounds > 0 {
+		if err := runComparison(ctx, env, &out, bodies, *conns, *duration, *rounds, progress); err != nil {
+			return err
+		}
+	}
+	if *overload > 0 {
+		progress("overload: intake alone with GOMAXPROCS=1, capacity first…")
+		if err := runOverload(ctx, env, &out, bodies, *conns, *duration, *overload, progress); err != nil {
+			return err
+		}
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	printIntakeBench(env.Stdout, out, *overload)
+	return nil
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func printIntakeBench(w io.Writer, b intakeBench, overload time.Duration) {
+	fmt.Fprintf(w, "prereg bench intake: %d rounds × %.1fs per mode, %d connections, %d CPUs (medians over rounds)\n\n", b.Rounds, b.DurationS, b.Connections, b.NumCPU)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\treq/s\tp50 ms\tp99 ms\terrors\t")
+	for _, m := range intakeBenchModes {
+		s := b.Modes[m]
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t\n", m, s.RPS, s.P50MS, s.P99MS, s.Errors)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\nratio_bare (intake/bare)                 %.2f   (target >= 0.6)\n", b.RatioBare)
+	fmt.Fprintf(w, "ratio_naive (intake/naive)               %.2f   (target >= 3)\n", b.RatioNaive)
+	fmt.Fprintf(w, "ratio_naive_synced (intake_synced/naive) %.2f   (stretch >= 1)\n", b.RatioNaiveSynced)
+	if overload > 0 {
+		fmt.Fprintf(w, "\noverload (%s, intake GOMAXPROCS=1, capacity %.0f req/s):\n", overload, b.OverloadCapacityRPS)
+		fmt.Fprintf(w, "  offered %.0f req/s, answered 202 %.0f req/s, 503 share %.2f, p99 %.1f ms (target <= 100)\n",
+			b.OverloadOfferedRPS, b.OverloadAnsweredRPS, b.Overload503Share, b.OverloadP99MS)
+		fmt.Fprintf(w, "  max RSS %.0f MiB (target <= 256), other 5xx %d, timeouts %d (target 0)\n", b.OverloadMaxRSSMiB, b.OverloadOther5xx, b.OverloadTimeouts)
+	}
+}
+
+// benchBodies are synthetic intents of about 300 bytes, all inside the
+// bench campaign's open window (birth dates ending in 9), each from its own
+// device.
+func benchBodies(n int) [][]byte {
+	out := make([][]byte, n)
+	regions := []string{"11110", "11680", "26350", "41111", "50110"}
+	for i := range n {
+		b, _ := json.Marshal(intake.Request{
+			Campaign:      "bench-intake",
+			Provider:      "pass",
+			IdentityToken: "eyJwIjoiYmVuY2gtcGVyc29uLSIsImIiOiIxOTkwLTA4LTE5In0." + fmt.Sprintf("%043d", i),
+			Birthdate:     fmt.Sprintf("%d-%02d-%02d", 1975+i%25, 1+i%12, []int{9, 19}[i%2]),
+			Phone:         fmt.Sprintf("010-%04d-%04d", 1000+i%9000, i%10000),
+			Region:        regions[i%len(regions)],
+			DeviceID:      fmt.Sprintf("bench-device-%08d", i),
+		})
+		out[i] = b
+	}
+	return out
+}
+
+// benchServer is an HTTP server on a loopback port.
+type benchServer struct {
+	url  string
+	srv  *http.Server
+	once sync.Once
+	stop func()
+}
+
+func startBenchServer(h http.Handler) (*benchServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return &benchServer{url: "http://" + ln.Addr().String(), srv: srv}, nil
+}
+
+func (b *benchServer) close() {
+	b.once.Do(func() {
+		_ = b.srv.Close()
+		if b.stop != nil {
+			b.stop()
+		}
+	})
+}
+
+// serveBare is the ceiling of the HTTP path: decode the same body, answer
+// the same 202 shape, do nothing else.
+func serveBare(w http.ResponseWriter, r *http.Request) {
+	var req intake.Request
+	if err := json.NewDecoder(io.LimitReader(r.Body, intake.MaxBody)).Decode(&req); err != nil {
+		http.Error(w, "bad", http.StatusBadRequest)
+		return
+	}
+	receipt := benchReceipt()
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(map[string]string{"receipt": receipt, "status": "received", "status_url": "/v1/intents/" + receipt})
+}
+
+func benchReceipt() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// naiveDatabase is a fresh database on the PostgreSQL prereg would use, with
+// a pool as large as the connections and synchronous_commit on.
+func naiveDatabase(ctx context.Context, env *Env, conns int) (*pgxpool.Pool, func(), error) {
+	srv, err := postgres.FindServer(ctx, env.Getenv("DATABASE_URL"), env.Logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	name := "prereg_bench_intake_" + benchReceipt()[:8]
+	if err := postgres.CreateDatabase(ctx, srv.URL, name); err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	drop := func() {
+		_ = postgres.DropDatabase(context.Background(), srv.URL, name)
+		_ = srv.Close()
+	}
+	cfg, err := pgxpool.ParseConfig(srv.DatabaseURL(name))
+	if err != nil {
+		drop()
+		return nil, nil, fmt.Errorf("naive pool: %w", err)
+	}
+	cfg.MaxConns, cfg.MinConns = int32(conns), int32(conns)
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		drop()
+		return nil, nil, fmt.Errorf("naive pool: %w", err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE intents (
+		receipt text PRIMARY KEY, campaign text NOT NULL, provider text NOT NULL, identity_token text NOT NULL,
+		birthdate date NOT NULL, phone text NOT NULL, region text NOT NULL, device_id text NOT NULL,
+		received_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		pool.Close()
+		drop()
+		return nil, nil, fmt.Errorf("naive table: %w", err)
+	}
+	return pool, func() { pool.Close(); drop() }, nil
+}
+
+// naiveHandler is the design prereg replaces: the request waits for its
+// own committed INSERT.
+func naiveHandler(pool *pgxpool.Pool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req intake.Request
+		if err := json.NewDecoder(io.LimitReader(r.Body, intake.MaxBody)).Decode(&req); err != nil {
+			http.Error(w, "bad", http.StatusBadRequest)
+			return
+		}
+		receipt := benchReceipt()
+		_, err := pool.Exec(r.Context(), `INSERT INTO intents (receipt, campaign, provider, identity_token, birthdate, phone, region, device_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (receipt) DO NOTHING`,
+			receipt, req.Campaign, req.Provider, req.IdentityToken, req.Birthdate, req.Phone, req.Region, req.DeviceID)
+		if err != nil {
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusAccepted)
+		_ = json.NewEncoder(w).Encode(map[string]string{"receipt": receipt, "status": "received", "status_url": "/v1/intents/" + receipt})
+	})
+}
+
+// benchCampaignYAML is the bench's campaign: one window for digit 9 that is
+// open at benchNow.
+const benchCampaignYAML = `
+id: bench-intake
+name: intake benchmark
+cohort: {born_from: 1970-01-01, born_to: 2005-12-31}
+windows:
+  - {id: d9, opens: 2021-08-09 20:00, closes: 2021-08-10 18:00, digits: [9]}
+providers:
+  - {name: pass, url: http://127.0.0.1:1}
+shards: 16
+schedule: {start: 2021-08-26, days: 1, bands: ["09:00-12:00"]}
+`
+
+var benchNow = time.Date(2021, 8, 9, 12, 30, 0, 0, time.UTC) // 21:30 in Seoul
+
+type benchCampaigns []*campaign.Campaign
+
+func (b benchCampaigns) List(context.Context) ([]*campaign.Campaign, time.Time, error) {
+	return b, time.Time{}, nil
+}
+
+// startBenchIntake runs prereg's intake on its own embedded JetStream
+// (in-process connection), with rate limits off: the load comes from one
+// address.
+func startBenchIntake(ctx context.Context, syncAlways bool) (*benchServer, error) {
+	c, err := campaign.Parse([]byte(benchCampaignYAML), "")
+	if err != nil {
+		return nil, fmt.Errorf("bench campaign: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "prereg-bench-intake-")
+	if err != nil {
+		return nil, err
+	}
+	emb, err := stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: dir, Port: -1, SyncAlways: syncAlways})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cleanup := func() { emb.Shutdown(); os.RemoveAll(dir) }
+	nc, err := emb.Connect()
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		cleanup()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := stream.Declare(ctx, js, stream.Config{}); err != nil {
+		nc.Close()
+		cleanup()
+		return nil, err
+	}
+	sealer, err := keys.NewSealer([]keys.Key{{ID: "bench", Secret: []byte(benchReceipt())}})
+	if err != nil {
+		nc.Close()
+		cleanup()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	svc, err := intake.New(intake.Config{
+		JetStream: js, Conn: nc, Campaigns: benchCampaigns{c}, Registry: reg,
+		Hasher: keys.NewHasher(keys.Key{ID: "bench", Secret: []byte(benchReceipt())}), Sealer: sealer,
+		Now:        func() time.Time { return benchNow },
+		DeviceRate: -1, AddrRate: -1,
+	})
+	if err != nil {
+		nc.Close()
+		cleanup()
+		return nil, err
+	}
+	if err := svc.Start(ctx); err != nil {
+		nc.Close()
+		cleanup()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	svc.Register(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	bs, err := startBenchServer(mux)
+	if err != nil {
+		svc.Stop()
+		nc.Close()
+		cleanup()
+		return nil, err
+	}
+	bs.stop = func() { svc.Stop(); nc.Close(); cleanup() }
+	return bs, nil
+}
+
+// loadResult is what one load run saw.
+type loadResult struct {
+	elapsed   time.Duration
+	ok        int64 // 202
+	shed      int64 // 503
+	other5xx  int64
+	errors    int64 // anything but 202 (closed loop), or no answer
+	timeouts  int64
+	latencies []time.Duration // of every answered request
+	statuses  map[int]int64   // answers other than 202 (0: no answer)
+	firstErr  error
+	// service is each request's time from its actual send (open loop):
+	// latencies minus the generator's own lag.
+	service []time.Duration
+}
+
+// others says which answers other than 202 came back, e.g. "503×12".
+func (r loadResult) others() string {
+	var parts []string
+	for code, n := range r.statuses {
+		parts = append(parts, fmt.Sprintf("%d×%d", code, n))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
+}
+
+func (r loadResult) rps() float64 { return float64(r.ok) / r.elapsed.Seconds() }
+
+func (r loadResult) quantile(q float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	return r.latencies[min(len(r.latencies)-1, int(q*float64(len(r.latencies))))]
+}
+
+func summarize(rs []loadResult) modeSummary {
+	med := func(f func(loadResult) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	var errs int64
+	for _, r := range rs {
+		errs += r.errors
+	}
+	return modeSummary{
+		RPS:    med(loadResult.rps),
+		P50MS:  med(func(r loadResult) float64 { return ms(r.quantile(0.5)) }),
+		P99MS:  med(func(r loadResult) float64 { return ms(r.quantile(0.99)) }),
+		Errors: errs,
+	}
+}
+
+func benchClient(conns int, timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns,
+			IdleConnTimeout: time.Minute, DisableCompression: true,
+		},
+	}
+}
+
+// post sends one body and drains the answer.
+func benchPost(client *http.Client, url string, body []byte) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, url+"/v1/intents", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode, nil
+}
+
+// closedLoop runs conns workers that each send the next body as soon as the
+// previous one is answered.
+func closedLoop(ctx context.Context, url string, bodies [][]byte, conns int, d time.Duration) (loadResult, error) {
+	client := benchClient(conns, 10*time.Second)
+	defer client.CloseIdleConnections()
+	var next atomic.Int64
+	var mu sync.Mutex
+	res := loadResult{statuses: map[int]int64{}}
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			var ok, bad int64
+			statuses := map[int]int64{}
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				b := bodies[int(next.Add(1))%len(bodies)]
+				t0 := time.Now()
+				status, err := benchPost(client, url, b)
+				if err != nil || status != http.StatusAccepted {
+					statuses[status]++
+					bad++
+					continue
+				}
+				ok++
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			for code, n := range statuses {
+				res.statuses[code] += n
+			}
+			res.ok += ok
+			res.errors += bad
+			res.latencies = append(res.latencies, lat...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	slices.Sort(res.latencies)
+	return res, ctx.Err()
+}
+
+// openLoop offers rate requests per second for d whatever the answers, and
+// measures each latency from the moment the request was due, so that a
+// server that falls behind cannot hide it (no coordinated omission).
+func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d time.Duration) loadResult {
+	const workers = 2048
+	client := benchClient(workers, 10*time.Second)
+	defer client.CloseIdleConnections()
+	due := make(chan time.Time, 1<<20)
+	var mu sync.Mutex
+	res := loadResult{statuses: map[int]int64{}}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			var ok, shed, other5xx, errs, timeouts int64
+			var service []time.Duration
+			for at := range due {
+				b := bodies[int(next.Add(1))%len(bodies)]
+				sentAt := time.Now()
+				status, err := benchPost(client, url, b)
+				service = append(service, time.Since(sentAt))
+				switch {
+				case err != nil:
+					var ne net.Error
+					if errors.As(err, &ne) && ne.Timeout() {
+						timeouts++
+					}
+					mu.Lock()
+					if res.firstErr == nil {
+						res.firstErr = err
+					}
+					mu.Unlock()
+					errs++
+					continue
+				case status == http.StatusAccepted:
+					ok++
+				case status == http.StatusServiceUnavailable:
+					shed++
+				case status >= 500:
+					other5xx++
+				default:
+					mu.Lock()
+					res.statuses[status]++
+					mu.Unlock()
+					errs++
+				}
+				lat = append(lat, time.Since(at))
+			}
+			mu.Lock()
+			res.ok += ok
+			res.shed += shed
+			res.other5xx += other5xx
+			res.errors += errs
+			res.timeouts += timeouts
+			res.latencies = append(res.latencies, lat...)
+			res.service = append(res.service, service...)
+			mu.Unlock()
+		}()
+	}
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / rate)
+	sent := 0
+	tick := time.NewTicker(time.Millisecond)
+	for now := start; now.Sub(start) < d && ctx.Err() == nil; now = <-tick.C {
+		for target := int(now.Sub(start) / interval); sent < target; sent++ {
+			due <- start.Add(time.Duration(sent) * interval)
+		}
+	}
+	tick.Stop()
+	close(due)
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	slices.Sort(res.latencies)
+	slices.Sort(res.service)
+	return res
+}
+
+// runOverload starts the intake alone in a child process with GOMAXPROCS=1,
+// measures its capacity with the closed loop, then offers twice that for
+// the overload duration.
+func runOverload(ctx context.Context, env *Env, out *intakeBench, bodies [][]byte, conns int, capDur, d time.Duration, progress func(string, ...any)) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("overload: %w", err)
+	}
+	cmd := osexec.CommandContext(ctx, self, "bench", "intake-server")
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	cmd.Stderr = env.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("overload: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("overload: start intake-server: %w", err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() {
+		return errors.New("overload: intake-server did not start")
+	}
+	url, ok := strings.CutPrefix(sc.Text(), "ready ")
+	if !ok {
+		return fmt.Errorf("overload: intake-server said %q", sc.Text())
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+
+	if _, err := closedLoop(ctx, url, bodies, conns, time.Second); err != nil {
+		return err
+	}
+	capacity, err := closedLoop(ctx, url, bodies, conns, capDur)
+	if err != nil {
+		return err
+	}
+	out.OverloadCapacityRPS = capacity.rps()
+	rate := 2 * capacity.rps()
+	progress("overload: capacity %.0f req/s; offering %.0f req/s for %s…", capacity.rps(), rate, d)
+	res := openLoop(ctx, url, bodies, rate, d)
+	answered := res.ok + res.shed + res.other5xx
+	out.OverloadOfferedRPS = rate
+	out.OverloadAnsweredRPS = float64(res.ok) / d.Seconds()
+	out.Overload503Share = ratio(float64(res.shed), float64(answered))
+	out.OverloadP99MS = ms(res.quantile(0.99))
+	out.OverloadOther5xx = res.other5xx
+	out.OverloadTimeouts = res.timeouts
+	out.OverloadMaxRSSMiB = float64(peakRSS(cmd.Process.Pid)) / (1 << 20)
+	progress("overload: p99 from send (without the generator's lag) %.1f ms", ms(loadResult{latencies: res.service}.quantile(0.99)))
+	progress("overload: 202 %d, 503 %d, other 5xx %d, errors %d (timeouts %d; first: %v; other answers: %s); intake shed %s", res.ok, res.shed, res.other5xx, res.errors, res.timeouts, res.firstErr, res.others(), shedCounts(url))
+	return ctx.Err()
+}
+
+// peakRSS is a process's peak resident set size (VmHWM), in bytes.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// cmdBenchIntakeServer runs the bench's intake alone until SIGTERM and
+// prints "ready URL" once it serves.
+func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "bench intake-server", "[--sync-always]")
+	syncAlways := fs.Bool("sync-always", false, "embedded JetStream with sync_interval: always")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	s, err := startBenchIntake(ctx, *syncAlways)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	fmt.Fprintln(env.Stdout, "ready "+s.url)
+	<-ctx.Done()
+	return nil
+}
+
+// runComparison runs the four servers side by side, alternating a, b, c, d
+// in every round so that machine drift hits them alike.
+func runComparison(ctx context.Context, env *Env, out *intakeBench, bodies [][]byte, conns int, duration time.Duration, rounds int, progress func(string, ...any)) error {
+	// (a) bare: decode and answer 202.
+	bare, err := startBenchServer(http.HandlerFunc(serveBare))
+	if err != nil {
+		return err
+	}
+	defer bare.close()
+
+	// (b) naive: one INSERT … ON CONFLICT per request, in the request.
+	progress("starting PostgreSQL for the naive design…")
+	naivePool, dropDB, err := naiveDatabase(ctx, env, conns)
+	if err != nil {
+		return err
+	}
+	defer dropDB()
+	naive, err := startBenchServer(naiveHandler(naivePool))
+	if err != nil {
+		return err
+	}
+	defer naive.close()
+
+	// (c) intake on the embedded JetStream, (d) the same with
+	// sync_interval: always.
+	progress("starting intake on embedded JetStream (default sync, and sync always)…")
+	in, err := startBenchIntake(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer in.close()
+	synced, err := startBenchIntake(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer synced.close()
+
+	urls := map[string]string{"bare": bare.url, "naive": naive.url, "intake": in.url, "intake_synced": synced.url}
+	progress("warming up…")
+	for _, m := range intakeBenchModes {
+		if _, err := closedLoop(ctx, urls[m], bodies, conns, time.Second); err != nil {
+			return err
+		}
+	}
+	runs := map[string][]loadResult{}
+	for r := range rounds {
+		for _, m := range intakeBenchModes {
+			res, err := closedLoop(ctx, urls[m], bodies, conns, duration)
+			if err != nil {
+				return err
+			}
+			runs[m] = append(runs[m], res)
+			progress("round %d/%d %-14s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  errors %d %s", r+1, rounds, m, res.rps(), ms(res.quantile(0.5)), ms(res.quantile(0.99)), res.errors, res.others())
+		}
+	}
+	for _, m := range intakeBenchModes {
+		out.Modes[m] = summarize(runs[m])
+	}
+	out.BareRPS, out.NaiveRPS = out.Modes["bare"].RPS, out.Modes["naive"].RPS
+	out.IntakeRPS, out.IntakeSyncedRPS = out.Modes["intake"].RPS, out.Modes["intake_synced"].RPS
+	out.IntakeP99MS = out.Modes["intake"].P99MS
+	out.RatioBare = ratio(out.IntakeRPS, out.BareRPS)
+	out.RatioNaive = ratio(out.IntakeRPS, out.NaiveRPS)
+	out.RatioNaiveSynced = ratio(out.IntakeSyncedRPS, out.NaiveRPS)
+	// Free the in-process servers' cores and memory before the overload run.
+	bare.close()
+	naive.close()
+	in.close()
+	synced.close()
+
+	return nil
+}
+
+// shedCounts reads the intake's shed counters from its /metrics.
+func shedCounts(url string) string {
+	res, err := http.Get(url + "/metrics")
+	if err != nil {
+		return "unknown"
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var parts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "prereg_intake_shed_total{reason="); ok {
+			parts = append(parts, strings.ReplaceAll(strings.ReplaceAll(v, "\"", ""), "} ", ":"))
+		}
+	}
+	return strings.Join(parts, " ")
+}
