@@ -71,7 +71,7 @@ func intakeDouble(tb testing.TB, c *campaign.Campaign, shedFirst bool) (*httptes
 
 func TestLoadClosedLoop(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, 21, 1500)
+	w := sharedWorld(t, 7, 600)
 	srv, requests := intakeDouble(t, w.c, false)
 	var progress int
 	var mu sync.Mutex
@@ -96,13 +96,13 @@ func TestLoadClosedLoop(t *testing.T) {
 
 func TestLoadOpenLoopAndRetries(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, 22, 300)
+	w := sharedWorld(t, 6, 100)
 	srv, _ := intakeDouble(t, w.c, true)
 	start := time.Now()
-	res, err := RunLoad(context.Background(), w.surge.Submissions, LoadConfig{Target: srv.URL, Rate: 1000})
+	res, err := RunLoad(context.Background(), w.surge.Submissions, LoadConfig{Target: srv.URL, Rate: 300})
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond, "300 at 1000/s take 0.3 s")
-	require.Equal(t, 300, res.Sent)
+	require.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond, "100 at 300/s take 0.33 s")
+	require.Equal(t, 100, res.Sent)
 	// Every submission is shed once (a retry's body and key are its
 	// original's, so some pass at once) and answered on a later try.
 	require.Equal(t, w.surge.Truth().Expected().Status, res.ByStatus)
@@ -111,7 +111,7 @@ func TestLoadOpenLoopAndRetries(t *testing.T) {
 
 func TestLoadBounds(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, 23, 200)
+	w := sharedWorld(t, 6, 100)
 	// A target that never answers: the run ends at its Duration.
 	stop := make(chan struct{})
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -148,7 +148,7 @@ func TestLoadBounds(t *testing.T) {
 
 func TestWriteDump(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, 24, 500)
+	w := sharedWorld(t, 6, 100)
 	var buf bytes.Buffer
 	require.NoError(t, WriteDump(&buf, w.surge.Submissions, "http://127.0.0.1:8080/"))
 	sc := bufio.NewScanner(&buf)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +42,27 @@ func newWorld(tb testing.TB, seed int64, n int) world {
 	return w
 }
 
+var (
+	worldsMu sync.Mutex
+	worlds   = map[[2]int64]*world{}
+)
+
+// sharedWorld is newWorld made once per (seed, n) for the whole package's
+// tests, which only read it: generating surges is most of their time
+// under -race.
+func sharedWorld(tb testing.TB, seed int64, n int) world {
+	tb.Helper()
+	worldsMu.Lock()
+	defer worldsMu.Unlock()
+	k := [2]int64{seed, int64(n)}
+	if w, ok := worlds[k]; ok {
+		return *w
+	}
+	w := newWorld(tb, seed, n)
+	worlds[k] = &w
+	return w
+}
+
 func TestDemoCampaign(t *testing.T) {
 	t.Parallel()
 	c, err := DemoCampaign(testNow, map[string]string{"pass": "http://127.0.0.1:9101"}, nil)
@@ -68,15 +90,15 @@ func TestDemoCampaign(t *testing.T) {
 
 func TestSurgeDeterministic(t *testing.T) {
 	t.Parallel()
-	a := newWorld(t, 11, 3000).surge
-	b := newWorld(t, 11, 3000).surge
+	a := newWorld(t, 11, 2000).surge
+	b := newWorld(t, 11, 2000).surge
 	require.Len(t, b.Submissions, len(a.Submissions))
 	for i := range a.Submissions {
 		x, y := a.Submissions[i], b.Submissions[i]
 		require.True(t, bytes.Equal(x.Body, y.Body) && x.Class == y.Class && x.IdempotencyKey == y.IdempotencyKey && x.Want == y.Want,
 			"submission %d differs between two surges of the same seed", i)
 	}
-	c := newWorld(t, 12, 3000).surge
+	c := newWorld(t, 12, 2000).surge
 	same := 0
 	for i := range a.Submissions {
 		if bytes.Equal(a.Submissions[i].Body, c.Submissions[i].Body) {
@@ -107,16 +129,16 @@ func TestMixCounts(t *testing.T) {
 func TestSurgeMix(t *testing.T) {
 	t.Parallel()
 	for _, seed := range []int64{1, 2} {
-		w := newWorld(t, seed, 10000)
+		w := sharedWorld(t, seed, 4000)
 		s := w.surge
-		require.Len(t, s.Submissions, 10000)
-		require.Equal(t, MixCounts(10000), s.Counts(), "the surge holds exactly the fixed mix")
+		require.Len(t, s.Submissions, 4000)
+		require.Equal(t, MixCounts(4000), s.Counts(), "the surge holds exactly the fixed mix")
 
 		e := s.Truth().Expected()
-		require.Equal(t, MixCounts(10000)[ClassFirst], e.Persons, "one person per first")
+		require.Equal(t, MixCounts(4000)[ClassFirst], e.Persons, "one person per first")
 		require.InDelta(t, 2.5, float64(len(s.Submissions))/float64(e.Persons), 0.01, "submissions per person")
 		require.Positive(t, e.Held, "bots go over the cap")
-		require.Equal(t, e.Rejected, MixCounts(10000)[ClassWindowJump]+MixCounts(10000)[ClassForged])
+		require.Equal(t, e.Rejected, MixCounts(4000)[ClassWindowJump]+MixCounts(4000)[ClassForged])
 
 		// Sorted, numbered, and the retries point back.
 		for i, sub := range s.Submissions {
@@ -139,7 +161,7 @@ func TestSurgeMix(t *testing.T) {
 // intake's own decoder and validator and the campaign's windows.
 func TestSurgeAgainstIntake(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, 3, 5000)
+	w := sharedWorld(t, 1, 4000)
 	variants := map[string]bool{}
 	for _, s := range w.surge.Submissions {
 		req, err := intake.DecodeRequest(s.Body)
@@ -177,7 +199,7 @@ func TestSurgeAgainstIntake(t *testing.T) {
 
 func TestSurgeTokens(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, 4, 5000)
+	w := sharedWorld(t, 2, 4000)
 	pop := w.surge.Population
 	ci := map[int]string{}
 	for _, s := range w.surge.Submissions {
@@ -231,7 +253,7 @@ func TestSurgeTokens(t *testing.T) {
 // TestSurgeDevices checks the device cap in the truth: only bots go over it.
 func TestSurgeDevices(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, 5, 10000)
+	w := sharedWorld(t, 3, 4000)
 	people := map[string]map[int]bool{}
 	bots := map[string]bool{}
 	for _, s := range w.surge.Submissions {
@@ -272,7 +294,7 @@ func TestSurgeDevices(t *testing.T) {
 
 func TestSurgeErrors(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, 6, 100)
+	w := sharedWorld(t, 6, 100)
 	for _, tc := range []struct {
 		name string
 		cfg  SurgeConfig

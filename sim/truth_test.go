@@ -227,7 +227,7 @@ func TestTruthReferenceSystem(t *testing.T) {
 	for _, seed := range []int64{1, 2, 3} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, seed, 4000)
+			w := sharedWorld(t, seed, 4000)
 			answers, decisions := referenceSystem(t, w)
 			sc := w.surge.Truth().Score(answers, decisions)
 			require.True(t, sc.OK(), "mismatches: %v", sc.Mismatches)
