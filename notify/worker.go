@@ -151,7 +151,7 @@ type Stats struct {
 }
 
 // Worker drains the outbox. Start runs it in the background; DrainOnce
-// runs one claim-send-record cycle in the caller.
+// runs one claim-send-record cycle in the caller (use one or the other).
 type Worker struct {
 	cfg       Config
 	store     Outbox
@@ -244,7 +244,11 @@ func (w *Worker) Stats() Stats {
 // Pending is the number of messages still to send.
 func (w *Worker) Pending(ctx context.Context) (int, error) { return w.store.Pending(ctx) }
 
-// Start runs the claim loops until Stop or ctx ends.
+// Start runs the worker in the background until Stop or ctx ends, as a
+// pipeline: Loops claimers lease batches and queue their messages,
+// Concurrency senders take them from the queue, and one recorder writes
+// the outcomes in batches. The queue keeps the senders busy while a claim
+// or a record waits on PostgreSQL.
 func (w *Worker) Start(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -253,17 +257,35 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	ctx, w.cancel = context.WithCancel(ctx)
 	w.done = make(chan struct{})
-	var wg sync.WaitGroup
+	queue := make(chan leased, 2*w.claimLimit())
+	results := make(chan Result, 2*w.cfg.Concurrency)
+	var claimers, senders sync.WaitGroup
 	for range w.cfg.Loops {
-		wg.Go(func() { w.loop(ctx) })
+		claimers.Go(func() { w.claimLoop(ctx, queue, results) })
 	}
-	go func() { wg.Wait(); close(w.done) }()
+	for range w.cfg.Concurrency {
+		senders.Go(func() {
+			for l := range queue {
+				results <- w.sendLeased(ctx, l)
+			}
+		})
+	}
+	recorded := make(chan struct{})
+	go func() { w.recordLoop(results); close(recorded) }()
+	go func() {
+		claimers.Wait()
+		close(queue)
+		senders.Wait()
+		close(results)
+		<-recorded
+		close(w.done)
+	}()
 	w.log.Info("notify worker started", slog.String("owner", w.cfg.Owner), slog.Float64("rate", w.cfg.Rate))
 	return nil
 }
 
-// Stop stops the loops and waits for the sends in flight to be recorded.
-// It is safe to call more than once.
+// Stop stops claiming, releases what is queued, waits for the sends in
+// flight and records every outcome. It is safe to call more than once.
 func (w *Worker) Stop() {
 	w.mu.Lock()
 	cancel, done := w.cancel, w.done
@@ -275,19 +297,126 @@ func (w *Worker) Stop() {
 	<-done
 }
 
-func (w *Worker) loop(ctx context.Context) {
-	for ctx.Err() == nil {
-		n, err := w.DrainOnce(ctx)
-		if err != nil && ctx.Err() == nil {
-			w.log.Error("notify: drain", slog.Any("err", err))
+// leased is a claimed message and the end of its lease.
+type leased struct {
+	Message
+	until time.Time
+}
+
+// claimLimit is how many rows one claim takes: no more than the rate
+// lets us send within half the lease, so rows do not sit leased and unsent.
+func (w *Worker) claimLimit() int {
+	if math.IsInf(w.cfg.Rate, 1) {
+		return w.cfg.BatchSize
+	}
+	return max(1, min(w.cfg.BatchSize, int(w.cfg.Rate*w.cfg.Lease.Seconds()/2)))
+}
+
+func (w *Worker) claimLoop(ctx context.Context, queue chan<- leased, results chan<- Result) {
+	pause := func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(w.cfg.PollInterval):
 		}
-		if n == 0 || err != nil {
+	}
+	for ctx.Err() == nil {
+		if b, ok := w.gw.(interface{ Open() bool }); ok && b.Open() {
+			pause()
+			continue
+		}
+		now := w.cfg.Now()
+		until := now.Add(w.cfg.Lease)
+		msgs, err := w.store.Claim(ctx, w.cfg.Owner, now, until, w.claimLimit())
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Error("notify: claim", slog.Any("err", err))
+			}
+			pause()
+			continue
+		}
+		if len(msgs) == 0 {
+			pause()
+			continue
+		}
+		w.claimed.Add(int64(len(msgs)))
+		for i, m := range msgs {
+			w.noteReclaimed(m)
 			select {
+			case queue <- leased{Message: m, until: until}:
 			case <-ctx.Done():
-			case <-time.After(w.cfg.PollInterval):
+				// Stopping: give back what was claimed and not queued.
+				for _, r := range msgs[i:] {
+					results <- Result{ID: r.ID, Outcome: OutcomeReleased, NextAttempt: w.cfg.Now(), Error: "worker stopped"}
+				}
+				return
 			}
 		}
 	}
+}
+
+// sendLeased sends one queued message while its lease runs.
+func (w *Worker) sendLeased(ctx context.Context, l leased) Result {
+	deadline := l.until.Add(-w.cfg.SendTimeout)
+	if ctx.Err() != nil || !w.cfg.Now().Before(deadline) {
+		return Result{ID: l.ID, Outcome: OutcomeReleased, NextAttempt: w.cfg.Now(), Error: "not sent before the lease ran out"}
+	}
+	sctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return w.send(sctx, l.Message)
+}
+
+// recordLoop writes outcomes in batches: when a batch is full, and at
+// least every 50ms.
+func (w *Worker) recordLoop(results <-chan Result) {
+	buf := make([]Result, 0, w.cfg.BatchSize)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	flush := func() {
+		if len(buf) == 0 {
+			return
+		}
+		for attempt := range 3 {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := w.store.Complete(ctx, w.cfg.Owner, w.cfg.Now(), buf)
+			cancel()
+			if err == nil {
+				break
+			}
+			// Unrecorded outcomes keep their lease: the rows are sent again
+			// (same key) once it runs out, and counted as unconfirmed.
+			w.log.Error("notify: record outcomes", slog.Int("attempt", attempt+1), slog.Int("messages", len(buf)), slog.Any("err", err))
+			time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+		}
+		buf = buf[:0]
+	}
+	for {
+		select {
+		case r, ok := <-results:
+			if !ok {
+				flush()
+				return
+			}
+			w.count(r)
+			buf = append(buf, r)
+			if len(buf) >= w.cfg.BatchSize {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+		}
+	}
+}
+
+func (w *Worker) noteReclaimed(m Message) {
+	if !m.Reclaimed {
+		return
+	}
+	w.reclaimed.Add(1)
+	if w.metrics != nil {
+		w.metrics.reclaimed.Inc()
+	}
+	w.log.Warn("notify: resending a message whose earlier attempt was unfinished; a gateway without idempotency keys may deliver it twice",
+		slog.Int64("outbox", m.ID), slog.Int("attempts", m.Attempts))
 }
 
 // DrainOnce claims one batch of due messages, sends them and records the
@@ -299,14 +428,8 @@ func (w *Worker) DrainOnce(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	now := w.cfg.Now()
-	limit := w.cfg.BatchSize
-	// Claim no more than the rate lets us send within half the lease, so
-	// rows do not sit leased and unsent.
-	if !math.IsInf(w.cfg.Rate, 1) {
-		limit = max(1, min(limit, int(w.cfg.Rate*w.cfg.Lease.Seconds()/2)))
-	}
 	leaseUntil := now.Add(w.cfg.Lease)
-	msgs, err := w.store.Claim(ctx, w.cfg.Owner, now, leaseUntil, limit)
+	msgs, err := w.store.Claim(ctx, w.cfg.Owner, now, leaseUntil, w.claimLimit())
 	if err != nil {
 		return 0, fmt.Errorf("notify: claim: %w", err)
 	}
@@ -326,14 +449,7 @@ func (w *Worker) DrainOnce(ctx context.Context) (int, error) {
 	sem := w.sem
 	var wg sync.WaitGroup
 	for i, m := range msgs {
-		if m.Reclaimed {
-			w.reclaimed.Add(1)
-			if w.metrics != nil {
-				w.metrics.reclaimed.Inc()
-			}
-			w.log.Warn("notify: resending a message whose earlier attempt was unfinished; a gateway without idempotency keys may deliver it twice",
-				slog.Int64("outbox", m.ID), slog.Int("attempts", m.Attempts))
-		}
+		w.noteReclaimed(m)
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
