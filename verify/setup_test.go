@@ -220,12 +220,22 @@ func (w *world) intent(prov, token, birthdate, phone string) prereg.Intent {
 // submit publishes intents as intake does: Nats-Msg-Id = receipt.
 func (w *world) submit(ins ...prereg.Intent) {
 	w.tb.Helper()
-	ctx := context.Background()
+	var acks []jetstream.PubAckFuture
 	for _, in := range ins {
 		data, err := json.Marshal(in)
 		require.NoError(w.tb, err)
-		_, err = w.js.JS.Publish(ctx, stream.SubmittedSubject(prereg.Shard(in.Receipt, 4)), data, jetstream.WithMsgID(in.Receipt))
+		f, err := w.js.JS.PublishAsync(stream.SubmittedSubject(prereg.Shard(in.Receipt, 4)), data, jetstream.WithMsgID(in.Receipt))
 		require.NoError(w.tb, err)
+		acks = append(acks, f)
+	}
+	for _, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			w.tb.Fatalf("submit: %v", err)
+		case <-time.After(10 * time.Second):
+			w.tb.Fatal("submit: no ack within 10s")
+		}
 	}
 }
 

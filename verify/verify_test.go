@@ -196,14 +196,14 @@ func TestHalfOpenAdmitsAtMostMaxRequests(t *testing.T) {
 // in its own bulkhead while a fast provider's intents flow.
 func TestSlowProviderDoesNotStarveOthers(t *testing.T) {
 	t.Parallel()
-	const slowLatency = 6 * time.Second
+	const slowLatency = 12 * time.Second
 	w := newWorld(t, providerSpec{name: "slow", concurrency: 2, timeout: 10 * time.Second}, providerSpec{name: "fast", concurrency: 8})
 	w.provs["slow"].setFaults(t, sim.Faults{Latency: sim.Duration(slowLatency)})
 	set := fastSettings()
 	set.StopTimeout = time.Second
 	start := time.Now()
 	w.start(set)
-	var fast []prereg.Intent
+	var fast, all []prereg.Intent
 	for i := range 240 {
 		p := w.person(i)
 		name := "fast"
@@ -211,11 +211,12 @@ func TestSlowProviderDoesNotStarveOthers(t *testing.T) {
 			name = "slow"
 		}
 		in := w.intent(name, w.token(name, p, 0), p.birthdate, p.phone)
-		w.submit(in)
+		all = append(all, in)
 		if name == "fast" {
 			fast = append(fast, in)
 		}
 	}
+	w.submit(all...)
 	// The slow provider cannot answer before slowLatency has passed since
 	// start, so outcomes counted before then are all the fast provider's.
 	got := w.outcomes(len(fast), slowLatency-time.Since(start)-200*time.Millisecond)
