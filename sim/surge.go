@@ -110,8 +110,10 @@ var MalformedVariants = []string{
 
 // Want is what the system should answer to a submission and decide.
 type Want struct {
-	Status int    // 202, 400 or 403
-	Window string // for 202: the window the claimed birth date is in
+	Status int // 202, 400 or 403
+	// Window is, for a 202, the window the claimed birth date is in; for a
+	// 403, the next window for the true one (what next_window names).
+	Window string
 	// Kind is the decision when it does not depend on arrival order:
 	// rejected for window jumps and forged tokens. For the person classes
 	// it is "" (registered for whichever arrives first, duplicate for the
