@@ -40,15 +40,21 @@ func (s *AllocationStore) Lock(ctx context.Context, campaignID string, wait bool
 		return nil, fmt.Errorf("lock: acquire: %w", err)
 	}
 	key := "prereg:allocate:" + campaignID
+	// On an error (a cancelled wait, say) the session may hold the lock
+	// after all: close it rather than hand it back to the pool.
+	discard := func() {
+		_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		conn.Release()
+	}
 	if wait {
 		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key); err != nil {
-			conn.Release()
+			discard()
 			return nil, fmt.Errorf("lock: wait: %w", err)
 		}
 	} else {
 		var ok bool
 		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, key).Scan(&ok); err != nil {
-			conn.Release()
+			discard()
 			return nil, fmt.Errorf("lock: %w", err)
 		}
 		if !ok {

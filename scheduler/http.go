@@ -23,10 +23,11 @@ type Admin struct {
 	Allocator *Allocator
 	Log       *slog.Logger
 
-	mu     sync.Mutex
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	ctx     context.Context
+	cancel  context.CancelFunc
+	stopped bool
+	wg      sync.WaitGroup
 }
 
 // Start makes the service ready to run allocations until Stop.
@@ -41,6 +42,7 @@ func (a *Admin) Start(ctx context.Context) error {
 // Stop cancels the allocations in flight and waits for them.
 func (a *Admin) Stop() {
 	a.mu.Lock()
+	a.stopped = true
 	if a.cancel != nil {
 		a.cancel()
 	}
@@ -86,21 +88,25 @@ func (a *Admin) ServeStart(w http.ResponseWriter, r *http.Request) {
 	}
 	a.mu.Lock()
 	ctx := a.ctx
-	a.mu.Unlock()
-	if ctx == nil || ctx.Err() != nil {
-		httpapi.WriteError(w, httpapi.CodeOverloaded, map[string]any{"message": "stopping"})
+	if ctx == nil || a.stopped {
+		a.mu.Unlock()
+		httpapi.WriteError(w, httpapi.CodeOverloaded, map[string]any{"message": "not running"})
 		return
 	}
+	a.wg.Add(1) // under mu: Stop cannot be waiting yet
+	a.mu.Unlock()
 	job, err := a.Allocator.Begin(r.Context(), Request{Campaign: body.Campaign, Window: body.Window, DryRun: body.DryRun, Policy: pol})
 	if err != nil {
+		a.wg.Done()
 		a.writeError(w, err)
 		return
 	}
-	a.wg.Go(func() {
+	go func() {
+		defer a.wg.Done()
 		if _, err := job.Execute(ctx); err != nil {
 			a.Log.Error("allocation failed", slog.Int64("run", job.ID()), slog.Any("err", err))
 		}
-	})
+	}()
 	httpapi.WriteJSON(w, http.StatusAccepted, map[string]any{
 		"run":        job.ID(),
 		"resumed":    job.Resumed(),
