@@ -365,29 +365,29 @@ func (w *Worker) sendLeased(ctx context.Context, l leased) Result {
 	return w.send(sctx, l.Message)
 }
 
-// recordLoop writes outcomes in batches: when a batch is full, and at
-// least every 50ms.
+// recordLoop collects outcomes into batches (full, or at least every
+// 50ms) and has Loops recorders write them, so that one slow write does
+// not hold up the senders.
 func (w *Worker) recordLoop(results <-chan Result) {
+	batches := make(chan []Result, w.cfg.Loops)
+	var writers sync.WaitGroup
+	for range w.cfg.Loops {
+		writers.Go(func() {
+			for b := range batches {
+				w.record(b)
+			}
+		})
+	}
+	defer writers.Wait()
+	defer close(batches)
 	buf := make([]Result, 0, w.cfg.BatchSize)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	flush := func() {
-		if len(buf) == 0 {
-			return
+		if len(buf) > 0 {
+			batches <- buf
+			buf = make([]Result, 0, w.cfg.BatchSize)
 		}
-		for attempt := range 3 {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err := w.store.Complete(ctx, w.cfg.Owner, w.cfg.Now(), buf)
-			cancel()
-			if err == nil {
-				break
-			}
-			// Unrecorded outcomes keep their lease: the rows are sent again
-			// (same key) once it runs out, and counted as unconfirmed.
-			w.log.Error("notify: record outcomes", slog.Int("attempt", attempt+1), slog.Int("messages", len(buf)), slog.Any("err", err))
-			time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
-		}
-		buf = buf[:0]
 	}
 	for {
 		select {
@@ -404,6 +404,22 @@ func (w *Worker) recordLoop(results <-chan Result) {
 		case <-tick.C:
 			flush()
 		}
+	}
+}
+
+// record writes one batch of outcomes, retrying a failed write twice.
+func (w *Worker) record(batch []Result) {
+	for attempt := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := w.store.Complete(ctx, w.cfg.Owner, w.cfg.Now(), batch)
+		cancel()
+		if err == nil {
+			return
+		}
+		// Unrecorded outcomes keep their lease: the rows are sent again
+		// (same key) once it runs out, and counted as unconfirmed.
+		w.log.Error("notify: record outcomes", slog.Int("attempt", attempt+1), slog.Int("messages", len(batch)), slog.Any("err", err))
+		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
 	}
 }
 
