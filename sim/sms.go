@@ -49,10 +49,11 @@ type GatewayConfig struct {
 
 // SMSFaults is what the simulated gateway does wrong; it can be changed
 // while it serves (SetFaults).
+// Over HTTP: PUT /v1/faults {"down":true,"error_rate":0.1,"latency":"20ms"}.
 type SMSFaults struct {
-	Down      bool          // every send answered 503: an outage
-	ErrorRate float64       // the fraction of sends answered 500
-	Latency   time.Duration // added before every answer
+	Down      bool     `json:"down,omitempty"`       // every send answered 503: an outage
+	ErrorRate float64  `json:"error_rate,omitempty"` // the fraction of sends answered 500
+	Latency   Duration `json:"latency,omitempty"`    // added before every answer
 }
 
 // Attempt is one send request the gateway saw. It holds no phone.
@@ -159,7 +160,7 @@ func (g *Gateway) Handler() http.Handler {
 	})
 	mux.HandleFunc("PUT /v1/faults", func(w http.ResponseWriter, r *http.Request) {
 		var f SMSFaults
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&f); err != nil || f.ErrorRate < 0 || f.ErrorRate > 1 {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&f); err != nil || f.ErrorRate < 0 || f.ErrorRate > 1 || f.Latency < 0 {
 			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "bad_request"})
 			return
 		}
@@ -187,7 +188,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, key string) int {
 	f := g.faults.Load()
 	if f.Latency > 0 {
 		select {
-		case <-time.After(f.Latency):
+		case <-time.After(time.Duration(f.Latency)):
 		case <-r.Context().Done():
 			return 499
 		}

@@ -128,6 +128,27 @@ func TestGatewayCountsEUCKRBytes(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, send(strings.Repeat("가", 1000)+"a", "lms"), "2001 bytes do not")
 }
 
+func TestGatewayFaultsOverHTTP(t *testing.T) {
+	t.Parallel()
+	g, url := newSMSGateway(t, sim.GatewayConfig{})
+	put := func(body string) int {
+		req, err := http.NewRequest(http.MethodPut, url+"/v1/faults", strings.NewReader(body))
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusOK, put(`{"down":true,"latency":"1ms"}`))
+	status, _ := postSMS(t, url, "k1", "010-1234-5678")
+	require.Equal(t, http.StatusServiceUnavailable, status)
+	require.Equal(t, http.StatusOK, put(`{}`))
+	status, _ = postSMS(t, url, "k1", "010-1234-5678")
+	require.Equal(t, http.StatusAccepted, status)
+	require.Equal(t, http.StatusBadRequest, put(`{"error_rate":2}`))
+	require.Equal(t, 1, g.Handsets().Total())
+}
+
 func TestGatewayRateLimit(t *testing.T) {
 	t.Parallel()
 	g, url := newSMSGateway(t, sim.GatewayConfig{Rate: 1, Burst: 2})

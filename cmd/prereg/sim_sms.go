@@ -26,7 +26,7 @@ func cmdSimSMS(ctx context.Context, env *Env, args []string) error {
 	rate := fs.Float64("rate", 0, "the account's limit in messages per second, answered 429 above it (0: none)")
 	burst := fs.Int("burst", 1, "the rate limit's bucket")
 	noIdem := fs.Bool("no-idempotency", false, "ignore Idempotency-Key: every request is sent (fault: a gateway without de-duplication)")
-	down := fs.Bool("down", false, "answer every send 503 (fault: an outage; lift it with PUT /v1/faults {\"Down\":false})")
+	down := fs.Bool("down", false, "answer every send 503 (fault: an outage; lift it with PUT /v1/faults {\"down\":false})")
 	errorRate := fs.Float64("error-rate", 0, "fraction of sends answered 500 (fault)")
 	latency := fs.Duration("latency", 0, "delay before every answer (fault)")
 	if err := parseFlags(fs, args); err != nil {
@@ -49,7 +49,7 @@ func cmdSimSMS(ctx context.Context, env *Env, args []string) error {
 		ReportURL:         *reportURL,
 		ReportSecret:      []byte(secret),
 		ReportDelay:       *reportDelay,
-		Faults:            sim.SMSFaults{Down: *down, ErrorRate: *errorRate, Latency: *latency},
+		Faults:            sim.SMSFaults{Down: *down, ErrorRate: *errorRate, Latency: sim.Duration(*latency)},
 		Logger:            env.Logger.With("sim", "sms"),
 	})
 	defer g.Close()
