@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -140,6 +141,14 @@ func (p *IdP) Stats() IdPStats {
 
 func (p *IdP) serveVerify(w http.ResponseWriter, r *http.Request) {
 	p.calls.Add(1)
+	// Read the whole body first: only then does net/http notice a client
+	// that hangs up, which a held (timeout) request relies on to end.
+	var req struct {
+		Token string `json:"token"`
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	err := json.NewDecoder(r.Body).Decode(&req)
+	_, _ = io.Copy(io.Discard, r.Body)
 	fault, alive := p.apply(r)
 	if !alive {
 		return
@@ -158,11 +167,7 @@ func (p *IdP) serveVerify(w http.ResponseWriter, r *http.Request) {
 		hang(r)
 		return
 	}
-	var req struct {
-		Token string `json:"token"`
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "bad_request"})
 		return
 	}

@@ -212,7 +212,10 @@ func (p *IdP) drips() (time.Duration, bool) {
 	if st == nil || st.DripRate <= 0 || rand.Float64() >= st.DripRate {
 		return 0, false
 	}
-	return time.Duration(max(st.DripEvery, Duration(100*time.Millisecond))), true
+	if st.DripEvery <= 0 {
+		return 100 * time.Millisecond, true
+	}
+	return time.Duration(st.DripEvery), true
 }
 
 // writeDrip writes v's JSON one byte at a time, every pause.
