@@ -1,9 +1,70 @@
 package app
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/prereg/prereg/intake"
+	"github.com/prereg/prereg/postgres"
+)
 
 // IntakeOptions are the intake role's settings beyond the shared ones.
-type IntakeOptions struct{}
+// Zero values take intake's defaults (see intake.Config and
+// docs/STREAMS.md).
+type IntakeOptions struct {
+	// TrustedProxies are the peers whose X-Forwarded-For names the client.
+	TrustedProxies []netip.Prefix
+	// Per-device and per-address token buckets (tokens per second, burst);
+	// a negative rate disables the limit (benchmarks, load tests from one
+	// address).
+	DeviceRate  float64
+	DeviceBurst int
+	AddrRate    float64
+	AddrBurst   int
+	// MaxInFlight bounds publishes waiting for an ack; PublishTimeout
+	// bounds each wait.
+	MaxInFlight    int
+	PublishTimeout time.Duration
+	// Refresh is how often campaigns and providers' health are re-read.
+	Refresh time.Duration
+}
 
-// startIntake wires the intake role. (Filled in by the intake stage.)
-func (s *System) startIntake(ctx context.Context) error { return nil }
+// startIntake wires the intake role: the citizen routes on the public mux,
+// a readiness check that fails while JetStream is unreachable or the stream
+// is full, and the service whose Stop finishes the publishes in flight.
+func (s *System) startIntake(ctx context.Context) error {
+	o := s.opts.Intake
+	svc, err := intake.New(intake.Config{
+		JetStream:      s.js,
+		Conn:           s.nc,
+		Campaigns:      s.campaigns,
+		Statuses:       &postgres.StatusStore{Pool: s.pool},
+		Hasher:         s.hasher,
+		Sealer:         s.sealer,
+		Registry:       s.registry,
+		Logger:         s.log.With(slog.String("role", "intake")),
+		Now:            s.now,
+		Refresh:        o.Refresh,
+		PublishTimeout: o.PublishTimeout,
+		MaxInFlight:    o.MaxInFlight,
+		DeviceRate:     o.DeviceRate,
+		DeviceBurst:    o.DeviceBurst,
+		AddrRate:       o.AddrRate,
+		AddrBurst:      o.AddrBurst,
+		TrustedProxies: o.TrustedProxies,
+	})
+	if err != nil {
+		return fmt.Errorf("intake: %w", err)
+	}
+	if err := s.run(ctx, svc); err != nil {
+		return err
+	}
+	svc.Register(s.public)
+	s.mu.Lock()
+	s.ready = append(s.ready, svc.Ready)
+	s.mu.Unlock()
+	return nil
+}
