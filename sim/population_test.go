@@ -2,6 +2,7 @@ package sim
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,34 +40,48 @@ func TestPopulationGroundTruth(t *testing.T) {
 	devices := map[string]bool{}
 	phoneFamily := map[string]int{}
 	shared := 0
+	// Plain checks in the loop: require's cost per call adds up under -race.
 	for i, x := range pop.People {
-		require.Equal(t, i, x.Index)
-		require.True(t, cohort.Contains(x.Birthdate), "person %d born outside the cohort", i)
+		if x.Index != i || !cohort.Contains(x.Birthdate) {
+			t.Fatalf("person %d: index %d, or born outside the cohort", i, x.Index)
+		}
 		digits[campaign.Digit(x.Birthdate)]++
 		if x.Birthdate.Month() == time.February && x.Birthdate.Day() == 29 {
 			leap++
 		}
-		require.False(t, ids[x.ID], "person id twice")
+		if ids[x.ID] {
+			t.Fatalf("person %d: person id twice", i)
+		}
 		ids[x.ID] = true
-		require.Regexp(t, mobile, x.Phone)
-		require.True(t, strings.HasPrefix(x.E164(), "+8210") && len(x.E164()) == 13, "E.164 form")
+		if !mobile.MatchString(x.Phone) || !strings.HasPrefix(x.E164(), "+8210") || len(x.E164()) != 13 {
+			t.Fatalf("person %d: phone not 010-XXXX-XXXX or its E.164 form not +8210XXXXXXXX", i)
+		}
 		if f, seen := phoneFamily[x.Phone]; seen {
-			require.Equal(t, f, x.Family, "a phone is shared only within a family")
+			if f != x.Family {
+				t.Fatalf("person %d: a phone shared outside the family", i)
+			}
 			shared++
 		}
 		phoneFamily[x.Phone] = x.Family
-		require.GreaterOrEqual(t, len(x.Devices), 1)
-		require.LessOrEqual(t, len(x.Devices), 3)
+		if len(x.Devices) < 1 || len(x.Devices) > 3 {
+			t.Fatalf("person %d: %d devices, want 1 to 3", i, len(x.Devices))
+		}
 		for _, d := range x.Devices {
-			require.False(t, devices[d], "device id twice")
+			if devices[d] {
+				t.Fatalf("person %d: device id twice", i)
+			}
 			devices[d] = true
 		}
-		_, ok := RegionByCode(x.Region)
-		require.True(t, ok, "unknown region")
-		require.Contains(t, pop.Families[x.Family], i)
+		if _, ok := RegionByCode(x.Region); !ok {
+			t.Fatalf("person %d: unknown region", i)
+		}
+		if !slices.Contains(pop.Families[x.Family], i) {
+			t.Fatalf("person %d: not in their family", i)
+		}
 		for _, r := range pop.Relatives(i) {
-			require.Equal(t, x.Family, pop.People[r].Family)
-			require.Equal(t, x.Region, pop.People[r].Region, "a family lives in one region")
+			if pop.People[r].Family != x.Family || pop.People[r].Region != x.Region {
+				t.Fatalf("person %d: relative %d of another family or region", i, r)
+			}
 		}
 	}
 	require.Len(t, digits, 10, "every birth-date digit")
