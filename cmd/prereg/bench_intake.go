@@ -221,43 +221,53 @@ func benchReceipt() string {
 	return hex.EncodeToString(b)
 }
 
-// naiveDatabase is a fresh database on the PostgreSQL prereg would use, with
-// a pool as large as the connections and synchronous_commit on.
-func naiveDatabase(ctx context.Context, env *Env, conns int) (*pgxpool.Pool, func(), error) {
+// naiveDatabase creates a fresh database with the naive design's table on
+// the PostgreSQL prereg would use, and returns its URL.
+func naiveDatabase(ctx context.Context, env *Env) (string, func(), error) {
 	srv, err := postgres.FindServer(ctx, env.Getenv("DATABASE_URL"), env.Logger)
 	if err != nil {
-		return nil, nil, err
+		return "", nil, err
 	}
 	name := "prereg_bench_intake_" + benchReceipt()[:8]
 	if err := postgres.CreateDatabase(ctx, srv.URL, name); err != nil {
-		srv.Close()
-		return nil, nil, err
+		_ = srv.Close()
+		return "", nil, err
 	}
 	drop := func() {
 		_ = postgres.DropDatabase(context.Background(), srv.URL, name)
 		_ = srv.Close()
 	}
-	cfg, err := pgxpool.ParseConfig(srv.DatabaseURL(name))
+	url := srv.DatabaseURL(name)
+	pool, err := postgres.Open(ctx, url)
 	if err != nil {
 		drop()
-		return nil, nil, fmt.Errorf("naive pool: %w", err)
+		return "", nil, err
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `CREATE TABLE intents (
+		receipt text PRIMARY KEY, campaign text NOT NULL, provider text NOT NULL, identity_token text NOT NULL,
+		birthdate date NOT NULL, phone text NOT NULL, region text NOT NULL, device_id text NOT NULL,
+		received_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		drop()
+		return "", nil, fmt.Errorf("naive table: %w", err)
+	}
+	return url, drop, nil
+}
+
+// naivePool is a pool as large as the connections, with synchronous_commit
+// on: every 202 of the naive design waits for its commit's fsync.
+func naivePool(ctx context.Context, url string, conns int) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("naive pool: %w", err)
 	}
 	cfg.MaxConns, cfg.MinConns = int32(conns), int32(conns)
 	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		drop()
-		return nil, nil, fmt.Errorf("naive pool: %w", err)
+		return nil, fmt.Errorf("naive pool: %w", err)
 	}
-	if _, err := pool.Exec(ctx, `CREATE TABLE intents (
-		receipt text PRIMARY KEY, campaign text NOT NULL, provider text NOT NULL, identity_token text NOT NULL,
-		birthdate date NOT NULL, phone text NOT NULL, region text NOT NULL, device_id text NOT NULL,
-		received_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		pool.Close()
-		drop()
-		return nil, nil, fmt.Errorf("naive table: %w", err)
-	}
-	return pool, func() { pool.Close(); drop() }, nil
+	return pool, nil
 }
 
 // naiveHandler is the design prereg replaces: the request waits for its
@@ -512,12 +522,16 @@ func closedLoop(ctx context.Context, url string, bodies [][]byte, conns int, d t
 	return res, ctx.Err()
 }
 
+// openLoopTimeout is how long the open-loop generator's clients wait for
+// an answer, counted from when the request was due.
+const openLoopTimeout = 10 * time.Second
+
 // openLoop offers rate requests per second for d whatever the answers, and
 // measures each latency from the moment the request was due, so that a
 // server that falls behind cannot hide it (no coordinated omission).
 func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d time.Duration) loadResult {
 	const workers = 2048
-	client := benchClient(workers, 10*time.Second)
+	client := benchClient(workers, openLoopTimeout)
 	defer client.CloseIdleConnections()
 	due := make(chan time.Time, 1<<20)
 	var mu sync.Mutex
@@ -532,6 +546,13 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 			var ok, shed, other5xx, errs, timeouts int64
 			var service []time.Duration
 			for at := range due {
+				if time.Since(at) > openLoopTimeout {
+					// A citizen gives up after the timeout, whether the
+					// request sat in the server or never got a connection.
+					timeouts++
+					errs++
+					continue
+				}
 				b := bodies[int(next.Add(1))%len(bodies)]
 				sentAt := time.Now()
 				status, err := benchPost(client, url, b)
@@ -596,34 +617,12 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 // measures its capacity with the closed loop, then offers twice that for
 // the overload duration.
 func runOverload(ctx context.Context, env *Env, out *intakeBench, bodies [][]byte, conns int, capDur, d time.Duration, progress func(string, ...any)) error {
-	self, err := os.Executable()
+	child, err := startChild(ctx, env, true, "--mode", "overload")
 	if err != nil {
-		return fmt.Errorf("overload: %w", err)
+		return err
 	}
-	cmd := osexec.CommandContext(ctx, self, "bench", "intake-server")
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
-	cmd.Stderr = env.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return fmt.Errorf("overload: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("overload: start intake-server: %w", err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
-	sc := bufio.NewScanner(stdout)
-	if !sc.Scan() {
-		return errors.New("overload: intake-server did not start")
-	}
-	url, ok := strings.CutPrefix(sc.Text(), "ready ")
-	if !ok {
-		return fmt.Errorf("overload: intake-server said %q", sc.Text())
-	}
-	go func() { _, _ = io.Copy(io.Discard, stdout) }()
-
+	defer child.stop()
+	url := child.url
 	if _, err := closedLoop(ctx, url, bodies, conns, time.Second); err != nil {
 		return err
 	}
@@ -642,7 +641,7 @@ func runOverload(ctx context.Context, env *Env, out *intakeBench, bodies [][]byt
 	out.OverloadP99MS = ms(res.quantile(0.99))
 	out.OverloadOther5xx = res.other5xx
 	out.OverloadTimeouts = res.timeouts
-	out.OverloadMaxRSSMiB = float64(peakRSS(cmd.Process.Pid)) / (1 << 20)
+	out.OverloadMaxRSSMiB = float64(peakRSS(child.cmd.Process.Pid)) / (1 << 20)
 	progress("overload: p99 from send (without the generator's lag) %.1f ms", ms(loadResult{latencies: res.service}.quantile(0.99)))
 	progress("overload: 202 %d, 503 %d, other 5xx %d, errors %d (timeouts %d; first: %v; other answers: %s); intake shed %s", res.ok, res.shed, res.other5xx, res.errors, res.timeouts, res.firstErr, res.others(), shedCounts(url))
 	return ctx.Err()
@@ -663,15 +662,37 @@ func peakRSS(pid int) int64 {
 	return 0
 }
 
-// cmdBenchIntakeServer runs the bench's intake alone until SIGTERM and
-// prints "ready URL" once it serves.
+// cmdBenchIntakeServer runs one of the bench's servers in a process of its
+// own until SIGTERM, and prints "ready URL" once it serves. The servers run
+// apart from the load generator so that neither's garbage collector or
+// scheduler charges the other, and so that GOMAXPROCS and resident memory
+// apply to the server alone.
 func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "bench intake-server", "[--sync-always]")
-	syncAlways := fs.Bool("sync-always", false, "embedded JetStream with sync_interval: always")
+	fs := newFlags(env, "bench intake-server", "--mode bare|naive|intake|intake_synced|overload [--database-url URL] [--connections C]")
+	mode := fs.String("mode", "overload", "which server: bare, naive, intake, intake_synced, or overload (intake with every guard on)")
+	dbURL := fs.String("database-url", "", "the naive design's database")
+	conns := fs.Int("connections", 64, "the naive design's pool size")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	s, err := startBenchIntake(ctx, *syncAlways, true)
+	var (
+		s   *benchServer
+		err error
+	)
+	switch *mode {
+	case "bare":
+		s, err = startBenchServer(http.HandlerFunc(serveBare))
+	case "naive":
+		var pool *pgxpool.Pool
+		if pool, err = naivePool(ctx, *dbURL, *conns); err == nil {
+			defer pool.Close()
+			s, err = startBenchServer(naiveHandler(pool))
+		}
+	case "intake", "intake_synced", "overload":
+		s, err = startBenchIntake(ctx, *mode == "intake_synced", *mode == "overload")
+	default:
+		return usagef("--mode %q: want bare, naive, intake, intake_synced or overload", *mode)
+	}
 	if err != nil {
 		return err
 	}
@@ -681,44 +702,73 @@ func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
+// childServer is a bench server in its own process.
+type childServer struct {
+	url string
+	cmd *osexec.Cmd
+}
+
+func startChild(ctx context.Context, env *Env, gomaxprocs1 bool, args ...string) (*childServer, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("bench server: %w", err)
+	}
+	cmd := osexec.CommandContext(ctx, self, append([]string{"bench", "intake-server"}, args...)...)
+	cmd.Env = os.Environ()
+	if gomaxprocs1 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
+	}
+	cmd.Stderr = env.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("bench server: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench server: start: %w", err)
+	}
+	c := &childServer{cmd: cmd}
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() {
+		c.stop()
+		return nil, fmt.Errorf("bench server %v did not start", args)
+	}
+	url, ok := strings.CutPrefix(sc.Text(), "ready ")
+	if !ok {
+		c.stop()
+		return nil, fmt.Errorf("bench server said %q", sc.Text())
+	}
+	c.url = url
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	return c, nil
+}
+
+func (c *childServer) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	_ = c.cmd.Wait()
+}
+
 // runComparison runs the four servers side by side, alternating a, b, c, d
 // in every round so that machine drift hits them alike.
 func runComparison(ctx context.Context, env *Env, out *intakeBench, bodies [][]byte, conns int, duration time.Duration, rounds int, progress func(string, ...any)) error {
-	// (a) bare: decode and answer 202.
-	bare, err := startBenchServer(http.HandlerFunc(serveBare))
-	if err != nil {
-		return err
-	}
-	defer bare.close()
-
-	// (b) naive: one INSERT … ON CONFLICT per request, in the request.
-	progress("starting PostgreSQL for the naive design…")
-	naivePool, dropDB, err := naiveDatabase(ctx, env, conns)
+	progress("creating the naive design's database…")
+	dbURL, dropDB, err := naiveDatabase(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer dropDB()
-	naive, err := startBenchServer(naiveHandler(naivePool))
-	if err != nil {
-		return err
+	// (a) bare: decode and answer 202; (b) naive: one INSERT … ON CONFLICT
+	// per request; (c) intake on the embedded JetStream; (d) the same with
+	// sync_interval: always. Each in its own process.
+	progress("starting the four servers…")
+	urls := map[string]string{}
+	for _, m := range intakeBenchModes {
+		c, err := startChild(ctx, env, false, "--mode", m, "--database-url", dbURL, "--connections", strconv.Itoa(conns))
+		if err != nil {
+			return err
+		}
+		defer c.stop()
+		urls[m] = c.url
 	}
-	defer naive.close()
-
-	// (c) intake on the embedded JetStream, (d) the same with
-	// sync_interval: always.
-	progress("starting intake on embedded JetStream (default sync, and sync always)…")
-	in, err := startBenchIntake(ctx, false, false)
-	if err != nil {
-		return err
-	}
-	defer in.close()
-	synced, err := startBenchIntake(ctx, true, false)
-	if err != nil {
-		return err
-	}
-	defer synced.close()
-
-	urls := map[string]string{"bare": bare.url, "naive": naive.url, "intake": in.url, "intake_synced": synced.url}
 	progress("warming up…")
 	for _, m := range intakeBenchModes {
 		if _, err := closedLoop(ctx, urls[m], bodies, conns, time.Second); err != nil {
@@ -745,11 +795,6 @@ func runComparison(ctx context.Context, env *Env, out *intakeBench, bodies [][]b
 	out.RatioBare = ratio(out.IntakeRPS, out.BareRPS)
 	out.RatioNaive = ratio(out.IntakeRPS, out.NaiveRPS)
 	out.RatioNaiveSynced = ratio(out.IntakeSyncedRPS, out.NaiveRPS)
-	// Free the in-process servers' cores and memory before the overload run.
-	bare.close()
-	naive.close()
-	in.close()
-	synced.close()
 
 	return nil
 }
