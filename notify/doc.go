@@ -15,10 +15,11 @@
 //     accept and the mark-sent makes the next worker send the same key
 //     again, which a gateway that honours keys answers with the first
 //     message instead of a second SMS.
-//   - A reclaim after an unfinished attempt is the only path to a second
-//     send; it is counted on the row (unconfirmed_sends), in the worker's
-//     Stats and in a metric, so with a gateway that ignores keys the
-//     duplicates it can cause are reported, never silent.
+//   - A reclaim after an unfinished attempt, and a retry after a call whose
+//     answer never came (a timeout, a cut connection), are the only paths
+//     to a second send; both are counted on the row (unconfirmed_sends)
+//     and in the worker's Stats, so with a gateway that ignores keys the
+//     duplicates they can cause are reported, never silent.
 //
 // The gateway's delivery reports arrive on POST /v1/sms/reports, signed
 // with an HMAC over the timestamp and body (see Sign and ReportHandler),

@@ -13,6 +13,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,6 +66,10 @@ type Result struct {
 	Type        Type
 	Error       string // never personal data
 	NextAttempt time.Time
+	// Unanswered is a call whose answer never came (a timeout, a cut
+	// connection): the gateway may have taken the message, so sending it
+	// again may deliver it twice without idempotency. Counted on the row.
+	Unanswered bool
 }
 
 // Outbox is the store notify drains.
@@ -146,7 +151,10 @@ type Stats struct {
 	// Reclaimed counts rows taken over after another lease ran out: the
 	// only sends that a gateway ignoring idempotency keys may deliver
 	// twice.
-	Reclaimed    int64
+	Reclaimed int64
+	// Unanswered counts calls whose answer never came (timeouts, cut
+	// connections); their retries may likewise arrive twice.
+	Unanswered   int64
 	BreakerOpens int64
 }
 
@@ -163,7 +171,7 @@ type Worker struct {
 	log       *slog.Logger
 	metrics   *metrics
 
-	claimed, sent, duplicate, retried, failed, released, reclaimed, breakerOpens atomic.Int64
+	claimed, sent, duplicate, retried, failed, released, reclaimed, unanswered, breakerOpens atomic.Int64
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -237,7 +245,7 @@ func (w *Worker) Stats() Stats {
 	return Stats{
 		Claimed: w.claimed.Load(), Sent: w.sent.Load(), Duplicate: w.duplicate.Load(),
 		Retried: w.retried.Load(), Failed: w.failed.Load(), Released: w.released.Load(),
-		Reclaimed: w.reclaimed.Load(), BreakerOpens: w.breakerOpens.Load(),
+		Reclaimed: w.reclaimed.Load(), Unanswered: w.unanswered.Load(), BreakerOpens: w.breakerOpens.Load(),
 	}
 }
 
@@ -570,17 +578,37 @@ func (w *Worker) send(ctx context.Context, m Message) Result {
 	case ctx.Err() != nil:
 		// Stopped or the lease ran out mid-call: the gateway may or may
 		// not have it; the next claim resends under the same key.
-		return w.retry(res, m, errors.New("interrupted"))
+		r := w.retry(res, m, errors.New("interrupted"))
+		r.Unanswered = true
+		w.unanswered.Add(1)
+		return r
 	case IsPermanent(err):
 		return w.fail(res, m, err)
 	default:
 		r := w.retry(res, m, err)
+		if unanswered(err) {
+			r.Unanswered = true
+			w.unanswered.Add(1)
+		}
 		var se *SendError
 		if errors.As(err, &se) && se.RetryAfter > 0 {
 			r.NextAttempt = maxTime(r.NextAttempt, w.cfg.Now().Add(se.RetryAfter))
 		}
 		return r
 	}
+}
+
+// unanswered reports whether a failed call may have reached the gateway
+// and been taken: no HTTP answer came, and the connection was not refused.
+func unanswered(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	var se *SendError
+	return errors.As(err, &se) && se.Status == 0
 }
 
 func (w *Worker) retry(res Result, m Message, err error) Result {

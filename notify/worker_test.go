@@ -513,3 +513,23 @@ func TestReportWebhookAuthenticatesTheGateway(t *testing.T) {
 	require.NoError(t, w.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM delivery_reports`).Scan(&n))
 	require.Equal(t, 1, n, "a report is recorded once")
 }
+
+func TestUnansweredCallsAreCounted(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldConfig{n: 5, gateway: sim.GatewayConfig{Faults: sim.SMSFaults{Latency: sim.Duration(5 * time.Second)}}})
+	wk := w.worker(t, notify.Config{SendTimeout: time.Second, Lease: 10 * time.Second, RetryBase: 5 * time.Millisecond, RetryCap: 20 * time.Millisecond},
+		notify.GatewayConfig{TripAfter: 100})
+	n, err := wk.DrainOnce(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 5, n)
+	require.Equal(t, int64(5), wk.Stats().Unanswered, "every call timed out without an answer")
+	require.Equal(t, 5, w.counts(t).UnconfirmedSends, "each may have reached the gateway: counted on its row")
+
+	w.gw.SetFaults(sim.SMSFaults{})
+	drain(t, wk, 30*time.Second)
+	w.requireEachOnce(t)
+	c := w.counts(t)
+	require.Equal(t, 5, c.Sent)
+	// On a loaded machine a retry may time out too: each is counted.
+	require.Equal(t, int(wk.Stats().Unanswered), c.UnconfirmedSends)
+}

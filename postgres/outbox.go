@@ -74,8 +74,9 @@ func (s *OutboxStore) Complete(ctx context.Context, owner string, now time.Time,
 	ids, outcomes := make([]int64, n), make([]string, n)
 	mids, types, errs := make([]*string, n), make([]*string, n), make([]*string, n)
 	next := make([]time.Time, n)
+	unanswered := make([]bool, n)
 	for i, r := range results {
-		ids[i], outcomes[i], next[i] = r.ID, outcomeName(r.Outcome), r.NextAttempt
+		ids[i], outcomes[i], next[i], unanswered[i] = r.ID, outcomeName(r.Outcome), r.NextAttempt, r.Unanswered
 		if next[i].IsZero() {
 			next[i] = now
 		}
@@ -102,11 +103,12 @@ func (s *OutboxStore) Complete(ctx context.Context, owner string, now time.Time,
 			message_type = coalesce(v.typ, o.message_type),
 			failed_at = CASE WHEN v.outcome = 'failed' AND o.state = 'pending' THEN $2 ELSE o.failed_at END,
 			last_error = CASE WHEN v.outcome = 'sent' THEN NULL ELSE v.err END,
+			unconfirmed_sends = o.unconfirmed_sends + v.unanswered::int,
 			lease_owner = NULL
-		FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[])
-			AS v(id, outcome, mid, typ, err, next)
+		FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::bool[])
+			AS v(id, outcome, mid, typ, err, next, unanswered)
 		WHERE o.id = v.id AND o.lease_owner = $1`,
-		owner, now, ids, outcomes, mids, types, errs, next)
+		owner, now, ids, outcomes, mids, types, errs, next, unanswered)
 	if err != nil {
 		return fmt.Errorf("complete outbox: %w", err)
 	}
@@ -150,9 +152,10 @@ type OutboxCounts struct {
 	Delivered int `json:"delivered"`
 	Failed    int `json:"failed"`
 	Resends   int `json:"resends"` // versions an operator asked for
-	// UnconfirmedSends counts resends after an unfinished attempt: an
-	// upper bound of the duplicates a gateway ignoring idempotency keys
-	// can have delivered.
+	// UnconfirmedSends counts attempts that may have reached the gateway
+	// without the worker learning of it (a lease reclaimed after a crash,
+	// a call whose answer never came): an upper bound of the duplicates a
+	// gateway ignoring idempotency keys can have delivered.
 	UnconfirmedSends int `json:"unconfirmed_sends"`
 }
 

@@ -5,9 +5,10 @@
 -- next_attempt_at moved to the lease's end) and commits, then sends outside
 -- any transaction. A worker that dies mid-send leaves its lease behind; when
 -- the lease has run out another worker reclaims the row and sends it again
--- under the same idempotency key. Such a reclaim is the only way a message
--- can reach a gateway twice, so it is counted (unconfirmed_sends) rather
--- than left silent.
+-- under the same idempotency key. Such a reclaim, and a call whose answer
+-- never came (a timeout, a cut connection), are the only ways a message
+-- can reach a gateway twice, so both are counted (unconfirmed_sends)
+-- rather than left silent.
 ALTER TABLE outbox
     ADD COLUMN lease_owner        text,
     ADD COLUMN unconfirmed_sends  integer NOT NULL DEFAULT 0,
