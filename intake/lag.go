@@ -48,7 +48,9 @@ func (g *cpuGuard) run(ctx context.Context, done chan<- struct{}) {
 			p := g.permille.Load()
 			switch {
 			case avg > int64(g.target):
-				p = min(950, p+25)
+				// The further over, the faster the share grows: a probe
+				// that wakes 100ms late has missed 50 chances to react.
+				p = min(950, p+min(250, 25*avg/int64(g.target)))
 			case avg < int64(g.target)/2:
 				p = max(0, p-10)
 			}
