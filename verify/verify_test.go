@@ -132,18 +132,20 @@ func TestBreakerTrips(t *testing.T) {
 	const conc, n = 4, 60
 	cases := []struct {
 		name   string
-		status int
+		faults sim.Faults
 		trips  bool
 	}{
-		{"5xx storm trips", 503, true},
-		{"4xx storm does not", 400, false},
+		{"5xx storm trips", sim.Faults{ErrorRate: 1, ErrorStatus: 503}, true},
+		{"timeout storm trips", sim.Faults{TimeoutRate: 1}, true},
+		{"slow-drip storm trips", sim.Faults{DripRate: 1, DripEvery: sim.Duration(50 * time.Millisecond)}, true},
+		{"4xx storm does not", sim.Faults{ErrorRate: 1, ErrorStatus: 400}, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, providerSpec{name: "pass", concurrency: conc})
+			w := newWorld(t, providerSpec{name: "pass", concurrency: conc, timeout: 300 * time.Millisecond})
 			pass := w.provs["pass"]
-			pass.setFaults(t, sim.Faults{ErrorRate: 1, ErrorStatus: c.status})
+			pass.setFaults(t, c.faults)
 			set := fastSettings()
 			set.Breaker.OpenFor = time.Minute // no half-open probes during the test
 			set.MaxAttempts = 1000            // the 4xx storm retries instead of ending
