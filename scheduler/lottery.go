@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
@@ -55,9 +54,15 @@ func DrawKey(seed []byte, registration int64) [32]byte {
 
 // drawOrder returns the indexes of regs in the order of the lottery drawn
 // with seed. Hashing 1.9 million ids is the costly part, so it is spread
-// over the CPUs.
+// over the CPUs; the keys are sorted as four big-endian words, which orders
+// them exactly as their bytes.
 func drawOrder(seed []byte, regs []Registration) []int {
-	keys := make([][32]byte, len(regs))
+	type drawn struct {
+		key [4]uint64
+		id  int64
+		i   int
+	}
+	all := make([]drawn, len(regs))
 	workers := max(1, runtime.GOMAXPROCS(0))
 	per := (len(regs) + workers - 1) / workers
 	var wg sync.WaitGroup
@@ -65,21 +70,27 @@ func drawOrder(seed []byte, regs []Registration) []int {
 		lo, hi := w*per, min(len(regs), (w+1)*per)
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
-				keys[i] = DrawKey(seed, regs[i].ID)
+				k := DrawKey(seed, regs[i].ID)
+				all[i] = drawn{id: regs[i].ID, i: i}
+				for j := range 4 {
+					all[i].key[j] = binary.BigEndian.Uint64(k[8*j:])
+				}
 			}
 		})
 	}
 	wg.Wait()
-	order := make([]int, len(regs))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int {
-		if c := bytes.Compare(keys[a][:], keys[b][:]); c != 0 {
-			return c
+	slices.SortFunc(all, func(a, b drawn) int {
+		for j := range 4 {
+			if c := cmp.Compare(a.key[j], b.key[j]); c != 0 {
+				return c
+			}
 		}
-		return cmp.Compare(regs[a].ID, regs[b].ID)
+		return cmp.Compare(a.id, b.id)
 	})
+	order := make([]int, len(all))
+	for k, d := range all {
+		order[k] = d.i
+	}
 	return order
 }
 
@@ -87,15 +98,20 @@ func drawOrder(seed []byte, regs []Registration) []int {
 // submission, ties by id: the fcfs order, and the order the arrival
 // deciles of a result are cut from.
 func arrivalOrder(regs []Registration) []int {
-	order := make([]int, len(regs))
-	for i := range order {
-		order[i] = i
+	type arrival struct {
+		at, id int64
+		i      int
 	}
-	slices.SortFunc(order, func(a, b int) int {
-		if c := regs[a].ReceivedAt.Compare(regs[b].ReceivedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(regs[a].ID, regs[b].ID)
+	all := make([]arrival, len(regs))
+	for i, r := range regs {
+		all[i] = arrival{at: r.ReceivedAt.UnixNano(), id: r.ID, i: i}
+	}
+	slices.SortFunc(all, func(a, b arrival) int {
+		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id))
 	})
+	order := make([]int, len(all))
+	for k, a := range all {
+		order[k] = a.i
+	}
 	return order
 }
