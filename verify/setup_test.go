@@ -345,3 +345,13 @@ func (w *world) submittedLeft() int {
 	require.NoError(w.tb, err)
 	return int(s.CachedInfo().State.Msgs)
 }
+
+// surge makes n intents of n different people for provider "pass".
+func (w *world) surge(n int) []prereg.Intent {
+	ins := make([]prereg.Intent, n)
+	for i := range ins {
+		p := w.person(i)
+		ins[i] = w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone)
+	}
+	return ins
+}

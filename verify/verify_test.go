@@ -103,10 +103,7 @@ func TestOutageDuringSurge(t *testing.T) {
 	w.start(fastSettings())
 
 	const n = 300
-	for i := range n {
-		p := w.person(i)
-		w.submit(w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone))
-	}
+	w.submit(w.surge(n)...)
 	waitFor(t, 10*time.Second, "breaker open in provider_health", func() bool { return w.health("pass").State == "open" })
 	time.Sleep(time.Second) // the outage goes on: messages wait in the stream
 	require.Empty(t, w.readOutcomes(), "nothing decided while the provider is down")
@@ -150,10 +147,7 @@ func TestBreakerTrips(t *testing.T) {
 			set.Breaker.OpenFor = time.Minute // no half-open probes during the test
 			set.MaxAttempts = 1000            // the 4xx storm retries instead of ending
 			w.start(set)
-			for i := range n {
-				p := w.person(i)
-				w.submit(w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone))
-			}
+			w.submit(w.surge(n)...)
 			if c.trips {
 				waitFor(t, 10*time.Second, "breaker open", func() bool { return w.health("pass").State == "open" })
 				time.Sleep(500 * time.Millisecond)
@@ -179,10 +173,7 @@ func TestHalfOpenAdmitsAtMostMaxRequests(t *testing.T) {
 	pass.setFaults(t, sim.Faults{ErrorRate: 1, Latency: sim.Duration(100 * time.Millisecond)})
 	set := fastSettings()
 	w.start(set)
-	for i := range 200 {
-		p := w.person(i)
-		w.submit(w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone))
-	}
+	w.submit(w.surge(200)...)
 	waitFor(t, 10*time.Second, "breaker open", func() bool { return w.health("pass").State == "open" })
 	waitFor(t, 5*time.Second, "calls admitted while closed to finish", func() bool { return pass.inFlight.Load() == 0 })
 	pass.maxInFlight.Store(0)
@@ -241,11 +232,8 @@ func TestFlappingProvider(t *testing.T) {
 	}
 	pass.setFaults(t, sim.Faults{Outages: outages, Latency: sim.Duration(2 * time.Millisecond)})
 	w.start(fastSettings())
-	const n = 600
-	for i := range n {
-		p := w.person(i)
-		w.submit(w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone))
-	}
+	const n = 300
+	w.submit(w.surge(n)...)
 	got := w.outcomes(n, 40*time.Second)
 	for _, o := range got {
 		require.Equal(t, prereg.VerdictVerified, o.Verdict, "receipt %s: %s", o.Receipt, o.Reason)
@@ -266,11 +254,8 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 	set := fastSettings()
 	set.AckWait = time.Second // the survivor gets the victim's messages soon
 	victim, victimConn := w.start(set)
-	const n = 400
-	for i := range n {
-		p := w.person(i)
-		w.submit(w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone))
-	}
+	const n = 240
+	w.submit(w.surge(n)...)
 	waitFor(t, 10*time.Second, "a third decided", func() bool {
 		s, err := w.js.JS.Stream(context.Background(), stream.Verified)
 		return err == nil && s.CachedInfo().State.Msgs >= n/3
