@@ -33,10 +33,12 @@ type LoadConfig struct {
 	Timeout  time.Duration
 	Duration time.Duration
 	// MaxAttempts is how often a submission is tried when the intake sheds
-	// (503) or rate-limits (429) it, waiting Retry-After (at most
-	// MaxRetryWait) between tries, as a citizen's app would; 8 when 0.
+	// (503) or rate-limits (429) it, waiting its Retry-After between
+	// tries, as a citizen's app would; 8 when 0. An answer that asks for a
+	// longer wait than MaxRetryWait (2s when 0) is final: the person would
+	// come back later, after this run.
 	MaxAttempts  int
-	MaxRetryWait time.Duration // 2s when 0
+	MaxRetryWait time.Duration
 	// AllowRemote permits a target that is not a loopback address: a
 	// surge against someone else's server is an attack.
 	AllowRemote bool
@@ -194,11 +196,11 @@ func (l *loader) submit(ctx context.Context, s *Submission) {
 		} else {
 			lats = append(lats, took)
 			a = Answer{Seq: s.Seq, Status: status, Receipt: receipt}
-			if status != http.StatusTooManyRequests && status != http.StatusServiceUnavailable {
+			if status != http.StatusTooManyRequests && status != http.StatusServiceUnavailable || wait > l.cfg.MaxRetryWait {
 				break
 			}
 		}
-		t := time.NewTimer(min(wait, l.cfg.MaxRetryWait))
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()

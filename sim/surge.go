@@ -99,6 +99,11 @@ const (
 	ProxyFriendShare   = 0.20 // proxies by a friend rather than a relative
 	ClinicChoiceShare  = 0.30 // intents naming a preferred clinic (when the campaign has clinics)
 	EarliestShare      = 0.20 // intents giving an earliest date
+	// DeviceBudget is the most requests that pass validation (answered 202
+	// or 403) any device but a bot's sends in a surge: intake's default
+	// per-device bucket (a burst of 5, "a person retrying") never refuses
+	// a person, while a bot runs into it.
+	DeviceBudget = 5
 )
 
 // MalformedVariants are the ways a malformed request is malformed, used in
@@ -306,6 +311,7 @@ type surgeBuilder struct {
 	nonce    []int                   // person → tokens issued
 	owner    map[string]int          // device → the person who owns it
 	load     map[string]map[int]bool // device → the people it submitted for
+	requests map[string]int          // device → requests that pass validation
 	clinics  map[string]string       // region → nearest clinic
 }
 
@@ -316,6 +322,7 @@ func (g *surgeBuilder) build(want map[Class]int) error {
 	g.sessions = map[int][]int{}
 	g.first = map[int]int{}
 	g.clinics = nearestClinics(g.c.Clinics)
+	g.requests = map[string]int{}
 	g.owner = map[string]int{}
 	for i := range g.pop.People {
 		for _, d := range g.pop.People[i].Devices {
@@ -384,10 +391,19 @@ func (g *surgeBuilder) people(device string) map[int]bool {
 func (g *surgeBuilder) addLoad(device string, person int) { g.people(device)[person] = true }
 
 // fits reports whether a device can submit for the person without going
-// over the cap: only bots go over it.
+// over the cap, nor over its request budget: only bots go over them.
 func (g *surgeBuilder) fits(device string, person int) bool {
 	m := g.people(device)
-	return m[person] || len(m) < g.cap
+	return (m[person] || len(m) < g.cap) && g.requests[device] < DeviceBudget
+}
+
+// spend takes one request of a device's budget, if any is left.
+func (g *surgeBuilder) spend(device string) bool {
+	if g.requests[device] >= DeviceBudget {
+		return false
+	}
+	g.requests[device]++
+	return true
 }
 
 // intent is the body of POST /v1/intents (DESIGN.md section 5).
@@ -460,6 +476,7 @@ func (g *surgeBuilder) firsts(retries int) {
 	for _, i := range g.persons {
 		x := &g.pop.People[i]
 		dev := x.Devices[0]
+		g.spend(dev) // a fresh device: always within budget
 		tok := g.token(i, dev)
 		s := Submission{Class: ClassFirst, Person: i, Device: dev, Addr: x.Addr, Provider: g.provider[i], Want: g.accepted(i), at: g.start[i]}
 		if keyed[i] || g.rng.Float64() < KeyedFirstShare {
@@ -478,11 +495,12 @@ func (g *surgeBuilder) retries(n int) {
 			keyed = append(keyed, g.first[i])
 		}
 	}
-	for range n {
-		if len(keyed) == 0 {
-			return
-		}
+	for made, tries := 0, 0; made < n && len(keyed) > 0 && tries < 20*n+100; tries++ {
 		orig := g.subs[keyed[g.rng.IntN(len(keyed))]]
+		if !g.spend(orig.Device) {
+			continue
+		}
+		made++
 		s := orig
 		s.Class = ClassRetry
 		s.at = orig.at + g.rng.ExpFloat64()*0.002
@@ -498,13 +516,14 @@ func (g *surgeBuilder) otherDevices(n int) {
 			multi = append(multi, i)
 		}
 	}
-	for range n {
-		if len(multi) == 0 {
-			return
-		}
+	for made, tries := 0, 0; made < n && len(multi) > 0 && tries < 20*n+100; tries++ {
 		i := multi[g.rng.IntN(len(multi))]
 		x := &g.pop.People[i]
 		dev := x.Devices[1+g.rng.IntN(len(x.Devices)-1)]
+		if !g.spend(dev) {
+			continue
+		}
+		made++
 		tok := g.token(i, dev)
 		s := Submission{Class: ClassOtherDevice, Person: i, Device: dev, Addr: x.Addr, Provider: g.provider[i], Want: g.accepted(i),
 			at: g.start[i] + g.rng.ExpFloat64()*0.01}
@@ -534,6 +553,7 @@ func (g *surgeBuilder) proxies(n int) {
 			continue
 		}
 		g.addLoad(dev, i)
+		g.spend(dev)
 		hx := &g.pop.People[helper]
 		in := g.intentFor(i, dev, g.token(i, dev))
 		if g.rng.Float64() < ProxyOwnPhoneShare {
@@ -590,10 +610,14 @@ func (g *surgeBuilder) bots(n int) {
 }
 
 func (g *surgeBuilder) repeats(n int) {
-	for range n {
+	for made, tries := 0, 0; made < n && tries < 20*n+100; tries++ {
 		i := g.persons[g.rng.IntN(len(g.persons))]
 		ss := g.sessions[i]
 		orig := g.subs[ss[g.rng.IntN(len(ss))]]
+		if !g.spend(orig.Device) {
+			continue
+		}
+		made++
 		s := orig
 		s.Class = ClassRepeat
 		s.IdempotencyKey = ""
@@ -652,15 +676,19 @@ func malformedBody(variant string, in intent, cohort campaign.Cohort) []byte {
 // birth date. It returns who tried, in order, for the window jumps.
 func (g *surgeBuilder) outOfWindow(n int, closed []int) []int {
 	var tried []int
-	for k := 0; n > 0 && len(closed) > 0; k++ {
+	for k := 0; n > 0 && k < 4*len(closed); k++ {
 		i := closed[k%len(closed)]
 		x := &g.pop.People[i]
+		tries := min(n, 1+pickWeighted(g.rng, []float64{0.6, 0.3, 0.1}), DeviceBudget-g.requests[x.Devices[0]])
+		if tries <= 0 {
+			continue
+		}
+		g.requests[x.Devices[0]] += tries
 		if g.provider[i] == "" {
 			g.provider[i] = g.providers[g.rng.IntN(len(g.providers))]
 			g.start[i] = frontLoaded(g.rng)
 		}
 		tok := g.token(i, x.Devices[0])
-		tries := min(n, 1+pickWeighted(g.rng, []float64{0.6, 0.3, 0.1}))
 		next, _ := g.c.NextWindow(x.Birthdate, g.now)
 		for t := range tries {
 			g.add(Submission{Class: ClassOutOfWindow, Person: i, Device: x.Devices[0], Addr: x.Addr, Provider: g.provider[i],
@@ -682,7 +710,7 @@ func (g *surgeBuilder) windowJumps(n int, closed, tried []int) {
 		i := order[k%len(order)]
 		x := &g.pop.People[i]
 		claim, w, ok := g.jump(x.Birthdate)
-		if !ok {
+		if !ok || !g.spend(x.Devices[0]) {
 			continue
 		}
 		if g.provider[i] == "" {

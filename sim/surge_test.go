@@ -269,6 +269,19 @@ func TestSurgeDevices(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, bots)
+	// Requests that pass validation, per device: only bots go over the
+	// budget a per-device limit allows a person.
+	requests := map[string]int{}
+	for _, s := range w.surge.Submissions {
+		if s.Class != ClassMalformed {
+			requests[s.Device]++
+		}
+	}
+	for d, n := range requests {
+		if !bots[d] {
+			require.LessOrEqual(t, n, DeviceBudget, "a device that is not a bot's sends at most the budget")
+		}
+	}
 	for d, ps := range people {
 		if bots[d] {
 			require.Greater(t, len(ps), w.c.DeviceCap, "a bot submits for more people than the cap")

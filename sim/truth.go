@@ -71,7 +71,11 @@ const MaxMismatches = 100
 
 // Score is the system's result against the truth.
 type Score struct {
-	Expected Expected `json:"expected"`
+	// Expected is Truth.Expected, less the bot submissions a per-device
+	// limit refused (BotsLimited): the limit may stop a bot, never a
+	// person.
+	Expected    Expected `json:"expected"`
+	BotsLimited int      `json:"bots_limited"`
 
 	Status     map[int]int           `json:"status"`
 	Accepted   int                   `json:"accepted"` // distinct receipts answered 202
@@ -122,6 +126,20 @@ func (t Truth) bots() map[int]map[int]bool {
 	return out
 }
 
+// limited returns the bot submissions the intake refused with 429: a
+// per-device limit is allowed to stop a bot (not a person: no other
+// device sends more than DeviceBudget requests), and the expectations
+// follow what it let through.
+func (t Truth) limited(answers []Answer) map[int]bool {
+	out := map[int]bool{}
+	for _, a := range answers {
+		if a.Seq >= 0 && a.Seq < len(t.Submissions) && a.Status == http.StatusTooManyRequests && t.Submissions[a.Seq].Class == ClassBot {
+			out[a.Seq] = true
+		}
+	}
+	return out
+}
+
 // persons returns the people to register: a valid in-window submission
 // (accepted, no rejection foreseen) not only from over-cap devices.
 func (t Truth) persons() map[int]bool {
@@ -141,14 +159,29 @@ func (t Truth) persons() map[int]bool {
 }
 
 // Expected computes what a correct system makes of the surge.
-func (t Truth) Expected() Expected {
+func (t Truth) Expected() Expected { return t.expected(nil) }
+
+// expected is Expected when the bot submissions in limited were refused
+// by a per-device limit.
+func (t Truth) expected(limited map[int]bool) Expected {
 	e := Expected{Submitted: len(t.Submissions), Status: map[int]int{}, RejectedBy: map[prereg.Reason]int{}}
 	valid := 0
+	botPeople := map[int]map[int]bool{}
 	for i := range t.Submissions {
 		s := &t.Submissions[i]
+		if limited[i] {
+			e.Status[http.StatusTooManyRequests]++
+			continue
+		}
 		e.Status[s.Want.Status]++
 		if s.Want.Status != http.StatusAccepted || s.Class == ClassRetry {
 			continue
+		}
+		if s.Class == ClassBot {
+			if botPeople[s.Bot] == nil {
+				botPeople[s.Bot] = map[int]bool{}
+			}
+			botPeople[s.Bot][s.Person] = true
 		}
 		e.Accepted++
 		switch s.Want.Kind {
@@ -161,7 +194,7 @@ func (t Truth) Expected() Expected {
 	}
 	e.Persons = len(t.persons())
 	e.Registered = e.Persons
-	for _, people := range t.bots() {
+	for _, people := range botPeople {
 		e.Held += max(0, len(people)-t.DeviceCap)
 	}
 	e.DuplicateOrHeld = valid - e.Persons
@@ -172,7 +205,8 @@ func (t Truth) Expected() Expected {
 // Score compares the answers (one per submission sent) and the decisions
 // read back from the database with the truth.
 func (t Truth) Score(answers []Answer, decisions []Decision) Score {
-	sc := Score{Expected: t.Expected(), Status: map[int]int{}, RejectedBy: map[prereg.Reason]int{}}
+	limited := t.limited(answers)
+	sc := Score{Expected: t.expected(limited), Status: map[int]int{}, RejectedBy: map[prereg.Reason]int{}, BotsLimited: len(limited)}
 	bad := func(seq int, class Class, format string, args ...any) {
 		sc.MismatchCount++
 		if len(sc.Mismatches) < MaxMismatches {
@@ -195,7 +229,7 @@ func (t Truth) Score(answers []Answer, decisions []Decision) Score {
 	for i := range subs {
 		s, a := &subs[i], answer[i]
 		sc.Status[a.Status]++
-		if a.Status != s.Want.Status {
+		if a.Status != s.Want.Status && !limited[i] {
 			bad(i, s.Class, "status %d, want %d", a.Status, s.Want.Status)
 		}
 		if a.Status != http.StatusAccepted || s.Class == ClassRetry {

@@ -155,6 +155,52 @@ func TestTruthScore(t *testing.T) {
 	}
 }
 
+// TestTruthBotsLimited: a per-device limit may refuse a bot (the
+// expectations follow what it let through) but never a person.
+func TestTruthBotsLimited(t *testing.T) {
+	t.Parallel()
+	accepted := Want{Status: http.StatusAccepted, Window: "open"}
+	tr := Truth{DeviceCap: 2}
+	var answers []Answer
+	var decisions []Decision
+	// Persons 0–3 submit themselves, and bot 1 submits for all four.
+	for p := range 4 {
+		seq := len(tr.Submissions)
+		tr.Submissions = append(tr.Submissions, Submission{Seq: seq, Class: ClassFirst, Person: p, Want: accepted, RetryOf: -1})
+		r := fmt.Sprintf("r%d", seq)
+		answers = append(answers, Answer{seq, 202, r})
+		decisions = append(decisions, Decision{Receipt: r, Kind: prereg.KindRegistered, IdentityKey: fmt.Sprint("k", p), RegistrationID: int64(p + 1)})
+	}
+	for p := range 4 {
+		seq := len(tr.Submissions)
+		tr.Submissions = append(tr.Submissions, Submission{Seq: seq, Class: ClassBot, Bot: 1, Person: p, Want: accepted, RetryOf: -1})
+		r := fmt.Sprintf("r%d", seq)
+		switch p {
+		case 0, 1:
+			answers = append(answers, Answer{seq, 202, r})
+			decisions = append(decisions, Decision{Receipt: r, Kind: prereg.KindDuplicate, Reason: prereg.ReasonProxy, IdentityKey: fmt.Sprint("k", p), RegistrationID: int64(p + 1)})
+		case 2:
+			answers = append(answers, Answer{seq, 202, r})
+			decisions = append(decisions, Decision{Receipt: r, Kind: prereg.KindHeld, Reason: prereg.ReasonDeviceLimit, IdentityKey: fmt.Sprint("k", p)})
+		case 3:
+			answers = append(answers, Answer{seq, 429, ""})
+		}
+	}
+	require.Equal(t, 2, tr.Expected().Held, "without a limit: 4 people, cap 2")
+	sc := tr.Score(answers, decisions)
+	require.True(t, sc.OK(), "mismatches: %v", sc.Mismatches)
+	require.Equal(t, 1, sc.BotsLimited)
+	require.Equal(t, 1, sc.Expected.Held, "3 people got through, cap 2")
+	require.Equal(t, 7, sc.Expected.Accepted)
+	require.True(t, sc.HeldExact)
+
+	// The same refusal for a person is a mismatch.
+	answers[0] = Answer{0, 429, ""}
+	sc = tr.Score(answers, decisions[1:])
+	require.False(t, sc.OK())
+	require.Equal(t, "status 429, want 202", sc.Mismatches[0].Problem)
+}
+
 // referenceSystem answers and decides a surge the way DESIGN.md says a
 // correct prereg does, one submission at a time in the surge's order, with
 // the device cap decided before the duplicate check.
