@@ -48,7 +48,7 @@ func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "bench notify", "[--messages N] [--concurrency C] [--format text|json]")
 	n := fs.Int("messages", 100_000, "outbox rows to drain (issue 7's size: 100000)")
 	conc := fs.Int("concurrency", 64, "sends in flight, for notify and for the ceiling loop alike")
-	batch := fs.Int("batch", 256, "rows each claim loop claims at once")
+	batch := fs.Int("batch", 512, "rows each claim loop claims at once")
 	loops := fs.Int("loops", 4, "notify's claim loops (they share --concurrency)")
 	format := fs.String("format", "text", "text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the notify run to this file")
