@@ -126,17 +126,28 @@ type dedupeTx struct {
 }
 
 // People reads registrations and device pairs of the given people in one
-// round trip.
+// round trip. Lookups are written as LATERAL subqueries so that each key
+// is one index probe, whatever the planner's statistics say: a new table
+// has none, the planner then flattens the subquery into a hash join over
+// the whole table, and a batch gets slower as the table grows. OFFSET 0
+// keeps the subquery a parameterised index scan.
 func (t *dedupeTx) People(ctx context.Context, keys []dedupe.PersonKey) (map[dedupe.PersonKey]*dedupe.Person, error) {
-	camps, ids := splitKeys(keys)
+	// Grouped by campaign so that each query is an index scan with
+	// = ANY(...), whatever the planner thinks of an unnest join.
+	byCampaign := map[string][]string{}
+	for _, k := range keys {
+		byCampaign[k.Campaign] = append(byCampaign[k.Campaign], k.IdentityKey)
+	}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT r.campaign, r.identity_key, r.id, r.first_receipt, r.device_key, r.phone_verified
-		FROM unnest($1::text[], $2::text[]) AS k(campaign, identity_key)
-		JOIN registrations r ON r.campaign = k.campaign AND r.identity_key = k.identity_key`, camps, ids)
-	b.Queue(`SELECT dp.campaign, dp.identity_key, dp.device_key, min(dp.first_receipt)
-		FROM unnest($1::text[], $2::text[]) AS k(campaign, identity_key)
-		JOIN device_people dp ON dp.campaign = k.campaign AND dp.identity_key = k.identity_key
-		GROUP BY 1, 2, 3`, camps, ids)
+	for c, ids := range byCampaign {
+		b.Queue(`SELECT r.campaign, r.identity_key, r.id, r.first_receipt, r.device_key, r.phone_verified
+			FROM unnest($2::text[]) AS k(identity_key),
+			LATERAL (SELECT * FROM registrations r WHERE r.campaign = $1 AND r.identity_key = k.identity_key OFFSET 0) r`, c, ids)
+		b.Queue(`SELECT dp.campaign, dp.identity_key, dp.device_key, min(dp.first_receipt)
+			FROM unnest($2::text[]) AS k(identity_key),
+			LATERAL (SELECT * FROM device_people dp WHERE dp.campaign = $1 AND dp.identity_key = k.identity_key OFFSET 0) dp
+			GROUP BY 1, 2, 3`, c, ids)
+	}
 	br := t.tx.SendBatch(ctx, b)
 	defer br.Close()
 	out := make(map[dedupe.PersonKey]*dedupe.Person, len(keys))
@@ -148,38 +159,40 @@ func (t *dedupeTx) People(ctx context.Context, keys []dedupe.PersonKey) (map[ded
 		}
 		return p
 	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, fmt.Errorf("people: registrations: %w", err)
-	}
-	for rows.Next() {
-		r := &dedupe.Registration{}
-		if err := rows.Scan(&r.Campaign, &r.IdentityKey, &r.ID, &r.FirstReceipt, &r.DeviceKey, &r.PhoneVerified); err != nil {
-			rows.Close()
+	for range byCampaign {
+		rows, err := br.Query()
+		if err != nil {
 			return nil, fmt.Errorf("people: registrations: %w", err)
 		}
-		person(dedupe.PersonKey{Campaign: r.Campaign, IdentityKey: r.IdentityKey}).Registration = r
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("people: registrations: %w", err)
-	}
-	rows, err = br.Query()
-	if err != nil {
-		return nil, fmt.Errorf("people: devices: %w", err)
-	}
-	for rows.Next() {
-		var k dedupe.PersonKey
-		var device, first string
-		if err := rows.Scan(&k.Campaign, &k.IdentityKey, &device, &first); err != nil {
-			rows.Close()
+		for rows.Next() {
+			r := &dedupe.Registration{}
+			if err := rows.Scan(&r.Campaign, &r.IdentityKey, &r.ID, &r.FirstReceipt, &r.DeviceKey, &r.PhoneVerified); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("people: registrations: %w", err)
+			}
+			person(dedupe.PersonKey{Campaign: r.Campaign, IdentityKey: r.IdentityKey}).Registration = r
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("people: registrations: %w", err)
+		}
+		rows, err = br.Query()
+		if err != nil {
 			return nil, fmt.Errorf("people: devices: %w", err)
 		}
-		person(k).Devices[device] = first
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("people: devices: %w", err)
+		for rows.Next() {
+			var k dedupe.PersonKey
+			var device, first string
+			if err := rows.Scan(&k.Campaign, &k.IdentityKey, &device, &first); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("people: devices: %w", err)
+			}
+			person(k).Devices[device] = first
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("people: devices: %w", err)
+		}
 	}
 	return out, nil
 }
@@ -200,30 +213,59 @@ type deviceWindow struct{ campaign, window, device string }
 // workers cannot deadlock on the same devices.
 func (t *dedupeTx) CountDevices(ctx context.Context, pairs []dedupe.Pair) ([]dedupe.DeviceCount, error) {
 	n := len(pairs)
-	cs, ws, ds, ps := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	for i, p := range pairs {
-		cs[i], ws[i], ds[i], ps[i] = p.Campaign, p.Window, p.DeviceKey, p.IdentityKey
-	}
 	out := make([]dedupe.DeviceCount, n)
-	rows, err := t.tx.Query(ctx, `SELECT b.i, dp.rank
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS b(c, w, d, p, i)
-		JOIN device_people dp ON dp.campaign = b.c AND dp.window_id = b.w AND dp.device_key = b.d AND dp.identity_key = b.p`,
-		cs, ws, ds, ps)
-	if err != nil {
-		return nil, fmt.Errorf("count devices: known pairs: %w", err)
+	// Known pairs: every pair of the batch's devices, by (campaign,
+	// window), read through the primary key with device_key = ANY(...).
+	type cw struct{ campaign, window string }
+	devsOf := map[cw][]string{}
+	seenDW := map[deviceWindow]bool{}
+	for _, p := range pairs {
+		dw := deviceWindow{p.Campaign, p.Window, p.DeviceKey}
+		if !seenDW[dw] {
+			seenDW[dw] = true
+			devsOf[cw{p.Campaign, p.Window}] = append(devsOf[cw{p.Campaign, p.Window}], p.DeviceKey)
+		}
 	}
-	for rows.Next() {
-		var i int64
-		var rank int
-		if err := rows.Scan(&i, &rank); err != nil {
-			rows.Close()
+	type knownKey struct {
+		dw     deviceWindow
+		person string
+	}
+	known := map[knownKey]int{}
+	kb := &pgx.Batch{}
+	for k, devs := range devsOf {
+		kb.Queue(`SELECT dp.campaign, dp.window_id, dp.device_key, dp.identity_key, dp.rank
+			FROM unnest($3::text[]) AS d(device_key),
+			LATERAL (SELECT * FROM device_people dp
+				WHERE dp.campaign = $1 AND dp.window_id = $2 AND dp.device_key = d.device_key OFFSET 0) dp`, k.campaign, k.window, devs)
+	}
+	kbr := t.tx.SendBatch(ctx, kb)
+	for range devsOf {
+		rows, err := kbr.Query()
+		if err != nil {
+			kbr.Close()
 			return nil, fmt.Errorf("count devices: known pairs: %w", err)
 		}
-		out[i-1].Rank = rank
+		for rows.Next() {
+			var kk knownKey
+			var rank int
+			if err := rows.Scan(&kk.dw.campaign, &kk.dw.window, &kk.dw.device, &kk.person, &rank); err != nil {
+				rows.Close()
+				kbr.Close()
+				return nil, fmt.Errorf("count devices: known pairs: %w", err)
+			}
+			known[kk] = rank
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			kbr.Close()
+			return nil, fmt.Errorf("count devices: known pairs: %w", err)
+		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err := kbr.Close(); err != nil {
 		return nil, fmt.Errorf("count devices: known pairs: %w", err)
+	}
+	for i, p := range pairs {
+		out[i].Rank = known[knownKey{deviceWindow{p.Campaign, p.Window, p.DeviceKey}, p.IdentityKey}]
 	}
 
 	// New pairs, in stream order; the same pair twice in a batch is one.
@@ -271,8 +313,9 @@ func (t *dedupeTx) CountDevices(ctx context.Context, pairs []dedupe.Pair) ([]ded
 		ON CONFLICT (campaign, window_id, device_key) DO UPDATE SET people = dw.people + excluded.people
 		RETURNING campaign, window_id, device_key, people`, uc, uw, ud, um)
 	b.Queue(`SELECT dw.campaign, dw.window_id, dw.device_key, dw.people
-		FROM unnest($1::text[], $2::text[], $3::text[]) AS k(c, w, d)
-		JOIN device_windows dw ON dw.campaign = k.c AND dw.window_id = k.w AND dw.device_key = k.d`, rc, rw, rd)
+		FROM unnest($1::text[], $2::text[], $3::text[]) AS k(c, w, d),
+		LATERAL (SELECT * FROM device_windows dw
+			WHERE dw.campaign = k.c AND dw.window_id = k.w AND dw.device_key = k.d OFFSET 0) dw`, rc, rw, rd)
 	br := t.tx.SendBatch(ctx, b)
 	for q := 0; q < 2; q++ {
 		rows, err := br.Query()

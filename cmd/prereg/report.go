@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/dedupe"
+	"github.com/prereg/prereg/postgres"
+)
+
+func init() {
+	register(command{name: "report dedupe", summary: "the auditor's dedupe report (text, json, csv, html)", run: cmdReportDedupe})
+}
+
+func cmdReportDedupe(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "report dedupe", "--campaign C [--window W] [--format text|json|csv|html] [--top N]")
+	campaignID := fs.String("campaign", "", "campaign id (required)")
+	window := fs.String("window", "", "one window only (default: all)")
+	format := fs.String("format", dedupe.FormatText, "text, json, csv or html")
+	top := fs.Int("top", 10, "devices with the most distinct people to list")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *campaignID == "" {
+		return usagef("--campaign is required")
+	}
+	switch *format {
+	case dedupe.FormatText, dedupe.FormatJSON, dedupe.FormatCSV, dedupe.FormatHTML:
+	default:
+		return usagef("--format %q: want text, json, csv or html", *format)
+	}
+	pool, closeDB, err := env.Database(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	rep, err := (&postgres.DedupeStore{Pool: pool}).DedupeReport(ctx, *campaignID, *window, *top, time.Now())
+	if errors.Is(err, prereg.ErrCampaignNotFound) {
+		return fmt.Errorf("campaign %q is not loaded (prereg campaign load FILE)", *campaignID)
+	}
+	if err != nil {
+		return err
+	}
+	return rep.Write(env.Stdout, *format)
+}
