@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -49,8 +51,20 @@ func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
 	latency := fs.Duration("latency", 50*time.Millisecond, "the provider's latency in the second phase")
 	runs := fs.Int("runs", 3, "runs of each phase; the medians are reported")
 	format := fs.String("format", "text", "text or json")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole bench to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *format != "text" && *format != "json" {
 		return usagef("--format %q: want text or json", *format)
