@@ -87,11 +87,15 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	rounds := fs.Int("rounds", 5, "rounds; each runs bare, naive, intake, intake_synced in turn")
 	overload := fs.Duration("overload-duration", 60*time.Second, "open-loop overload run at twice the measured capacity (0 skips it)")
 	format := fs.String("format", "text", "text or json")
+	overloadServer := fs.String("overload-server", "overload", "the server of the overload run: overload (intake) or bare, to see the generator's own limit")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *format != "text" && *format != "json" {
 		return usagef("--format %q: want text or json", *format)
+	}
+	if *overloadServer != "overload" && *overloadServer != "bare" {
+		return usagef("--overload-server %q: want overload or bare", *overloadServer)
 	}
 	if *duration < 500*time.Millisecond || *conns < 1 || *rounds < 0 || *overload < 0 {
 		return usagef("want --duration >= 500ms, --connections >= 1, --rounds >= 0 (0: overload run only), --overload-duration >= 0")
@@ -111,7 +115,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	}
 	if *overload > 0 {
 		progress("overload: intake alone with GOMAXPROCS=1, capacity first…")
-		if err := runOverload(ctx, env, &out, bodies, *conns, *duration, *overload, progress); err != nil {
+		if err := runOverload(ctx, env, &out, *overloadServer, bodies, *conns, *duration, *overload, progress); err != nil {
 			return err
 		}
 	}
@@ -616,8 +620,8 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 // runOverload starts the intake alone in a child process with GOMAXPROCS=1,
 // measures its capacity with the closed loop, then offers twice that for
 // the overload duration.
-func runOverload(ctx context.Context, env *Env, out *intakeBench, bodies [][]byte, conns int, capDur, d time.Duration, progress func(string, ...any)) error {
-	child, err := startChild(ctx, env, true, "--mode", "overload")
+func runOverload(ctx context.Context, env *Env, out *intakeBench, server string, bodies [][]byte, conns int, capDur, d time.Duration, progress func(string, ...any)) error {
+	child, err := startChild(ctx, env, true, "--mode", server)
 	if err != nil {
 		return err
 	}
