@@ -1,6 +1,9 @@
 package scheduler
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,4 +162,33 @@ func TestDistanceKm(t *testing.T) {
 	// Seoul City Hall to Busan City Hall: about 325 km.
 	require.InDelta(t, 325, DistanceKm(37.5663, 126.9779, 35.1798, 129.0750), 5)
 	require.Zero(t, DistanceKm(37.5, 127, 37.5, 127))
+}
+
+// BenchmarkPlan plans 200,000 registrations, drawn by lottery, over 14,000
+// clinics in 250 regions × 14 days × 3 bands: the in-memory part of a run.
+func BenchmarkPlan(b *testing.B) {
+	const clinics, regions, n = 14_000, 250, 200_000
+	var cl []Clinic
+	for c := range clinics {
+		r := c % regions
+		cl = append(cl, Clinic{ID: fmt.Sprintf("c-%05d", c), Region: fmt.Sprintf("%05d", 10000+r),
+			Lat: 33 + float64(r%25)/5, Lng: 126 + float64(r/25)/3})
+	}
+	slices.SortFunc(cl, func(a, b Clinic) int { return strings.Compare(a.ID, b.ID) })
+	capacity := make([]int32, clinics)
+	for c := range capacity {
+		capacity[c] = int32(3 + c%10)
+	}
+	regs := make([]Registration, n)
+	for i := range regs {
+		regs[i] = Registration{ID: int64(i + 1), Region: fmt.Sprintf("%05d", 10000+i%regions)}
+		if i%3 == 0 {
+			regs[i].Clinic = cl[i%clinics].ID
+		}
+	}
+	seed := []byte("benchmark seed, thirty-two bytes")
+	for b.Loop() {
+		inv := inventory(14, 3, cl, capacity)
+		Plan(inv, regs, drawOrder(seed, regs), 0, nil)
+	}
 }
