@@ -238,10 +238,18 @@ func (v *Verifier) finish(ctx context.Context, j job, out prereg.Outcome, shard 
 		return
 	}
 	if claimKey != "" {
-		rec := claimRecord{IdentityKey: out.IdentityKey, Receipt: out.Receipt}
-		if err := putJSON(ctx, v.kv.claims, claimKey, rec); err != nil {
-			v.log.Warn("verify: remember claim", slog.Any("err", err))
-		}
+		// Only once the verified outcome is out, so that a claim_seen
+		// always names a verification dedupe will see; beside the ack,
+		// since a claim that is never recorded only costs a later call.
+		remembered := make(chan struct{})
+		defer func() { <-remembered }()
+		go func() {
+			defer close(remembered)
+			rec := claimRecord{IdentityKey: out.IdentityKey, Receipt: out.Receipt}
+			if err := putJSON(ctx, v.kv.claims, claimKey, rec); err != nil {
+				v.log.Warn("verify: remember claim", slog.Any("err", err))
+			}
+		}()
 	}
 	if err := j.msg.DoubleAck(ctx); err != nil {
 		// The outcome is out; a redelivery republishes it under the same
