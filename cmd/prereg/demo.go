@@ -190,7 +190,7 @@ func runDemo(ctx context.Context, env *Env, o demoOptions) (*demoSummary, error)
 	}, sum.Accepted)
 	sum.Seconds.Pipeline = time.Since(t0).Seconds() - sum.Seconds.Intake
 	if err != nil {
-		return nil, fmt.Errorf("pipeline: %d of %d decided: %w", decided, sum.Accepted, err)
+		return nil, fmt.Errorf("pipeline: %d of %d decided: %w (%s)", decided, sum.Accepted, err, w.pipelineState(context.WithoutCancel(ctx)))
 	}
 	sum.Throughput.EndToEndPerS = round1(float64(sum.Accepted) / (sum.Seconds.Intake + sum.Seconds.Pipeline))
 	sum.Throughput.DecisionsPerS = round1(float64(sum.Accepted) / (sum.Seconds.Intake + sum.Seconds.Pipeline))

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -196,6 +197,11 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 		Pool:   w.pool,
 		NC:     w.nc,
 		Config: cfg,
+		// The surge comes from one loopback address and replays its bots
+		// at full speed: the per-device and per-address limits would
+		// answer 429 to what the truth counts as accepted, so the demo
+		// turns them off (their own tests and `bench intake` show them).
+		Intake: app.IntakeOptions{DeviceRate: -1, AddrRate: -1},
 		Notify: app.NotifyOptions{GatewayURL: gwURL, WebhookSecret: webhookSecret, Rate: 5000, Concurrency: 32},
 	})
 	if err != nil {
@@ -238,4 +244,27 @@ func serveLoopback(h http.Handler) (string, func(), error) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}, nil
+}
+
+// pipelineState describes where intents wait: for a stalled demo's error.
+func (w *world) pipelineState(ctx context.Context) string {
+	var b strings.Builder
+	for _, name := range []string{stream.Submitted, stream.Verified} {
+		s, err := w.js.Stream(ctx, name)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v; ", name, err)
+			continue
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v; ", name, err)
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %d messages (last seq %d)", name, info.State.Msgs, info.State.LastSeq)
+		for ci := range s.ListConsumers(ctx).Info() {
+			fmt.Fprintf(&b, ", consumer %s: %d pending, %d unacked, %d redelivered", ci.Name, ci.NumPending, ci.NumAckPending, ci.NumRedelivered)
+		}
+		b.WriteString("; ")
+	}
+	return strings.TrimSuffix(b.String(), "; ")
 }
