@@ -202,7 +202,10 @@ func (s *Surge) Truth() Truth {
 
 // Counts returns how many submissions of each class the surge holds.
 func (s *Surge) Counts() map[Class]int {
-	out := map[Class]int{}
+	out := make(map[Class]int, len(Mix))
+	for _, m := range Mix {
+		out[m.Class] = 0
+	}
 	for i := range s.Submissions {
 		out[s.Submissions[i].Class]++
 	}
@@ -371,6 +374,18 @@ func (g *surgeBuilder) build(want map[Class]int) error {
 	jumpers := g.outOfWindow(want[ClassOutOfWindow], closed)
 	g.windowJumps(want[ClassWindowJump], closed, jumpers)
 	g.forged(want[ClassForged])
+	// The mix is a contract: a class that could not be filled (too few
+	// people with a second device, every helper's device at its budget) is
+	// an error, never a quietly different surge.
+	got := map[Class]int{}
+	for i := range g.subs {
+		got[g.subs[i].Class]++
+	}
+	for _, m := range Mix {
+		if got[m.Class] != want[m.Class] {
+			return fmt.Errorf("sim: surge: made %d %s submissions of %d: the population is too small or too odd for the mix (size it with sim.PeopleFor)", got[m.Class], m.Class, want[m.Class])
+		}
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -329,4 +330,21 @@ func TestSurgeErrors(t *testing.T) {
 	require.NoError(t, err)
 	_, err = NewSurge(w.surge.Population, SurgeConfig{Submissions: 50, Campaign: c, Providers: w.idps, Now: testNow})
 	require.Error(t, err)
+}
+
+// TestSurgeSizes: every size, down to one submission, gets exactly the
+// mix from a population sized by PeopleFor.
+func TestSurgeSizes(t *testing.T) {
+	t.Parallel()
+	w := sharedWorld(t, 6, 100)
+	for _, n := range []int{1, 2, 3, 10, 37, 250} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			t.Parallel()
+			pop, err := NewPopulation(int64(n), PeopleFor(n, w.c, testNow), w.c.Cohort)
+			require.NoError(t, err)
+			s, err := NewSurge(pop, SurgeConfig{Submissions: n, Seed: int64(n), Campaign: w.c, Providers: w.idps, Now: testNow})
+			require.NoError(t, err)
+			require.Equal(t, MixCounts(n), s.Counts())
+		})
+	}
 }
