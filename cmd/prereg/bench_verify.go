@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,12 +38,15 @@ type verifyBench struct {
 	VerifiedPerS50ms  float64   `json:"verified_per_s_50ms"`
 	Ceiling50ms       float64   `json:"ceiling_50ms"`
 	RatioCeiling50ms  float64   `json:"ratio_ceiling_50ms"`
+	BareCallsPerS50ms float64   `json:"bare_calls_per_s_50ms"`
+	RatioBare50ms     float64   `json:"ratio_bare_50ms"`
 	Intents0ms        int       `json:"intents_0ms"`
 	Intents50ms       int       `json:"intents_50ms"`
 	Concurrency       int       `json:"concurrency"`
 	Runs              int       `json:"runs"`
 	Runs0ms           []float64 `json:"runs_0ms"`
 	Runs50ms          []float64 `json:"runs_50ms"`
+	RunsBare50ms      []float64 `json:"runs_bare_50ms"`
 	IdPCallsPerIntent float64   `json:"idp_calls_per_intent"`
 	Cores             int       `json:"cores"`
 }
@@ -97,10 +105,18 @@ func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
 			calls += c
 			intents += int64(ph.n)
 		}
+		say("run %d/%d: bare client, %d calls at %s…", r+1, *runs, *n50, *latency)
+		bare, err := benchBareCalls(ctx, *n50, *conc, *latency)
+		if err != nil {
+			return err
+		}
+		out.RunsBare50ms = append(out.RunsBare50ms, bare)
 	}
 	out.VerifiedPerS0ms = median(out.Runs0ms)
 	out.VerifiedPerS50ms = median(out.Runs50ms)
 	out.RatioCeiling50ms = out.VerifiedPerS50ms / out.Ceiling50ms
+	out.BareCallsPerS50ms = median(out.RunsBare50ms)
+	out.RatioBare50ms = out.VerifiedPerS50ms / out.BareCallsPerS50ms
 	out.IdPCallsPerIntent = float64(calls) / float64(intents)
 
 	if *format == "json" {
@@ -113,6 +129,8 @@ func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "  %-30s %10.0f /s  (%d intents)\n", fmt.Sprintf("verified, provider at %s", *latency), out.VerifiedPerS50ms, *n50)
 	fmt.Fprintf(env.Stdout, "  %-30s %10.0f /s  (%d / %s)\n", "ceiling of the limit", out.Ceiling50ms, *conc, *latency)
 	fmt.Fprintf(env.Stdout, "  %-30s %10.3f     (target >= 0.9)\n", "ratio to the ceiling", out.RatioCeiling50ms)
+	fmt.Fprintf(env.Stdout, "  %-30s %10.0f /s  (%d goroutines posting, nothing else: what this machine gives now)\n", "bare client at the same limit", out.BareCallsPerS50ms, *conc)
+	fmt.Fprintf(env.Stdout, "  %-30s %10.3f\n", "ratio to the bare client", out.RatioBare50ms)
 	fmt.Fprintf(env.Stdout, "  %-30s %10.3f\n", "provider calls per intent", out.IdPCallsPerIntent)
 	return nil
 }
@@ -278,4 +296,58 @@ func (b verifyBenchCampaigns) Get(_ context.Context, id string) (*campaign.Campa
 		return nil, prereg.ErrCampaignNotFound
 	}
 	return b.c, nil
+}
+
+// benchBareCalls is the reference for the 50 ms phase as this machine
+// runs it right now: conc goroutines posting n tokens to a fresh simulated
+// provider with the same latency, and nothing else (no JetStream, no
+// caches, no breaker).
+func benchBareCalls(ctx context.Context, n, conc int, latency time.Duration) (float64, error) {
+	idp := sim.NewIdP("pass", sim.DemoTokenSecret("pass"), sim.DemoCISecret)
+	if err := idp.SetFaults(sim.Faults{Latency: sim.Duration(latency)}); err != nil {
+		return 0, err
+	}
+	url, stop, err := serveLoopback(idp.Handler())
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost = conc, conc
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	defer tr.CloseIdleConnections()
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		tok := idp.Issue(sim.TokenClaims{Person: fmt.Sprint("p", i), Birthdate: "1990-01-01", Phone: "+821000000000", Device: "d"})
+		bodies[i], _ = json.Marshal(map[string]string{"token": tok})
+	}
+	var next atomic.Int64
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) || ctx.Err() != nil {
+					return
+				}
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/verify", bytes.NewReader(bodies[i]))
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		return 0, fmt.Errorf("bare client: %d of %d calls failed", failed.Load(), n)
+	}
+	return float64(n) / time.Since(start).Seconds(), ctx.Err()
 }
