@@ -135,6 +135,11 @@ func TestCheckCatchesEachInvariant(t *testing.T) {
 		{"a second SMS without an operator", "invariant 4", []string{
 			`INSERT INTO outbox (campaign, appointment_id, version, idempotency_key, state)
 			 SELECT 'check-test', id, 2, 'again', 'delivered' FROM appointments`}},
+		{"one message delivered twice by the gateway", "invariant 4", []string{
+			`INSERT INTO delivery_reports (outbox_id, gateway_message_id, status, reported_at)
+			 SELECT id, 'gw-1', 'delivered', now() FROM outbox`,
+			`INSERT INTO delivery_reports (outbox_id, gateway_message_id, status, reported_at)
+			 SELECT id, 'gw-2', 'delivered', now() FROM outbox`}},
 		{"duplicate that names no registration", "invariant 5", []string{
 			`ALTER TABLE decisions DROP CONSTRAINT decisions_duplicate_names_match`,
 			`INSERT INTO decisions (campaign, receipt, shard, window_id, kind, reason, provider, identity_key, device_key, received_at)
