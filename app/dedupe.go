@@ -16,6 +16,10 @@ type DedupeOptions struct {
 	// Shards this process owns (nil: all). Processes that split the shard
 	// space must list disjoint sets (PREREG_DEDUPE_SHARDS="0-7" or "0,2,4").
 	Shards []int
+	// Workers splits Shards over this many workers in the process (each
+	// its own consumer and transactions, so commits overlap); it needs an
+	// explicit Shards list. Default 1.
+	Workers int
 	// BatchSize is the most outcomes decided in one transaction (1000).
 	BatchSize int
 	// MaxDeliver, AckWait and RetryDelay tune the consumer; zero: defaults.
@@ -59,11 +63,31 @@ func ParseShards(s string) ([]int, error) {
 // intents.verified.<shard> with a durable pull consumer.
 func (s *System) startDedupe(ctx context.Context) error {
 	o := s.opts.Dedupe
+	sets := [][]int{o.Shards}
+	if o.Workers > 1 {
+		if len(o.Shards) < o.Workers {
+			return fmt.Errorf("dedupe: %d workers need an explicit list of at least as many shards", o.Workers)
+		}
+		sets = make([][]int, o.Workers)
+		for i, sh := range o.Shards {
+			sets[i%o.Workers] = append(sets[i%o.Workers], sh)
+		}
+	}
+	for _, set := range sets {
+		if err := s.startDedupeWorker(ctx, set); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *System) startDedupeWorker(ctx context.Context, shards []int) error {
+	o := s.opts.Dedupe
 	w, err := dedupe.New(dedupe.Config{
 		Store:       &postgres.DedupeStore{Pool: s.pool},
 		JetStream:   s.js,
 		Campaigns:   s.campaigns,
-		Shards:      o.Shards,
+		Shards:      shards,
 		BatchSize:   o.BatchSize,
 		MaxDeliver:  o.MaxDeliver,
 		AckWait:     o.AckWait,
@@ -80,12 +104,18 @@ func (s *System) startDedupe(ctx context.Context) error {
 }
 
 // DedupeOptionsFromEnv reads the dedupe settings of `prereg serve`:
-// PREREG_DEDUPE_SHARDS (e.g. "0-7"; unset: all) and PREREG_DEDUPE_BATCH.
+// PREREG_DEDUPE_SHARDS (e.g. "0-7"; unset: all), PREREG_DEDUPE_WORKERS and
+// PREREG_DEDUPE_BATCH.
 func DedupeOptionsFromEnv(getenv func(string) string) (DedupeOptions, error) {
 	var o DedupeOptions
 	var err error
 	if o.Shards, err = ParseShards(getenv("PREREG_DEDUPE_SHARDS")); err != nil {
 		return o, fmt.Errorf("PREREG_DEDUPE_SHARDS: %w", err)
+	}
+	if v := getenv("PREREG_DEDUPE_WORKERS"); v != "" {
+		if o.Workers, err = strconv.Atoi(v); err != nil || o.Workers < 1 {
+			return o, fmt.Errorf("PREREG_DEDUPE_WORKERS: want a positive number")
+		}
 	}
 	if v := getenv("PREREG_DEDUPE_BATCH"); v != "" {
 		if o.BatchSize, err = strconv.Atoi(v); err != nil || o.BatchSize < 1 {

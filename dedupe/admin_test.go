@@ -40,8 +40,8 @@ func TestHeldReviewAndContactRule(t *testing.T) {
 		outcome(c.ID, "r2", "bob", "shared", 2),   // held: second person on the device
 		outcome(c.ID, "r3", "carol", "shared", 3), // held
 		outcome(c.ID, "r4", "alice", "alice-phone", 4),
-		pv,  // provider-verified phone: replaces alice's
-		pv2, // a second verified phone: the first verified stays
+		pv,                                       // provider-verified phone: replaces alice's
+		pv2,                                      // a second verified phone: the first verified stays
 		outcome(c.ID, "r7", "dave", "shared", 7), // held; dave also registers himself
 		outcome(c.ID, "r8", "dave", "dave-phone", 8),
 	}}

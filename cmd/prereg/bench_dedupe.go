@@ -37,6 +37,7 @@ type dedupeBench struct {
 	Submissions      int     `json:"submissions"`
 	People           int     `json:"people"`
 	Shards           int     `json:"shards"`
+	Workers          int     `json:"workers"`
 	BatchSize        int     `json:"batch_size"`
 	DecisionsPerS    float64 `json:"decisions_per_s"`
 	CopyRowsPerS     float64 `json:"copy_rows_per_s"`
@@ -51,9 +52,10 @@ type dedupeBench struct {
 
 func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "bench dedupe", "[--submissions N] [--format text|json]")
-	subs := fs.Int("submissions", 300_000, "verified submissions to decide (issue 5's full size: 1000000)")
+	subs := fs.Int("submissions", 200_000, "verified submissions to decide (issue 5's full size: 1000000)")
 	shards := fs.Int("shards", 16, "identity shards")
 	batch := fs.Int("batch", 1000, "dedupe batch size")
+	workers := fs.Int("workers", 4, "dedupe workers, each owning a disjoint set of shards")
 	rebuildRows := fs.Int("rebuild-rows", 2_000_000, "registrations for the Bloom rebuild measurement")
 	bloomN := fs.Int("bloom-people", 0, "people the Bloom filters are sized for (default: the bench's people)")
 	fpr := fs.Float64("bloom-fpr", campaign.DefaultBloomFPRate, "Bloom filters' target false-positive rate")
@@ -65,7 +67,7 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	if *format != "text" && *format != "json" {
 		return usagef("--format %q: want text or json", *format)
 	}
-	if *subs < 1000 || *shards < 1 || *batch < 1 || *rebuildRows < 1 || *fpr <= 0 || *fpr >= 1 {
+	if *subs < 1000 || *shards < 1 || *batch < 1 || *workers < 1 || *workers > *shards || *rebuildRows < 1 || *fpr <= 0 || *fpr >= 1 {
 		return usagef("want --submissions >= 1000 and positive --shards, --batch, --rebuild-rows, 0 < --bloom-fpr < 1")
 	}
 
@@ -110,7 +112,7 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	res := dedupeBench{Submissions: *subs, People: mix.people, Shards: *shards, BatchSize: *batch, BloomFPRTarget: *fpr, RebuildRows: *rebuildRows}
+	res := dedupeBench{Submissions: *subs, People: mix.people, Shards: *shards, Workers: *workers, BatchSize: *batch, BloomFPRTarget: *fpr, RebuildRows: *rebuildRows}
 	progress := func(msg string, a ...any) {
 		if *format == "text" {
 			fmt.Fprintf(env.Stderr, msg+"\n", a...)
@@ -125,17 +127,32 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 
 	// 2. Dedupe decides them all.
 	progress("deciding…")
-	w, err := dedupe.New(dedupe.Config{Store: &postgres.DedupeStore{Pool: pool}, JetStream: js, Campaigns: camps, BatchSize: *batch, Logger: env.Logger})
-	if err != nil {
-		return err
+	var ws []*dedupe.Worker
+	stopAll := func() {
+		for _, w := range ws {
+			w.Stop()
+		}
 	}
-	if err := w.Start(ctx); err != nil {
-		return err
+	sets := make([][]int, *workers)
+	for s := range *shards {
+		sets[s%*workers] = append(sets[s%*workers], s)
+	}
+	for _, set := range sets {
+		w, err := dedupe.New(dedupe.Config{Store: &postgres.DedupeStore{Pool: pool}, JetStream: js, Campaigns: camps, Shards: set, BatchSize: *batch, Logger: env.Logger})
+		if err != nil {
+			stopAll()
+			return err
+		}
+		if err := w.Start(ctx); err != nil {
+			stopAll()
+			return err
+		}
+		ws = append(ws, w)
 	}
 	start := time.Now()
-	err = waitDecisions(ctx, js, pool, c.ID, *subs, 30*time.Minute)
+	err = waitDecisions(ctx, js, pool, c.ID, *subs, sets, 30*time.Minute)
 	elapsed := time.Since(start)
-	w.Stop()
+	stopAll()
 	if err != nil {
 		return err
 	}
@@ -169,7 +186,7 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	if *subs < 1_000_000 {
 		note = " (issue 5's full size: --submissions 1000000)"
 	}
-	fmt.Fprintf(env.Stdout, "dedupe bench: %d verified submissions, %d people, %d shards, batch %d%s\n\n", *subs, mix.people, *shards, *batch, note)
+	fmt.Fprintf(env.Stdout, "dedupe bench: %d verified submissions, %d people, %d shards, %d workers, batch %d%s\n\n", *subs, mix.people, *shards, *workers, *batch, note)
 	fmt.Fprintf(env.Stdout, "  %-22s %12.0f /s\n", "decisions", res.DecisionsPerS)
 	fmt.Fprintf(env.Stdout, "  %-22s %12.0f /s\n", "COPY rows (ceiling)", res.CopyRowsPerS)
 	fmt.Fprintf(env.Stdout, "  %-22s %12.3f     (target >= 0.3)\n", "decisions / COPY", res.DecisionsVsCopy)
@@ -281,7 +298,9 @@ func newBenchMix(seed uint64, n int) *benchMix {
 		case seen[k] && r.IntN(5) == 0:
 			o.verdict, o.reason = prereg.VerdictDuplicate, prereg.ReasonClaimSeen
 		}
-		seen[k] = true
+		if o.verdict == prereg.VerdictVerified {
+			seen[k] = true // verify only knows claims it verified
+		}
 		m.outcomes = append(m.outcomes, o)
 	}
 	return m
@@ -344,18 +363,22 @@ func waitPublished(ctx context.Context, js jetstream.JetStream) error {
 
 // waitDecisions waits until the dedupe consumer has nothing pending or in
 // flight (cheap to ask), then checks the exact count of decisions.
-func waitDecisions(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, campaignID string, n int, limit time.Duration) error {
+func waitDecisions(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, campaignID string, n int, sets [][]int, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		cons, err := js.Consumer(ctx, stream.Verified, dedupe.DurableName(nil))
-		if err != nil {
-			return fmt.Errorf("dedupe consumer: %w", err)
+		idle := true
+		for _, set := range sets {
+			cons, err := js.Consumer(ctx, stream.Verified, dedupe.DurableName(set))
+			if err != nil {
+				return fmt.Errorf("dedupe consumer: %w", err)
+			}
+			info, err := cons.Info(ctx)
+			if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
+				idle = false
+				break
+			}
 		}
-		info := cons.CachedInfo()
-		if fresh, err := cons.Info(ctx); err == nil {
-			info = fresh
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
+		if idle {
 			var got int
 			if err := pool.QueryRow(ctx, `SELECT count(*) FROM decisions WHERE campaign = $1`, campaignID).Scan(&got); err != nil {
 				return fmt.Errorf("count decisions: %w", err)
