@@ -37,14 +37,34 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.falsePositives, m.poison, m.batch} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				continue
-			}
-			return nil, fmt.Errorf("dedupe: metrics: %w", err)
-		}
+	// Several workers in one process share the collectors: the second one
+	// adopts what the first registered.
+	var err error
+	if m.decisions, err = adopt(reg, m.decisions); err != nil {
+		return nil, err
+	}
+	if m.falsePositives, err = adopt(reg, m.falsePositives); err != nil {
+		return nil, err
+	}
+	if m.poison, err = adopt(reg, m.poison); err != nil {
+		return nil, err
+	}
+	if m.batch, err = adopt(reg, m.batch); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+func adopt[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	switch {
+	case err == nil:
+		return c, nil
+	case errors.As(err, &are):
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, fmt.Errorf("dedupe: metrics: %w", err)
 }
