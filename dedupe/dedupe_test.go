@@ -310,3 +310,24 @@ func TestDedupeReplayAfterCrashBetweenCommitAndAck(t *testing.T) {
 	require.NoError(t, e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM registrations WHERE campaign = $1`, c.ID).Scan(&n))
 	require.Equal(t, len(w.people), n)
 }
+
+// TestDedupePoisonDoesNotBlock: an undecodable message is terminated (and
+// counted) without holding back the batch around it; an outcome for a
+// campaign that is not loaded is retried, then terminated.
+func TestDedupePoisonDoesNotBlock(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	c := loadCampaign(t, e.campaigns, 2, 4, 100)
+	_, err := e.js.JS.Publish(context.Background(), stream.VerifiedSubject(0), []byte("{not json"))
+	require.NoError(t, err)
+	_, err = e.js.JS.Publish(context.Background(), stream.VerifiedSubject(1), []byte(`{"receipt":"z","campaign":"no-such","verdict":"verified","identity_key":"k"}`))
+	require.NoError(t, err)
+	w := newWorld(c, 31, 200)
+	w.publish(t, e.js.JS)
+	reg := prometheusRegistry()
+	e.startWorker(t, e.js.JS, dedupe.Config{Registerer: reg, MaxDeliver: 3})
+	score(t, e, w)
+	require.Eventually(t, func() bool {
+		return counterValue(t, reg, "prereg_dedupe_terminated_total") == 2
+	}, 20*time.Second, 50*time.Millisecond, "both poison messages terminated")
+}

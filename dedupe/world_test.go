@@ -111,15 +111,17 @@ func newWorld(c *campaign.Campaign, seed uint64, n int) *world {
 			subs = append(subs, sub{person: w.people[r.IntN(n)], device: d})
 		}
 	}
-	// Bots: a device sends for 12 people, far over the cap.
+	r.Shuffle(len(subs), func(i, j int) { subs[i], subs[j] = subs[j], subs[i] })
+	// Bots: a device sends for 12 people, far over the cap, early in the
+	// surge (before most of those people registered themselves).
 	for i := 0; i < max(1, n/100); i++ {
 		d := key("bot", strconv.FormatUint(seed, 10), strconv.Itoa(i))
 		w.devices[d] = roleBot
 		for range 12 {
-			subs = append(subs, sub{person: w.people[r.IntN(n)], device: d})
+			at := r.IntN(len(subs)/5 + 1)
+			subs = append(subs[:at], append([]sub{{person: w.people[r.IntN(n)], device: d}}, subs[at:]...)...)
 		}
 	}
-	r.Shuffle(len(subs), func(i, j int) { subs[i], subs[j] = subs[j], subs[i] })
 	// Claim-seen: a resubmission of the same claim (same person, same
 	// device) after it was verified once.
 	verified := map[[2]string]bool{}
