@@ -22,7 +22,7 @@ type pool struct {
 	breaker  *gobreaker.CircuitBreaker[providerAnswer]
 	limiter  *rate.Limiter
 	// calls holds a slot per provider call in flight: the bulkhead. The
-	// pool runs twice as many workers, so that one worker's cache look-ups
+	// pool runs workersPerCall times as many workers, so that one worker's cache look-ups
 	// and publishes overlap another's call and the provider's concurrency
 	// limit stays in use.
 	calls  chan struct{}

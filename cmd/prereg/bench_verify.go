@@ -168,7 +168,8 @@ func benchVerifyPhase(ctx context.Context, env *Env, n, conc int, latency time.D
 	if err := idp.SetFaults(sim.Faults{Latency: sim.Duration(latency)}); err != nil {
 		return 0, 0, err
 	}
-	url, stopIdP, err := serveLoopback(idp.Handler())
+	load := &providerLoad{next: idp.Handler()}
+	url, stopIdP, err := serveLoopback(load)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -256,6 +257,10 @@ func benchVerifyPhase(ctx context.Context, env *Env, n, conc int, latency time.D
 			}
 		}
 	}
+	env.Logger.Debug("bench verify: provider load",
+		slog.Duration("provider_latency", latency),
+		slog.Float64("mean_calls_in_flight", load.meanInFlight(elapsed)),
+		slog.Duration("mean_handler_time", load.meanTime()))
 	return float64(n) / elapsed.Seconds(), idp.Calls(), nil
 }
 
@@ -350,4 +355,33 @@ func benchBareCalls(ctx context.Context, n, conc int, latency time.Duration) (fl
 		return 0, fmt.Errorf("bare client: %d of %d calls failed", failed.Load(), n)
 	}
 	return float64(n) / time.Since(start).Seconds(), ctx.Err()
+}
+
+// providerLoad measures what verify asked of the provider: the calls in
+// flight on average and how long the handler took, so that a shortfall
+// against the ceiling can be told apart from a provider slowed by the
+// machine's load.
+type providerLoad struct {
+	next     http.Handler
+	busyNS   atomic.Int64 // sum of handler times
+	requests atomic.Int64
+}
+
+func (l *providerLoad) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	l.next.ServeHTTP(w, r)
+	l.busyNS.Add(int64(time.Since(start)))
+	l.requests.Add(1)
+}
+
+// meanInFlight is Little's law over the phase: busy time / elapsed.
+func (l *providerLoad) meanInFlight(elapsed time.Duration) float64 {
+	return float64(l.busyNS.Load()) / float64(elapsed)
+}
+
+func (l *providerLoad) meanTime() time.Duration {
+	if n := l.requests.Load(); n > 0 {
+		return time.Duration(l.busyNS.Load() / n)
+	}
+	return 0
 }
