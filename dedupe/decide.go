@@ -48,13 +48,29 @@ type batchResult struct {
 	shards     map[PersonKey]int
 }
 
-// decide decides a batch in one transaction.
+// decide decides a batch. The device counts are taken first in a short
+// transaction of their own, so that the device rows every worker shares
+// are locked for milliseconds, not for the whole batch; their ranks are
+// stored, so a crash before the decisions commit replays to the same
+// ranks. Then one transaction records the decisions.
 func (w *Worker) decide(ctx context.Context, items []*item) error {
 	var res batchResult
 	start := time.Now()
+	pairs := devicePairs(items)
+	var counts []DeviceCount
+	if len(pairs) > 0 {
+		err := w.cfg.Store.Decide(ctx, func(tx Tx) error {
+			var err error
+			counts, err = tx.CountDevices(ctx, pairs)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
 	err := w.cfg.Store.Decide(ctx, func(tx Tx) error {
 		var err error
-		res, err = w.decideTx(ctx, tx, items)
+		res, err = w.decideTx(ctx, tx, items, counts)
 		return err
 	})
 	if err != nil {
@@ -72,10 +88,30 @@ func (w *Worker) decide(ctx context.Context, items []*item) error {
 	return nil
 }
 
-func (w *Worker) decideTx(ctx context.Context, tx Tx, items []*item) (batchResult, error) {
+// devicePairs lists the (device, person) pairs of a batch and numbers
+// each item's pair.
+func devicePairs(items []*item) []Pair {
+	var pairs []Pair
+	for _, it := range items {
+		it.pair = -1
+		if hasPerson(it) && it.o.DeviceKey != "" {
+			it.pair = len(pairs)
+			pairs = append(pairs, Pair{Campaign: it.o.Campaign, Window: it.o.Window, DeviceKey: it.o.DeviceKey, IdentityKey: it.o.IdentityKey, Receipt: it.o.Receipt})
+		}
+	}
+	return pairs
+}
+
+func (w *Worker) decideTx(ctx context.Context, tx Tx, items []*item, counts []DeviceCount) (batchResult, error) {
 	now := w.cfg.Now()
 	for _, it := range items {
-		it.wait, it.dec, it.ref, it.pair, it.reg = false, nil, nil, -1, false
+		it.wait, it.dec, it.ref, it.reg = false, nil, nil, false
+	}
+	// Pairs first made by this batch's submissions are not "before" them:
+	// the counts were taken already, and a replay finds them too.
+	inBatch := make(map[string]bool, len(items))
+	for _, it := range items {
+		inBatch[it.o.Receipt] = true
 	}
 
 	// 1. Who may be registered already: one lookup for every "maybe seen"
@@ -123,23 +159,7 @@ func (w *Worker) decideTx(ctx context.Context, tx Tx, items []*item) (batchResul
 		}
 	}
 
-	// 2. The device counts, shared by every worker.
-	var pairs []Pair
-	for _, it := range items {
-		if hasPerson(it) && it.o.DeviceKey != "" {
-			it.pair = len(pairs)
-			pairs = append(pairs, Pair{Campaign: it.o.Campaign, Window: it.o.Window, DeviceKey: it.o.DeviceKey, IdentityKey: it.o.IdentityKey, Receipt: it.o.Receipt})
-		}
-	}
-	var counts []DeviceCount
-	if len(pairs) > 0 {
-		var err error
-		if counts, err = tx.CountDevices(ctx, pairs); err != nil {
-			return batchResult{}, err
-		}
-	}
-
-	// 3. Walk the batch in stream order.
+	// 2. Walk the batch in stream order.
 	state := map[PersonKey]*personState{}
 	personOf := func(k PersonKey) *personState {
 		st := state[k]
@@ -150,8 +170,10 @@ func (w *Worker) decideTx(ctx context.Context, tx Tx, items []*item) (batchResul
 					st.ref = &regRef{reg: p.Registration}
 					st.devices[p.Registration.DeviceKey] = true
 				}
-				for d := range p.Devices {
-					st.devices[d] = true
+				for d, first := range p.Devices {
+					if !inBatch[first] {
+						st.devices[d] = true
+					}
 				}
 			}
 			state[k] = st
@@ -220,7 +242,7 @@ func (w *Worker) decideTx(ctx context.Context, tx Tx, items []*item) (batchResul
 		}
 	}
 
-	// 4. The COPY path for new people.
+	// 3. The COPY path for new people.
 	if len(pending) > 0 {
 		regs := make([]NewRegistration, len(pending))
 		for i, r := range pending {
@@ -249,10 +271,6 @@ func (w *Worker) decideTx(ctx context.Context, tx Tx, items []*item) (batchResul
 			if err != nil {
 				return batchResult{}, err
 			}
-			inBatch := make(map[string]bool, len(items))
-			for _, it := range items {
-				inBatch[it.o.Receipt] = true
-			}
 			for _, r := range pending {
 				if r.reg.Inserted {
 					continue
@@ -276,7 +294,7 @@ func (w *Worker) decideTx(ctx context.Context, tx Tx, items []*item) (batchResul
 		}
 	}
 
-	// 5. Name the registrations, then record.
+	// 4. Name the registrations, then record.
 	var res batchResult
 	res.shards = map[PersonKey]int{}
 	ds := make([]Decision, 0, len(items))

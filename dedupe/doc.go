@@ -53,9 +53,14 @@
 //
 // # Idempotence
 //
-// A batch is decided in one transaction and acknowledged after the commit.
+// A batch's device counts are taken in a short transaction of their own
+// (the device rows are shared by every worker, so their locks must be
+// brief), then its decisions in one transaction, acknowledged after the
+// commit.
 // Every write is idempotent (decisions ON CONFLICT (campaign, receipt) DO
 // NOTHING, registrations ON CONFLICT (campaign, identity_key) DO NOTHING,
-// device ranks stored), so a batch redelivered after a crash between commit
-// and ack leaves the first decisions in place and registers nobody twice.
+// device ranks stored, and pairs first made by the batch itself ignored
+// when telling same_device from other_device), so a batch redelivered
+// after a crash between commit and ack leaves the first decisions in
+// place and registers nobody twice.
 package dedupe
