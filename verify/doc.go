@@ -20,9 +20,11 @@
 //     outcome carrying that verification's identity key, without a call.
 //     Skipping the provider can therefore only ever produce a duplicate;
 //  4. else calls the provider (POST {url}/v1/verify),
-//  5. publishes the outcome with Nats-Msg-Id = receipt, and only then
-//     acknowledges the submitted message (double ack), so a crash between
-//     the two republishes an outcome the stream drops as a duplicate.
+//  5. publishes the outcome with Nats-Msg-Id = receipt and waits for the
+//     stream's ack, and only then acknowledges the submitted message, so a
+//     crash (or a lost ack) between the two leads to a redelivery whose
+//     outcome the stream drops as a duplicate: AckWait (30 s) is well
+//     inside the stream's duplicate window (2 min).
 //
 // # Failures and MaxDeliver
 //
