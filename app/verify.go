@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/verify"
 )
 
@@ -20,14 +21,16 @@ func (s *System) startVerify(ctx context.Context) error {
 	set := s.opts.Verify.Settings
 	set.Replicas = max(set.Replicas, s.opts.Stream.Replicas)
 	v, err := verify.New(verify.Config{
-		JetStream:  s.js,
-		Campaigns:  s.campaigns,
-		Hasher:     s.hasher,
-		Sealer:     s.sealer,
-		Logger:     s.log.With(slog.String("role", "verify")),
-		Registerer: s.registry,
-		Now:        s.now,
-		Settings:   set,
+		JetStream: s.js,
+		Campaigns: s.campaigns,
+		Hasher:    s.hasher,
+		Sealer:    s.sealer,
+		// Registered people let a seen claim skip the provider.
+		Registrations: &postgres.RegistrationStore{Pool: s.pool},
+		Logger:        s.log.With(slog.String("role", "verify")),
+		Registerer:    s.registry,
+		Now:           s.now,
+		Settings:      set,
 	})
 	if err != nil {
 		return err

@@ -45,12 +45,24 @@ type Opener interface {
 	Open(v prereg.Sealed, aad []byte) ([]byte, error)
 }
 
+// Registrations tells whether a person is registered
+// (postgres.RegistrationStore; a read replica serves in production).
+type Registrations interface {
+	Registered(ctx context.Context, campaign, identityKey string) (bool, error)
+}
+
 // Config is what New needs: the dependencies and the Settings.
 type Config struct {
 	JetStream jetstream.JetStream
 	Campaigns Campaigns
 	Hasher    Hasher
 	Sealer    Opener
+	// Registrations, when set, lets a claim already verified be decided as
+	// claim_seen without a call, but only for a person already registered:
+	// a duplicate of someone whose earlier submission was held or is still
+	// on its way could never be resolved without the provider. Without it
+	// every claim is verified.
+	Registrations Registrations
 	Logger    *slog.Logger
 	// Registerer takes the stage's metrics; a private registry when nil.
 	Registerer prometheus.Registerer

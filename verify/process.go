@@ -87,8 +87,9 @@ func (v *Verifier) process(j job) {
 	<-claimDone
 	v.m.cache.WithLabelValues("token", hitMiss(hit)).Inc()
 	if !hit {
-		v.m.cache.WithLabelValues("claim", hitMiss(found && seen.IdentityKey != "")).Inc()
-		if found && seen.IdentityKey != "" {
+		short := found && seen.IdentityKey != "" && v.registered(ctx, in.Campaign, seen.IdentityKey)
+		v.m.cache.WithLabelValues("claim", hitMiss(short)).Inc()
+		if short {
 			out := v.baseOutcome(in, tokenKey)
 			out.Verdict, out.Reason = prereg.VerdictDuplicate, prereg.ReasonClaimSeen
 			out.IdentityKey = seen.IdentityKey
@@ -124,6 +125,21 @@ func (v *Verifier) process(j job) {
 		remember = claimKey
 	}
 	v.finish(ctx, j, out, shard, remember)
+}
+
+// registered reports whether the person of a claim is registered: only
+// then may the claim be decided as a duplicate without the provider (dedupe
+// then finds the registration it names). Any doubt means a call.
+func (v *Verifier) registered(ctx context.Context, campaign, identityKey string) bool {
+	if v.cfg.Registrations == nil {
+		return false
+	}
+	ok, err := v.cfg.Registrations.Registered(ctx, campaign, identityKey)
+	if err != nil {
+		v.log.Warn("verify: registration look-up", slog.Any("err", err))
+		return false
+	}
+	return ok
 }
 
 // ask calls the provider. On error the message has been dealt with: put

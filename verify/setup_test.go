@@ -18,6 +18,7 @@ import (
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/keys"
+	"github.com/prereg/prereg/postgres/pgtest"
 	"github.com/prereg/prereg/sim"
 	"github.com/prereg/prereg/stream"
 	"github.com/prereg/prereg/stream/streamtest"
@@ -33,6 +34,7 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
 		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine"),
+		goleak.Cleanup(func(int) { pgtest.Stop() }),
 	)
 }
 
@@ -86,6 +88,7 @@ type world struct {
 	camp   *campaign.Campaign
 	provs  map[string]*provider
 	seq    atomic.Int64
+	regs   verify.Registrations // nil: claims are always verified
 }
 
 // campaigns serves the test's campaign (verify reads campaigns through
@@ -177,7 +180,7 @@ func (w *world) start(set verify.Settings) (*verify.Verifier, *nats.Conn) {
 	require.NoError(w.tb, err)
 	v, err := verify.New(verify.Config{
 		JetStream: js, Campaigns: campaigns{campaignID: w.camp},
-		Hasher: w.hasher, Sealer: w.sealer, Settings: set,
+		Hasher: w.hasher, Sealer: w.sealer, Registrations: w.regs, Settings: set,
 	})
 	require.NoError(w.tb, err)
 	require.NoError(w.tb, v.Start(context.Background()))

@@ -10,7 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/keys"
+	"github.com/prereg/prereg/postgres"
+	"github.com/prereg/prereg/postgres/pgtest"
 	"github.com/prereg/prereg/sim"
 	"github.com/prereg/prereg/stream"
 )
@@ -20,6 +23,8 @@ import (
 func TestOutcomes(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, providerSpec{name: "pass"}, providerSpec{name: "kakao"})
+	db := pgtest.New(t)
+	w.regs = &postgres.RegistrationStore{Pool: db.Pool}
 	w.start(fastSettings())
 
 	alice, bob, carol, dave := w.person(1), w.person(2), w.person(3), w.person(4)
@@ -70,16 +75,24 @@ func TestOutcomes(t *testing.T) {
 	}
 
 	// Sparing the provider: the same token again is not sent; the same
-	// claim with a new token is a duplicate without a call.
+	// claim with a new token is a duplicate without a call, once the
+	// person is registered (before, it must be verified: a claim_seen for
+	// someone unregistered could never be resolved).
 	calls := pass.Calls()
 	again := w.intent("pass", aliceTok, alice.birthdate, alice.phone)
+	early := w.intent("pass", w.token("pass", alice, 3), alice.birthdate, "010-1234-0001")
+	w.submit(again, early)
+	got = w.outcomes(len(cases)+2, 10*time.Second)
+	require.Equal(t, calls+1, pass.Calls(), "alice is not registered yet: her seen claim is verified again")
+	require.Equal(t, prereg.VerdictVerified, got[early.Receipt].Verdict)
+
+	register(t, db, w.camp, got[cases[0].in.Receipt].IdentityKey)
+	calls = pass.Calls()
 	sameClaim := w.intent("pass", w.token("pass", alice, 2), alice.birthdate, "010-1234-0001")
 	// bob's phone was not confirmed: his claim must not short-cut.
 	bobClaim := w.intent("pass", w.token("pass", bob, 2), bob.birthdate, "010-5555-0000")
-	w.submit(again)
-	w.outcomes(len(cases)+1, 10*time.Second)
 	w.submit(sameClaim, bobClaim)
-	got = w.outcomes(len(cases)+3, 10*time.Second)
+	got = w.outcomes(len(cases)+4, 10*time.Second)
 	require.Equal(t, calls+1, pass.Calls(), "only bob's unconfirmed claim reaches the provider")
 
 	o := got[again.Receipt]
@@ -356,4 +369,15 @@ func TestOutcomeCarriesNoToken(t *testing.T) {
 			}
 		}
 	}
+}
+
+// register records a registration for an identity, as dedupe would.
+func register(t *testing.T, db *pgtest.DB, c *campaign.Campaign, identityKey string) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := db.Pool.Exec(ctx, `INSERT INTO campaigns (id, name, spec, shards, device_cap) VALUES ($1, $1, '{}', $2, 4) ON CONFLICT DO NOTHING`, c.ID, c.Shards)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `INSERT INTO registrations (campaign, identity_key, shard, window_id, birthdate, region, phone_kid, phone_enc, first_receipt, device_key, received_at)
+		VALUES ($1, $2, 0, 'w', '1990-01-01', '11680', 'k1', '\x00', 'r', 'd', now())`, c.ID, identityKey)
+	require.NoError(t, err)
 }

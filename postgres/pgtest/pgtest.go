@@ -30,12 +30,19 @@ var (
 // as: func TestMain(m *testing.M) { pgtest.Main(m) }.
 func Main(m *testing.M) {
 	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Stop stops a private cluster the tests started (nothing for a shared
+// server), for a TestMain that exits through something else, such as
+// goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { pgtest.Stop() })).
+func Stop() {
 	if server != nil {
 		if err := server.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "pgtest:", err)
 		}
 	}
-	os.Exit(code)
 }
 
 // Server returns the PostgreSQL server the tests use, failing the test with
