@@ -213,7 +213,9 @@ func Connect(ctx context.Context, url string, log *slog.Logger, opts ...nats.Opt
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("nats disconnected", slog.Any("err", err))
+			if err != nil { // nil: closed on purpose
+				log.Warn("nats disconnected", slog.Any("err", err))
+			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
 	}, opts...)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,10 +26,29 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // and returns its exit code and output.
 func runCLI(t testing.TB, vars map[string]string, args ...string) (int, string) {
 	t.Helper()
-	var out bytes.Buffer
-	env := &Env{Stdout: &out, Stderr: &out, Getenv: func(k string) string { return vars[k] }}
+	out := &syncBuffer{}
+	env := &Env{Stdout: out, Stderr: out, Getenv: func(k string) string { return vars[k] }}
 	code := run(env, args)
 	return code, out.String()
+}
+
+// syncBuffer is a buffer that goroutines a command leaves behind (a NATS
+// callback logging a disconnect, say) may still write to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 const checkCampaign = "check-test"

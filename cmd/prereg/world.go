@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -197,11 +198,12 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 		Pool:   w.pool,
 		NC:     w.nc,
 		Config: cfg,
-		// The surge comes from one loopback address and replays its bots
-		// at full speed: the per-device and per-address limits would
-		// answer 429 to what the truth counts as accepted, so the demo
-		// turns them off (their own tests and `bench intake` show them).
-		Intake: app.IntakeOptions{DeviceRate: -1, AddrRate: -1},
+		// The load generator stands in for the citizens' network: it sends
+		// each household's address in X-Forwarded-For from loopback, so
+		// loopback is the trusted proxy and the per-address and per-device
+		// limits apply as they would in production (bots get 429s; the
+		// truth knows).
+		Intake: app.IntakeOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}},
 		Notify: app.NotifyOptions{GatewayURL: gwURL, WebhookSecret: webhookSecret, Rate: 5000, Concurrency: 32},
 	})
 	if err != nil {
