@@ -63,7 +63,7 @@ type Config struct {
 	// on its way could never be resolved without the provider. Without it
 	// every claim is verified.
 	Registrations Registrations
-	Logger    *slog.Logger
+	Logger        *slog.Logger
 	// Registerer takes the stage's metrics; a private registry when nil.
 	Registerer prometheus.Registerer
 	// Now is the clock for outcomes and health; time.Now when nil.
