@@ -116,6 +116,13 @@ func serveSystem(ctx context.Context, env *Env, opts app.Options, addr string, g
 // roleOptionsFromEnv fills the roles' options that come from the
 // environment (gateway URLs and secrets).
 func roleOptionsFromEnv(opts *app.Options, getenv config.Getenv) error {
+	if slices.Contains(opts.Roles, app.RoleDedupe) {
+		d, err := app.DedupeOptionsFromEnv(getenv)
+		if err != nil {
+			return err
+		}
+		opts.Dedupe = d
+	}
 	if slices.Contains(opts.Roles, app.RoleNotify) || slices.Contains(opts.Roles, app.RoleAdmin) {
 		n, err := app.NotifyOptionsFromEnv(getenv)
 		if err != nil {

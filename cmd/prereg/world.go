@@ -166,7 +166,10 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 		ReportURL:    w.baseURL + "/v1/sms/reports",
 		ReportSecret: webhookSecret,
 		ReportDelay:  50 * time.Millisecond,
-		Logger:       env.Logger.With("sim", "sms"),
+		// Reports are posted one by one; enough senders that they keep up
+		// with notify (a real gateway batches or fans them out too).
+		ReportWorkers: 32,
+		Logger:        env.Logger.With("sim", "sms"),
 	})
 	w.closers = append(w.closers, w.gateway.Close)
 	gwURL, stopGW, err := serveLoopback(w.gateway.Handler())
