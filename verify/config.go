@@ -92,6 +92,14 @@ type Settings struct {
 	BackoffBase time.Duration
 	BackoffCap  time.Duration
 	Breaker     BreakerSettings
+	// ClaimWaits is how many times a claim already verified for a person
+	// not yet registered is put back for ClaimWait before the provider is
+	// called after all [3, 1s]: the person's first submission is usually
+	// a second away from its registration, and a wait is cheaper than a
+	// paid call. A person whose first submission was held is called for
+	// after the waits, so a seen claim never blocks anyone for long.
+	ClaimWaits int
+	ClaimWait  time.Duration
 	// CampaignTTL is how long a campaign read from the store is reused [30s].
 	CampaignTTL time.Duration
 	// HealthEvery is how often provider health is written to KV even when
@@ -140,6 +148,8 @@ func (s Settings) withDefaults() Settings {
 	s.Breaker.Buckets = cmp.Or(s.Breaker.Buckets, 10)
 	s.Breaker.OpenFor = cmp.Or(s.Breaker.OpenFor, 10*time.Second)
 	s.Breaker.HalfOpenRequests = cmp.Or(s.Breaker.HalfOpenRequests, 3)
+	s.ClaimWaits = cmp.Or(s.ClaimWaits, 3)
+	s.ClaimWait = cmp.Or(s.ClaimWait, time.Second)
 	s.CampaignTTL = cmp.Or(s.CampaignTTL, 30*time.Second)
 	s.HealthEvery = cmp.Or(s.HealthEvery, 5*time.Second)
 	s.TokenTTL = cmp.Or(s.TokenTTL, 24*time.Hour)

@@ -14,11 +14,17 @@
 //  1. opens the sealed phone (AAD = campaign id),
 //  2. looks the token up in KV bucket verify_tokens: a token already
 //     verified is not sent to the provider again,
-//  3. else looks the claim (campaign, provider, claimed birth date, phone)
-//     up in verify_claims: a claim that an earlier intent had verified
-//     (verdict verified, phone confirmed) becomes a duplicate/claim_seen
-//     outcome carrying that verification's identity key, without a call.
-//     Skipping the provider can therefore only ever produce a duplicate;
+//  3. else looks the claim (campaign, provider, claimed birth date, phone,
+//     device) up in verify_claims: a claim that an earlier intent had
+//     verified (verdict verified, phone confirmed) becomes a
+//     duplicate/claim_seen outcome carrying that verification's identity
+//     key, without a call, once that person is registered (until then the
+//     message waits ClaimWaits × ClaimWait, then is verified after all).
+//     Skipping the provider can therefore only ever produce a duplicate.
+//     The device is part of the claim because birth date and phone alone
+//     do not tell people apart: twins who give the family's one phone
+//     would share a claim, and the second would be refused as a duplicate
+//     of the first without the provider ever seeing them;
 //  4. else calls the provider (POST {url}/v1/verify),
 //  5. publishes the outcome with Nats-Msg-Id = receipt and waits for the
 //     stream's ack, and only then acknowledges the submitted message, so a

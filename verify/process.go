@@ -63,7 +63,9 @@ func (v *Verifier) process(j job) {
 	}
 	digits := phoneDigits(string(phone))
 	tokenKey := v.cfg.Hasher.Sum(keys.PurposeToken, in.IdentityToken)
-	claimKey := v.cfg.Hasher.Sum(keys.PurposeClaim, in.Campaign, in.Provider, in.Birthdate, digits)
+	// The device belongs to the claim: birth date and phone alone are
+	// shared by twins who give the family's phone (see doc.go).
+	claimKey := v.cfg.Hasher.Sum(keys.PurposeClaim, in.Campaign, in.Provider, in.Birthdate, digits, in.DeviceKey)
 	unlock := v.claimMu.lock(claimKey)
 	defer unlock()
 
@@ -87,7 +89,15 @@ func (v *Verifier) process(j job) {
 	<-claimDone
 	v.m.cache.WithLabelValues("token", hitMiss(hit)).Inc()
 	if !hit {
-		short := found && seen.IdentityKey != "" && v.registered(ctx, in.Campaign, seen.IdentityKey)
+		seenClaim := found && seen.IdentityKey != ""
+		short := seenClaim && v.registered(ctx, in.Campaign, seen.IdentityKey)
+		if seenClaim && !short && deliveries(j.msg) <= uint64(v.set.ClaimWaits) {
+			// Seen, but its person is not registered yet: most likely the
+			// first submission is still on its way through dedupe.
+			v.m.cache.WithLabelValues("claim", "pending").Inc()
+			v.nakFor(j.msg, "claim_pending", v.set.ClaimWait)
+			return
+		}
 		v.m.cache.WithLabelValues("claim", hitMiss(short)).Inc()
 		if short {
 			out := v.baseOutcome(in, tokenKey)

@@ -167,6 +167,8 @@ func fastSettings() verify.Settings {
 			OpenFor: 200 * time.Millisecond, HalfOpenRequests: 2,
 		},
 		HealthEvery: 50 * time.Millisecond,
+		ClaimWaits:  2,
+		ClaimWait:   50 * time.Millisecond,
 		StopTimeout: 5 * time.Second,
 	}
 }

@@ -350,6 +350,23 @@ func (v *Verifier) nak(msg jetstream.Msg, cause string) {
 	v.m.naks.WithLabelValues(cause).Inc()
 }
 
+// nakFor puts a message back for a fixed delay; it counts as no failure.
+func (v *Verifier) nakFor(msg jetstream.Msg, cause string, d time.Duration) {
+	if err := msg.NakWithDelay(d); err != nil {
+		v.log.Warn("verify: nak", slog.String("cause", cause), slog.Any("err", err))
+	}
+	v.m.naks.WithLabelValues(cause).Inc()
+}
+
+// deliveries is how often the message has been delivered (1 the first
+// time).
+func deliveries(msg jetstream.Msg) uint64 {
+	if md, err := msg.Metadata(); err == nil {
+		return md.NumDelivered
+	}
+	return 1
+}
+
 // watchState writes a pool's health at once when its breaker changes state.
 func (v *Verifier) watchState(p *pool) {
 	defer v.background.Done()

@@ -81,6 +81,7 @@ func TestOutcomes(t *testing.T) {
 	calls := pass.Calls()
 	again := w.intent("pass", aliceTok, alice.birthdate, alice.phone)
 	early := w.intent("pass", w.token("pass", alice, 3), alice.birthdate, "010-1234-0001")
+	early.DeviceKey = cases[0].in.DeviceKey // her own device, a new token
 	w.submit(again, early)
 	got = w.outcomes(len(cases)+2, 10*time.Second)
 	require.Equal(t, calls+1, pass.Calls(), "alice is not registered yet: her seen claim is verified again")
@@ -89,11 +90,18 @@ func TestOutcomes(t *testing.T) {
 	register(t, db, w.camp, got[cases[0].in.Receipt].IdentityKey)
 	calls = pass.Calls()
 	sameClaim := w.intent("pass", w.token("pass", alice, 2), alice.birthdate, "010-1234-0001")
+	sameClaim.DeviceKey = cases[0].in.DeviceKey
+	// Her twin gives the family's phone and the same birth date from
+	// another device: the same claim but for the device, so verified.
+	twin := person{id: "alice-twin", birthdate: alice.birthdate, phone: alice.phone}
+	twinClaim := w.intent("pass", w.token("pass", twin, 1), alice.birthdate, "010-1234-0001")
 	// bob's phone was not confirmed: his claim must not short-cut.
 	bobClaim := w.intent("pass", w.token("pass", bob, 2), bob.birthdate, "010-5555-0000")
-	w.submit(sameClaim, bobClaim)
-	got = w.outcomes(len(cases)+4, 10*time.Second)
-	require.Equal(t, calls+1, pass.Calls(), "only bob's unconfirmed claim reaches the provider")
+	w.submit(sameClaim, bobClaim, twinClaim)
+	got = w.outcomes(len(cases)+5, 10*time.Second)
+	require.Equal(t, calls+2, pass.Calls(), "only bob's unconfirmed claim and the twin's other device reach the provider")
+	require.Equal(t, prereg.VerdictVerified, got[twinClaim.Receipt].Verdict)
+	require.NotEqual(t, got[cases[0].in.Receipt].IdentityKey, got[twinClaim.Receipt].IdentityKey, "the twin is another person")
 
 	o := got[again.Receipt]
 	require.Equal(t, prereg.VerdictVerified, o.Verdict, "a cached token decides as the provider did")

@@ -35,7 +35,12 @@ func TestDemoSmallSurgeMatchesTruth(t *testing.T) {
 			require.Zero(t, sum.TruthMismatches)
 			require.Equal(t, sum.Appointments, sum.SMSDelivered, "one SMS per appointment, counted at the handsets")
 			require.Zero(t, sum.SMSDuplicates)
-			require.LessOrEqual(t, sum.IDPCallsPerPerson, 1.05)
+			// The caches spare the provider: fewer calls than accepted
+			// submissions, and well under Korea's 2.5 per person. (Every
+			// person, window jump and forged token needs a call, and so
+			// does a new token from another device: see verify/doc.go.)
+			require.Less(t, sum.IDPCalls, int64(sum.Accepted))
+			require.Less(t, sum.IDPCallsPerPerson, 2.0)
 		})
 	}
 }
