@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
@@ -69,30 +67,15 @@ func cmdBenchAllocate(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 
-	srv, err := postgres.FindServer(ctx, env.Getenv("DATABASE_URL"), env.Logger)
+	db, err := env.ScratchDatabase(ctx, "prereg_bench_alloc")
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	name := make([]byte, 4)
-	_, _ = rand.Read(name)
-	dbName := "prereg_bench_alloc_" + hex.EncodeToString(name)
-	if err := postgres.CreateDatabase(ctx, srv.URL, dbName); err != nil {
-		return err
+	defer db.Close()
+	if db.Keep = *keep; *keep {
+		fmt.Fprintf(env.Stderr, "bench database: %s\n", db.URL)
 	}
-	if *keep {
-		fmt.Fprintf(env.Stderr, "bench database: %s\n", srv.DatabaseURL(dbName))
-	} else {
-		defer postgres.DropDatabase(context.WithoutCancel(ctx), srv.URL, dbName) //nolint:errcheck // best effort
-	}
-	pool, err := postgres.Open(ctx, srv.DatabaseURL(dbName))
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		return err
-	}
+	pool := db.Pool
 
 	say("loading %d clinics × %d days × 3 bands and %d registrations…", *clinics, *days, *n)
 	inv := sim.Inventory(sim.InventoryConfig{Seed: *seed, Clinics: *clinics, CapacityScale: *scale})

@@ -71,24 +71,12 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 		return usagef("want --submissions >= 1000 and positive --shards, --batch, --rebuild-rows, 0 < --bloom-fpr < 1")
 	}
 
-	srv, err := postgres.FindServer(ctx, env.Getenv("DATABASE_URL"), env.Logger)
+	db, err := env.ScratchDatabase(ctx, "prereg_bench_dedupe")
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	dbName := "prereg_bench_" + hex.EncodeToString(randomBytes(4))
-	if err := postgres.CreateDatabase(ctx, srv.URL, dbName); err != nil {
-		return err
-	}
-	defer postgres.DropDatabase(context.WithoutCancel(ctx), srv.URL, dbName) //nolint:errcheck // best effort
-	pool, err := postgres.Open(ctx, srv.DatabaseURL(dbName))
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		return err
-	}
+	defer db.Close()
+	pool := db.Pool
 	nc, closeNATS, err := env.NATS(ctx, true)
 	if err != nil {
 		return err

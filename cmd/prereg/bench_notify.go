@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -67,26 +65,12 @@ func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 
-	srv, err := postgres.FindServer(ctx, env.Getenv("DATABASE_URL"), env.Logger)
+	db, err := env.ScratchDatabase(ctx, "prereg_bench_notify")
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	var rb [4]byte
-	_, _ = rand.Read(rb[:])
-	dbName := "prereg_bench_notify_" + hex.EncodeToString(rb[:])
-	if err := postgres.CreateDatabase(ctx, srv.URL, dbName); err != nil {
-		return err
-	}
-	defer postgres.DropDatabase(context.WithoutCancel(ctx), srv.URL, dbName) //nolint:errcheck // best effort
-	pool, err := postgres.Open(ctx, srv.DatabaseURL(dbName))
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		return err
-	}
+	defer db.Close()
+	pool := db.Pool
 	sealer, _, err := notifytest.NewSealer()
 	if err != nil {
 		return err

@@ -36,6 +36,9 @@ type demoSummary struct {
 	DedupePrecision   float64 `json:"dedupe_precision"`
 	DedupeRecall      float64 `json:"dedupe_recall"`
 	TruthMismatches   int     `json:"truth_mismatches"`
+	// TruthExamples names the first mismatches by their place in the surge
+	// and their class (never by personal data).
+	TruthExamples []sim.Mismatch `json:"truth_examples,omitempty"`
 
 	IDPCalls          int64   `json:"idp_calls"`
 	IDPCallsPerPerson float64 `json:"idp_calls_per_person"`
@@ -145,7 +148,7 @@ func runDemo(ctx context.Context, env *Env, o demoOptions) (*demoSummary, error)
 	c := w.campaign
 	sum := &demoSummary{Campaign: c.ID, Seed: o.Seed, Statuses: map[string]int{}}
 	if o.Keep {
-		sum.Database = w.server.DatabaseURL(w.dbName)
+		sum.Database = w.db.URL
 	}
 
 	// The surge.
@@ -158,7 +161,7 @@ func runDemo(ctx context.Context, env *Env, o demoOptions) (*demoSummary, error)
 		return nil, err
 	}
 	fmt.Fprintf(out, "  world: %s database, %s, %d clinics, providers %v, SMS gateway, all roles in process\n",
-		map[bool]string{true: "private-cluster", false: "PostgreSQL"}[w.server.Private()], natsKind(w), len(c.Clinics), providerNames)
+		map[bool]string{true: "private-cluster", false: "PostgreSQL"}[w.db.Server.Private()], natsKind(w), len(c.Clinics), providerNames)
 
 	// Phase 1: the surge through the HTTP intake.
 	fmt.Fprintf(out, "  1/4 intake: sending %d submissions to %s ...\n", len(surge.Submissions), w.baseURL)
@@ -266,6 +269,7 @@ func runDemo(ctx context.Context, env *Env, o demoOptions) (*demoSummary, error)
 			if i == 5 {
 				break
 			}
+			sum.TruthExamples = append(sum.TruthExamples, m)
 			fmt.Fprintf(out, "      mismatch: submission %d (%s): %s\n", m.Seq, m.Class, m.Problem)
 		}
 	}

@@ -43,7 +43,7 @@ func cmdDev(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(out, "\nCampaign %q: windows open now for birth-date digits %v (until %s).\n", c.ID, sim.DemoOpenDigits, c.Windows[0].Closes.Format(time.RFC3339))
 	fmt.Fprintf(out, "Identity tokens for the simulated providers come from the surge: try\n")
 	fmt.Fprintf(out, "  prereg loadgen --target %s --submissions 2000\n", w.baseURL)
-	fmt.Fprintf(out, "Database %s (%s). Stop with Ctrl-C.\n", w.dbName, map[bool]string{true: "kept", false: "dropped at exit"}[*keep])
+	fmt.Fprintf(out, "Database %s (%s). Stop with Ctrl-C.\n", w.db.Name, map[bool]string{true: "kept", false: "dropped at exit"}[*keep])
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping")
 	return nil

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -34,9 +32,7 @@ import (
 type world struct {
 	log      *slog.Logger
 	cfg      config.Config
-	server   *postgres.Server
-	dbName   string
-	keep     bool
+	db       *scratchDB
 	pool     *pgxpool.Pool
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -67,7 +63,7 @@ type worldOptions struct {
 var providerNames = []string{"pass", "kakao"}
 
 func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err error) {
-	w = &world{log: env.Logger, keep: o.Keep, idps: map[string]*sim.IdP{}}
+	w = &world{log: env.Logger, idps: map[string]*sim.IdP{}}
 	defer func() {
 		if err != nil {
 			w.Close()
@@ -80,39 +76,12 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 	w.cfg = cfg
 
 	// A fresh database of its own on the configured server.
-	w.server, err = postgres.FindServer(ctx, env.Getenv("DATABASE_URL"), env.Logger)
-	if err != nil {
+	if w.db, err = env.ScratchDatabase(ctx, "prereg_demo"); err != nil {
 		return nil, err
 	}
-	w.closers = append(w.closers, func() {
-		if err := w.server.Close(); err != nil {
-			w.log.Warn("stop private cluster", slog.Any("err", err))
-		}
-	})
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	w.dbName = "prereg_demo_" + hex.EncodeToString(b[:])
-	if err := postgres.CreateDatabase(ctx, w.server.URL, w.dbName); err != nil {
-		return nil, err
-	}
-	w.closers = append(w.closers, func() {
-		if w.keep {
-			return
-		}
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := postgres.DropDatabase(dctx, w.server.URL, w.dbName); err != nil {
-			w.log.Warn("drop demo database", slog.Any("err", err))
-		}
-	})
-	w.pool, err = postgres.Open(ctx, w.server.DatabaseURL(w.dbName))
-	if err != nil {
-		return nil, err
-	}
-	w.closers = append(w.closers, w.pool.Close)
-	if _, err := postgres.Migrate(ctx, w.pool); err != nil {
-		return nil, err
-	}
+	w.db.Keep = o.Keep
+	w.closers = append(w.closers, w.db.Close)
+	w.pool = w.db.Pool
 
 	// JetStream: NATS_URL, else embedded in a temporary folder.
 	if url := env.Getenv("NATS_URL"); url != "" {
