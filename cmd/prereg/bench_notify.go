@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -96,7 +95,7 @@ func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 	progress("notify: draining %d outbox rows ...", *n)
 	gw := sim.NewGateway(sim.GatewayConfig{})
 	defer gw.Close()
-	url, stop, err := benchServe(gw.Handler())
+	url, stop, err := serveLoopback(gw.Handler())
 	if err != nil {
 		return err
 	}
@@ -179,7 +178,7 @@ func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 func benchGatewayCeiling(ctx context.Context, n, conc int) (time.Duration, error) {
 	gw := sim.NewGateway(sim.GatewayConfig{})
 	defer gw.Close()
-	url, stop, err := benchServe(gw.Handler())
+	url, stop, err := serveLoopback(gw.Handler())
 	if err != nil {
 		return 0, err
 	}
@@ -228,19 +227,4 @@ func benchGatewayCeiling(ctx context.Context, n, conc int) (time.Duration, error
 		return 0, err
 	}
 	return time.Since(start), nil
-}
-
-// benchServe serves h on a free loopback port.
-func benchServe(h http.Handler) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, fmt.Errorf("listen: %w", err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
 }

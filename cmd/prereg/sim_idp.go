@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -93,20 +92,11 @@ func cmdSimIdP(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{Handler: idp.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(env.Stdout, "simulated identity provider %q on http://%s (POST /v1/verify, GET /v1/stats, GET|PUT /v1/faults)\n", *name, ln.Addr())
 	env.Logger.Info("sim idp ready", slog.String("provider", *name), slog.String("addr", ln.Addr().String()))
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
-		}
+	if err := serveUntilDone(ctx, srv, ln); err != nil {
+		return err
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
 	enc := json.NewEncoder(env.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(idp.Stats())

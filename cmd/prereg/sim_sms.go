@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -58,20 +57,11 @@ func cmdSimSMS(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(env.Stdout, "simulated SMS gateway on http://%s (POST /v1/messages, GET /v1/stats, PUT /v1/faults)\n", ln.Addr())
 	env.Logger.Info("sim sms ready", slog.String("addr", ln.Addr().String()), slog.Bool("idempotency", !*noIdem), slog.Float64("rate", *rate))
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
-		}
+	if err := serveUntilDone(ctx, srv, ln); err != nil {
+		return err
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
 	enc := json.NewEncoder(env.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(g.Stats())
