@@ -57,6 +57,9 @@ func FuzzValidate(f *testing.F) {
 			require.ErrorAs(t, err, &fe)
 			require.NotEmpty(t, fe)
 			for _, msg := range fe {
+				// The fixed example in the phone message may contain a
+				// short input by chance ("4-56"); only the rest counts.
+				msg = strings.ReplaceAll(msg, "010-1234-5678", "")
 				for _, secret := range []string{token, phone, device} {
 					if len(secret) > 3 {
 						require.NotContains(t, msg, secret, "errors never repeat a value")
