@@ -42,6 +42,7 @@ func (s *System) startIntake(ctx context.Context) error {
 		Conn:           s.nc,
 		Campaigns:      s.campaigns,
 		Statuses:       &postgres.StatusStore{Pool: s.pool},
+		Lottery:        lotteryCommitments{&postgres.AllocationStore{Pool: s.pool}},
 		Hasher:         s.hasher,
 		Sealer:         s.sealer,
 		Registry:       s.registry,
@@ -67,4 +68,19 @@ func (s *System) startIntake(ctx context.Context) error {
 	s.ready = append(s.ready, svc.Ready)
 	s.mu.Unlock()
 	return nil
+}
+
+// lotteryCommitments shows the scheduler's seed commitments to intake.
+type lotteryCommitments struct{ store *postgres.AllocationStore }
+
+func (l lotteryCommitments) Commitments(ctx context.Context, campaignID string) (map[string]intake.Commitment, error) {
+	all, err := l.store.SeedCommitments(ctx, campaignID)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]intake.Commitment, len(all))
+	for _, c := range all {
+		out[c.Window] = intake.Commitment{SeedHash: c.Hash, CommittedAt: c.CommittedAt, Seed: c.Seed}
+	}
+	return out, nil
 }

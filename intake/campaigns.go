@@ -27,6 +27,22 @@ type CampaignSource interface {
 	List(ctx context.Context) ([]*campaign.Campaign, time.Time, error)
 }
 
+// Commitment is a window's lottery commitment as the scheduler published
+// it: the hash of the seed, committed before the window closes, and the
+// seed itself once an allocation revealed it (docs/ALLOCATION.md).
+type Commitment struct {
+	SeedHash    string    `json:"seed_hash"`
+	CommittedAt time.Time `json:"committed_at"`
+	Seed        string    `json:"seed,omitempty"`
+}
+
+// Commitments lists a campaign's lottery commitments by window id; the
+// scheduler's store implements it. Intake reads it in the background with
+// the campaigns.
+type Commitments interface {
+	Commitments(ctx context.Context, campaignID string) (map[string]Commitment, error)
+}
+
 // Health is a provider's breaker state as verify last reported it.
 type Health struct {
 	State     string    `json:"state"` // closed, half-open, open, or unknown
@@ -77,6 +93,8 @@ type windowView struct {
 	Closes  time.Time `json:"closes"`
 	Digits  []int     `json:"digits"`
 	CatchUp bool      `json:"catch_up,omitempty"`
+	// Lottery is the window's published seed commitment, once committed.
+	Lottery *Commitment `json:"lottery,omitempty"`
 }
 
 type providerView struct {
@@ -92,7 +110,7 @@ func viewWindow(w campaign.Window, loc *time.Location) windowView {
 	return windowView{ID: w.ID, Opens: w.Opens.In(loc), Closes: w.Closes.In(loc), Digits: digits, CatchUp: w.CatchUp}
 }
 
-func newEntry(c *campaign.Campaign, health map[string]Health) (*entry, error) {
+func newEntry(c *campaign.Campaign, health map[string]Health, lottery map[string]Commitment) (*entry, error) {
 	loc := c.Location
 	if loc == nil {
 		loc = time.UTC
@@ -102,7 +120,11 @@ func newEntry(c *campaign.Campaign, health map[string]Health) (*entry, error) {
 		Cohort: cohortView{BornFrom: c.Cohort.BornFrom.Format(prereg.DateLayout), BornTo: c.Cohort.BornTo.Format(prereg.DateLayout)},
 	}
 	for _, w := range c.Windows {
-		v.Windows = append(v.Windows, viewWindow(w, loc))
+		wv := viewWindow(w, loc)
+		if cm, ok := lottery[w.ID]; ok {
+			wv.Lottery = &cm
+		}
+		v.Windows = append(v.Windows, wv)
 	}
 	for _, p := range c.Providers {
 		h, ok := health[c.ID+"."+p.Name]
@@ -121,11 +143,12 @@ func newEntry(c *campaign.Campaign, health map[string]Health) (*entry, error) {
 
 // refresher keeps the catalog current.
 type refresher struct {
-	source CampaignSource
-	js     jetstream.JetStream
-	log    *slog.Logger
-	cur    atomic.Pointer[catalog]
-	errors atomic.Int64
+	source  CampaignSource
+	lottery Commitments // nil: no commitments shown
+	js      jetstream.JetStream
+	log     *slog.Logger
+	cur     atomic.Pointer[catalog]
+	errors  atomic.Int64
 }
 
 // refresh reads the campaigns and the providers' health and swaps in a new
@@ -139,7 +162,7 @@ func (r *refresher) refresh(ctx context.Context) error {
 	health := r.health(ctx, cs)
 	next := &catalog{byID: make(map[string]*entry, len(cs))}
 	for _, c := range cs {
-		e, err := newEntry(c, health)
+		e, err := newEntry(c, health, r.commitments(ctx, c.ID))
 		if err != nil {
 			return err
 		}
@@ -148,6 +171,20 @@ func (r *refresher) refresh(ctx context.Context) error {
 	}
 	r.cur.Store(next)
 	return nil
+}
+
+// commitments reads a campaign's lottery commitments, best effort: a
+// failure leaves them out until the next refresh.
+func (r *refresher) commitments(ctx context.Context, id string) map[string]Commitment {
+	if r.lottery == nil {
+		return nil
+	}
+	cm, err := r.lottery.Commitments(ctx, id)
+	if err != nil {
+		r.log.Warn("lottery commitments unavailable", slog.String("campaign", id), slog.Any("err", err))
+		return nil
+	}
+	return cm
 }
 
 func (r *refresher) health(ctx context.Context, cs []*campaign.Campaign) map[string]Health {

@@ -42,6 +42,9 @@ type Config struct {
 	// of waiting for a publish to time out, and report it in Ready.
 	Conn      *nats.Conn
 	Campaigns CampaignSource
+	// Lottery, when set, publishes each window's lottery seed commitment on
+	// GET /v1/campaigns/{id}.
+	Lottery Commitments
 	// Statuses answers the status lookup; without it every well-formed
 	// receipt is "received".
 	Statuses StatusReader
@@ -161,7 +164,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxSchedLag > 0 {
 		s.guard = &cpuGuard{target: cfg.MaxSchedLag, minActive: 32}
 	}
-	s.cat = refresher{source: cfg.Campaigns, js: cfg.JetStream, log: cfg.Logger}
+	s.cat = refresher{source: cfg.Campaigns, lottery: cfg.Lottery, js: cfg.JetStream, log: cfg.Logger}
 	return s, nil
 }
 

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/prereg/prereg/postgres"
+	"github.com/prereg/prereg/postgres/pgtest"
+	"github.com/prereg/prereg/scheduler"
+)
+
+// A lottery seed committed before the window closes is published on the
+// campaign endpoint (its hash only), so that nobody can try seeds later.
+func TestCampaignEndpointPublishesLotteryCommitment(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Server(t)
+	env := &Env{Stdout: io.Discard, Stderr: io.Discard, Logger: slog.New(slog.DiscardHandler),
+		Getenv: func(k string) string { return map[string]string{"DATABASE_URL": srv.URL}[k] }}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	w, err := startWorld(ctx, env, worldOptions{Clinics: 20, Seed: 3})
+	require.NoError(t, err)
+	defer w.Close()
+
+	window := w.campaign.Windows[0].ID
+	cm, err := scheduler.New(&postgres.AllocationStore{Pool: w.pool}, scheduler.Config{}).CommitSeed(ctx, w.campaign.ID, window)
+	require.NoError(t, err)
+
+	type view struct {
+		Windows []struct {
+			ID      string `json:"id"`
+			Lottery *struct {
+				SeedHash string `json:"seed_hash"`
+				Seed     string `json:"seed"`
+			} `json:"lottery"`
+		} `json:"windows"`
+	}
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(w.baseURL + "/v1/campaigns/" + w.campaign.ID)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var v view
+		if json.NewDecoder(resp.Body).Decode(&v) != nil || len(v.Windows) == 0 || v.Windows[0].Lottery == nil {
+			return false
+		}
+		require.Equal(t, window, v.Windows[0].ID)
+		require.Equal(t, cm.Hash, v.Windows[0].Lottery.SeedHash)
+		require.Empty(t, v.Windows[0].Lottery.Seed, "the seed stays secret until an allocation reveals it")
+		return true
+	}, 30*time.Second, 250*time.Millisecond)
+}
