@@ -203,15 +203,16 @@ func (s *System) run(ctx context.Context, svc Service) error {
 	return nil
 }
 
-// Stop stops the services in reverse order of start: intake first, so that
-// nothing new arrives while the workers finish what is in flight.
+// Stop stops the services in the order data flows, the order they were
+// started in: intake first, so that nothing new arrives while verify,
+// dedupe and notify finish what is in flight.
 func (s *System) Stop() {
 	s.stopOnce.Do(func() {
 		s.mu.Lock()
 		svcs := s.services
 		s.mu.Unlock()
-		for i := len(svcs) - 1; i >= 0; i-- {
-			svcs[i].Stop()
+		for _, svc := range svcs {
+			svc.Stop()
 		}
 	})
 }
