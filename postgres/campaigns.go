@@ -38,8 +38,21 @@ func (s *CampaignStore) Load(ctx context.Context, c *campaign.Campaign) (LoadRes
 		return res, fmt.Errorf("load campaign: encode spec: %w", err)
 	}
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		// Changing the shard count would move identities between shards
+		// under registrations already made.
+		var oldShards int
+		var registered bool
+		err := tx.QueryRow(ctx, `SELECT c.shards, EXISTS (SELECT 1 FROM registrations r WHERE r.campaign = c.id)
+			FROM campaigns c WHERE c.id = $1 FOR UPDATE`, c.ID).Scan(&oldShards, &registered)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("read campaign: %w", err)
+		case registered && oldShards != c.Shards:
+			return fmt.Errorf("campaign %s already has registrations in %d shards, the file asks for %d: %w", c.ID, oldShards, c.Shards, prereg.ErrConflict)
+		}
 		var inserted bool
-		err := tx.QueryRow(ctx, `INSERT INTO campaigns (id, name, spec, shards, device_cap) VALUES ($1, $2, $3, $4, $5)
+		err = tx.QueryRow(ctx, `INSERT INTO campaigns (id, name, spec, shards, device_cap) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, spec = EXCLUDED.spec, shards = EXCLUDED.shards,
 			    device_cap = EXCLUDED.device_cap, loaded_at = now()
 			RETURNING (xmax = 0)`, c.ID, c.Name, spec, c.Shards, c.DeviceCap).Scan(&inserted)
@@ -47,14 +60,6 @@ func (s *CampaignStore) Load(ctx context.Context, c *campaign.Campaign) (LoadRes
 			return fmt.Errorf("upsert campaign: %w", err)
 		}
 		res.Created = inserted
-		if !inserted {
-			var shards int
-			// Changing the shard count would move identities between shards
-			// under registrations already made.
-			if err := tx.QueryRow(ctx, `SELECT shards FROM registrations WHERE campaign = $1 LIMIT 1`, c.ID).Scan(&shards); err == nil && shards != c.Shards {
-				return fmt.Errorf("campaign %s already has registrations in %d shards: %w", c.ID, shards, prereg.ErrConflict)
-			}
-		}
 		if _, err := tx.Exec(ctx, `DELETE FROM windows WHERE campaign = $1`, c.ID); err != nil {
 			return fmt.Errorf("replace windows: %w", err)
 		}
