@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -116,6 +117,17 @@ func serveSystem(ctx context.Context, env *Env, opts app.Options, addr string, g
 // roleOptionsFromEnv fills the roles' options that come from the
 // environment (gateway URLs and secrets).
 func roleOptionsFromEnv(opts *app.Options, getenv config.Getenv) error {
+	if v := strings.TrimSpace(getenv("PREREG_TRUSTED_PROXIES")); v != "" {
+		// The load balancers whose X-Forwarded-For names the client, for
+		// the per-address limit.
+		for _, part := range strings.Split(v, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(part))
+			if err != nil {
+				return fmt.Errorf("PREREG_TRUSTED_PROXIES: want CIDRs such as 10.0.0.0/8, got %q", part)
+			}
+			opts.Intake.TrustedProxies = append(opts.Intake.TrustedProxies, p)
+		}
+	}
 	if slices.Contains(opts.Roles, app.RoleDedupe) {
 		d, err := app.DedupeOptionsFromEnv(getenv)
 		if err != nil {
