@@ -15,32 +15,18 @@ func init() {
 }
 
 func cmdCampaignValidate(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "campaign validate", "FILE")
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v", err)
-	}
-	if fs.NArg() != 1 {
-		return usagef("want one campaign file (see docs/CAMPAIGN.md)")
-	}
-	c, err := campaign.LoadFile(fs.Arg(0))
+	path, c, err := campaignArg(env, "campaign validate", args)
 	if err != nil {
-		return campaignError(err)
+		return err
 	}
-	fmt.Fprintf(env.Stdout, "%s: valid: %d windows, %d providers, %d clinics\n", fs.Arg(0), len(c.Windows), len(c.Providers), len(c.Clinics))
+	fmt.Fprintf(env.Stdout, "%s: valid: %d windows, %d providers, %d clinics\n", path, len(c.Windows), len(c.Providers), len(c.Clinics))
 	return nil
 }
 
 func cmdCampaignLoad(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "campaign load", "FILE")
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v", err)
-	}
-	if fs.NArg() != 1 {
-		return usagef("want one campaign file (see docs/CAMPAIGN.md)")
-	}
-	c, err := campaign.LoadFile(fs.Arg(0))
+	_, c, err := campaignArg(env, "campaign load", args)
 	if err != nil {
-		return campaignError(err)
+		return err
 	}
 	pool, closeDB, err := env.Database(ctx, true)
 	if err != nil {
@@ -57,6 +43,23 @@ func cmdCampaignLoad(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, "campaign %s %s: %d windows, %d providers, %d clinics, %d slots\n", c.ID, verb, len(c.Windows), len(c.Providers), res.Clinics, res.Slots)
 	return nil
+}
+
+// campaignArg reads the one FILE argument of a campaign command and
+// validates the file.
+func campaignArg(env *Env, name string, args []string) (string, *campaign.Campaign, error) {
+	fs := newFlags(env, name, "FILE")
+	if err := fs.Parse(args); err != nil {
+		return "", nil, usagef("%v", err)
+	}
+	if fs.NArg() != 1 {
+		return "", nil, usagef("want one campaign file (see docs/CAMPAIGN.md)")
+	}
+	c, err := campaign.LoadFile(fs.Arg(0))
+	if err != nil {
+		return "", nil, campaignError(err)
+	}
+	return fs.Arg(0), c, nil
 }
 
 // campaignError makes an invalid file a usage error (exit 2): the input
