@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,9 +33,16 @@ var _ dedupe.Store = (*DedupeStore)(nil)
 func (s *DedupeStore) Decide(ctx context.Context, fn func(dedupe.Tx) error) error {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
+		var dt *dedupeTx
 		err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-			return fn(&dedupeTx{tx: tx})
+			dt = &dedupeTx{tx: tx}
+			return fn(dt)
 		})
+		if err == nil {
+			for _, f := range dt.afterCommit {
+				f()
+			}
+		}
 		if !isRetryable(err) {
 			break
 		}
@@ -121,8 +129,8 @@ func (w *lineWriter) flush() {
 }
 
 type dedupeTx struct {
-	tx     pgx.Tx
-	staged bool
+	tx          pgx.Tx
+	afterCommit []func()
 }
 
 // People reads registrations and device pairs of the given people in one
@@ -207,177 +215,128 @@ func splitKeys(keys []dedupe.PersonKey) (camps, ids []string) {
 
 type deviceWindow struct{ campaign, window, device string }
 
-// CountDevices ranks each pair on its device. New pairs take the next
-// ranks of their device under the row lock of its device_windows row,
-// which every worker shares; rows are locked in key order so that two
-// workers cannot deadlock on the same devices.
+// CountDevices ranks each pair on its device. A device's pairs in a window
+// are ranked 1, 2, 3… in the order they were first seen, so the device's
+// distinct people are its highest rank. New pairs take the next ranks
+// under a transaction-scoped advisory lock on the device, which every
+// worker shares; locks are taken in key order, so two workers cannot
+// deadlock on the same devices. The lock writes nothing, where a counter
+// row per device would be one more row written for most submissions.
 func (t *dedupeTx) CountDevices(ctx context.Context, pairs []dedupe.Pair) ([]dedupe.DeviceCount, error) {
-	n := len(pairs)
-	out := make([]dedupe.DeviceCount, n)
-	// Known pairs: every pair of the batch's devices, by (campaign,
-	// window), read through the primary key with device_key = ANY(...).
+	out := make([]dedupe.DeviceCount, len(pairs))
 	type cw struct{ campaign, window string }
 	devsOf := map[cw][]string{}
 	seenDW := map[deviceWindow]bool{}
+	var locks []int32
 	for _, p := range pairs {
 		dw := deviceWindow{p.Campaign, p.Window, p.DeviceKey}
 		if !seenDW[dw] {
 			seenDW[dw] = true
 			devsOf[cw{p.Campaign, p.Window}] = append(devsOf[cw{p.Campaign, p.Window}], p.DeviceKey)
+			locks = append(locks, dw.lockKey())
 		}
 	}
-	type knownKey struct {
-		dw     deviceWindow
-		person string
-	}
-	known := map[knownKey]int{}
-	kb := &pgx.Batch{}
+	slices.Sort(locks)
+	locks = slices.Compact(locks)
+
+	// One round trip: lock the devices, then read every pair they have.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int[]) AS k`, deviceLockClass, locks)
 	for k, devs := range devsOf {
-		kb.Queue(`SELECT dp.campaign, dp.window_id, dp.device_key, dp.identity_key, dp.rank
+		b.Queue(`SELECT dp.campaign, dp.window_id, dp.device_key, dp.identity_key, dp.rank
 			FROM unnest($3::text[]) AS d(device_key),
 			LATERAL (SELECT * FROM device_people dp
 				WHERE dp.campaign = $1 AND dp.window_id = $2 AND dp.device_key = d.device_key OFFSET 0) dp`, k.campaign, k.window, devs)
 	}
-	kbr := t.tx.SendBatch(ctx, kb)
-	for range devsOf {
-		rows, err := kbr.Query()
-		if err != nil {
-			kbr.Close()
-			return nil, fmt.Errorf("count devices: known pairs: %w", err)
-		}
-		for rows.Next() {
-			var kk knownKey
-			var rank int
-			if err := rows.Scan(&kk.dw.campaign, &kk.dw.window, &kk.dw.device, &kk.person, &rank); err != nil {
-				rows.Close()
-				kbr.Close()
-				return nil, fmt.Errorf("count devices: known pairs: %w", err)
-			}
-			known[kk] = rank
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			kbr.Close()
-			return nil, fmt.Errorf("count devices: known pairs: %w", err)
-		}
+	br := t.tx.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("count devices: lock: %w", err)
 	}
-	if err := kbr.Close(); err != nil {
-		return nil, fmt.Errorf("count devices: known pairs: %w", err)
-	}
-	for i, p := range pairs {
-		out[i].Rank = known[knownKey{deviceWindow{p.Campaign, p.Window, p.DeviceKey}, p.IdentityKey}]
-	}
-
-	// New pairs, in stream order; the same pair twice in a batch is one.
 	type pairKey struct {
 		dw     deviceWindow
 		person string
 	}
-	newIdx := map[pairKey]int{} // first index of each new pair
-	added := map[deviceWindow][]int{}
-	var devices []deviceWindow
-	seenDev := map[deviceWindow]bool{}
-	for i, p := range pairs {
-		dw := deviceWindow{p.Campaign, p.Window, p.DeviceKey}
-		if !seenDev[dw] {
-			seenDev[dw] = true
-			devices = append(devices, dw)
-		}
-		if out[i].Rank > 0 {
-			continue
-		}
-		pk := pairKey{dw, p.IdentityKey}
-		if _, dup := newIdx[pk]; dup {
-			continue
-		}
-		newIdx[pk] = i
-		added[dw] = append(added[dw], i)
-	}
-	slices.SortFunc(devices, func(a, b deviceWindow) int {
-		return cmpStrings(a.campaign+"\x00"+a.window+"\x00"+a.device, b.campaign+"\x00"+b.window+"\x00"+b.device)
-	})
-	var uc, uw, ud []string
-	var um []int32
-	var rc, rw, rd []string
-	for _, dw := range devices {
-		if m := len(added[dw]); m > 0 {
-			uc, uw, ud, um = append(uc, dw.campaign), append(uw, dw.window), append(ud, dw.device), append(um, int32(m))
-		} else {
-			rc, rw, rd = append(rc, dw.campaign), append(rw, dw.window), append(rd, dw.device)
-		}
-	}
-	people := make(map[deviceWindow]int, len(devices))
-	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO device_windows AS dw (campaign, window_id, device_key, people)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[])
-		ON CONFLICT (campaign, window_id, device_key) DO UPDATE SET people = dw.people + excluded.people
-		RETURNING campaign, window_id, device_key, people`, uc, uw, ud, um)
-	b.Queue(`SELECT dw.campaign, dw.window_id, dw.device_key, dw.people
-		FROM unnest($1::text[], $2::text[], $3::text[]) AS k(c, w, d),
-		LATERAL (SELECT * FROM device_windows dw
-			WHERE dw.campaign = k.c AND dw.window_id = k.w AND dw.device_key = k.d OFFSET 0) dw`, rc, rw, rd)
-	br := t.tx.SendBatch(ctx, b)
-	for q := 0; q < 2; q++ {
+	known := map[pairKey]int{}
+	people := map[deviceWindow]int{}
+	for range devsOf {
 		rows, err := br.Query()
 		if err != nil {
 			br.Close()
-			return nil, fmt.Errorf("count devices: %w", err)
+			return nil, fmt.Errorf("count devices: known pairs: %w", err)
 		}
 		for rows.Next() {
-			var dw deviceWindow
-			var np int
-			if err := rows.Scan(&dw.campaign, &dw.window, &dw.device, &np); err != nil {
+			var pk pairKey
+			var rank int
+			if err := rows.Scan(&pk.dw.campaign, &pk.dw.window, &pk.dw.device, &pk.person, &rank); err != nil {
 				rows.Close()
 				br.Close()
-				return nil, fmt.Errorf("count devices: %w", err)
+				return nil, fmt.Errorf("count devices: known pairs: %w", err)
 			}
-			people[dw] = np
+			known[pk] = rank
+			people[pk.dw] = max(people[pk.dw], rank)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			br.Close()
-			return nil, fmt.Errorf("count devices: %w", err)
+			return nil, fmt.Errorf("count devices: known pairs: %w", err)
 		}
 	}
 	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("count devices: %w", err)
+		return nil, fmt.Errorf("count devices: known pairs: %w", err)
 	}
 
-	// Ranks of the new pairs, then store them.
+	// New pairs take the next ranks of their device, in stream order; the
+	// same pair twice in a batch is one.
 	var nc, nw, nd, np, nr []string
 	var nrank []int32
-	for dw, idx := range added {
-		base := people[dw] - len(idx)
-		for j, i := range idx {
-			out[i].Rank = base + j + 1
-			p := pairs[i]
+	for i, p := range pairs {
+		pk := pairKey{deviceWindow{p.Campaign, p.Window, p.DeviceKey}, p.IdentityKey}
+		rank, ok := known[pk]
+		if !ok {
+			rank = people[pk.dw] + 1
+			people[pk.dw] = rank
+			known[pk] = rank
 			nc, nw, nd, np, nr = append(nc, p.Campaign), append(nw, p.Window), append(nd, p.DeviceKey), append(np, p.IdentityKey), append(nr, p.Receipt)
-			nrank = append(nrank, int32(out[i].Rank))
+			nrank = append(nrank, int32(rank))
 		}
+		out[i].Rank = rank
 	}
 	for i, p := range pairs {
-		dw := deviceWindow{p.Campaign, p.Window, p.DeviceKey}
-		if out[i].Rank == 0 { // a repeat of a new pair of this batch
-			out[i].Rank = out[newIdx[pairKey{dw, p.IdentityKey}]].Rank
-		}
-		out[i].People = people[dw]
+		out[i].People = people[deviceWindow{p.Campaign, p.Window, p.DeviceKey}]
 	}
 	if len(nc) > 0 {
 		if _, err := t.tx.Exec(ctx, `INSERT INTO device_people (campaign, window_id, device_key, identity_key, first_receipt, rank)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])
-			ON CONFLICT DO NOTHING`, nc, nw, nd, np, nr, nrank); err != nil {
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])`, nc, nw, nd, np, nr, nrank); err != nil {
 			return nil, fmt.Errorf("count devices: insert pairs: %w", err)
 		}
 	}
 	return out, nil
 }
 
-func cmpStrings(a, b string) int { return strings.Compare(a, b) }
+// deviceLockClass is the first key of the devices' advisory locks: a
+// namespace of their own beside any other advisory lock of the database.
+const deviceLockClass = 0x70726564 // "pred"
 
-// stage creates the transaction's staging tables for the COPY path once
-// per connection; ON COMMIT DELETE ROWS empties them at each commit.
+// lockKey is the second key of the device's advisory lock. Two devices
+// that hash alike share a lock, which only serialises them.
+func (dw deviceWindow) lockKey() int32 {
+	h := fnv.New32a()
+	h.Write([]byte(dw.campaign))
+	h.Write([]byte{0})
+	h.Write([]byte(dw.window))
+	h.Write([]byte{0})
+	h.Write([]byte(dw.device))
+	return int32(h.Sum32())
+}
+
+// stage creates the staging tables of the COPY path once per connection
+// (they are temporary, so each connection has its own); ON COMMIT DELETE
+// ROWS empties them at each commit. The connection remembers that it has
+// them, so a batch pays no round trip for it.
 func (t *dedupeTx) stage(ctx context.Context) error {
-	if t.staged {
+	data := t.tx.Conn().PgConn().CustomData()
+	if data[stagedKey] != nil {
 		return nil
 	}
 	_, err := t.tx.Exec(ctx, `
@@ -396,9 +355,14 @@ func (t *dedupeTx) stage(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("staging tables: %w", err)
 	}
-	t.staged = true
+	// Remembered at commit only: a rolled-back transaction takes its
+	// CREATE TEMP TABLE with it.
+	t.afterCommit = append(t.afterCommit, func() { data[stagedKey] = true })
 	return nil
 }
+
+// stagedKey marks a connection that has the staging tables.
+const stagedKey = "prereg.dedupe.staged"
 
 var regStageColumns = []string{"campaign", "identity_key", "shard", "window_id", "birthdate", "region", "clinic", "earliest",
 	"phone_kid", "phone_enc", "phone_verified", "first_receipt", "device_key", "received_at"}
@@ -476,27 +440,37 @@ var decisionStageColumns = []string{"campaign", "receipt", "shard", "window_id",
 	"registration_id", "matched_receipt", "device_key", "addr_key", "birthdate", "region", "clinic", "earliest",
 	"phone_kid", "phone_enc", "phone_verified", "received_at", "decided_at"}
 
-// Record copies the decisions into a staging table and inserts those not
-// yet recorded: a replayed batch leaves the first decisions in place.
+// Record inserts the decisions and returns how many were new. A batch is
+// copied straight into decisions, the storage's fastest path; a replayed
+// batch (some receipts decided already) makes that COPY fail on the
+// primary key, and is then copied into a staging table and inserted with
+// ON CONFLICT DO NOTHING, which leaves the first decisions in place. The
+// savepoint confines the failed COPY, so the batch's transaction goes on.
 func (t *dedupeTx) Record(ctx context.Context, ds []dedupe.Decision) (int, error) {
 	if len(ds) == 0 {
 		return 0, nil
 	}
+	sp, err := t.tx.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("record decisions: savepoint: %w", err)
+	}
+	n, err := sp.CopyFrom(ctx, pgx.Identifier{"decisions"}, decisionStageColumns, decisionRows(ds))
+	if err == nil {
+		if err := sp.Commit(ctx); err != nil {
+			return 0, fmt.Errorf("record decisions: release savepoint: %w", err)
+		}
+		return int(n), nil
+	}
+	if !IsUniqueViolation(err) {
+		return 0, fmt.Errorf("record decisions: copy: %w", err)
+	}
+	if err := sp.Rollback(ctx); err != nil {
+		return 0, fmt.Errorf("record decisions: rollback to savepoint: %w", err)
+	}
 	if err := t.stage(ctx); err != nil {
 		return 0, err
 	}
-	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"dedupe_decision_stage"}, decisionStageColumns, pgx.CopyFromSlice(len(ds), func(i int) ([]any, error) {
-		d := &ds[i]
-		var regID *int64
-		if d.RegistrationID != 0 {
-			regID = &d.RegistrationID
-		}
-		return []any{d.Campaign, d.Receipt, int32(d.Shard), d.Window, string(d.Kind), string(d.Reason), d.Provider,
-			nullString(d.IdentityKey), regID, nullString(d.MatchedReceipt), d.DeviceKey, nullString(d.AddrKey), d.Birthdate,
-			nullString(d.Region), nullString(d.Clinic), d.Earliest, nullString(d.Phone.KeyID), nilIfEmpty(d.Phone.Data),
-			d.PhoneVerified, d.ReceivedAt, d.DecidedAt}, nil
-	}))
-	if err != nil {
+	if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"dedupe_decision_stage"}, decisionStageColumns, decisionRows(ds)); err != nil {
 		return 0, fmt.Errorf("record decisions: copy: %w", err)
 	}
 	tag, err := t.tx.Exec(ctx, `INSERT INTO decisions (campaign, receipt, shard, window_id, kind, reason, provider, identity_key,
@@ -510,6 +484,21 @@ func (t *dedupeTx) Record(ctx context.Context, ds []dedupe.Decision) (int, error
 		return 0, fmt.Errorf("record decisions: insert: %w", err)
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// decisionRows is the COPY source of decisions, in decisionStageColumns.
+func decisionRows(ds []dedupe.Decision) pgx.CopyFromSource {
+	return pgx.CopyFromSlice(len(ds), func(i int) ([]any, error) {
+		d := &ds[i]
+		var regID *int64
+		if d.RegistrationID != 0 {
+			regID = &d.RegistrationID
+		}
+		return []any{d.Campaign, d.Receipt, int32(d.Shard), d.Window, string(d.Kind), string(d.Reason), d.Provider,
+			nullString(d.IdentityKey), regID, nullString(d.MatchedReceipt), d.DeviceKey, nullString(d.AddrKey), d.Birthdate,
+			nullString(d.Region), nullString(d.Clinic), d.Earliest, nullString(d.Phone.KeyID), nilIfEmpty(d.Phone.Data),
+			d.PhoneVerified, d.ReceivedAt, d.DecidedAt}, nil
+	})
 }
 
 // UpdateContact applies the contact rule's replacements; a registration

@@ -36,7 +36,7 @@ func (s *DedupeStore) DedupeReport(ctx context.Context, campaign, window string,
 		GROUP BY 1, 2, 3, 4`, campaign, window)
 	b.Queue(`SELECT window_id, count(*) FROM registrations WHERE campaign = $1 AND ($2 = '' OR window_id = $2) GROUP BY 1`, campaign, window)
 	b.Queue(`WITH top AS (
-			SELECT device_key, sum(people) AS people FROM device_windows
+			SELECT device_key, count(*) AS people FROM device_people
 			WHERE campaign = $1 AND ($2 = '' OR window_id = $2)
 			GROUP BY device_key ORDER BY people DESC, device_key LIMIT $3)
 		SELECT left(t.device_key, $4), t.people,

@@ -61,6 +61,7 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	fpr := fs.Float64("bloom-fpr", campaign.DefaultBloomFPRate, "Bloom filters' target false-positive rate")
 	seed := fs.Uint64("seed", 1, "seed of the synthetic mix")
 	format := fs.String("format", "text", "text or json")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the deciding phase to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -137,9 +138,15 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 		}
 		ws = append(ws, w)
 	}
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		stopAll()
+		return err
+	}
 	start := time.Now()
 	err = waitDecisions(ctx, js, pool, c.ID, *subs, sets, 30*time.Minute)
 	elapsed := time.Since(start)
+	stopProfile()
 	stopAll()
 	if err != nil {
 		return err

@@ -164,6 +164,14 @@ func TestCheckCatchesEachInvariant(t *testing.T) {
 			`ALTER TABLE decisions DROP CONSTRAINT decisions_duplicate_names_match`,
 			`INSERT INTO decisions (campaign, receipt, shard, window_id, kind, reason, provider, identity_key, device_key, received_at)
 			 VALUES ('check-test', 'r-b2', 1, 'all', 'duplicate', 'other_device', 'pass', 'id-b', 'dev-b2', now())`}},
+		// Decisions name registrations without a foreign key (migration
+		// 0006): check is what catches a dangling one.
+		{"duplicate naming a registration that does not exist", "invariant 5", []string{
+			`INSERT INTO decisions (campaign, receipt, shard, window_id, kind, reason, provider, identity_key, registration_id, matched_receipt, device_key, received_at)
+			 VALUES ('check-test', 'r-b2', 1, 'all', 'duplicate', 'other_device', 'pass', 'id-b', 999999, 'r-b1', 'dev-b2', now())`}},
+		{"registered decision naming a registration that does not exist", "invariant 1", []string{
+			`INSERT INTO decisions (campaign, receipt, shard, window_id, kind, provider, identity_key, registration_id, device_key, received_at)
+			 VALUES ('check-test', 'r-d1', 1, 'all', 'registered', 'pass', 'id-d', 999999, 'dev-d', now())`}},
 		{"plain phone in the database", "invariant 6", []string{
 			`UPDATE outbox SET last_error = 'gateway refused 010-1234-5678'`}},
 		{"plain phone in a bytea column", "invariant 6", []string{
