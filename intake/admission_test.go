@@ -1,6 +1,12 @@
 package intake
 
 import (
+	"encoding/json"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	rtmetrics "runtime/metrics"
+	"slices"
 	"testing"
 	"time"
 
@@ -77,4 +83,60 @@ func TestCPUGuardShedsOnlyUnderPressure(t *testing.T) {
 		}
 	}
 	require.InDelta(t, 1000, refused, 150, "half the submissions at 500‰")
+}
+
+func TestCPUGuardFollowsTheSchedulingWait(t *testing.T) {
+	t.Parallel()
+	g := &cpuGuard{target: 10 * time.Millisecond, minActive: 1}
+	g.observe(40 * time.Millisecond)
+	require.Positive(t, g.permille.Load(), "a wait over the target starts shedding")
+	for range 100 {
+		g.observe(40 * time.Millisecond)
+	}
+	require.Equal(t, int64(980), g.permille.Load(), "never refuses everything")
+	g.observe(7 * time.Millisecond)
+	require.Equal(t, int64(980), g.permille.Load(), "between half the target and the target: hold")
+	for range 200 {
+		g.observe(time.Millisecond)
+	}
+	require.Zero(t, g.permille.Load(), "back under half the target: stops shedding")
+}
+
+func TestIntervalQuantileOfCumulativeHistogram(t *testing.T) {
+	t.Parallel()
+	h := &rtmetrics.Float64Histogram{
+		Buckets: []float64{0, 0.001, 0.01, 0.1, math.Inf(1)},
+		Counts:  []uint64{100, 50, 5, 0},
+	}
+	_, ok := intervalQuantile(nil, h, 0.9)
+	require.False(t, ok, "no earlier reading")
+	prev := slices.Clone(h.Counts)
+	_, ok = intervalQuantile(prev, h, 0.9)
+	require.False(t, ok, "nothing recorded in the interval")
+	h.Counts = []uint64{110, 50, 95, 0} // this interval: 10 under 1ms, 90 in 10–100ms
+	q, ok := intervalQuantile(prev, h, 0.9)
+	require.True(t, ok)
+	require.Equal(t, 100*time.Millisecond, q, "the earlier 100 fast waits do not hide the slow ones")
+	h.Counts = []uint64{110, 50, 95, 7}
+	q, _ = intervalQuantile([]uint64{110, 50, 95, 0}, h, 0.5)
+	require.Equal(t, 100*time.Millisecond, q, "the open last bucket counts as its lower bound")
+}
+
+func TestCPUGuardReadsTheRuntime(t *testing.T) {
+	t.Parallel()
+	sample := []rtmetrics.Sample{{Name: schedLatency}}
+	rtmetrics.Read(sample)
+	require.Equal(t, rtmetrics.KindFloat64Histogram, sample[0].Value.Kind(), "the runtime measures scheduling waits")
+}
+
+// The hand-written 202 is the JSON the struct would have been.
+func TestAcceptedBodyIsJSON(t *testing.T) {
+	t.Parallel()
+	rec := httptest.NewRecorder()
+	writeAccepted(rec, "AbC-_123")
+	require.Equal(t, http.StatusAccepted, rec.Code)
+	require.Equal(t, "application/json; charset=utf-8", rec.Header().Get("Content-Type"))
+	var got map[string]string
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+	require.Equal(t, map[string]string{"receipt": "AbC-_123", "status": "received", "status_url": "/v1/intents/AbC-_123"}, got)
 }

@@ -3,6 +3,7 @@ package intake
 import (
 	"context"
 	"math/rand/v2"
+	rtmetrics "runtime/metrics"
 	"sync/atomic"
 	"time"
 )
@@ -11,54 +12,104 @@ import (
 // need. The in-flight bound and the ack latency only see the publish; when
 // the HTTP work itself (reading, decoding, sealing) exceeds the CPU, every
 // runnable goroutine waits its turn and latency grows for everyone while
-// acks still look fast. The guard measures that wait directly, as how late
-// a short sleep wakes up (the scheduling lag), and while it is above the
-// target it refuses a growing share of new submissions before their body
-// is read, which is the cheapest answer there is, until the lag is back
-// under the target.
+// acks still look fast. The guard measures that wait directly: the Go
+// runtime records how long each goroutine stayed runnable before it got a
+// CPU (/sched/latencies:seconds), and the guard reads the high quantile of
+// the last few milliseconds' waits. While it is above the target the guard
+// refuses a growing share of new submissions before their body is read,
+// which is the cheapest answer there is, until the wait is back under the
+// target.
+//
+// (A probe goroutine that times its own wake-ups cannot see this wait: a
+// goroutine woken by a timer runs next, ahead of the queue it would
+// measure.)
 type cpuGuard struct {
 	target time.Duration
 	// minActive: the guard only sheds while at least this many submissions
-	// are being handled, so that a lag caused by something else (a GC
+	// are being handled, so that a wait caused by something else (a GC
 	// pause, a busy neighbour) does not refuse a trickle of requests.
 	minActive int64
-	lag       atomic.Int64 // moving average, nanoseconds
+	lag       atomic.Int64 // the last interval's quantile, nanoseconds
 	permille  atomic.Int64 // share of submissions refused, in thousandths
 	active    atomic.Int64 // submissions being handled
 }
 
-const lagProbe = 2 * time.Millisecond
+const (
+	guardInterval = 5 * time.Millisecond
+	// guardQuantile of the interval's scheduling waits is what the guard
+	// holds under the target.
+	guardQuantile = 0.9
+	schedLatency  = "/sched/latencies:seconds"
+)
 
 func (g *cpuGuard) run(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
-	t := time.NewTimer(lagProbe)
+	sample := []rtmetrics.Sample{{Name: schedLatency}}
+	var prev []uint64
+	t := time.NewTicker(guardInterval)
 	defer t.Stop()
-	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			// The timer fires on time; the goroutine runs when it gets a
-			// CPU. The difference is the lag.
-			late := max(0, time.Since(last)-lagProbe)
-			old := g.lag.Load()
-			avg := old + (int64(late)-old)/4
-			g.lag.Store(avg)
-			p := g.permille.Load()
-			switch {
-			case avg > int64(g.target):
-				// The further over, the faster the share grows: a probe
-				// that wakes 100ms late has missed 50 chances to react.
-				p = min(950, p+min(250, 25*avg/int64(g.target)))
-			case avg < int64(g.target)/2:
-				p = max(0, p-10)
+		}
+		rtmetrics.Read(sample)
+		if sample[0].Value.Kind() != rtmetrics.KindFloat64Histogram {
+			return // not measured by this runtime: the guard stays off
+		}
+		h := sample[0].Value.Float64Histogram()
+		lag, ok := intervalQuantile(prev, h, guardQuantile)
+		prev = append(prev[:0], h.Counts...)
+		if !ok {
+			continue
+		}
+		g.observe(lag)
+	}
+}
+
+// observe adjusts the refused share to one interval's scheduling wait.
+func (g *cpuGuard) observe(lag time.Duration) {
+	g.lag.Store(int64(lag))
+	p := g.permille.Load()
+	switch {
+	case lag > g.target:
+		// The further over, the faster the share grows.
+		p = min(980, p+min(200, 20*int64(lag)/int64(g.target)))
+	case lag < g.target/2:
+		p = max(0, p-10)
+	}
+	g.permille.Store(p)
+}
+
+// intervalQuantile is the q-quantile of the waits recorded between two
+// readings of the runtime's cumulative histogram (prev nil: nothing yet),
+// taken as the upper bound of its bucket. ok is false when the interval
+// recorded nothing.
+func intervalQuantile(prev []uint64, h *rtmetrics.Float64Histogram, q float64) (time.Duration, bool) {
+	if len(prev) != len(h.Counts) {
+		return 0, false
+	}
+	var total uint64
+	for i, c := range h.Counts {
+		total += c - prev[i]
+	}
+	if total == 0 {
+		return 0, false
+	}
+	rank := uint64(q * float64(total))
+	var seen uint64
+	for i, c := range h.Counts {
+		seen += c - prev[i]
+		if seen > rank {
+			upper := h.Buckets[i+1]
+			if upper > 3600 { // the last bucket is open (+Inf)
+				upper = h.Buckets[i]
 			}
-			g.permille.Store(p)
-			last = time.Now()
-			t.Reset(lagProbe)
+			return time.Duration(upper * float64(time.Second)), true
 		}
 	}
+	return 0, false
 }
 
 // refuses reports whether to shed this submission.
