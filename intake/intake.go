@@ -128,6 +128,8 @@ type Service struct {
 	guard    *cpuGuard
 	cat      refresher
 	draining atomic.Bool
+	// retryAfter is the 503s' Retry-After header value.
+	retryAfter []string
 
 	mu        sync.Mutex
 	cancel    context.CancelFunc
@@ -151,15 +153,16 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("intake: metrics: %w", err)
 	}
 	s := &Service{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		m:        m,
-		receipts: Receipts{Hasher: cfg.Hasher},
-		devices:  NewLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.LimiterSlots, cfg.Now),
-		addrs:    NewLimiter(cfg.AddrRate, cfg.AddrBurst, cfg.LimiterSlots, cfg.Now),
-		lookups:  NewLimiter(cfg.LookupRate, cfg.LookupBurst, cfg.LimiterSlots/4, cfg.Now),
-		adm:      &admission{max: int64(cfg.MaxInFlight), slow: cfg.SlowAck},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		now:        cfg.Now,
+		m:          m,
+		receipts:   Receipts{Hasher: cfg.Hasher},
+		devices:    NewLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.LimiterSlots, cfg.Now),
+		addrs:      NewLimiter(cfg.AddrRate, cfg.AddrBurst, cfg.LimiterSlots, cfg.Now),
+		lookups:    NewLimiter(cfg.LookupRate, cfg.LookupBurst, cfg.LimiterSlots/4, cfg.Now),
+		adm:        &admission{max: int64(cfg.MaxInFlight), slow: cfg.SlowAck},
+		retryAfter: []string{retryAfter(cfg.RetryAfter)},
 	}
 	if cfg.MaxSchedLag > 0 {
 		s.guard = &cpuGuard{target: cfg.MaxSchedLag, minActive: 32}
@@ -278,18 +281,36 @@ func (s *Service) count(route string, h http.Handler) http.Handler {
 	})
 }
 
-// accepted is the 202 body.
-type accepted struct {
-	Receipt   string        `json:"receipt"`
-	Status    prereg.Status `json:"status"`
-	StatusURL string        `json:"status_url"`
+// writeAccepted writes the 202: {"receipt", "status", "status_url"}. It
+// is appended by hand, as the hottest answer of the service; a receipt is
+// base64url, which needs no JSON escaping.
+func writeAccepted(w http.ResponseWriter, receipt string) {
+	b := make([]byte, 0, 80+2*len(receipt))
+	b = append(b, `{"receipt":"`...)
+	b = append(b, receipt...)
+	b = append(b, `","status":"`+string(prereg.StatusReceived)+`","status_url":"/v1/intents/`...)
+	b = append(b, receipt...)
+	b = append(b, "\"}\n"...)
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write(b)
 }
+
+// overloadedBody is the 503's body, encoded once: under overload the
+// refusal must cost as little as possible.
+var overloadedBody = []byte(`{"error":"` + httpapi.CodeOverloaded + `"}` + "\n")
 
 func (s *Service) shed(w http.ResponseWriter, reason string) {
 	s.m.shed.WithLabelValues(reason).Inc()
-	w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
-	httpapi.WriteError(w, httpapi.CodeOverloaded, nil)
+	h := w.Header()
+	h["Retry-After"] = s.retryAfter
+	h["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write(overloadedBody)
 }
+
+var jsonContentType = []string{"application/json; charset=utf-8"}
 
 func (s *Service) limited(w http.ResponseWriter, limit string, wait time.Duration) {
 	s.m.rateLimited.WithLabelValues(limit).Inc()
@@ -320,6 +341,16 @@ func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
 		s.shed(w, shedDraining)
 		return
 	}
+	// Out of CPU: refuse before anything else, which is the cheapest
+	// answer there is.
+	if s.guard != nil {
+		s.guard.active.Add(1)
+		defer s.guard.active.Add(-1)
+		if s.guard.refuses() {
+			s.shed(w, shedCPU)
+			return
+		}
+	}
 	if !jsonContent(r) {
 		httpapi.WriteError(w, httpapi.CodeUnsupportedMedia, map[string]any{"want": "application/json"})
 		return
@@ -342,14 +373,6 @@ func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
 	if reason, refused := s.adm.refuses(s.now()); refused {
 		s.shed(w, reason)
 		return
-	}
-	if s.guard != nil {
-		s.guard.active.Add(1)
-		defer s.guard.active.Add(-1)
-		if s.guard.refuses() {
-			s.shed(w, shedCPU)
-			return
-		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
@@ -458,7 +481,7 @@ func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	httpapi.WriteJSON(w, http.StatusAccepted, accepted{Receipt: receipt, Status: prereg.StatusReceived, StatusURL: "/v1/intents/" + receipt})
+	writeAccepted(w, receipt)
 }
 
 // sameBody reads the first message with this receipt back from the stream
