@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	osexec "os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
 
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/intake"
@@ -88,6 +89,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	overload := fs.Duration("overload-duration", 60*time.Second, "open-loop overload run at twice the measured capacity (0 skips it)")
 	format := fs.String("format", "text", "text or json")
 	overloadServer := fs.String("overload-server", "overload", "the server of the overload run: overload (intake) or bare, to see the generator's own limit")
+	profileDir := fs.String("profile-dir", "", "write a CPU profile of each server to DIR/MODE.prof")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -109,13 +111,13 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 
 	out := intakeBench{Modes: map[string]modeSummary{}, Rounds: *rounds, DurationS: duration.Seconds(), Connections: *conns, NumCPU: runtime.NumCPU()}
 	if *rounds > 0 {
-		if err := runComparison(ctx, env, &out, bodies, *conns, *duration, *rounds, progress); err != nil {
+		if err := runComparison(ctx, env, &out, bodies, *conns, *duration, *rounds, *profileDir, progress); err != nil {
 			return err
 		}
 	}
 	if *overload > 0 {
 		progress("overload: intake alone with GOMAXPROCS=1, capacity first…")
-		if err := runOverload(ctx, env, &out, *overloadServer, bodies, *conns, *duration, *overload, progress); err != nil {
+		if err := runOverload(ctx, env, &out, *overloadServer, bodies, *conns, *duration, *overload, *profileDir, progress); err != nil {
 			return err
 		}
 	}
@@ -454,37 +456,51 @@ func summarize(rs []loadResult) modeSummary {
 	}
 }
 
-func benchClient(conns int, timeout time.Duration) *http.Client {
-	return &http.Client{
-		Timeout: timeout,
-		Transport: &http.Transport{
-			MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns,
-			IdleConnTimeout: time.Minute, DisableCompression: true,
+// loadClient is the load generator's HTTP client. It is fasthttp's, which
+// costs the generator a fraction of what net/http's client does per
+// request: on the two cores the servers share with it, the generator must
+// be able to offer what they can take (as wrk would), not be the limit
+// itself, which net/http's client was at about 15,000 requests a second.
+type loadClient struct {
+	hc      *fasthttp.HostClient
+	uri     string
+	timeout time.Duration
+}
+
+func newLoadClient(url string, conns int, timeout time.Duration) *loadClient {
+	return &loadClient{
+		hc: &fasthttp.HostClient{
+			Addr: strings.TrimPrefix(url, "http://"), MaxConns: conns,
+			ReadTimeout: timeout, WriteTimeout: timeout, MaxConnWaitTimeout: timeout,
+			MaxIdleConnDuration: time.Minute, NoDefaultUserAgentHeader: true,
 		},
+		uri:     url + "/v1/intents",
+		timeout: timeout,
 	}
 }
 
-// post sends one body and drains the answer.
-func benchPost(client *http.Client, url string, body []byte) (int, error) {
-	req, err := http.NewRequest(http.MethodPost, url+"/v1/intents", bytes.NewReader(body))
-	if err != nil {
+// post sends one body and returns the answer's status.
+func (c *loadClient) post(body []byte) (int, error) {
+	req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(res)
+	req.SetRequestURI(c.uri)
+	req.Header.SetMethod(http.MethodPost)
+	req.Header.SetContentType("application/json")
+	req.SetBodyRaw(body)
+	if err := c.hc.DoTimeout(req, res, c.timeout); err != nil {
 		return 0, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	return res.StatusCode, nil
+	return res.StatusCode(), nil
 }
+
+func (c *loadClient) close() { c.hc.CloseIdleConnections() }
 
 // closedLoop runs conns workers that each send the next body as soon as the
 // previous one is answered.
 func closedLoop(ctx context.Context, url string, bodies [][]byte, conns int, d time.Duration) (loadResult, error) {
-	client := benchClient(conns, 10*time.Second)
-	defer client.CloseIdleConnections()
+	client := newLoadClient(url, conns, 10*time.Second)
+	defer client.close()
 	var next atomic.Int64
 	var mu sync.Mutex
 	res := loadResult{statuses: map[int]int64{}}
@@ -501,7 +517,7 @@ func closedLoop(ctx context.Context, url string, bodies [][]byte, conns int, d t
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				b := bodies[int(next.Add(1))%len(bodies)]
 				t0 := time.Now()
-				status, err := benchPost(client, url, b)
+				status, err := client.post(b)
 				if err != nil || status != http.StatusAccepted {
 					statuses[status]++
 					bad++
@@ -535,8 +551,8 @@ const openLoopTimeout = 10 * time.Second
 // server that falls behind cannot hide it (no coordinated omission).
 func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d time.Duration) loadResult {
 	const workers = 2048
-	client := benchClient(workers, openLoopTimeout)
-	defer client.CloseIdleConnections()
+	client := newLoadClient(url, workers, openLoopTimeout)
+	defer client.close()
 	due := make(chan time.Time, 1<<20)
 	var mu sync.Mutex
 	res := loadResult{statuses: map[int]int64{}}
@@ -559,12 +575,12 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 				}
 				b := bodies[int(next.Add(1))%len(bodies)]
 				sentAt := time.Now()
-				status, err := benchPost(client, url, b)
+				status, err := client.post(b)
 				service = append(service, time.Since(sentAt))
 				switch {
 				case err != nil:
 					var ne net.Error
-					if errors.As(err, &ne) && ne.Timeout() {
+					if errors.Is(err, fasthttp.ErrTimeout) || errors.As(err, &ne) && ne.Timeout() {
 						timeouts++
 					}
 					mu.Lock()
@@ -620,8 +636,8 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 // runOverload starts the intake alone in a child process with GOMAXPROCS=1,
 // measures its capacity with the closed loop, then offers twice that for
 // the overload duration.
-func runOverload(ctx context.Context, env *Env, out *intakeBench, server string, bodies [][]byte, conns int, capDur, d time.Duration, progress func(string, ...any)) error {
-	child, err := startChild(ctx, env, true, "--mode", server)
+func runOverload(ctx context.Context, env *Env, out *intakeBench, server string, bodies [][]byte, conns int, capDur, d time.Duration, profileDir string, progress func(string, ...any)) error {
+	child, err := startChild(ctx, env, childOptions{gomaxprocs1: true, profileDir: profileDir}, "--mode", server)
 	if err != nil {
 		return err
 	}
@@ -676,13 +692,16 @@ func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
 	mode := fs.String("mode", "overload", "which server: bare, naive, intake, intake_synced, or overload (intake with every guard on)")
 	dbURL := fs.String("database-url", "", "the naive design's database")
 	conns := fs.Int("connections", 64, "the naive design's pool size")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server's whole life to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var (
-		s   *benchServer
-		err error
-	)
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+	var s *benchServer
 	switch *mode {
 	case "bare":
 		s, err = startBenchServer(http.HandlerFunc(serveBare))
@@ -712,14 +731,23 @@ type childServer struct {
 	cmd *osexec.Cmd
 }
 
-func startChild(ctx context.Context, env *Env, gomaxprocs1 bool, args ...string) (*childServer, error) {
+// childOptions are how a bench server's process is run.
+type childOptions struct {
+	gomaxprocs1 bool   // GOMAXPROCS=1 (the overload run)
+	profileDir  string // write a CPU profile to DIR/MODE.prof
+}
+
+func startChild(ctx context.Context, env *Env, opt childOptions, args ...string) (*childServer, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("bench server: %w", err)
 	}
+	if opt.profileDir != "" {
+		args = append(args, "--cpuprofile", filepath.Join(opt.profileDir, args[1]+".prof"))
+	}
 	cmd := osexec.CommandContext(ctx, self, append([]string{"bench", "intake-server"}, args...)...)
 	cmd.Env = os.Environ()
-	if gomaxprocs1 {
+	if opt.gomaxprocs1 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
 	}
 	cmd.Stderr = env.Stderr
@@ -753,7 +781,7 @@ func (c *childServer) stop() {
 
 // runComparison runs the four servers side by side, alternating a, b, c, d
 // in every round so that machine drift hits them alike.
-func runComparison(ctx context.Context, env *Env, out *intakeBench, bodies [][]byte, conns int, duration time.Duration, rounds int, progress func(string, ...any)) error {
+func runComparison(ctx context.Context, env *Env, out *intakeBench, bodies [][]byte, conns int, duration time.Duration, rounds int, profileDir string, progress func(string, ...any)) error {
 	progress("creating the naive design's database…")
 	dbURL, dropDB, err := naiveDatabase(ctx, env)
 	if err != nil {
@@ -766,7 +794,7 @@ func runComparison(ctx context.Context, env *Env, out *intakeBench, bodies [][]b
 	progress("starting the four servers…")
 	urls := map[string]string{}
 	for _, m := range intakeBenchModes {
-		c, err := startChild(ctx, env, false, "--mode", m, "--database-url", dbURL, "--connections", strconv.Itoa(conns))
+		c, err := startChild(ctx, env, childOptions{profileDir: profileDir}, "--mode", m, "--database-url", dbURL, "--connections", strconv.Itoa(conns))
 		if err != nil {
 			return err
 		}
