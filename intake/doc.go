@@ -5,7 +5,8 @@
 // stream's ack. It never touches the database on the submit path: campaigns
 // are kept in memory and refreshed in the background, and when JetStream
 // slows down, is unreachable or its stream is full, intake sheds load with
-// 503 and Retry-After instead of queueing in memory.
+// 503 and Retry-After instead of queueing in memory; so it does when the
+// process has less CPU than its requests need (lag.go).
 //
 // It also serves the citizen page (GET /), the campaign with its windows and
 // providers' health (GET /v1/campaigns/{id}, from memory, with an ETag), and
