@@ -178,6 +178,10 @@ func TestBreakerTrips(t *testing.T) {
 				return
 			}
 			waitFor(t, 10*time.Second, "a 4xx for every message", func() bool { return pass.Calls() >= 2*n })
+			// Health is published on an interval as well as on a change of
+			// state, and a breaker that never changes state may not have
+			// been published yet.
+			waitFor(t, 5*time.Second, "provider health published", func() bool { return w.health("pass").State != "" })
 			h := w.health("pass")
 			require.Equal(t, "closed", h.State)
 			require.Zero(t, h.ErrorRate, "a refusal is not a provider failure")
