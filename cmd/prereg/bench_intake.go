@@ -62,6 +62,9 @@ type intakeBench struct {
 	OverloadOther5xx    int64   `json:"overload_other_5xx"`
 	OverloadTimeouts    int64   `json:"overload_timeouts"`
 	OverloadCapacityRPS float64 `json:"overload_capacity_rps"`
+	// RefusalCeilingRPS (--overload-server refuse): submissions per second
+	// one core answers 503 when intake refuses them all.
+	RefusalCeilingRPS float64 `json:"refusal_ceiling_rps,omitempty"`
 
 	Modes       map[string]modeSummary `json:"modes"`
 	Rounds      int                    `json:"rounds"`
@@ -88,7 +91,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	rounds := fs.Int("rounds", 5, "rounds; each runs bare, naive, intake, intake_synced in turn")
 	overload := fs.Duration("overload-duration", 60*time.Second, "open-loop overload run at twice the measured capacity (0 skips it)")
 	format := fs.String("format", "text", "text or json")
-	overloadServer := fs.String("overload-server", "overload", "the server of the overload run: overload (intake) or bare, to see the generator's own limit")
+	overloadServer := fs.String("overload-server", "overload", "the server of the overload run: overload (intake), bare (the generator's own limit), or refuse (how many submissions one core can refuse: the ceiling of any shedding inside the process)")
 	profileDir := fs.String("profile-dir", "", "write a CPU profile of each server to DIR/MODE.prof")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -96,8 +99,8 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	if *format != "text" && *format != "json" {
 		return usagef("--format %q: want text or json", *format)
 	}
-	if *overloadServer != "overload" && *overloadServer != "bare" {
-		return usagef("--overload-server %q: want overload or bare", *overloadServer)
+	if *overloadServer != "overload" && *overloadServer != "bare" && *overloadServer != "refuse" {
+		return usagef("--overload-server %q: want overload, bare or refuse", *overloadServer)
 	}
 	if *duration < 500*time.Millisecond || *conns < 1 || *rounds < 0 || *overload < 0 {
 		return usagef("want --duration >= 500ms, --connections >= 1, --rounds >= 0 (0: overload run only), --overload-duration >= 0")
@@ -152,6 +155,10 @@ func printIntakeBench(w io.Writer, b intakeBench, overload time.Duration) {
 	fmt.Fprintf(w, "ratio_naive (intake/naive)               %.2f   (target >= 3)\n", b.RatioNaive)
 	fmt.Fprintf(w, "ratio_naive_synced (intake_synced/naive) %.2f   (stretch >= 1)\n", b.RatioNaiveSynced)
 	if overload > 0 {
+		if b.RefusalCeilingRPS > 0 {
+			fmt.Fprintf(w, "\nrefusal ceiling (intake refusing every submission, GOMAXPROCS=1): %.0f answers/s\n", b.RefusalCeilingRPS)
+			return
+		}
 		fmt.Fprintf(w, "\noverload (%s, intake GOMAXPROCS=1, capacity %.0f req/s):\n", overload, b.OverloadCapacityRPS)
 		fmt.Fprintf(w, "  offered %.0f req/s, answered 202 %.0f req/s, 503 share %.2f, p99 %.1f ms (target <= 100)\n",
 			b.OverloadOfferedRPS, b.OverloadAnsweredRPS, b.Overload503Share, b.OverloadP99MS)
@@ -327,8 +334,10 @@ func (b benchCampaigns) List(context.Context) ([]*campaign.Campaign, time.Time, 
 // 64 connections cannot build a queue) the ack-latency target is relaxed
 // and the CPU guard is off, so that the run measures throughput rather
 // than how early intake starts shedding; the overload run keeps every
-// default.
-func startBenchIntake(ctx context.Context, syncAlways, protect bool) (*benchServer, error) {
+// default. refuse is overload draining from the start: every submission is
+// refused at once with intake's own 503.
+func startBenchIntake(ctx context.Context, mode string) (*benchServer, error) {
+	syncAlways, protect := mode == "intake_synced", mode == "overload" || mode == "refuse"
 	c, err := campaign.Parse([]byte(benchCampaignYAML), "")
 	if err != nil {
 		return nil, fmt.Errorf("bench campaign: %w", err)
@@ -397,6 +406,9 @@ func startBenchIntake(ctx context.Context, syncAlways, protect bool) (*benchServ
 		return nil, err
 	}
 	bs.stop = func() { svc.Stop(); nc.Close(); cleanup() }
+	if mode == "refuse" {
+		svc.Stop() // draining: every submission gets intake's 503 first thing
+	}
 	return bs, nil
 }
 
@@ -427,6 +439,17 @@ func (r loadResult) others() string {
 }
 
 func (r loadResult) rps() float64 { return float64(r.ok) / r.elapsed.Seconds() }
+
+// answersPerS counts every answer, whatever its status.
+func (r loadResult) answersPerS() float64 {
+	n := r.ok
+	for code, c := range r.statuses {
+		if code != 0 {
+			n += c
+		}
+	}
+	return float64(n) / r.elapsed.Seconds()
+}
 
 func (r loadResult) quantile(q float64) time.Duration {
 	if len(r.latencies) == 0 {
@@ -646,6 +669,19 @@ func runOverload(ctx context.Context, env *Env, out *intakeBench, server string,
 	if _, err := closedLoop(ctx, url, bodies, conns, time.Second); err != nil {
 		return err
 	}
+	if server == "refuse" {
+		// No 202 to offer twice of: measure how fast every submission is
+		// refused, at the closed loop's connections and at the open loop's.
+		for _, c := range []int{conns, 1024} {
+			res, err := closedLoop(ctx, url, bodies, c, capDur)
+			if err != nil {
+				return err
+			}
+			progress("refuse: %d connections: %.0f answers/s (%s)", c, res.answersPerS(), res.others())
+			out.RefusalCeilingRPS = max(out.RefusalCeilingRPS, res.answersPerS())
+		}
+		return ctx.Err()
+	}
 	capacity, err := closedLoop(ctx, url, bodies, conns, capDur)
 	if err != nil {
 		return err
@@ -711,10 +747,10 @@ func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
 			defer pool.Close()
 			s, err = startBenchServer(naiveHandler(pool))
 		}
-	case "intake", "intake_synced", "overload":
-		s, err = startBenchIntake(ctx, *mode == "intake_synced", *mode == "overload")
+	case "intake", "intake_synced", "overload", "refuse":
+		s, err = startBenchIntake(ctx, *mode)
 	default:
-		return usagef("--mode %q: want bare, naive, intake, intake_synced or overload", *mode)
+		return usagef("--mode %q: want bare, naive, intake, intake_synced, overload or refuse", *mode)
 	}
 	if err != nil {
 		return err
