@@ -12,6 +12,7 @@ import (
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/dedupe"
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/postgres/pgtest"
 )
@@ -94,4 +95,68 @@ func hasShard(xs []int, x int) bool {
 		}
 	}
 	return false
+}
+
+// TestCountDevicesRanksAreDenseAcrossWorkers has many workers rank new
+// people on the same few devices at once, each in its own transaction as
+// dedupe does: the per-device advisory lock must hand out every rank
+// exactly once, so that a device's highest rank is its distinct people and
+// the device cap holds whichever worker decides.
+func TestCountDevicesRanksAreDenseAcrossWorkers(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	c := loadDedupeCampaign(t, &postgres.CampaignStore{Pool: db.Pool}, "ranks-test", 4)
+	store := &postgres.DedupeStore{Pool: db.Pool}
+	devices := []string{"dev-a", "dev-b", "dev-c"}
+	const workers, batches, perBatch = 8, 10, 6
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			var err error
+			for b := range batches {
+				var pairs []dedupe.Pair
+				for i := range perBatch {
+					person := fmt.Sprintf("p-%d-%d-%d", w, b, i)
+					pairs = append(pairs, dedupe.Pair{Campaign: c.ID, Window: "d9", DeviceKey: devices[i%len(devices)], IdentityKey: person, Receipt: "r-" + person})
+				}
+				// The same pair twice in a batch is one pair.
+				pairs = append(pairs, pairs[0])
+				if err = store.Decide(ctx, func(tx dedupe.Tx) error {
+					counts, err := tx.CountDevices(ctx, pairs)
+					if err != nil {
+						return err
+					}
+					if counts[0].Rank != counts[len(counts)-1].Rank {
+						return fmt.Errorf("a repeated pair got ranks %d and %d", counts[0].Rank, counts[len(counts)-1].Rank)
+					}
+					return nil
+				}); err != nil {
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range workers {
+		require.NoError(t, <-errs)
+	}
+	rows, err := db.Pool.Query(ctx, `SELECT device_key, count(*), count(DISTINCT rank), min(rank), max(rank)
+		FROM device_people WHERE campaign = $1 GROUP BY device_key ORDER BY device_key`, c.ID)
+	require.NoError(t, err)
+	defer rows.Close()
+	want := workers * batches * perBatch / len(devices)
+	seen := 0
+	for rows.Next() {
+		var dev string
+		var n, distinct, lo, hi int
+		require.NoError(t, rows.Scan(&dev, &n, &distinct, &lo, &hi))
+		require.Equal(t, want, n, "%s: every person paired once", dev)
+		require.Equal(t, n, distinct, "%s: no rank handed out twice", dev)
+		require.Equal(t, 1, lo, dev)
+		require.Equal(t, n, hi, "%s: ranks are dense, so the highest is the count", dev)
+		seen++
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, len(devices), seen)
 }
