@@ -65,10 +65,10 @@ type Config struct {
 	// is above it, the in-flight bound is lowered in proportion
 	// (default 50ms).
 	SlowAck time.Duration
-	// MaxSchedLag is the scheduling lag (how long a runnable goroutine
-	// waits for a CPU) above which intake sheds submissions before reading
-	// them, while at least 32 are being handled (default 10ms; negative
-	// disables).
+	// MaxSchedLag is the scheduling wait (the 90th percentile, over the
+	// last 5 ms, of how long runnable goroutines waited for a CPU) above
+	// which intake sheds submissions first thing, while at least 32 are
+	// being handled (default 10ms; negative disables).
 	MaxSchedLag time.Duration
 	// RetryAfter is what 503 answers tell clients to wait (default 1s).
 	RetryAfter time.Duration

@@ -29,7 +29,6 @@ type cpuGuard struct {
 	// are being handled, so that a wait caused by something else (a GC
 	// pause, a busy neighbour) does not refuse a trickle of requests.
 	minActive int64
-	lag       atomic.Int64 // the last interval's quantile, nanoseconds
 	permille  atomic.Int64 // share of submissions refused, in thousandths
 	active    atomic.Int64 // submissions being handled
 }
@@ -70,7 +69,6 @@ func (g *cpuGuard) run(ctx context.Context, done chan<- struct{}) {
 
 // observe adjusts the refused share to one interval's scheduling wait.
 func (g *cpuGuard) observe(lag time.Duration) {
-	g.lag.Store(int64(lag))
 	p := g.permille.Load()
 	switch {
 	case lag > g.target:

@@ -205,14 +205,6 @@ func (t *dedupeTx) People(ctx context.Context, keys []dedupe.PersonKey) (map[ded
 	return out, nil
 }
 
-func splitKeys(keys []dedupe.PersonKey) (camps, ids []string) {
-	camps, ids = make([]string, len(keys)), make([]string, len(keys))
-	for i, k := range keys {
-		camps[i], ids[i] = k.Campaign, k.IdentityKey
-	}
-	return camps, ids
-}
-
 type deviceWindow struct{ campaign, window, device string }
 
 // CountDevices ranks each pair on its device. A device's pairs in a window
