@@ -9,7 +9,6 @@ package check
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -242,7 +241,7 @@ func (c *checker) matchStream(ctx context.Context) (missing, extra []string, err
 	err = scanStream(ctx, c.opts.JS, stream.Verified, func(data []byte) {
 		c.scanLeaks(data)
 		var o prereg.Outcome
-		if json.Unmarshal(data, &o) == nil && o.Campaign == c.campaign {
+		if stream.Decode(data, &o) == nil && o.Campaign == c.campaign {
 			outcomes = append(outcomes, o)
 		}
 	})

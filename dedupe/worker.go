@@ -3,7 +3,6 @@ package dedupe
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -284,7 +283,7 @@ func (w *Worker) handle(ctx context.Context, msgs []jetstream.Msg) {
 // parse decodes a message into an item.
 func (w *Worker) parse(ctx context.Context, m jetstream.Msg) (*item, error) {
 	it := &item{msg: m}
-	if err := json.Unmarshal(m.Data(), &it.o); err != nil {
+	if err := stream.Decode(m.Data(), &it.o); err != nil {
 		return nil, fmt.Errorf("decode outcome: %w", err)
 	}
 	shard, err := stream.ShardOf(m.Subject())
@@ -323,9 +322,7 @@ func (w *Worker) giveUp(m jetstream.Msg, err error) {
 }
 
 func isPermanent(err error) bool {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	return errors.As(err, &se) || errors.As(err, &te)
+	return errors.Is(err, stream.ErrMalformed)
 }
 
 // retryOrReject handles a message whose decision failed alone: NAK with a

@@ -3,7 +3,6 @@ package intake
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -444,7 +443,7 @@ func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
 	if addr.IsValid() {
 		intent.AddrKey = s.cfg.Hasher.Sum(keys.PurposeAddr, c.ID, addr.String())
 	}
-	data, err := json.Marshal(intent)
+	data, err := stream.Encode(intent)
 	if err != nil {
 		// A prereg.Intent of strings always encodes; this is unreachable.
 		s.shed(w, shedPublish)

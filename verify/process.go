@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -29,8 +28,7 @@ const purposePhone = "verify-phone"
 // holds whatever could be read, for the unprocessable outcome.
 func decodeIntent(data []byte) (prereg.Intent, error) {
 	var in prereg.Intent
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&in); err != nil {
+	if err := stream.Decode(data, &in); err != nil {
 		var partial struct {
 			Receipt  string `json:"receipt"`
 			Campaign string `json:"campaign"`
@@ -252,7 +250,7 @@ func (v *Verifier) baseOutcome(in prereg.Intent, tokenKey string) prereg.Outcome
 // acknowledges the message. When publishing fails the message is put back
 // (JetStream's trouble is never the message's fault).
 func (v *Verifier) finish(ctx context.Context, j job, out prereg.Outcome, shard int, claimKey string) {
-	data, err := json.Marshal(out)
+	data, err := stream.Encode(out)
 	if err != nil {
 		v.log.Error("verify: encode outcome", slog.Any("err", err))
 		v.nak(j.msg, "infrastructure")

@@ -1,0 +1,109 @@
+package stream_test
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/stream"
+)
+
+func sampleOutcome() prereg.Outcome {
+	const key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	seoul := time.FixedZone("KST", 9*3600)
+	return prereg.Outcome{
+		Receipt: "r_0123456789abcdef0123456789abcdef", Campaign: "covid-2021 \"fall\" 접종", Window: "w3", Provider: "pass",
+		Verdict: prereg.VerdictVerified, Reason: prereg.ReasonOtherDevice, IdentityKey: key, TokenKey: key,
+		Birthdate: "1960-02-29", ClaimedBirthdate: "1960-02-29",
+		Phone:  prereg.Sealed{KeyID: "k1", Data: []byte{0, 1, 2, 0xff, '"', '\\'}},
+		Region: "11110", Clinic: "c-<1>&", PhoneVerified: true, DeviceKey: key, AddrKey: key,
+		ReceivedAt: time.Date(2021, 8, 9, 20, 0, 0, 123456789, seoul), DecidedAt: time.Date(2021, 8, 9, 11, 0, 1, 0, time.UTC),
+	}
+}
+
+// The codec writes what encoding/json writes and reads it back the same
+// way, so that stages built before and after the switch agree.
+func TestCodecMatchesEncodingJSON(t *testing.T) {
+	for name, v := range map[string]any{
+		"outcome": sampleOutcome(),
+		"empty":   prereg.Outcome{},
+		"intent": prereg.Intent{Receipt: "r_1", Campaign: "c", Window: "w", Provider: "p", IdentityToken: "tok\u2028en",
+			Birthdate: "2000-01-01", Phone: prereg.Sealed{KeyID: "k", Data: []byte("x")}, Region: "r", DeviceKey: "d",
+			ReceivedAt: time.Unix(1628500000, 5).UTC()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := stream.Encode(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := json.Marshal(v)
+			// Both must decode to the same value from either encoding.
+			for _, data := range [][]byte{got, want} {
+				p := reflect.New(reflect.TypeOf(v))
+				if err := stream.Decode(data, p.Interface()); err != nil {
+					t.Fatalf("decode %s: %v", data, err)
+				}
+				q := reflect.New(reflect.TypeOf(v))
+				if err := json.Unmarshal(data, q.Interface()); err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(p.Elem().Interface(), q.Elem().Interface()) {
+					t.Errorf("decoded %s:\n got %+v\nwant %+v", data, p.Elem().Interface(), q.Elem().Interface())
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeRefusesMalformed(t *testing.T) {
+	for _, data := range []string{``, `{`, `{"receipt": 1}`, `{"received_at": "yesterday"}`, `[]`, `{"phone": {"data": "!!"}}`, `{} {}`} {
+		var o prereg.Outcome
+		if err := stream.Decode([]byte(data), &o); !errors.Is(err, stream.ErrMalformed) {
+			t.Errorf("Decode(%q) = %v, want ErrMalformed", data, err)
+		}
+	}
+}
+
+// BenchmarkCodec decodes and encodes an outcome with encoding/json and
+// with the streams' codec, side by side.
+func BenchmarkCodec(b *testing.B) {
+	data, _ := json.Marshal(sampleOutcome())
+	o := sampleOutcome()
+	b.Run("decode/encoding_json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var o prereg.Outcome
+			if err := json.Unmarshal(data, &o); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode/stream", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var o prereg.Outcome
+			if err := stream.Decode(data, &o); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encode/encoding_json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(o); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encode/stream", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := stream.Encode(o); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
