@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/app"
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/dedupe"
 	"github.com/prereg/prereg/postgres"
@@ -114,8 +115,10 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 
-	// 2. Dedupe decides them all.
+	// 2. Dedupe decides them all, in a process set up as `prereg serve
+	// --roles dedupe` sets itself up.
 	progress("deciding…")
+	app.TuneGC([]app.Role{app.RoleDedupe}, env.Getenv)
 	var ws []*dedupe.Worker
 	stopAll := func() {
 		for _, w := range ws {
