@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,9 @@ import (
 // childEnv names the database a re-executed test binary allocates in,
 // slowly, until the parent kills it.
 const childEnv = "SCHEDULER_TEST_CHILD_DATABASE_URL"
+
+// childApp is the application_name of the child's sessions.
+const childApp = "prereg-scheduler-test-child"
 
 // runChild is the child process of TestResumeAfterSIGKILL: it allocates
 // window d9 in chunks of 50, pausing after each, and is meant to be killed.
@@ -63,7 +67,13 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 	w, a := setup()
 	var out lockedBuffer
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+w.db.URL)
+	// The child's sessions are named, so that the parent can wait for
+	// PostgreSQL to end them after the kill.
+	sep := "?"
+	if strings.Contains(w.db.URL, "?") {
+		sep = "&"
+	}
+	cmd.Env = append(os.Environ(), childEnv+"="+w.db.URL+sep+"application_name="+childApp)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
 	deadline := time.Now().Add(30 * time.Second)
@@ -79,6 +89,18 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 	}
 	require.NoError(t, cmd.Process.Kill()) // SIGKILL
 	require.Error(t, cmd.Wait())
+	// A killed client's backend lives on (holding the campaign's lock)
+	// until PostgreSQL notices the closed socket, at the end of the
+	// statement it is running.
+	for {
+		var alive int
+		require.NoError(t, w.db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`, childApp).Scan(&alive))
+		if alive == 0 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the killed child's sessions did not end")
+		time.Sleep(5 * time.Millisecond)
+	}
 
 	var state string
 	var done, total int
