@@ -41,6 +41,48 @@ func TestLimiterIsATokenBucket(t *testing.T) {
 	require.False(t, ok)
 }
 
+// A key within its budget is never refused for other keys' spending,
+// even with the table an eighth full of live buckets: 1,000 bots spend
+// ten times their burst while 200 people spend exactly theirs. (The
+// earlier two-cell sketch refused about 6 % of such people.)
+func TestLimiterKeysDoNotShareBuckets(t *testing.T) {
+	t.Parallel()
+	clk := newClock(time.Unix(1_600_000_000, 0))
+	const burst = 5
+	l := intake.NewLimiter(0.1, burst, 1<<14, clk.Now)
+	refused := 0
+	for round := range 10 * burst {
+		for b := range 1000 {
+			l.Allow(fmt.Sprintf("bot-%d", b))
+		}
+		if round < burst {
+			for p := range 200 {
+				if ok, _ := l.Allow(fmt.Sprintf("person-%d", p)); !ok {
+					refused++
+				}
+			}
+		}
+	}
+	require.Zero(t, refused, "requests of people within their burst refused")
+	for b := range 1000 {
+		ok, _ := l.Allow(fmt.Sprintf("bot-%d", b))
+		require.False(t, ok, "bot %d got a token beyond its burst", b)
+	}
+}
+
+// Far beyond its design load (every cell live), the limiter still
+// admits a key it has not seen, and stays within its memory.
+func TestLimiterFullTableAdmitsNewKeys(t *testing.T) {
+	t.Parallel()
+	clk := newClock(time.Unix(1_600_000_000, 0))
+	l := intake.NewLimiter(0.1, 2, 64, clk.Now)
+	for i := range 10_000 {
+		ok, _ := l.Allow(fmt.Sprintf("key-%d", i))
+		require.True(t, ok, "a new key's first request")
+	}
+	require.Equal(t, 64*8, l.Bytes())
+}
+
 func TestLimiterMemoryIsBounded(t *testing.T) {
 	t.Parallel()
 	l := intake.NewLimiter(1, 5, 1<<12, nil)
