@@ -35,11 +35,28 @@ var ErrMalformed = errors.New("malformed message")
 func Decode(data []byte, v any) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: the decoder panicked: %v", ErrMalformed, p)
+			err = fmt.Errorf("%w: the decoder panicked", ErrMalformed)
 		}
 	}()
 	if err := gojson.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
+		return malformed(err)
 	}
 	return nil
+}
+
+// malformed says where a message failed to decode, and nothing of its
+// content: a decoder's error text can quote a value (a whole string that
+// is not UTF-8, a number, a time), and a submitted intent holds an
+// identity token. The error ends up in logs and in JetStream's
+// termination reasons.
+func malformed(err error) error {
+	var se *gojson.SyntaxError
+	var te *gojson.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Errorf("%w: invalid JSON at byte %d", ErrMalformed, se.Offset)
+	case errors.As(err, &te):
+		return fmt.Errorf("%w: field %q at byte %d is not a %s", ErrMalformed, te.Field, te.Offset, te.Type)
+	}
+	return fmt.Errorf("%w: %T", ErrMalformed, err)
 }

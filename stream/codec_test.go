@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +64,28 @@ func TestDecodeRefusesMalformed(t *testing.T) {
 		var o prereg.Outcome
 		if err := stream.Decode([]byte(data), &o); !errors.Is(err, stream.ErrMalformed) {
 			t.Errorf("Decode(%q) = %v, want ErrMalformed", data, err)
+		}
+	}
+}
+
+// A decoding error says where, never what: messages hold identity tokens.
+func TestDecodeErrorsHoldNoContent(t *testing.T) {
+	const secret = "tok-SECRET-1234"
+	for _, data := range []string{
+		`{"identity_token": "` + secret + "\xff\xfe" + `"}`,
+		"{\"identity_token\": \"" + secret + "\xff\"}",
+		`{"identity_token": 1234, "receipt": "` + secret + `"}`,
+		`{"received_at": "` + secret + `"}`,
+		`{"receipt": "` + secret + `" "x"}`,
+		`{"phone": {"data": "` + secret + `"}}`,
+	} {
+		var in prereg.Intent
+		err := stream.Decode([]byte(data), &in)
+		if err == nil {
+			continue // some decode: fine, as long as errors say nothing
+		}
+		if strings.Contains(err.Error(), "SECRET") || strings.Contains(err.Error(), "1234") {
+			t.Errorf("error quotes the message: %v", err)
 		}
 	}
 }
