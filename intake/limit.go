@@ -88,7 +88,7 @@ func (l *Limiter) Allow(key string) (bool, time.Duration) {
 	h := maphash.String(l.seed, key)
 	fp := h >> tatBits // the top 20 bits
 	first := h & l.mask
-	now := int64(l.now().Sub(l.epoch) / tick)
+	now := max(int64(l.now().Sub(l.epoch)/tick), 0) // a clock set back before the epoch reads as the epoch
 	for {
 		var (
 			cell               *atomic.Uint64
