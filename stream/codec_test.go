@@ -95,38 +95,22 @@ func TestDecodeErrorsHoldNoContent(t *testing.T) {
 func BenchmarkCodec(b *testing.B) {
 	data, _ := json.Marshal(sampleOutcome())
 	o := sampleOutcome()
-	b.Run("decode/encoding_json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var o prereg.Outcome
-			if err := json.Unmarshal(data, &o); err != nil {
-				b.Fatal(err)
+	for _, c := range []struct {
+		name string
+		run  func() error
+	}{
+		{"decode/encoding_json", func() error { var o prereg.Outcome; return json.Unmarshal(data, &o) }},
+		{"decode/stream", func() error { var o prereg.Outcome; return stream.Decode(data, &o) }},
+		{"encode/encoding_json", func() error { _, err := json.Marshal(o); return err }},
+		{"encode/stream", func() error { _, err := stream.Encode(o); return err }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.run(); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
-	b.Run("decode/stream", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var o prereg.Outcome
-			if err := stream.Decode(data, &o); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("encode/encoding_json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := json.Marshal(o); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("encode/stream", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := stream.Encode(o); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+		})
+	}
 }

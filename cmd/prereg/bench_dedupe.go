@@ -330,7 +330,7 @@ func (m *benchMix) publish(ctx context.Context, js jetstream.JetStream, c *campa
 		if k == "" {
 			k = o.Receipt
 		}
-		data, err := json.Marshal(o)
+		data, err := stream.Encode(o)
 		if err != nil {
 			return err
 		}

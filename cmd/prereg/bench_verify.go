@@ -187,7 +187,7 @@ func benchVerifyPhase(ctx context.Context, env *Env, n, conc int, latency time.D
 			Birthdate:     bd, Phone: sealer.Seal([]byte(phone), []byte(camp.ID)), Region: "11680",
 			DeviceKey: hasher.Sum(keys.PurposeDevice, camp.ID, fmt.Sprint(i)), ReceivedAt: time.Now().UTC(),
 		}
-		data, err := json.Marshal(in)
+		data, err := stream.Encode(in)
 		if err != nil {
 			return 0, 0, err
 		}
