@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/prereg/prereg/config"
+	"github.com/prereg/prereg/intake"
 	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/stream"
@@ -109,6 +110,9 @@ type System struct {
 	now      func() time.Time
 
 	campaigns *postgres.CampaignStore
+	// intake is the intake role's service, when the process runs it: its
+	// fasthttp front serves the process's HTTP (NewServer).
+	intake *intake.Service
 
 	public *http.ServeMux // citizen side
 	admin  *http.ServeMux // admin API, console, webhook

@@ -64,6 +64,7 @@ func (s *System) startIntake(ctx context.Context) error {
 		return err
 	}
 	svc.Register(s.public)
+	s.intake = svc
 	s.mu.Lock()
 	s.ready = append(s.ready, svc.Ready)
 	s.mu.Unlock()

@@ -28,6 +28,7 @@ const (
 	CodeConflict             = "conflict"
 	CodeInternal             = "internal"
 	CodeMethodNotAllowed     = "method_not_allowed"
+	CodeHeadersTooLarge      = "headers_too_large"
 )
 
 var statuses = map[string]int{
@@ -44,6 +45,7 @@ var statuses = map[string]int{
 	CodeConflict:             http.StatusConflict,
 	CodeInternal:             http.StatusInternalServerError,
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	CodeHeadersTooLarge:      http.StatusRequestHeaderFieldsTooLarge,
 }
 
 // Status is the HTTP status of an error code.

@@ -119,6 +119,7 @@ type Service struct {
 	log      *slog.Logger
 	now      func() time.Time
 	m        *metrics
+	counters map[string]map[int]prometheus.Counter
 	receipts Receipts
 	devices  *Limiter
 	addrs    *Limiter
@@ -156,6 +157,7 @@ func New(cfg Config) (*Service, error) {
 		log:        cfg.Logger,
 		now:        cfg.Now,
 		m:          m,
+		counters:   routeCounters(m),
 		receipts:   Receipts{Hasher: cfg.Hasher},
 		devices:    NewLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.LimiterSlots, cfg.Now),
 		addrs:      NewLimiter(cfg.AddrRate, cfg.AddrBurst, cfg.LimiterSlots, cfg.Now),
@@ -264,20 +266,34 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (s *Service) count(route string, h http.Handler) http.Handler {
-	counters := map[int]prometheus.Counter{}
-	for _, code := range []int{200, 202, 304, 400, 403, 404, 413, 415, 422, 429, 503} {
-		counters[code] = s.m.requests.WithLabelValues(route, strconv.Itoa(code))
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
-		code := cmp.Or(sw.status, http.StatusOK)
-		if c, ok := counters[code]; ok {
-			c.Inc()
-			return
-		}
-		s.m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		s.countStatus(route, sw.status)
 	})
+}
+
+// countStatus counts an answer (0: nothing written, which is a 200).
+func (s *Service) countStatus(route string, status int) {
+	status = cmp.Or(status, http.StatusOK)
+	if c, ok := s.counters[route][status]; ok {
+		c.Inc()
+		return
+	}
+	s.m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+}
+
+// routeCounters are the request counters of each route's usual answers,
+// looked up once.
+func routeCounters(m *metrics) map[string]map[int]prometheus.Counter {
+	all := map[string]map[int]prometheus.Counter{}
+	for _, route := range []string{"page", "campaign", "submit", "status"} {
+		all[route] = map[int]prometheus.Counter{}
+		for _, code := range []int{200, 202, 304, 400, 403, 404, 413, 415, 422, 429, 503} {
+			all[route][code] = m.requests.WithLabelValues(route, strconv.Itoa(code))
+		}
+	}
+	return all
 }
 
 // writeAccepted writes the 202: {"receipt", "status", "status_url"}. It
@@ -325,9 +341,12 @@ func invalid(w http.ResponseWriter, err error) {
 	httpapi.WriteError(w, httpapi.CodeInvalid, map[string]any{"fields": fe})
 }
 
-// jsonContent reports whether the request says its body is JSON (UTF-8).
-func jsonContent(r *http.Request) bool {
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+// jsonContent reports whether a Content-Type says the body is JSON (UTF-8).
+func jsonContent(contentType string) bool {
+	if contentType == "application/json" {
+		return true // the common case, without parsing
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "application/json" {
 		return false
 	}
@@ -335,7 +354,35 @@ func jsonContent(r *http.Request) bool {
 	return !ok || cs == "utf-8" || cs == "UTF-8"
 }
 
+// submission is what a submit needs of its HTTP request, whichever server
+// (net/http or the fasthttp front, see fast.go) read it.
+type submission struct {
+	ctx           context.Context
+	contentType   string
+	contentLength int64 // -1 when unknown
+	idemKey       string
+	// addr is the client's address: the peer, or what a trusted proxy
+	// says in X-Forwarded-For.
+	addr func() netip.Addr
+	// body reads the body, at most MaxBody bytes (*http.MaxBytesError
+	// past that).
+	body func() ([]byte, error)
+}
+
 func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
+	s.submit(w, submission{
+		ctx:           r.Context(),
+		contentType:   r.Header.Get("Content-Type"),
+		contentLength: r.ContentLength,
+		idemKey:       r.Header.Get("Idempotency-Key"),
+		addr:          func() netip.Addr { return ClientAddr(r, s.cfg.TrustedProxies) },
+		body:          func() ([]byte, error) { return io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody)) },
+	})
+}
+
+// submit answers POST /v1/intents: checks, admission, the receipt, the
+// publish, and the 202 once the stream has acknowledged.
+func (s *Service) submit(w http.ResponseWriter, r submission) {
 	if s.draining.Load() {
 		s.shed(w, shedDraining)
 		return
@@ -350,15 +397,15 @@ func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !jsonContent(r) {
+	if !jsonContent(r.contentType) {
 		httpapi.WriteError(w, httpapi.CodeUnsupportedMedia, map[string]any{"want": "application/json"})
 		return
 	}
-	if r.ContentLength > MaxBody {
+	if r.contentLength > MaxBody {
 		httpapi.WriteError(w, httpapi.CodeTooLarge, map[string]any{"max_bytes": MaxBody})
 		return
 	}
-	addr := ClientAddr(r, s.cfg.TrustedProxies)
+	addr := r.addr()
 	if ok, wait := s.addrs.Allow(addr.String()); !ok {
 		s.limited(w, "address", wait)
 		return
@@ -373,7 +420,7 @@ func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
 		s.shed(w, reason)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	body, err := r.body()
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -395,7 +442,7 @@ func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	c := e.c
 	v, err := Validate(req, c)
-	idemKey := r.Header.Get("Idempotency-Key")
+	idemKey := r.idemKey
 	if len(idemKey) > maxIdemKey || !printable(idemKey) {
 		fe, _ := err.(FieldErrors)
 		if fe == nil {
@@ -455,7 +502,7 @@ func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
 	if bodyKey != "" {
 		msg.Header.Set(HeaderBodyKey, bodyKey)
 	}
-	ack, err := s.publish(r.Context(), msg)
+	ack, err := s.publish(r.ctx, msg)
 	if err != nil {
 		var se *errShed
 		reason := shedPublish
@@ -469,7 +516,7 @@ func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ack.Duplicate && bodyKey != "" {
-		same, err := s.sameBody(r.Context(), ack, bodyKey)
+		same, err := s.sameBody(r.ctx, ack, bodyKey)
 		if err != nil {
 			s.log.Warn("read back the first submission of an idempotency key", slog.Any("err", err))
 			s.shed(w, shedPublish)

@@ -376,7 +376,7 @@ func TestCitizenPage(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
 	for _, tt := range []struct{ lang, want string }{{"ko", "접수 일정"}, {"en", "Schedule"}} {
-		req, err := http.NewRequest(http.MethodGet, e.srv.URL+"/?lang="+tt.lang, nil)
+		req, err := http.NewRequest(http.MethodGet, e.url+"/?lang="+tt.lang, nil)
 		require.NoError(t, err)
 		res, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)

@@ -156,11 +156,19 @@ func ClientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	if err != nil {
 		return netip.Addr{}
 	}
-	peer := ap.Addr().Unmap()
+	return clientAddr(ap.Addr(), r.Header.Values("X-Forwarded-For"), trusted)
+}
+
+// clientAddr is ClientAddr from the peer's address and the X-Forwarded-For
+// headers' values, whichever server read them.
+func clientAddr(peer netip.Addr, hops []string, trusted []netip.Prefix) netip.Addr {
+	if !peer.IsValid() {
+		return netip.Addr{}
+	}
+	peer = peer.Unmap()
 	if !inPrefixes(peer, trusted) {
 		return peer
 	}
-	hops := r.Header.Values("X-Forwarded-For")
 	addr := peer
 	for i := len(hops) - 1; i >= 0; i-- {
 		parts := strings.Split(hops[i], ",")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -78,12 +79,16 @@ func testSealer(tb testing.TB) *keys.Sealer {
 
 // env is one intake under test with its JetStream and clock.
 type env struct {
-	js    *streamtest.Server
-	svc   *intake.Service
-	srv   *httptest.Server
-	clock *clock
-	reg   *prometheus.Registry
-	c     *campaign.Campaign
+	js  *streamtest.Server
+	svc *intake.Service
+	// url is intake on its fasthttp front, as `prereg serve` runs it;
+	// stdURL the same service on net/http (svc.Handler), which the
+	// parity test holds to the same answers.
+	url    string
+	stdURL string
+	clock  *clock
+	reg    *prometheus.Registry
+	c      *campaign.Campaign
 }
 
 // setup starts an intake on a fresh JetStream; tweak adjusts its config.
@@ -113,9 +118,17 @@ func setupOn(tb testing.TB, js *streamtest.Server, tweak func(*intake.Config)) *
 	require.NoError(tb, err)
 	require.NoError(tb, svc.Start(context.Background()))
 	e.svc = svc
-	e.srv = httptest.NewServer(svc.Handler())
+	std := httptest.NewServer(svc.Handler())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(tb, err)
+	fast := svc.FastServer(svc.Handler(), nil)
+	go func() { _ = fast.Serve(ln) }()
+	e.url, e.stdURL = "http://"+ln.Addr().String(), std.URL
 	tb.Cleanup(func() {
-		e.srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = fast.ShutdownWithContext(ctx)
+		std.Close()
 		svc.Stop()
 	})
 	return e
@@ -163,7 +176,7 @@ func (e *env) post(tb testing.TB, b any, headers ...string) answer {
 		raw, err = json.Marshal(v)
 		require.NoError(tb, err)
 	}
-	req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/v1/intents", bytes.NewReader(raw))
+	req, err := http.NewRequest(http.MethodPost, e.url+"/v1/intents", bytes.NewReader(raw))
 	require.NoError(tb, err)
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
@@ -174,7 +187,7 @@ func (e *env) post(tb testing.TB, b any, headers ...string) answer {
 
 func (e *env) get(tb testing.TB, path string, headers ...string) answer {
 	tb.Helper()
-	req, err := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
+	req, err := http.NewRequest(http.MethodGet, e.url+path, nil)
 	require.NoError(tb, err)
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])

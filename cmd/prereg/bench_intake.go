@@ -190,10 +190,15 @@ func benchBodies(n int) [][]byte {
 // benchServer is an HTTP server on a loopback port.
 type benchServer struct {
 	url  string
-	srv  *http.Server
+	srv  interface{ Close() error }
 	once sync.Once
 	stop func()
 }
+
+// closerFunc is a func as an io.Closer.
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
 
 func startBenchServer(h http.Handler) (*benchServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -395,16 +400,20 @@ func startBenchIntake(ctx context.Context, mode string) (*benchServer, error) {
 		cleanup()
 		return nil, err
 	}
+	// The same server as `prereg serve` runs intake on: its fasthttp front.
 	mux := http.NewServeMux()
 	svc.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	bs, err := startBenchServer(mux)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		svc.Stop()
 		nc.Close()
 		cleanup()
-		return nil, err
+		return nil, fmt.Errorf("listen: %w", err)
 	}
+	srv := svc.FastServer(mux, nil)
+	go func() { _ = srv.Serve(ln) }()
+	bs := &benchServer{url: "http://" + ln.Addr().String(), srv: closerFunc(srv.Shutdown)}
 	bs.stop = func() { svc.Stop(); nc.Close(); cleanup() }
 	if mode == "refuse" {
 		svc.Stop() // draining: every submission gets intake's 503 first thing

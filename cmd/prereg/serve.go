@@ -76,14 +76,7 @@ func serveSystem(ctx context.Context, env *Env, opts app.Options, addr string, g
 		sys.Stop()
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srv := &http.Server{
-		Handler:           sys.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(env.Logger.Handler(), slog.LevelWarn),
-	}
+	srv := sys.NewServer(env.Logger)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	names := make([]string, len(opts.Roles))

@@ -188,7 +188,7 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 		return nil, err
 	}
 	w.closers = append(w.closers, w.sys.Stop)
-	srv := &http.Server{Handler: w.sys.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := w.sys.NewServer(env.Logger)
 	go func() { _ = srv.Serve(ln) }()
 	w.closers = append(w.closers, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

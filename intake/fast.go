@@ -1,0 +1,226 @@
+package intake
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/prereg/prereg/httpapi"
+)
+
+// The intake is the only path a national surge touches, and at its rate
+// net/http's own work per request (a goroutine, a context and a header map
+// per request, textproto parsing, the chunk writer) costs about as much as
+// everything intake does. So the process that runs intake listens with
+// fasthttp: POST /v1/intents is served natively, every other route (status
+// lookups, campaigns, the page, the admin API, /metrics) by the same
+// net/http handlers as before, through fasthttp's adaptor. Both paths run
+// the same checks (submit); the contract is the same on either server, and
+// the tests hold both to it.
+
+// Server limits of the fasthttp front.
+const (
+	// maxRequestBody bounds every request body the front reads: the
+	// largest any route accepts (64 KiB) — each route applies its own
+	// smaller limit (MaxBody for an intent).
+	maxRequestBody = 64 << 10
+	// readBuffer bounds a request's line and headers (431 beyond).
+	readBuffer = 8 << 10
+)
+
+// FastServer is the HTTP server of a process that runs intake: POST
+// /v1/intents is served natively on fasthttp, every other request by next.
+// Serve it on a listener; ShutdownWithContext stops taking requests and
+// waits for those under way (Stop the Service after it).
+func (s *Service) FastServer(next http.Handler, log *slog.Logger) *fasthttp.Server {
+	if log == nil {
+		log = s.log
+	}
+	fallback := fasthttpadaptor.NewFastHTTPHandler(next)
+	return &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			defer recoverPanic(ctx, log)
+			if !ctx.IsPost() || !isSubmitPath(ctx.Request.Header.RequestURI()) {
+				fallback(ctx)
+				return
+			}
+			w := getFastWriter(ctx)
+			s.submit(w, fastSubmission(ctx, s.cfg.TrustedProxies))
+			s.countStatus("submit", w.status)
+			putFastWriter(w)
+		},
+		ErrorHandler:          fastError,
+		Name:                  "prereg",
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		MaxRequestBodySize:    maxRequestBody,
+		ReadBufferSize:        readBuffer,
+		ReadTimeout:           15 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		CloseOnShutdown:       true,
+		Logger:                fastLogger{log},
+	}
+}
+
+// isSubmitPath reports whether a request URI's path is exactly
+// /v1/intents, as net/http's mux would match it (a query is allowed).
+func isSubmitPath(uri []byte) bool {
+	path, _, _ := strings.Cut(string(uri), "?")
+	return path == "/v1/intents"
+}
+
+// fastSubmission is what submit needs of a fasthttp request. fasthttp has
+// read the whole body already (at most maxRequestBody); longer than
+// MaxBody is answered 413 as on net/http.
+func fastSubmission(ctx *fasthttp.RequestCtx, trusted []netip.Prefix) submission {
+	h := &ctx.Request.Header
+	return submission{
+		ctx:           ctx,
+		contentType:   string(h.ContentType()),
+		contentLength: int64(h.ContentLength()),
+		idemKey:       string(h.Peek("Idempotency-Key")),
+		addr: func() netip.Addr {
+			var peer netip.Addr
+			if ta, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+				peer = ta.AddrPort().Addr()
+			}
+			var hops []string
+			for _, v := range h.PeekAll("X-Forwarded-For") {
+				hops = append(hops, string(v))
+			}
+			return clientAddr(peer, hops, trusted)
+		},
+		body: func() ([]byte, error) {
+			b := ctx.PostBody()
+			if len(b) > MaxBody {
+				return nil, &http.MaxBytesError{Limit: MaxBody}
+			}
+			return b, nil
+		},
+	}
+}
+
+// fastWriter is an http.ResponseWriter over a fasthttp response, so that
+// submit writes its answers the same way on either server.
+type fastWriter struct {
+	ctx    *fasthttp.RequestCtx
+	h      http.Header
+	status int
+}
+
+var fastWriters = sync.Pool{New: func() any { return &fastWriter{h: http.Header{}} }}
+
+func getFastWriter(ctx *fasthttp.RequestCtx) *fastWriter {
+	w := fastWriters.Get().(*fastWriter)
+	w.ctx = ctx
+	return w
+}
+
+func putFastWriter(w *fastWriter) {
+	clear(w.h)
+	w.ctx, w.status = nil, 0
+	fastWriters.Put(w)
+}
+
+func (w *fastWriter) Header() http.Header { return w.h }
+
+func (w *fastWriter) WriteHeader(code int) {
+	if w.status != 0 {
+		return
+	}
+	w.status = code
+	rh := &w.ctx.Response.Header
+	for k, vs := range w.h {
+		if k == "Content-Length" {
+			continue // fasthttp sets it from the body
+		}
+		for i, v := range vs {
+			if i == 0 {
+				rh.Set(k, v)
+			} else {
+				rh.Add(k, v)
+			}
+		}
+	}
+	w.ctx.SetStatusCode(code)
+}
+
+func (w *fastWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ctx.Write(b)
+}
+
+// fastError answers a request the front could not read: too large (413),
+// headers too long (431), anything else malformed (400), as JSON errors
+// like every other answer.
+func fastError(ctx *fasthttp.RequestCtx, err error) {
+	w := getFastWriter(ctx)
+	defer putFastWriter(w)
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		limit := maxRequestBody
+		if isSubmitPath(ctx.Request.Header.RequestURI()) {
+			limit = MaxBody
+		}
+		httpapi.WriteError(w, httpapi.CodeTooLarge, map[string]any{"max_bytes": limit})
+	case errors.As(err, &small):
+		httpapi.WriteError(w, httpapi.CodeHeadersTooLarge, map[string]any{"max_bytes": readBuffer})
+	default:
+		httpapi.WriteError(w, httpapi.CodeInvalid, map[string]any{"fields": FieldErrors{"request": "not a valid HTTP request"}})
+	}
+	ctx.SetConnectionClose()
+}
+
+// recoverPanic turns a handler's panic into a 500, as net/http does,
+// instead of taking the process down (fasthttp does not recover).
+func recoverPanic(ctx *fasthttp.RequestCtx, log *slog.Logger) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+		ctx.SetConnectionClose()
+		return
+	}
+	// The value is not logged: it could hold what the request carried.
+	log.Error("handler panicked", slog.String("path", safePath(ctx)))
+	ctx.ResetBody()
+	ctx.Response.Header.Reset()
+	ctx.SetStatusCode(http.StatusInternalServerError)
+	ctx.SetContentType("application/json; charset=utf-8")
+	ctx.SetBodyString(`{"error":"` + httpapi.CodeInternal + `"}` + "\n")
+	ctx.SetConnectionClose()
+}
+
+// safePath is a request's path for a log line: the path only, without
+// the query, and cut short.
+func safePath(ctx *fasthttp.RequestCtx) string {
+	p, _, _ := strings.Cut(string(ctx.Request.Header.RequestURI()), "?")
+	if len(p) > 64 {
+		p = p[:64]
+	}
+	return p
+}
+
+// fastLogger sends fasthttp's own messages (connection errors) to slog at
+// debug level: they name no person, but a surge makes many of them.
+type fastLogger struct{ log *slog.Logger }
+
+func (l fastLogger) Printf(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug("http server", slog.String("format", format))
+	}
+}

@@ -1,0 +1,116 @@
+package intake_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/prereg/prereg/intake"
+)
+
+// rawRequest is one request of the parity test, sent as is to each server.
+type rawRequest struct {
+	name    string
+	method  string
+	path    string
+	headers []string // name, value pairs
+	body    []byte
+	chunked bool // send without Content-Length
+}
+
+func (r rawRequest) send(t *testing.T, base string) answer {
+	t.Helper()
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+		if r.chunked {
+			body = io.MultiReader(body) // hides the length: sent chunked
+		}
+	}
+	req, err := http.NewRequest(r.method, base+r.path, body)
+	require.NoError(t, err)
+	for i := 0; i+1 < len(r.headers); i += 2 {
+		req.Header.Set(r.headers[i], r.headers[i+1])
+	}
+	return do(t, req)
+}
+
+// TestFastFrontAnswersAsNetHTTP holds intake's fasthttp front (the server
+// `prereg serve` runs intake on) to the same answers as the same service on
+// net/http, for the submit route it serves natively and for routes it
+// passes through.
+func TestFastFrontAnswersAsNetHTTP(t *testing.T) {
+	// Both servers share one service: no device limit, or the second
+	// server's answers would be 429s.
+	e := setup(t, func(c *intake.Config) { c.DeviceRate = -1 })
+	valid, err := json.Marshal(body(nil))
+	require.NoError(t, err)
+	jsonCT := []string{"Content-Type", "application/json"}
+	big := append(append([]byte(`{"campaign":"`), bytes.Repeat([]byte("x"), 10<<10)...), `"}`...)
+	huge := append(append([]byte(`{"campaign":"`), bytes.Repeat([]byte("x"), 100<<10)...), `"}`...)
+	cases := []rawRequest{
+		{name: "idempotent 202", method: "POST", path: "/v1/intents", headers: append(jsonCT, "Idempotency-Key", "k-1"), body: valid},
+		{name: "with a query", method: "POST", path: "/v1/intents?x=1", headers: append(jsonCT, "Idempotency-Key", "k-2"), body: valid},
+		{name: "charset", method: "POST", path: "/v1/intents", headers: []string{"Content-Type", "application/json; charset=utf-8", "Idempotency-Key", "k-3"}, body: valid},
+		{name: "not JSON", method: "POST", path: "/v1/intents", headers: jsonCT, body: []byte(`{"campaign":`)},
+		{name: "unknown field", method: "POST", path: "/v1/intents", headers: jsonCT, body: []byte(`{"campaign":"test-2021","shoe_size":"9"}`)},
+		{name: "two objects", method: "POST", path: "/v1/intents", headers: jsonCT, body: append(append([]byte{}, valid...), valid...)},
+		{name: "wrong media type", method: "POST", path: "/v1/intents", headers: []string{"Content-Type", "text/plain"}, body: valid},
+		{name: "latin-1", method: "POST", path: "/v1/intents", headers: []string{"Content-Type", "application/json; charset=latin1"}, body: valid},
+		{name: "too large", method: "POST", path: "/v1/intents", headers: jsonCT, body: big},
+		{name: "far too large", method: "POST", path: "/v1/intents", headers: jsonCT, body: huge},
+		{name: "too large, chunked", method: "POST", path: "/v1/intents", headers: jsonCT, body: big, chunked: true},
+		{name: "valid, chunked", method: "POST", path: "/v1/intents", headers: append(jsonCT, "Idempotency-Key", "k-4"), body: valid, chunked: true},
+		{name: "bad idempotency key", method: "POST", path: "/v1/intents", headers: append(jsonCT, "Idempotency-Key", "é"), body: valid},
+		{name: "unknown campaign", method: "POST", path: "/v1/intents", headers: jsonCT, body: []byte(`{"campaign":"nope","provider":"pass","identity_token":"t","birthdate":"1990-08-19","phone":"010-1234-5678","region":"11680","device_id":"d"}`)},
+		{name: "GET on submit", method: "GET", path: "/v1/intents"},
+		{name: "status of a forged receipt", method: "GET", path: "/v1/intents/forged"},
+		{name: "campaign", method: "GET", path: "/v1/campaigns/test-2021"},
+		{name: "no such route", method: "GET", path: "/nowhere"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			want := c.send(t, e.stdURL)
+			got := c.send(t, e.url)
+			assert.Equal(t, want.Status, got.Status, "status")
+			assert.Equal(t, want.Body, got.Body, "body")
+			for _, h := range []string{"Content-Type", "Retry-After", "ETag", "Cache-Control", "Allow"} {
+				assert.Equal(t, want.Header.Get(h), got.Header.Get(h), h)
+			}
+		})
+	}
+}
+
+// TestFastFrontLimits: what only the front answers (headers too long) is a
+// JSON error too, and a handler's panic is a 500, not a dead process.
+func TestFastFrontLimits(t *testing.T) {
+	e := setup(t, nil)
+	a := rawRequest{method: "GET", path: "/v1/campaigns/test-2021", headers: []string{"X-Padding", strings.Repeat("p", 16<<10)}}.send(t, e.url)
+	assert.Equal(t, http.StatusRequestHeaderFieldsTooLarge, a.Status)
+	assert.Equal(t, "headers_too_large", a.Body["error"])
+
+	panicky := e.svc.FastServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }), nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = panicky.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = panicky.ShutdownWithContext(ctx)
+	})
+	base := "http://" + ln.Addr().String()
+	for range 2 { // the second answer shows the server survived the first
+		a := rawRequest{method: "GET", path: "/v1/campaigns/test-2021"}.send(t, base)
+		assert.Equal(t, http.StatusInternalServerError, a.Status)
+		assert.Equal(t, "internal", a.Body["error"])
+	}
+}
