@@ -1,16 +1,22 @@
 package intake_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg/intake"
 )
 
-// FuzzDecodeRequest: the decoder never panics, accepts only what
+// FuzzDecodeRequest: the decoder never panics, accepts exactly what
+// encoding/json's strict decoding accepts (one object, known string
+// fields, nothing after it) with the same values, accepts only what
 // re-encodes to an equivalent object, and names only safe fields in its
 // errors. The seed corpus is in testdata/fuzz/FuzzDecodeRequest.
 func FuzzDecodeRequest(f *testing.F) {
@@ -19,8 +25,18 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"region":11680}`))
 	f.Add([]byte(`{} {}`))
 	f.Add([]byte("{\"campaign\":\"\xff\"}"))
+	f.Add([]byte(`{"Campaign":"x","CAMPAIGN":"y"}`))
+	f.Add([]byte(`{"campaign":"x","campaign":"y"}`))
+	f.Add([]byte(`{"campaign":"\u00e9\ud800"} `))
+	f.Add([]byte(`{"campaign":null,"region":"1"}`))
+	f.Add([]byte(`{"campaign":"x"}x`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req, err := intake.DecodeRequest(data)
+		std, stdErr := strictStd(data)
+		require.Equal(t, stdErr == nil, err == nil, "accepted by encoding/json: %v", stdErr == nil)
+		if err == nil {
+			require.Equal(t, std, req, "the same values as encoding/json")
+		}
 		if err != nil {
 			var fe intake.FieldErrors
 			require.ErrorAs(t, err, &fe)
@@ -38,6 +54,27 @@ func FuzzDecodeRequest(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, req, back)
 	})
+}
+
+// strictStd is the intake's decoding done by encoding/json alone: the
+// reference the fast decoder is held to.
+func strictStd(data []byte) (intake.Request, error) {
+	var req intake.Request
+	if len(data) > intake.MaxBody || !utf8.Valid(data) {
+		return req, errors.New("too large or not UTF-8")
+	}
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return req, errors.New("not an object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return intake.Request{}, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return intake.Request{}, errors.New("more than one value")
+	}
+	return req, nil
 }
 
 // FuzzValidate: the validator never panics, and what it accepts is inside
@@ -118,4 +155,25 @@ func TestRegions(t *testing.T) {
 	for _, code := range []string{"", "11", "99999", "1168O", "#"} {
 		require.False(t, intake.KnownRegion(code), code)
 	}
+}
+
+// BenchmarkDecodeRequest: a well-formed intent through DecodeRequest (the
+// fast decoder) and through encoding/json's strict decoding alone, side by
+// side.
+func BenchmarkDecodeRequest(b *testing.B) {
+	data := []byte(`{"campaign":"test-2021","provider":"pass","identity_token":"tok-abc.def-0123456789","birthdate":"1990-08-19","phone":"010-1234-5678","region":"11680","clinic":"c-11680-01","device_id":"device-0123456789"}`)
+	b.Run("intake", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := intake.DecodeRequest(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding_json", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := strictStd(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

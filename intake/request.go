@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // MaxBody is the largest intent body accepted (DESIGN.md section 5).
@@ -54,6 +56,11 @@ func DecodeRequest(data []byte) (Request, error) {
 	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return req, FieldErrors{"body": "want a JSON object"}
 	}
+	if req, ok := decodeFast(data); ok {
+		return req, nil
+	}
+	// encoding/json decides whatever the fast decoder refused, and names
+	// the field at fault.
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -63,6 +70,26 @@ func DecodeRequest(data []byte) (Request, error) {
 		return Request{}, FieldErrors{"body": "want exactly one JSON object"}
 	}
 	return req, nil
+}
+
+// decodeFast decodes a well-formed intent with go-json, which costs a
+// fifth of encoding/json (intake's largest cost of its own per 202). It
+// answers only for input it accepts whole (one object, known fields, only
+// whitespace after it); anything else goes to encoding/json, whose answer
+// is the contract. FuzzDecodeRequest holds the two to the same result on
+// every input the fast path accepts.
+func decodeFast(data []byte) (Request, bool) {
+	var req Request
+	dec := gojson.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return Request{}, false
+	}
+	off := dec.InputOffset()
+	if off < 0 || off > int64(len(data)) || len(bytes.TrimLeft(data[off:], " \t\r\n")) != 0 {
+		return Request{}, false
+	}
+	return req, true
 }
 
 func decodeError(err error) error {
