@@ -3,11 +3,13 @@ package intake
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -120,7 +122,7 @@ func (s *Service) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck
 	// The client's going away does not cancel a publish under way: once
 	// sent, it either lands in the stream or not, and Stop waits for it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PublishTimeout)
-	ack, err := s.cfg.JetStream.PublishMsg(ctx, msg, jetstream.WithRetryAttempts(0))
+	ack, err := publishMsg(ctx, s.cfg.JetStream.Conn(), msg)
 	cancel()
 	took := time.Since(start)
 	s.m.inFlight.Dec()
@@ -130,6 +132,37 @@ func (s *Service) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck
 		return nil, s.classify(err)
 	}
 	return ack, nil
+}
+
+// pubAckResponse is JetStream's answer to a publish: an ack or an error.
+type pubAckResponse struct {
+	Error *jetstream.APIError `json:"error,omitempty"`
+	*jetstream.PubAck
+}
+
+// publishMsg is jetstream.PublishMsg without retries, with the ack read by
+// go-json: encoding/json's reading of the ack was a twentieth of intake's
+// CPU per 202. Errors are the ones PublishMsg returns (an *APIError for
+// what the stream refused).
+func publishMsg(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*jetstream.PubAck, error) {
+	resp, err := nc.RequestMsgWithContext(ctx, msg)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, jetstream.ErrNoStreamResponse
+		}
+		return nil, err
+	}
+	var ack pubAckResponse
+	if err := gojson.Unmarshal(resp.Data, &ack); err != nil {
+		return nil, jetstream.ErrInvalidJSAck
+	}
+	if ack.Error != nil {
+		return nil, fmt.Errorf("nats: %w", ack.Error)
+	}
+	if ack.PubAck == nil || ack.Stream == "" {
+		return nil, jetstream.ErrInvalidJSAck
+	}
+	return ack.PubAck, nil
 }
 
 // classify turns a publish error into the shedding reason the client sees.
