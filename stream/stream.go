@@ -40,10 +40,16 @@ const MinServerVersion = "2.10.0"
 // Config sets the limits of the streams. Zero values take the defaults
 // documented in docs/STREAMS.md.
 type Config struct {
-	// DuplicateWindow is how long the stream remembers a Nats-Msg-Id. The
-	// server keeps each id in memory (about 110 bytes), so the window
-	// bounds memory at the surge rate.
+	// DuplicateWindow is how long the submitted stream remembers a
+	// Nats-Msg-Id (default 30 s). The server keeps each id in memory (about
+	// 130 bytes), so at the surge's rate the memory budget bounds the
+	// window (docs/STREAMS.md).
 	DuplicateWindow time.Duration
+	// VerifiedDuplicateWindow is the verified stream's (default 2 min): it
+	// must outlast verify's AckWait (30 s), so that an outcome republished
+	// after a lost ack is dropped as a duplicate. That stream's rate is
+	// bounded by the identity providers', far below the surge's.
+	VerifiedDuplicateWindow time.Duration
 	// SubmittedMaxAge bounds how long an unverified intent (and its token)
 	// may wait.
 	SubmittedMaxAge time.Duration
@@ -57,7 +63,8 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	c.DuplicateWindow = cmp.Or(c.DuplicateWindow, 2*time.Minute)
+	c.DuplicateWindow = cmp.Or(c.DuplicateWindow, 30*time.Second)
+	c.VerifiedDuplicateWindow = cmp.Or(c.VerifiedDuplicateWindow, 2*time.Minute)
 	c.SubmittedMaxAge = cmp.Or(c.SubmittedMaxAge, 7*24*time.Hour)
 	c.SubmittedMaxBytes = cmp.Or(c.SubmittedMaxBytes, int64(8<<30))
 	c.VerifiedMaxAge = cmp.Or(c.VerifiedMaxAge, 30*24*time.Hour)
@@ -95,7 +102,7 @@ func VerifiedConfig(c Config) jetstream.StreamConfig {
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      c.VerifiedMaxAge,
 		MaxMsgSize:  16 << 10,
-		Duplicates:  c.DuplicateWindow,
+		Duplicates:  c.VerifiedDuplicateWindow,
 		Replicas:    c.Replicas,
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/stream"
 )
 
 func TestBackoffIsCappedFullJitter(t *testing.T) {
@@ -113,4 +114,14 @@ func TestCallWindow(t *testing.T) {
 	now = now.Add(6 * time.Second) // the first second has left the window
 	ok, failed = w.counts()
 	require.Equal(t, [2]int{0, 1}, [2]int{ok, failed})
+}
+
+// TestAckWaitInsideVerifiedDuplicateWindow: an outcome republished after a
+// lost ack (a redelivery after AckWait) must land inside the verified
+// stream's duplicate window, or it is stored twice.
+func TestAckWaitInsideVerifiedDuplicateWindow(t *testing.T) {
+	t.Parallel()
+	window := stream.VerifiedConfig(stream.Config{}).Duplicates
+	ackWait := Settings{}.withDefaults().AckWait
+	require.Greater(t, window, 2*ackWait, "the verified stream's duplicate window should outlast a redelivery with margin")
 }

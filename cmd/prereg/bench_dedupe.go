@@ -88,7 +88,7 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if err := stream.Declare(ctx, js, stream.Config{DuplicateWindow: 10 * time.Minute}); err != nil {
+	if err := stream.Declare(ctx, js, stream.Config{DuplicateWindow: 10 * time.Minute, VerifiedDuplicateWindow: 10 * time.Minute}); err != nil {
 		return err
 	}
 
