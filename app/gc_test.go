@@ -17,8 +17,15 @@ func TestTuneGC(t *testing.T) {
 		want   int // the collector's target afterwards
 	}{
 		{"workers only", []Role{RoleVerify, RoleDedupe, RoleNotify}, noEnv, WorkerGCPercent},
+		{"intake alone", []Role{RoleIntake}, noEnv, IntakeGCPercent},
 		{"intake among them", []Role{RoleDedupe, RoleIntake}, noEnv, 100},
 		{"all roles", AllRoles, noEnv, 100},
+		{"GOGC set, intake", []Role{RoleIntake}, func(k string) string {
+			if k == "GOGC" {
+				return "150"
+			}
+			return ""
+		}, 100},
 		{"GOGC set", []Role{RoleDedupe}, func(k string) string {
 			if k == "GOGC" {
 				return "150"
