@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 
+	"github.com/prereg/prereg/app"
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/intake"
 	"github.com/prereg/prereg/keys"
@@ -62,6 +63,13 @@ type intakeBench struct {
 	OverloadOther5xx    int64   `json:"overload_other_5xx"`
 	OverloadTimeouts    int64   `json:"overload_timeouts"`
 	OverloadCapacityRPS float64 `json:"overload_capacity_rps"`
+	// The refusal floor (--refuse-floor): the same open loop at the same
+	// rate against intake refusing every submission first thing (GOMAXPROCS=1
+	// too). It is what this machine, generator and server process do at
+	// that rate when the server does nothing but refuse: no shedding policy
+	// inside intake can answer faster than this.
+	FloorP99MS    float64 `json:"overload_refuse_floor_p99_ms,omitempty"`
+	FloorTimeouts int64   `json:"overload_refuse_floor_timeouts,omitempty"`
 	// RefusalCeilingRPS (--overload-server refuse): submissions per second
 	// one core answers 503 when intake refuses them all.
 	RefusalCeilingRPS float64 `json:"refusal_ceiling_rps,omitempty"`
@@ -93,6 +101,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	format := fs.String("format", "text", "text or json")
 	overloadServer := fs.String("overload-server", "overload", "the server of the overload run: overload (intake), bare (the generator's own limit), or refuse (how many submissions one core can refuse: the ceiling of any shedding inside the process)")
 	profileDir := fs.String("profile-dir", "", "write a CPU profile of each server to DIR/MODE.prof")
+	floor := fs.Bool("refuse-floor", true, "after the overload run, offer the same rate to intake refusing every submission: the latency floor of this machine and generator at that rate")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -122,6 +131,12 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 		progress("overload: intake alone with GOMAXPROCS=1, capacity first…")
 		if err := runOverload(ctx, env, &out, *overloadServer, bodies, *conns, *duration, *overload, *profileDir, progress); err != nil {
 			return err
+		}
+		if *floor && *overloadServer == "overload" {
+			progress("refusal floor: the same %.0f req/s against intake refusing everything…", out.OverloadOfferedRPS)
+			if err := runFloor(ctx, env, &out, bodies, *overload, progress); err != nil {
+				return err
+			}
 		}
 	}
 	if *format == "json" {
@@ -163,6 +178,9 @@ func printIntakeBench(w io.Writer, b intakeBench, overload time.Duration) {
 		fmt.Fprintf(w, "  offered %.0f req/s, answered 202 %.0f req/s, 503 share %.2f, p99 %.1f ms (target <= 100)\n",
 			b.OverloadOfferedRPS, b.OverloadAnsweredRPS, b.Overload503Share, b.OverloadP99MS)
 		fmt.Fprintf(w, "  max RSS %.0f MiB (target <= 256), other 5xx %d, timeouts %d (target 0)\n", b.OverloadMaxRSSMiB, b.OverloadOther5xx, b.OverloadTimeouts)
+		if b.FloorP99MS > 0 {
+			fmt.Fprintf(w, "  refusal floor at the same rate (every submission refused): p99 %.1f ms, timeouts %d\n", b.FloorP99MS, b.FloorTimeouts)
+		}
 	}
 }
 
@@ -712,6 +730,23 @@ func runOverload(ctx context.Context, env *Env, out *intakeBench, server string,
 	return ctx.Err()
 }
 
+// runFloor offers the overload run's rate, for as long, to intake in the
+// same kind of process (GOMAXPROCS=1) while it refuses every submission
+// first thing (draining): the latency a server that does nothing but
+// answer 503 gets from this machine and generator at that rate.
+func runFloor(ctx context.Context, env *Env, out *intakeBench, bodies [][]byte, d time.Duration, progress func(string, ...any)) error {
+	child, err := startChild(ctx, env, childOptions{gomaxprocs1: true}, "--mode", "refuse")
+	if err != nil {
+		return err
+	}
+	defer child.stop()
+	res := openLoop(ctx, child.url, bodies, out.OverloadOfferedRPS, d)
+	out.FloorP99MS = ms(res.quantile(0.99))
+	out.FloorTimeouts = res.timeouts
+	progress("refusal floor: p99 %.1f ms (from send %.1f ms), 503 %d, timeouts %d", out.FloorP99MS, ms(loadResult{latencies: res.service}.quantile(0.99)), res.shed, res.timeouts)
+	return ctx.Err()
+}
+
 // peakRSS is a process's peak resident set size (VmHWM), in bytes.
 func peakRSS(pid int) int64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
@@ -757,6 +792,7 @@ func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
 			s, err = startBenchServer(naiveHandler(pool))
 		}
 	case "intake", "intake_synced", "overload", "refuse":
+		app.TuneGC([]app.Role{app.RoleIntake}, env.Getenv) // as `prereg serve --roles intake`
 		s, err = startBenchIntake(ctx, *mode)
 	default:
 		return usagef("--mode %q: want bare, naive, intake, intake_synced, overload or refuse", *mode)
