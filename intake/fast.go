@@ -59,7 +59,6 @@ func (s *Service) FastServer(next http.Handler, log *slog.Logger) *fasthttp.Serv
 			putFastWriter(w)
 		},
 		ErrorHandler:          fastError,
-		Name:                  "prereg",
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		MaxRequestBodySize:    maxRequestBody,
