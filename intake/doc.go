@@ -14,6 +14,10 @@
 // the database, through the StatusReader a store implements. A receipt
 // carries its own MAC, so a forged one is answered 404 without a query.
 //
+// A process that runs intake listens with fasthttp (fast.go): submissions
+// are served natively, every other route by the same net/http handlers;
+// submit is the one implementation of the checks for both servers.
+//
 // See docs/STREAMS.md for what a 202 promises in each JetStream
 // configuration.
 package intake

@@ -50,7 +50,7 @@ func cmdServe(ctx context.Context, env *Env, args []string) error {
 	}
 	defer closeNATS()
 	if pct, ok := app.TuneGC(rs, env.Getenv); ok {
-		env.Logger.Info("garbage collector target set for worker roles", slog.Int("gogc", pct))
+		env.Logger.Info("garbage collector target set for these roles (GOGC unset)", slog.Int("gogc", pct))
 	}
 	opts := app.Options{Roles: rs, Logger: env.Logger, Pool: pool, NC: nc, Config: cfg}
 	if err := roleOptionsFromEnv(&opts, env.Getenv); err != nil {
