@@ -54,6 +54,10 @@ type intakeBench struct {
 	RatioBare        float64 `json:"ratio_bare"`
 	RatioNaive       float64 `json:"ratio_naive"`
 	RatioNaiveSynced float64 `json:"ratio_naive_synced"`
+	// --bare-fasthttp: the bare handler on fasthttp, the server intake
+	// runs on, so that intake's own cost shows apart from net/http's.
+	BareFastRPS       float64 `json:"bare_fasthttp_rps,omitempty"`
+	RatioBareFasthttp float64 `json:"ratio_bare_fasthttp,omitempty"`
 
 	OverloadOfferedRPS  float64 `json:"overload_offered_rps"`
 	OverloadAnsweredRPS float64 `json:"overload_answered_rps"`
@@ -101,6 +105,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	format := fs.String("format", "text", "text or json")
 	overloadServer := fs.String("overload-server", "overload", "the server of the overload run: overload (intake), bare (the generator's own limit), or refuse (how many submissions one core can refuse: the ceiling of any shedding inside the process)")
 	profileDir := fs.String("profile-dir", "", "write a CPU profile of each server to DIR/MODE.prof")
+	bareFast := fs.Bool("bare-fasthttp", false, "also run the bare handler on fasthttp (the server intake runs on) in every round, and print intake's ratio to it")
 	floor := fs.Bool("refuse-floor", true, "after the overload run, offer the same rate to intake refusing every submission: the latency floor of this machine and generator at that rate")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -122,8 +127,12 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	bodies := benchBodies(20000)
 
 	out := intakeBench{Modes: map[string]modeSummary{}, Rounds: *rounds, DurationS: duration.Seconds(), Connections: *conns, NumCPU: runtime.NumCPU()}
+	modes := intakeBenchModes
+	if *bareFast {
+		modes = append(slices.Clone(modes), "bare_fasthttp")
+	}
 	if *rounds > 0 {
-		if err := runComparison(ctx, env, &out, bodies, *conns, *duration, *rounds, *profileDir, progress); err != nil {
+		if err := runComparison(ctx, env, &out, modes, bodies, *conns, *duration, *rounds, *profileDir, progress); err != nil {
 			return err
 		}
 	}
@@ -144,7 +153,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	printIntakeBench(env.Stdout, out, *overload)
+	printIntakeBench(env.Stdout, out, modes, *overload)
 	return nil
 }
 
@@ -157,11 +166,11 @@ func ratio(a, b float64) float64 {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func printIntakeBench(w io.Writer, b intakeBench, overload time.Duration) {
+func printIntakeBench(w io.Writer, b intakeBench, modes []string, overload time.Duration) {
 	fmt.Fprintf(w, "prereg bench intake: %d rounds × %.1fs per mode, %d connections, %d CPUs (medians over rounds)\n\n", b.Rounds, b.DurationS, b.Connections, b.NumCPU)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "mode\treq/s\tp50 ms\tp99 ms\terrors\t")
-	for _, m := range intakeBenchModes {
+	for _, m := range modes {
 		s := b.Modes[m]
 		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t\n", m, s.RPS, s.P50MS, s.P99MS, s.Errors)
 	}
@@ -169,6 +178,9 @@ func printIntakeBench(w io.Writer, b intakeBench, overload time.Duration) {
 	fmt.Fprintf(w, "\nratio_bare (intake/bare)                 %.2f   (target >= 0.6)\n", b.RatioBare)
 	fmt.Fprintf(w, "ratio_naive (intake/naive)               %.2f   (target >= 3)\n", b.RatioNaive)
 	fmt.Fprintf(w, "ratio_naive_synced (intake_synced/naive) %.2f   (stretch >= 1)\n", b.RatioNaiveSynced)
+	if b.BareFastRPS > 0 {
+		fmt.Fprintf(w, "ratio_bare_fasthttp (intake/bare_fasthttp) %.2f (no target: intake's own cost on its server)\n", b.RatioBareFasthttp)
+	}
 	if overload > 0 {
 		if b.RefusalCeilingRPS > 0 {
 			fmt.Fprintf(w, "\nrefusal ceiling (intake refusing every submission, GOMAXPROCS=1): %.0f answers/s\n", b.RefusalCeilingRPS)
@@ -235,6 +247,19 @@ func (b *benchServer) close() {
 			b.stop()
 		}
 	})
+}
+
+// serveBareFast is serveBare on fasthttp, the server intake runs on.
+func serveBareFast(ctx *fasthttp.RequestCtx) {
+	var req intake.Request
+	if err := json.Unmarshal(ctx.PostBody(), &req); err != nil {
+		ctx.Error("bad", http.StatusBadRequest)
+		return
+	}
+	receipt := benchReceipt()
+	ctx.SetContentType("application/json; charset=utf-8")
+	ctx.SetStatusCode(http.StatusAccepted)
+	_ = json.NewEncoder(ctx).Encode(map[string]string{"receipt": receipt, "status": "received", "status_url": "/v1/intents/" + receipt})
 }
 
 // serveBare is the ceiling of the HTTP path: decode the same body, answer
@@ -785,6 +810,13 @@ func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
 	switch *mode {
 	case "bare":
 		s, err = startBenchServer(http.HandlerFunc(serveBare))
+	case "bare_fasthttp":
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
+			srv := &fasthttp.Server{Handler: serveBareFast, NoDefaultServerHeader: true}
+			go func() { _ = srv.Serve(ln) }()
+			s = &benchServer{url: "http://" + ln.Addr().String(), srv: closerFunc(srv.Shutdown)}
+		}
 	case "naive":
 		var pool *pgxpool.Pool
 		if pool, err = naivePool(ctx, *dbURL, *conns); err == nil {
@@ -795,7 +827,7 @@ func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
 		app.TuneGC([]app.Role{app.RoleIntake}, env.Getenv) // as `prereg serve --roles intake`
 		s, err = startBenchIntake(ctx, *mode)
 	default:
-		return usagef("--mode %q: want bare, naive, intake, intake_synced, overload or refuse", *mode)
+		return usagef("--mode %q: want bare, bare_fasthttp, naive, intake, intake_synced, overload or refuse", *mode)
 	}
 	if err != nil {
 		return err
@@ -862,7 +894,7 @@ func (c *childServer) stop() {
 
 // runComparison runs the four servers side by side, alternating a, b, c, d
 // in every round so that machine drift hits them alike.
-func runComparison(ctx context.Context, env *Env, out *intakeBench, bodies [][]byte, conns int, duration time.Duration, rounds int, profileDir string, progress func(string, ...any)) error {
+func runComparison(ctx context.Context, env *Env, out *intakeBench, modes []string, bodies [][]byte, conns int, duration time.Duration, rounds int, profileDir string, progress func(string, ...any)) error {
 	progress("creating the naive design's database…")
 	dbURL, dropDB, err := naiveDatabase(ctx, env)
 	if err != nil {
@@ -871,10 +903,11 @@ func runComparison(ctx context.Context, env *Env, out *intakeBench, bodies [][]b
 	defer dropDB()
 	// (a) bare: decode and answer 202; (b) naive: one INSERT … ON CONFLICT
 	// per request; (c) intake on the embedded JetStream; (d) the same with
-	// sync_interval: always. Each in its own process.
-	progress("starting the four servers…")
+	// sync_interval: always; (e) with --bare-fasthttp, bare on fasthttp.
+	// Each in its own process.
+	progress("starting the %d servers…", len(modes))
 	urls := map[string]string{}
-	for _, m := range intakeBenchModes {
+	for _, m := range modes {
 		c, err := startChild(ctx, env, childOptions{profileDir: profileDir}, "--mode", m, "--database-url", dbURL, "--connections", strconv.Itoa(conns))
 		if err != nil {
 			return err
@@ -883,14 +916,14 @@ func runComparison(ctx context.Context, env *Env, out *intakeBench, bodies [][]b
 		urls[m] = c.url
 	}
 	progress("warming up…")
-	for _, m := range intakeBenchModes {
+	for _, m := range modes {
 		if _, err := closedLoop(ctx, urls[m], bodies, conns, time.Second); err != nil {
 			return err
 		}
 	}
 	runs := map[string][]loadResult{}
 	for r := range rounds {
-		for _, m := range intakeBenchModes {
+		for _, m := range modes {
 			res, err := closedLoop(ctx, urls[m], bodies, conns, duration)
 			if err != nil {
 				return err
@@ -899,7 +932,7 @@ func runComparison(ctx context.Context, env *Env, out *intakeBench, bodies [][]b
 			progress("round %d/%d %-14s %8.0f req/s  p50 %6.2f ms  p99 %7.2f ms  errors %d %s", r+1, rounds, m, res.rps(), ms(res.quantile(0.5)), ms(res.quantile(0.99)), res.errors, res.others())
 		}
 	}
-	for _, m := range intakeBenchModes {
+	for _, m := range modes {
 		out.Modes[m] = summarize(runs[m])
 	}
 	out.BareRPS, out.NaiveRPS = out.Modes["bare"].RPS, out.Modes["naive"].RPS
@@ -908,6 +941,10 @@ func runComparison(ctx context.Context, env *Env, out *intakeBench, bodies [][]b
 	out.RatioBare = ratio(out.IntakeRPS, out.BareRPS)
 	out.RatioNaive = ratio(out.IntakeRPS, out.NaiveRPS)
 	out.RatioNaiveSynced = ratio(out.IntakeSyncedRPS, out.NaiveRPS)
+	if m, ok := out.Modes["bare_fasthttp"]; ok {
+		out.BareFastRPS = m.RPS
+		out.RatioBareFasthttp = ratio(out.IntakeRPS, m.RPS)
+	}
 
 	return nil
 }
