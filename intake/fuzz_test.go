@@ -177,3 +177,12 @@ func BenchmarkDecodeRequest(b *testing.B) {
 		}
 	})
 }
+
+// TestDisallowUnknownFieldsOption: the fast decoder refuses an unknown
+// field itself (it does not merely fall back), so the option read from
+// go-json's Decoder still does what its name says.
+func TestDisallowUnknownFieldsOption(t *testing.T) {
+	known, unknown := intake.DecodeFastForTest([]byte(`{"campaign":"x"}`)), intake.DecodeFastForTest([]byte(`{"campaign":"x","shoe_size":"9"}`))
+	require.True(t, known, "a known field is decoded by the fast path")
+	require.False(t, unknown, "an unknown field is refused by the fast path")
+}
