@@ -502,7 +502,7 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 	if bodyKey != "" {
 		msg.Header.Set(HeaderBodyKey, bodyKey)
 	}
-	ack, err := s.publish(r.ctx, msg)
+	ack, err := s.publish(msg)
 	if err != nil {
 		var se *errShed
 		reason := shedPublish

@@ -109,8 +109,11 @@ func (a *admission) release(took time.Duration) {
 	a.wg.Done()
 }
 
-// publish sends one message and waits for the stream's ack.
-func (s *Service) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+// publish sends one message and waits for the stream's ack, at most
+// PublishTimeout. The client's going away does not cancel a publish under
+// way: once sent, it either lands in the stream or not, and Stop waits
+// for it; so it takes no context.
+func (s *Service) publish(msg *nats.Msg) (*jetstream.PubAck, error) {
 	if s.cfg.Conn != nil && !s.cfg.Conn.IsConnected() {
 		return nil, &errShed{shedUnreachable}
 	}
@@ -119,11 +122,7 @@ func (s *Service) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck
 		return nil, &errShed{reason}
 	}
 	s.m.inFlight.Inc()
-	// The client's going away does not cancel a publish under way: once
-	// sent, it either lands in the stream or not, and Stop waits for it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PublishTimeout)
-	ack, err := publishMsg(ctx, s.cfg.JetStream.Conn(), msg)
-	cancel()
+	ack, err := publishMsg(s.cfg.JetStream.Conn(), msg, s.cfg.PublishTimeout)
 	took := time.Since(start)
 	s.m.inFlight.Dec()
 	s.adm.release(took)
@@ -142,10 +141,11 @@ type pubAckResponse struct {
 
 // publishMsg is jetstream.PublishMsg without retries, with the ack read by
 // go-json: encoding/json's reading of the ack was a twentieth of intake's
-// CPU per 202. Errors are the ones PublishMsg returns (an *APIError for
-// what the stream refused).
-func publishMsg(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*jetstream.PubAck, error) {
-	resp, err := nc.RequestMsgWithContext(ctx, msg)
+// CPU per 202. It waits with a timeout rather than a context (nats.go
+// pools the timers of the one, a context allocates its own). Errors are
+// the ones PublishMsg returns (an *APIError for what the stream refused).
+func publishMsg(nc *nats.Conn, msg *nats.Msg, timeout time.Duration) (*jetstream.PubAck, error) {
+	resp, err := nc.RequestMsg(msg, timeout)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return nil, jetstream.ErrNoStreamResponse
