@@ -22,7 +22,7 @@ const WorkerGCPercent = 400
 
 // IntakeGCPercent is the collector's target of a process that runs intake
 // alone. Intake's live heap under a surge is mostly the embedded stream's
-// duplicate window (every message id of the last 30 s, about 130 bytes
+// duplicate window (every message id of the last 20 s, about 130 bytes
 // each) and its connections; at the runtime's default 100 % the heap grows
 // to twice that before a collection, which took the overload benchmark's
 // process past its 256 MiB (docs/BENCHMARKS.md, "Intake"). At 50 % the

@@ -41,7 +41,7 @@ const MinServerVersion = "2.10.0"
 // documented in docs/STREAMS.md.
 type Config struct {
 	// DuplicateWindow is how long the submitted stream remembers a
-	// Nats-Msg-Id (default 30 s). The server keeps each id in memory (about
+	// Nats-Msg-Id (default 20 s). The server keeps each id in memory (about
 	// 130 bytes), so at the surge's rate the memory budget bounds the
 	// window (docs/STREAMS.md).
 	DuplicateWindow time.Duration
@@ -63,7 +63,7 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	c.DuplicateWindow = cmp.Or(c.DuplicateWindow, 30*time.Second)
+	c.DuplicateWindow = cmp.Or(c.DuplicateWindow, 20*time.Second)
 	c.VerifiedDuplicateWindow = cmp.Or(c.VerifiedDuplicateWindow, 2*time.Minute)
 	c.SubmittedMaxAge = cmp.Or(c.SubmittedMaxAge, 7*24*time.Hour)
 	c.SubmittedMaxBytes = cmp.Or(c.SubmittedMaxBytes, int64(8<<30))
