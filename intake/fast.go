@@ -174,6 +174,7 @@ func fastError(ctx *fasthttp.RequestCtx, err error) {
 		if isSubmitPath(ctx.Request.Header.RequestURI()) {
 			limit = MaxBody
 		}
+		discardRest(ctx.Conn())
 		httpapi.WriteError(w, httpapi.CodeTooLarge, map[string]any{"max_bytes": limit})
 	case errors.As(err, &small):
 		httpapi.WriteError(w, httpapi.CodeHeadersTooLarge, map[string]any{"max_bytes": readBuffer})
@@ -181,6 +182,38 @@ func fastError(ctx *fasthttp.RequestCtx, err error) {
 		httpapi.WriteError(w, httpapi.CodeInvalid, map[string]any{"fields": FieldErrors{"request": "not a valid HTTP request"}})
 	}
 	ctx.SetConnectionClose()
+}
+
+// Draining what a client still sends of a body too large, before the 413
+// and the close: closing a socket with unread data makes the kernel reset
+// the connection, and a client still writing then sees the reset instead
+// of the answer. As net/http does, at most drainMax bytes are read, and
+// for at most drainTime, stopping as soon as nothing arrives for
+// drainIdle.
+const (
+	drainMax  = 256 << 10
+	drainTime = time.Second
+	drainIdle = 50 * time.Millisecond
+)
+
+func discardRest(c net.Conn) {
+	if c == nil {
+		return
+	}
+	end := time.Now().Add(drainTime)
+	buf := make([]byte, 16<<10)
+	for read := 0; read < drainMax; {
+		deadline := time.Now().Add(drainIdle)
+		if deadline.After(end) {
+			deadline = end
+		}
+		_ = c.SetReadDeadline(deadline)
+		n, err := c.Read(buf)
+		read += n
+		if err != nil {
+			break
+		}
+	}
 }
 
 // recoverPanic turns a handler's panic into a 500, as net/http does,
