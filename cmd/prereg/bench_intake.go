@@ -104,7 +104,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	overload := fs.Duration("overload-duration", 60*time.Second, "open-loop overload run at twice the measured capacity (0 skips it)")
 	format := fs.String("format", "text", "text or json")
 	overloadServer := fs.String("overload-server", "overload", "the server of the overload run: overload (intake), bare (the generator's own limit), or refuse (how many submissions one core can refuse: the ceiling of any shedding inside the process)")
-	profileDir := fs.String("profile-dir", "", "write a CPU profile of each server to DIR/MODE.prof")
+	profileDir := fs.String("profile-dir", "", "write a CPU profile of each server to DIR/MODE.prof and its live heap at the end to DIR/MODE.heap.prof")
 	bareFast := fs.Bool("bare-fasthttp", false, "also run the bare handler on fasthttp (the server intake runs on) in every round, and print intake's ratio to it")
 	floor := fs.Bool("refuse-floor", true, "after the overload run, offer the same rate to intake refusing every submission: the latency floor of this machine and generator at that rate")
 	if err := parseFlags(fs, args); err != nil {
@@ -798,6 +798,7 @@ func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
 	dbURL := fs.String("database-url", "", "the naive design's database")
 	conns := fs.Int("connections", 64, "the naive design's pool size")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server's whole life to this file")
+	heapProfile := fs.String("heapprofile", "", "write the server's live heap to this file when it is told to stop")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -835,7 +836,7 @@ func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
 	defer s.close()
 	fmt.Fprintln(env.Stdout, "ready "+s.url)
 	<-ctx.Done()
-	return nil
+	return writeHeapProfile(*heapProfile)
 }
 
 // childServer is a bench server in its own process.
@@ -847,7 +848,7 @@ type childServer struct {
 // childOptions are how a bench server's process is run.
 type childOptions struct {
 	gomaxprocs1 bool   // GOMAXPROCS=1 (the overload run)
-	profileDir  string // write a CPU profile to DIR/MODE.prof
+	profileDir  string // write a CPU profile to DIR/MODE.prof, the heap to DIR/MODE.heap.prof
 }
 
 func startChild(ctx context.Context, env *Env, opt childOptions, args ...string) (*childServer, error) {
@@ -856,7 +857,8 @@ func startChild(ctx context.Context, env *Env, opt childOptions, args ...string)
 		return nil, fmt.Errorf("bench server: %w", err)
 	}
 	if opt.profileDir != "" {
-		args = append(args, "--cpuprofile", filepath.Join(opt.profileDir, args[1]+".prof"))
+		args = append(args, "--cpuprofile", filepath.Join(opt.profileDir, args[1]+".prof"),
+			"--heapprofile", filepath.Join(opt.profileDir, args[1]+".heap.prof"))
 	}
 	cmd := osexec.CommandContext(ctx, self, append([]string{"bench", "intake-server"}, args...)...)
 	cmd.Env = os.Environ()
