@@ -12,6 +12,7 @@ type metrics struct {
 	shed        *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
 	inFlight    prometheus.Gauge
+	groupSize   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,11 +38,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "prereg_intake_publishes_in_flight",
 			Help: "Publishes waiting for the stream's ack.",
 		}),
+		groupSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "prereg_intake_group_size",
+			Help:    "Intents per publish with group commit on: one atomic batch, one disk flush.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.publish, m.shed, m.rateLimited, m.inFlight} {
+	for _, c := range []prometheus.Collector{m.requests, m.publish, m.shed, m.rateLimited, m.inFlight, m.groupSize} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

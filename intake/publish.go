@@ -122,7 +122,13 @@ func (s *Service) publish(msg *nats.Msg) (*jetstream.PubAck, error) {
 		return nil, &errShed{reason}
 	}
 	s.m.inFlight.Inc()
-	ack, err := publishMsg(s.cfg.JetStream.Conn(), msg, s.cfg.PublishTimeout)
+	var ack *jetstream.PubAck
+	var err error
+	if s.group != nil {
+		ack, err = s.group.publish(msg)
+	} else {
+		ack, err = publishMsg(s.cfg.JetStream.Conn(), msg, s.cfg.PublishTimeout)
+	}
 	took := time.Since(start)
 	s.m.inFlight.Dec()
 	s.adm.release(took)

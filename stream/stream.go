@@ -60,6 +60,9 @@ type Config struct {
 	VerifiedMaxAge time.Duration
 	// Replicas for a clustered JetStream (1 on a single node).
 	Replicas int
+	// AtomicBatches lets the submitted stream take JetStream atomic batches
+	// (NATS 2.12 or later), for intake's group commit.
+	AtomicBatches bool
 }
 
 func (c Config) withDefaults() Config {
@@ -87,6 +90,8 @@ func SubmittedConfig(c Config) jetstream.StreamConfig {
 		MaxMsgSize:  16 << 10,
 		Duplicates:  c.DuplicateWindow,
 		Replicas:    c.Replicas,
+
+		AllowAtomicPublish: c.AtomicBatches,
 	}
 }
 

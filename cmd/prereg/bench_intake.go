@@ -411,7 +411,9 @@ func startBenchIntake(ctx context.Context, mode string) (*benchServer, error) {
 		cleanup()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := stream.Declare(ctx, js, stream.Config{}); err != nil {
+	// With every write fsync'd, intake groups concurrent intents into
+	// atomic batches, one flush each (intake.Config.GroupCommit).
+	if err := stream.Declare(ctx, js, stream.Config{AtomicBatches: syncAlways}); err != nil {
 		nc.Close()
 		cleanup()
 		return nil, err
@@ -428,6 +430,7 @@ func startBenchIntake(ctx context.Context, mode string) (*benchServer, error) {
 		Hasher: keys.NewHasher(keys.Key{ID: "bench", Secret: []byte(benchReceipt())}), Sealer: sealer,
 		Now:        func() time.Time { return benchNow },
 		DeviceRate: -1, AddrRate: -1,
+		GroupCommit: syncAlways,
 	}
 	if !protect {
 		cfg.SlowAck, cfg.MaxSchedLag = 2*time.Second, -1
