@@ -30,6 +30,10 @@ type IntakeOptions struct {
 	PublishTimeout time.Duration
 	// Refresh is how often campaigns and providers' health are re-read.
 	Refresh time.Duration
+	// GroupCommit publishes intents that arrive together as one atomic
+	// batch (intake.Config.GroupCommit); it needs Options.Stream with
+	// AtomicBatches.
+	GroupCommit bool
 }
 
 // startIntake wires the intake role: the citizen routes on the public mux,
@@ -56,6 +60,7 @@ func (s *System) startIntake(ctx context.Context) error {
 		AddrRate:       o.AddrRate,
 		AddrBurst:      o.AddrBurst,
 		TrustedProxies: o.TrustedProxies,
+		GroupCommit:    o.GroupCommit,
 	})
 	if err != nil {
 		return fmt.Errorf("intake: %w", err)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -123,6 +124,16 @@ func roleOptionsFromEnv(opts *app.Options, getenv config.Getenv) error {
 			}
 			opts.Intake.TrustedProxies = append(opts.Intake.TrustedProxies, p)
 		}
+	}
+	if v := strings.TrimSpace(getenv("PREREG_GROUP_COMMIT")); v != "" {
+		// Intents that arrive together go out as one atomic batch: for a
+		// JetStream with sync_interval: always. Part of the submitted
+		// stream's declaration, so every process reads it.
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("PREREG_GROUP_COMMIT: want true or false, got %q", v)
+		}
+		opts.Stream.AtomicBatches, opts.Intake.GroupCommit = on, on
 	}
 	if slices.Contains(opts.Roles, app.RoleDedupe) {
 		d, err := app.DedupeOptionsFromEnv(getenv)
