@@ -67,6 +67,10 @@ type intakeBench struct {
 	OverloadOther5xx    int64   `json:"overload_other_5xx"`
 	OverloadTimeouts    int64   `json:"overload_timeouts"`
 	OverloadCapacityRPS float64 `json:"overload_capacity_rps"`
+	// OverloadConnections is the open-loop generator's connection count
+	// (--overload-connections): one request at a time on each, as wrk2
+	// does, with latencies counted from when each request was due.
+	OverloadConnections int `json:"overload_connections,omitempty"`
 	// The refusal floor (--refuse-floor): the same open loop at the same
 	// rate against intake refusing every submission first thing (GOMAXPROCS=1
 	// too). It is what this machine, generator and server process do at
@@ -106,6 +110,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	overloadServer := fs.String("overload-server", "overload", "the server of the overload run: overload (intake), bare (the generator's own limit), or refuse (how many submissions one core can refuse: the ceiling of any shedding inside the process)")
 	profileDir := fs.String("profile-dir", "", "write a CPU profile of each server to DIR/MODE.prof and its live heap at the end to DIR/MODE.heap.prof")
 	bareFast := fs.Bool("bare-fasthttp", false, "also run the bare handler on fasthttp (the server intake runs on) in every round, and print intake's ratio to it")
+	openConns := fs.Int("overload-connections", 2048, "connections of the overload run's open-loop generator (each carries one request at a time)")
 	floor := fs.Bool("refuse-floor", true, "after the overload run, offer the same rate to intake refusing every submission: the latency floor of this machine and generator at that rate")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -116,8 +121,8 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	if *overloadServer != "overload" && *overloadServer != "bare" && *overloadServer != "refuse" {
 		return usagef("--overload-server %q: want overload, bare or refuse", *overloadServer)
 	}
-	if *duration < 500*time.Millisecond || *conns < 1 || *rounds < 0 || *overload < 0 {
-		return usagef("want --duration >= 500ms, --connections >= 1, --rounds >= 0 (0: overload run only), --overload-duration >= 0")
+	if *duration < 500*time.Millisecond || *conns < 1 || *openConns < 1 || *rounds < 0 || *overload < 0 {
+		return usagef("want --duration >= 500ms, --connections >= 1, --overload-connections >= 1, --rounds >= 0 (0: overload run only), --overload-duration >= 0")
 	}
 	progress := func(msg string, a ...any) {
 		if *format == "text" {
@@ -138,12 +143,12 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	}
 	if *overload > 0 {
 		progress("overload: intake alone with GOMAXPROCS=1, capacity first…")
-		if err := runOverload(ctx, env, &out, *overloadServer, bodies, *conns, *duration, *overload, *profileDir, progress); err != nil {
+		if err := runOverload(ctx, env, &out, *overloadServer, bodies, *conns, *openConns, *duration, *overload, *profileDir, progress); err != nil {
 			return err
 		}
 		if *floor && *overloadServer == "overload" {
 			progress("refusal floor: the same %.0f req/s against intake refusing everything…", out.OverloadOfferedRPS)
-			if err := runFloor(ctx, env, &out, bodies, *overload, progress); err != nil {
+			if err := runFloor(ctx, env, &out, bodies, *openConns, *overload, progress); err != nil {
 				return err
 			}
 		}
@@ -186,7 +191,7 @@ func printIntakeBench(w io.Writer, b intakeBench, modes []string, overload time.
 			fmt.Fprintf(w, "\nrefusal ceiling (intake refusing every submission, GOMAXPROCS=1): %.0f answers/s\n", b.RefusalCeilingRPS)
 			return
 		}
-		fmt.Fprintf(w, "\noverload (%s, intake GOMAXPROCS=1, capacity %.0f req/s):\n", overload, b.OverloadCapacityRPS)
+		fmt.Fprintf(w, "\noverload (%s, intake GOMAXPROCS=1, capacity %.0f req/s, %d open-loop connections):\n", overload, b.OverloadCapacityRPS, b.OverloadConnections)
 		fmt.Fprintf(w, "  offered %.0f req/s, answered 202 %.0f req/s, 503 share %.2f, p99 %.1f ms (target <= 100)\n",
 			b.OverloadOfferedRPS, b.OverloadAnsweredRPS, b.Overload503Share, b.OverloadP99MS)
 		fmt.Fprintf(w, "  max RSS %.0f MiB (target <= 256), other 5xx %d, timeouts %d (target 0)\n", b.OverloadMaxRSSMiB, b.OverloadOther5xx, b.OverloadTimeouts)
@@ -626,9 +631,11 @@ const openLoopTimeout = 10 * time.Second
 
 // openLoop offers rate requests per second for d whatever the answers, and
 // measures each latency from the moment the request was due, so that a
-// server that falls behind cannot hide it (no coordinated omission).
-func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d time.Duration) loadResult {
-	const workers = 2048
+// server that falls behind cannot hide it (no coordinated omission). It
+// sends on workers connections, one request at a time on each: when they
+// are all waiting, the requests falling due wait in the generator, and
+// their wait counts.
+func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d time.Duration, workers int) loadResult {
 	client := newLoadClient(url, workers, openLoopTimeout)
 	defer client.close()
 	due := make(chan time.Time, 1<<20)
@@ -714,7 +721,7 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 // runOverload starts the intake alone in a child process with GOMAXPROCS=1,
 // measures its capacity with the closed loop, then offers twice that for
 // the overload duration.
-func runOverload(ctx context.Context, env *Env, out *intakeBench, server string, bodies [][]byte, conns int, capDur, d time.Duration, profileDir string, progress func(string, ...any)) error {
+func runOverload(ctx context.Context, env *Env, out *intakeBench, server string, bodies [][]byte, conns, openConns int, capDur, d time.Duration, profileDir string, progress func(string, ...any)) error {
 	child, err := startChild(ctx, env, childOptions{gomaxprocs1: true, profileDir: profileDir}, "--mode", server)
 	if err != nil {
 		return err
@@ -727,7 +734,7 @@ func runOverload(ctx context.Context, env *Env, out *intakeBench, server string,
 	if server == "refuse" {
 		// No 202 to offer twice of: measure how fast every submission is
 		// refused, at the closed loop's connections and at the open loop's.
-		for _, c := range []int{conns, 1024} {
+		for _, c := range []int{conns, openConns} {
 			res, err := closedLoop(ctx, url, bodies, c, capDur)
 			if err != nil {
 				return err
@@ -742,9 +749,10 @@ func runOverload(ctx context.Context, env *Env, out *intakeBench, server string,
 		return err
 	}
 	out.OverloadCapacityRPS = capacity.rps()
+	out.OverloadConnections = openConns
 	rate := 2 * capacity.rps()
 	progress("overload: capacity %.0f req/s; offering %.0f req/s for %s…", capacity.rps(), rate, d)
-	res := openLoop(ctx, url, bodies, rate, d)
+	res := openLoop(ctx, url, bodies, rate, d, openConns)
 	answered := res.ok + res.shed + res.other5xx
 	out.OverloadOfferedRPS = rate
 	out.OverloadAnsweredRPS = float64(res.ok) / d.Seconds()
@@ -762,13 +770,13 @@ func runOverload(ctx context.Context, env *Env, out *intakeBench, server string,
 // same kind of process (GOMAXPROCS=1) while it refuses every submission
 // first thing (draining): the latency a server that does nothing but
 // answer 503 gets from this machine and generator at that rate.
-func runFloor(ctx context.Context, env *Env, out *intakeBench, bodies [][]byte, d time.Duration, progress func(string, ...any)) error {
+func runFloor(ctx context.Context, env *Env, out *intakeBench, bodies [][]byte, openConns int, d time.Duration, progress func(string, ...any)) error {
 	child, err := startChild(ctx, env, childOptions{gomaxprocs1: true}, "--mode", "refuse")
 	if err != nil {
 		return err
 	}
 	defer child.stop()
-	res := openLoop(ctx, child.url, bodies, out.OverloadOfferedRPS, d)
+	res := openLoop(ctx, child.url, bodies, out.OverloadOfferedRPS, d, openConns)
 	out.FloorP99MS = ms(res.quantile(0.99))
 	out.FloorTimeouts = res.timeouts
 	progress("refusal floor: p99 %.1f ms (from send %.1f ms), 503 %d, timeouts %d", out.FloorP99MS, ms(loadResult{latencies: res.service}.quantile(0.99)), res.shed, res.timeouts)
