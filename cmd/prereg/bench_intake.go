@@ -111,6 +111,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	profileDir := fs.String("profile-dir", "", "write a CPU profile of each server to DIR/MODE.prof and its live heap at the end to DIR/MODE.heap.prof")
 	bareFast := fs.Bool("bare-fasthttp", false, "also run the bare handler on fasthttp (the server intake runs on) in every round, and print intake's ratio to it")
 	openConns := fs.Int("overload-connections", 2048, "connections of the overload run's open-loop generator (each carries one request at a time)")
+	overloadRate := fs.Float64("overload-rate", 0, "offer this many requests/s in the overload run instead of twice the measured capacity (0: twice the capacity), to compare settings at one rate")
 	floor := fs.Bool("refuse-floor", true, "after the overload run, offer the same rate to intake refusing every submission: the latency floor of this machine and generator at that rate")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -121,7 +122,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	if *overloadServer != "overload" && *overloadServer != "bare" && *overloadServer != "refuse" {
 		return usagef("--overload-server %q: want overload, bare or refuse", *overloadServer)
 	}
-	if *duration < 500*time.Millisecond || *conns < 1 || *openConns < 1 || *rounds < 0 || *overload < 0 {
+	if *duration < 500*time.Millisecond || *conns < 1 || *openConns < 1 || *overloadRate < 0 || *rounds < 0 || *overload < 0 {
 		return usagef("want --duration >= 500ms, --connections >= 1, --overload-connections >= 1, --rounds >= 0 (0: overload run only), --overload-duration >= 0")
 	}
 	progress := func(msg string, a ...any) {
@@ -143,7 +144,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	}
 	if *overload > 0 {
 		progress("overload: intake alone with GOMAXPROCS=1, capacity first…")
-		if err := runOverload(ctx, env, &out, *overloadServer, bodies, *conns, *openConns, *duration, *overload, *profileDir, progress); err != nil {
+		if err := runOverload(ctx, env, &out, *overloadServer, bodies, *conns, *openConns, *overloadRate, *duration, *overload, *profileDir, progress); err != nil {
 			return err
 		}
 		if *floor && *overloadServer == "overload" {
@@ -721,7 +722,7 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 // runOverload starts the intake alone in a child process with GOMAXPROCS=1,
 // measures its capacity with the closed loop, then offers twice that for
 // the overload duration.
-func runOverload(ctx context.Context, env *Env, out *intakeBench, server string, bodies [][]byte, conns, openConns int, capDur, d time.Duration, profileDir string, progress func(string, ...any)) error {
+func runOverload(ctx context.Context, env *Env, out *intakeBench, server string, bodies [][]byte, conns, openConns int, fixedRate float64, capDur, d time.Duration, profileDir string, progress func(string, ...any)) error {
 	child, err := startChild(ctx, env, childOptions{gomaxprocs1: true, profileDir: profileDir}, "--mode", server)
 	if err != nil {
 		return err
@@ -751,6 +752,9 @@ func runOverload(ctx context.Context, env *Env, out *intakeBench, server string,
 	out.OverloadCapacityRPS = capacity.rps()
 	out.OverloadConnections = openConns
 	rate := 2 * capacity.rps()
+	if fixedRate > 0 {
+		rate = fixedRate
+	}
 	progress("overload: capacity %.0f req/s; offering %.0f req/s for %s…", capacity.rps(), rate, d)
 	res := openLoop(ctx, url, bodies, rate, d, openConns)
 	answered := res.ok + res.shed + res.other5xx
