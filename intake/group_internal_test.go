@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,4 +76,41 @@ func TestGrouperAcks(t *testing.T) {
 	mu.Lock()
 	require.Less(t, len(sizes), n, "some messages shared a batch")
 	mu.Unlock()
+}
+
+// TestGrouperWithoutAtomicBatches: should the stream stop taking atomic
+// batches (redeclared by a process without group commit), every intent is
+// still stored, one by one.
+func TestGrouperWithoutAtomicBatches(t *testing.T) {
+	t.Parallel()
+	js := streamtest.NewWith(t, stream.EmbeddedConfig{SyncAlways: true}, stream.Config{})
+	var batches atomic.Int64
+	g := newGrouper(js.NC, 5*time.Second, func(n int) {
+		if n > 1 {
+			batches.Add(1)
+		}
+	})
+	defer g.close()
+	const n = 100
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			m := nats.NewMsg(stream.SubmittedSubject(i % 4))
+			m.Header.Set(jetstream.MsgIDHeader, "id-"+strconv.Itoa(i))
+			_, errs[i] = g.publish(m)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.JS.Stream(ctx, stream.Submitted)
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint64(n), info.State.Msgs)
+	require.Positive(t, batches.Load(), "batches were tried, and refused")
 }
