@@ -100,8 +100,10 @@ func (g *grouper) close() {
 	<-g.done
 }
 
-// publish queues msg for the next batch and waits for its ack. The wait is
-// bounded by the batch's publish timeout.
+// publish queues msg for the next batch and waits for its ack. Each step
+// of the wait is bounded by the publish timeout: the batch in flight
+// before it, its own, and, if JetStream refuses the batch as a whole, the
+// one-by-one publishes.
 func (g *grouper) publish(msg *nats.Msg) (*jetstream.PubAck, error) {
 	it := groupItems.Get().(*groupItem)
 	it.msg = msg

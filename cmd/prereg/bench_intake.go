@@ -123,7 +123,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 		return usagef("--overload-server %q: want overload, bare or refuse", *overloadServer)
 	}
 	if *duration < 500*time.Millisecond || *conns < 1 || *openConns < 1 || *overloadRate < 0 || *rounds < 0 || *overload < 0 {
-		return usagef("want --duration >= 500ms, --connections >= 1, --overload-connections >= 1, --rounds >= 0 (0: overload run only), --overload-duration >= 0")
+		return usagef("want --duration >= 500ms, --connections >= 1, --overload-connections >= 1, --overload-rate >= 0, --rounds >= 0 (0: overload run only), --overload-duration >= 0")
 	}
 	progress := func(msg string, a ...any) {
 		if *format == "text" {
@@ -720,8 +720,8 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 }
 
 // runOverload starts the intake alone in a child process with GOMAXPROCS=1,
-// measures its capacity with the closed loop, then offers twice that for
-// the overload duration.
+// measures its capacity with the closed loop, then offers twice that (or
+// fixedRate, when set) for the overload duration.
 func runOverload(ctx context.Context, env *Env, out *intakeBench, server string, bodies [][]byte, conns, openConns int, fixedRate float64, capDur, d time.Duration, profileDir string, progress func(string, ...any)) error {
 	child, err := startChild(ctx, env, childOptions{gomaxprocs1: true, profileDir: profileDir}, "--mode", server)
 	if err != nil {
