@@ -2,12 +2,10 @@ package intake
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
 
-	gojson "github.com/goccy/go-json"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -195,6 +193,8 @@ type batchAck struct {
 	Count    int                 `json:"count"`
 }
 
+func (a *batchAck) apiError() *jetstream.APIError { return a.Error }
+
 // sendAtomic publishes batch as one atomic batch: every message but the
 // last without a reply, the last with the commit header, whose ack covers
 // them all. It returns one ack per message, in order.
@@ -220,19 +220,9 @@ func (g *grouper) sendAtomic(batch []*groupItem) ([]jetstream.PubAck, error) {
 	commit.Header[hdrBatchID] = []string{id}
 	commit.Header[hdrBatchSeq] = []string{strconv.Itoa(last + 1)}
 	commit.Header[hdrBatchCommit] = []string{"1"}
-	resp, err := g.nc.RequestMsg(commit, g.timeout)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, jetstream.ErrNoStreamResponse
-		}
-		return nil, err
-	}
 	var ack batchAck
-	if err := gojson.Unmarshal(resp.Data, &ack); err != nil {
-		return nil, jetstream.ErrInvalidJSAck
-	}
-	if ack.Error != nil {
-		return nil, fmt.Errorf("nats: %w", ack.Error)
+	if err := requestAck(g.nc, commit, g.timeout, &ack); err != nil {
+		return nil, err
 	}
 	if ack.Stream == "" || ack.Count != len(batch) || ack.Sequence < uint64(len(batch)) {
 		return nil, jetstream.ErrInvalidJSAck

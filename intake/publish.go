@@ -145,30 +145,41 @@ type pubAckResponse struct {
 	*jetstream.PubAck
 }
 
+func (r *pubAckResponse) apiError() *jetstream.APIError { return r.Error }
+
 // publishMsg is jetstream.PublishMsg without retries, with the ack read by
 // go-json: encoding/json's reading of the ack was a twentieth of intake's
 // CPU per 202. It waits with a timeout rather than a context (nats.go
 // pools the timers of the one, a context allocates its own). Errors are
 // the ones PublishMsg returns (an *APIError for what the stream refused).
 func publishMsg(nc *nats.Conn, msg *nats.Msg, timeout time.Duration) (*jetstream.PubAck, error) {
-	resp, err := nc.RequestMsg(msg, timeout)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, jetstream.ErrNoStreamResponse
-		}
-		return nil, err
-	}
 	var ack pubAckResponse
-	if err := gojson.Unmarshal(resp.Data, &ack); err != nil {
-		return nil, jetstream.ErrInvalidJSAck
-	}
-	if ack.Error != nil {
-		return nil, fmt.Errorf("nats: %w", ack.Error)
+	if err := requestAck(nc, msg, timeout, &ack); err != nil {
+		return nil, err
 	}
 	if ack.PubAck == nil || ack.Stream == "" {
 		return nil, jetstream.ErrInvalidJSAck
 	}
 	return ack.PubAck, nil
+}
+
+// requestAck sends msg, waits at most timeout for JetStream's answer and
+// decodes it into ack, an ack type with JetStream's error field.
+func requestAck(nc *nats.Conn, msg *nats.Msg, timeout time.Duration, ack interface{ apiError() *jetstream.APIError }) error {
+	resp, err := nc.RequestMsg(msg, timeout)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return jetstream.ErrNoStreamResponse
+		}
+		return err
+	}
+	if err := gojson.Unmarshal(resp.Data, ack); err != nil {
+		return jetstream.ErrInvalidJSAck
+	}
+	if e := ack.apiError(); e != nil {
+		return fmt.Errorf("nats: %w", e)
+	}
+	return nil
 }
 
 // classify turns a publish error into the shedding reason the client sees.
