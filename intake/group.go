@@ -2,6 +2,7 @@ package intake
 
 import (
 	"errors"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -78,11 +79,15 @@ type grouper struct {
 	done    chan struct{}
 	// observe sees each batch's size, for the metrics.
 	observe func(size int)
+	// log, when set, hears that the stream refuses atomic batches, at most
+	// once a minute (warned: when, for the flusher alone).
+	log    *slog.Logger
+	warned time.Time
 }
 
-func newGrouper(nc *nats.Conn, timeout time.Duration, observe func(int)) *grouper {
+func newGrouper(nc *nats.Conn, timeout time.Duration, observe func(int), log *slog.Logger) *grouper {
 	g := &grouper{
-		nc: nc, timeout: timeout, observe: observe,
+		nc: nc, timeout: timeout, observe: observe, log: log,
 		queue: make(chan *groupItem, groupMax),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
@@ -170,6 +175,12 @@ func (g *grouper) send(batch []*groupItem) {
 	acks, err := g.sendAtomic(batch)
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && refusedAsBatch(apiErr) {
+		if apiErr.ErrorCode == errCodeAtomicDisabled && g.log != nil && time.Since(g.warned) > time.Minute {
+			// Redeclared without them: by a process not told about group
+			// commit. Every intent is still published, one by one.
+			g.warned = time.Now()
+			g.log.Warn("group commit: the submitted stream refuses atomic batches; publishing intents one by one (set PREREG_GROUP_COMMIT=true on every process)")
+		}
 		g.sendEach(batch)
 		return
 	}

@@ -1,8 +1,11 @@
 package intake
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,7 +42,7 @@ func TestGrouperAcks(t *testing.T) {
 
 	var sizes []int
 	var mu sync.Mutex
-	g := newGrouper(js.NC, 5*time.Second, func(n int) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() })
+	g := newGrouper(js.NC, 5*time.Second, func(n int) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() }, nil)
 	defer g.close()
 	const n = 200
 	acks := make([]*jetstream.PubAck, n)
@@ -85,12 +88,12 @@ func TestGrouperWithoutAtomicBatches(t *testing.T) {
 	t.Parallel()
 	js := streamtest.NewWith(t, stream.EmbeddedConfig{SyncAlways: true}, stream.Config{})
 	var batches atomic.Int64
+	var logged bytes.Buffer
 	g := newGrouper(js.NC, 5*time.Second, func(n int) {
 		if n > 1 {
 			batches.Add(1)
 		}
-	})
-	defer g.close()
+	}, slog.New(slog.NewTextHandler(&logged, nil)))
 	const n = 100
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -113,4 +116,6 @@ func TestGrouperWithoutAtomicBatches(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(n), info.State.Msgs)
 	require.Positive(t, batches.Load(), "batches were tried, and refused")
+	g.close()
+	require.Equal(t, 1, strings.Count(logged.String(), "refuses atomic batches"), "the operator hears of it, once: %s", logged.String())
 }

@@ -198,7 +198,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return errors.New("intake: already started")
 	}
 	if s.cfg.GroupCommit {
-		s.group = newGrouper(s.cfg.JetStream.Conn(), s.cfg.PublishTimeout, func(n int) { s.m.groupSize.Observe(float64(n)) })
+		s.group = newGrouper(s.cfg.JetStream.Conn(), s.cfg.PublishTimeout, func(n int) { s.m.groupSize.Observe(float64(n)) }, s.log)
 	}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel, s.done = stop, make(chan struct{})
