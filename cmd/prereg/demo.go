@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/check"
@@ -51,9 +54,33 @@ type demoSummary struct {
 	// the simulated handsets.
 	SMSDuplicates int `json:"sms_duplicates"`
 
+	// GroupCommit (--sync-always): intake's publishes, as atomic batches.
+	GroupCommit *demoGroupCommit `json:"group_commit,omitempty"`
+
 	Seconds    demoSeconds    `json:"seconds"`
 	Throughput demoThroughput `json:"throughput"`
 	Database   string         `json:"database,omitempty"` // with --keep
+}
+
+type demoGroupCommit struct {
+	Publishes int64 `json:"publishes"` // batches, and intents published alone
+	Intents   int64 `json:"intents"`
+}
+
+// groupCommit reads intake's group-size histogram: how many publishes
+// carried how many intents.
+func groupCommit(reg prometheus.Gatherer) (*demoGroupCommit, error) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil, err
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "prereg_intake_group_size" && len(mf.GetMetric()) > 0 {
+			h := mf.GetMetric()[0].GetHistogram()
+			return &demoGroupCommit{Publishes: int64(h.GetSampleCount()), Intents: int64(h.GetSampleSum())}, nil
+		}
+	}
+	return nil, errors.New("no prereg_intake_group_size metric")
 }
 
 type demoDecisions struct {
@@ -79,7 +106,7 @@ type demoThroughput struct {
 }
 
 func cmdDemo(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "demo", "[--submissions N] [--seed S] [--format text|json] [--keep]")
+	fs := newFlags(env, "demo", "[--submissions N] [--seed S] [--format text|json] [--keep] [--sync-always]")
 	n := fs.Int("submissions", 100_000, "submissions in the surge (about 2.5 per person)")
 	seed := fs.Int64("seed", 1, "seed of the population and the surge")
 	format := fs.String("format", "text", "output: text or json")
@@ -87,6 +114,7 @@ func cmdDemo(ctx context.Context, env *Env, args []string) error {
 	conns := fs.Int("connections", 64, "closed-loop connections of the load generator")
 	rate := fs.Float64("rate", 0, "open-loop submissions per second instead of closed-loop")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up when the whole run takes longer")
+	syncAlways := fs.Bool("sync-always", false, "every intent on disk before its 202: the embedded JetStream fsyncs each write (sync_interval: always) and intake uses group commit")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -102,7 +130,7 @@ func cmdDemo(ctx context.Context, env *Env, args []string) error {
 	if *format == "json" {
 		progress = io.Discard
 	}
-	sum, err := runDemo(ctx, env, demoOptions{Submissions: *n, Seed: *seed, Keep: *keep, Connections: *conns, Rate: *rate, Progress: progress})
+	sum, err := runDemo(ctx, env, demoOptions{Submissions: *n, Seed: *seed, Keep: *keep, Connections: *conns, Rate: *rate, SyncAlways: *syncAlways, Progress: progress})
 	if err != nil {
 		return err
 	}
@@ -127,6 +155,7 @@ type demoOptions struct {
 	Keep        bool
 	Connections int
 	Rate        float64
+	SyncAlways  bool
 	Progress    io.Writer
 }
 
@@ -136,10 +165,11 @@ func runDemo(ctx context.Context, env *Env, o demoOptions) (*demoSummary, error)
 	out := o.Progress
 	fmt.Fprintf(out, "prereg demo: %d submissions, seed %d\n", o.Submissions, o.Seed)
 	w, err := startWorld(ctx, env, worldOptions{
-		Keep:    o.Keep,
-		Clinics: max(300, o.Submissions/100),
-		Seed:    o.Seed,
-		Now:     start,
+		Keep:       o.Keep,
+		Clinics:    max(300, o.Submissions/100),
+		Seed:       o.Seed,
+		Now:        start,
+		SyncAlways: o.SyncAlways,
 	})
 	if err != nil {
 		return nil, err
@@ -183,6 +213,12 @@ func runDemo(ctx context.Context, env *Env, o demoOptions) (*demoSummary, error)
 	sum.Throughput.IntakePerS = round1(float64(load.Sent) / sum.Seconds.Intake)
 	sum.Throughput.IntakeP99Ms = round1(float64(load.P99) / float64(time.Millisecond))
 	fmt.Fprintf(out, "      %d answered in %.1fs (%.0f/s, p99 %.1f ms): %v\n", load.Sent, sum.Seconds.Intake, sum.Throughput.IntakePerS, sum.Throughput.IntakeP99Ms, sum.Statuses)
+	if o.SyncAlways {
+		if sum.GroupCommit, err = groupCommit(w.sys.Registry()); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(out, "      every write fsync'd: %d intents in %d publishes (group commit)\n", sum.GroupCommit.Intents, sum.GroupCommit.Publishes)
+	}
 
 	// Phase 2: wait until every accepted intent is decided.
 	fmt.Fprintf(out, "  2/4 pipeline: verify and dedupe deciding %d accepted intents ...\n", sum.Accepted)
@@ -339,6 +375,9 @@ func printDemo(w io.Writer, s *demoSummary) {
 	fmt.Fprintf(w, "  appointments %d, unassigned %d; SMS: %d attempts, %d delivered, %d duplicates at the handsets\n", s.Appointments, s.Unassigned, s.SMSAttempts, s.SMSDelivered, s.SMSDuplicates)
 	fmt.Fprintf(w, "  seconds: intake %.1f, pipeline %.1f, allocate %.1f, notify %.1f, total %.1f\n", s.Seconds.Intake, s.Seconds.Pipeline, s.Seconds.Allocate, s.Seconds.Notify, s.Seconds.Total)
 	fmt.Fprintf(w, "  throughput: intake %.0f/s (p99 %.1f ms), end to end %.0f/s\n", s.Throughput.IntakePerS, s.Throughput.IntakeP99Ms, s.Throughput.EndToEndPerS)
+	if g := s.GroupCommit; g != nil {
+		fmt.Fprintf(w, "  every intent fsync'd before its 202: %d intents in %d publishes (group commit)\n", g.Intents, g.Publishes)
+	}
 	if s.Database != "" {
 		fmt.Fprintf(w, "  database kept: %s\n", s.Database)
 	}

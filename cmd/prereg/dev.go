@@ -14,14 +14,15 @@ func init() {
 }
 
 func cmdDev(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "dev", "[--addr 127.0.0.1:8080] [--keep]")
+	fs := newFlags(env, "dev", "[--addr 127.0.0.1:8080] [--keep] [--sync-always]")
 	addr := fs.String("addr", "127.0.0.1:8080", "HTTP listen address (intake, admin, metrics)")
 	keep := fs.Bool("keep", false, "keep the database when stopping")
 	clinics := fs.Int("clinics", 2000, "clinics in the simulated inventory")
+	syncAlways := fs.Bool("sync-always", false, "every intent on disk before its 202: the embedded JetStream fsyncs each write (sync_interval: always) and intake uses group commit")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	w, err := startWorld(ctx, env, worldOptions{Addr: *addr, Keep: *keep, Clinics: *clinics, Seed: 1})
+	w, err := startWorld(ctx, env, worldOptions{Addr: *addr, Keep: *keep, Clinics: *clinics, Seed: 1, SyncAlways: *syncAlways})
 	if err != nil {
 		return err
 	}

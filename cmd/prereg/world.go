@@ -58,6 +58,10 @@ type worldOptions struct {
 	Capacity float64
 	Seed     int64
 	Now      time.Time
+	// SyncAlways: the embedded JetStream fsyncs every write before its ack
+	// (sync_interval: always) and intake uses group commit; with NATS_URL,
+	// group commit only (the server's sync_interval is its own setting).
+	SyncAlways bool
 }
 
 // providerNames are the demo's identity providers (Korea's main two).
@@ -94,7 +98,7 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 			return nil, fmt.Errorf("embedded nats: %w", err)
 		}
 		w.closers = append(w.closers, func() { os.RemoveAll(w.natsDir) })
-		if w.embedded, err = stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: w.natsDir, Port: -1}); err != nil {
+		if w.embedded, err = stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: w.natsDir, Port: -1, SyncAlways: o.SyncAlways}); err != nil {
 			return nil, err
 		}
 		w.closers = append(w.closers, w.embedded.Shutdown)
@@ -176,7 +180,11 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 		// loopback is the trusted proxy and the per-address and per-device
 		// limits apply as they would in production (bots get 429s; the
 		// truth knows).
-		Intake: app.IntakeOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}},
+		Intake: app.IntakeOptions{
+			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+			GroupCommit:    o.SyncAlways,
+		},
+		Stream: stream.Config{AtomicBatches: o.SyncAlways},
 		Notify: app.NotifyOptions{GatewayURL: gwURL, WebhookSecret: webhookSecret, Rate: 5000, Concurrency: 32},
 	})
 	if err != nil {
