@@ -17,7 +17,8 @@ import (
 // rate is the disk's flushes per second. With group commit, the
 // submissions that arrive while earlier ones are being flushed go out
 // together as one JetStream atomic batch (NATS ≥ 2.12), which a single
-// node stores with one flush for the whole batch before it acks. Every
+// node stores with one flush of the stream for the whole batch (and a few
+// for the batch's staging store) before it acks. Every
 // intent is still its own message with its own Nats-Msg-Id (the receipt),
 // so the stream's de-duplication and the consumers do not change.
 //
