@@ -973,14 +973,18 @@ func runComparison(ctx context.Context, env *Env, out *intakeBench, modes []stri
 
 // shedCounts reads the intake's shed counters from its /metrics.
 func shedCounts(url string) string {
-	var parts []string
-	for _, line := range scrape(url) {
+	lines := scrape(url)
+	if lines == nil {
+		return "unknown"
+	}
+	parts := []string{}
+	for _, line := range lines {
 		if v, ok := strings.CutPrefix(line, "prereg_intake_shed_total{reason="); ok {
 			parts = append(parts, strings.ReplaceAll(strings.ReplaceAll(v, "\"", ""), "} ", ":"))
 		}
 	}
-	if parts == nil {
-		return "unknown"
+	if len(parts) == 0 {
+		return "none"
 	}
 	return strings.Join(parts, " ")
 }
