@@ -1,12 +1,15 @@
 package intake
 
 import (
+	"context"
 	"encoding/json"
-	"math"
 	"net/http"
 	"net/http/httptest"
-	rtmetrics "runtime/metrics"
-	"slices"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,13 +71,8 @@ func TestAdmissionBoundsAndSlowAcks(t *testing.T) {
 
 func TestCPUGuardShedsOnlyUnderPressure(t *testing.T) {
 	t.Parallel()
-	g := &cpuGuard{target: 10 * time.Millisecond, minActive: 4}
-	require.False(t, g.refuses(), "no lag, no shedding")
-	g.permille.Store(1000)
-	g.active.Store(3)
-	require.False(t, g.refuses(), "a lag with few requests in hand is someone else's")
-	g.active.Store(4)
-	require.True(t, g.refuses())
+	g := newCPUGuard(10 * time.Millisecond)
+	require.False(t, g.refuses(), "no wait, no shedding")
 	g.permille.Store(500)
 	refused := 0
 	for range 2000 {
@@ -83,50 +81,102 @@ func TestCPUGuardShedsOnlyUnderPressure(t *testing.T) {
 		}
 	}
 	require.InDelta(t, 1000, refused, 150, "half the submissions at 500‰")
+	require.Equal(t, int64(2001), g.seen.Load(), "every submission is counted")
+
+	g = newCPUGuard(10 * time.Millisecond)
+	for range 8 {
+		g.interval(40*time.Millisecond, 4) // 16 over the window: under minSeen
+	}
+	require.Zero(t, g.permille.Load(), "a wait with a trickle of submissions is someone else's")
 }
 
-func TestCPUGuardFollowsTheSchedulingWait(t *testing.T) {
+func TestCPUGuardFollowsTheStandingWait(t *testing.T) {
 	t.Parallel()
-	g := &cpuGuard{target: 10 * time.Millisecond, minActive: 1}
-	g.observe(40 * time.Millisecond)
-	require.Positive(t, g.permille.Load(), "a wait over the target starts shedding")
+	g := newCPUGuard(10 * time.Millisecond)
+	for range 3 {
+		g.interval(time.Millisecond, 100)
+	}
+	g.interval(200*time.Millisecond, 100)
+	require.Zero(t, g.permille.Load(), "one long wait in the window (a burst, a GC pause) is not load")
+	for range 3 {
+		g.interval(40*time.Millisecond, 100)
+	}
+	require.Positive(t, g.permille.Load(), "a wait over the target through the whole window starts shedding")
 	for range 100 {
-		g.observe(40 * time.Millisecond)
+		g.interval(40*time.Millisecond, 100)
 	}
 	require.Equal(t, int64(980), g.permille.Load(), "never refuses everything")
-	g.observe(7 * time.Millisecond)
+	g.interval(7*time.Millisecond, 100)
 	require.Equal(t, int64(980), g.permille.Load(), "between half the target and the target: hold")
+	g.interval(time.Millisecond, 100)
+	require.Equal(t, int64(970), g.permille.Load(), "back under half the target: the share shrinks")
 	for range 200 {
-		g.observe(time.Millisecond)
+		g.interval(time.Millisecond, 100)
 	}
-	require.Zero(t, g.permille.Load(), "back under half the target: stops shedding")
+	require.Zero(t, g.permille.Load(), "and stops")
 }
 
-func TestIntervalQuantileOfCumulativeHistogram(t *testing.T) {
+func TestWakeProbe(t *testing.T) {
 	t.Parallel()
-	h := &rtmetrics.Float64Histogram{
-		Buckets: []float64{0, 0.001, 0.01, 0.1, math.Inf(1)},
-		Counts:  []uint64{100, 50, 5, 0},
-	}
-	_, ok := intervalQuantile(nil, h, 0.9)
-	require.False(t, ok, "no earlier reading")
-	prev := slices.Clone(h.Counts)
-	_, ok = intervalQuantile(prev, h, 0.9)
-	require.False(t, ok, "nothing recorded in the interval")
-	h.Counts = []uint64{110, 50, 95, 0} // this interval: 10 under 1ms, 90 in 10–100ms
-	q, ok := intervalQuantile(prev, h, 0.9)
-	require.True(t, ok)
-	require.Equal(t, 100*time.Millisecond, q, "the earlier 100 fast waits do not hide the slow ones")
-	h.Counts = []uint64{110, 50, 95, 7}
-	q, _ = intervalQuantile([]uint64{110, 50, 95, 0}, h, 0.5)
-	require.Equal(t, 100*time.Millisecond, q, "the open last bucket counts as its lower bound")
+	p, err := newWakeProbe()
+	require.NoError(t, err)
+	require.Zero(t, p.take(), "nothing sent, nothing waited")
+	p.send()
+	require.Eventually(t, func() bool { return p.sentAt.Load() == 0 }, 5*time.Second, time.Millisecond, "the byte is read")
+	wait := p.take()
+	require.Positive(t, wait)
+	require.Less(t, wait, 5*time.Second)
+	require.Zero(t, p.take(), "a wait is reported once")
+	p.close()
+
+	// A byte not read yet counts for as long as it has waited.
+	stuck := &wakeProbe{}
+	stuck.least.Store(-1)
+	stuck.sentAt.Store(time.Now().Add(-30 * time.Millisecond).UnixNano())
+	require.GreaterOrEqual(t, stuck.take(), 30*time.Millisecond)
 }
 
-func TestCPUGuardReadsTheRuntime(t *testing.T) {
+// TestCPUGuardShedsWhenTheProcessIsBusy runs itself again in a process
+// with one P whose goroutines never let the runtime go idle: the probe's
+// byte waits for the network poll, and the guard starts shedding.
+func TestCPUGuardShedsWhenTheProcessIsBusy(t *testing.T) {
 	t.Parallel()
-	sample := []rtmetrics.Sample{{Name: schedLatency}}
-	rtmetrics.Read(sample)
-	require.Equal(t, rtmetrics.KindFloat64Histogram, sample[0].Value.Kind(), "the runtime measures scheduling waits")
+	if os.Getenv("PREREG_TEST_BUSY_GUARD") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCPUGuardShedsWhenTheProcessIsBusy$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "PREREG_TEST_BUSY_GUARD=1", "GOMAXPROCS=1")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return
+	}
+	g := newCPUGuard(time.Millisecond)
+	g.minSeen = 1 // tested above; here, only the wait matters
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go g.run(ctx, done)
+	defer func() { cancel(); <-done }()
+	// Submissions keep arriving on goroutines that each work a little and
+	// yield to the next: the run queue never empties, so the runtime polls
+	// the network only every 10 ms (sysmon), as under overload.
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for !stop.Load() {
+				g.refuses()
+				for range 2_000 {
+					runtime.KeepAlive(g)
+				}
+				runtime.Gosched()
+			}
+		})
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for g.permille.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+	require.Positive(t, g.permille.Load(), "a runtime too busy to poll the network sheds")
 }
 
 // The hand-written 202 is the JSON the struct would have been.

@@ -24,7 +24,7 @@ func TestGroupCommit(t *testing.T) {
 	js := streamtest.NewWith(t, stream.EmbeddedConfig{SyncAlways: true}, stream.Config{AtomicBatches: true})
 	// The CPU guard is off: 132 submissions at once under -race would have
 	// it shed some, and this test is about what is accepted.
-	e := setupOn(t, js, func(c *intake.Config) { c.DeviceRate, c.MaxSchedLag, c.GroupCommit = -1, -1, true })
+	e := setupOn(t, js, func(c *intake.Config) { c.DeviceRate, c.MaxQueueWait, c.GroupCommit = -1, -1, true })
 
 	const n, retries = 120, 12
 	var wg sync.WaitGroup

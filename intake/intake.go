@@ -64,11 +64,11 @@ type Config struct {
 	// is above it, the in-flight bound is lowered in proportion
 	// (default 50ms).
 	SlowAck time.Duration
-	// MaxSchedLag is the scheduling wait (the 90th percentile, over the
-	// last 5 ms, of how long runnable goroutines waited for a CPU) above
-	// which intake sheds submissions first thing, while at least 32 are
-	// being handled (default 10ms; negative disables).
-	MaxSchedLag time.Duration
+	// MaxQueueWait is the standing wait of a readable connection (how long
+	// the guard's probe waited to be read, the least over 20 ms; lag.go)
+	// above which intake sheds submissions first thing (default 10ms;
+	// negative disables).
+	MaxQueueWait time.Duration
 	// RetryAfter is what 503 answers tell clients to wait (default 1s).
 	RetryAfter time.Duration
 	// GroupCommit publishes the intents that arrive together as one
@@ -103,7 +103,7 @@ func (c Config) withDefaults() Config {
 	c.MaxInFlight = cmp.Or(c.MaxInFlight, 256)
 	c.SlowAck = cmp.Or(c.SlowAck, 50*time.Millisecond)
 	c.RetryAfter = cmp.Or(c.RetryAfter, time.Second)
-	c.MaxSchedLag = cmp.Or(c.MaxSchedLag, 10*time.Millisecond)
+	c.MaxQueueWait = cmp.Or(c.MaxQueueWait, 10*time.Millisecond)
 	c.DeviceRate = cmp.Or(c.DeviceRate, 0.1)
 	c.DeviceBurst = cmp.Or(c.DeviceBurst, 5)
 	c.AddrRate = cmp.Or(c.AddrRate, 20)
@@ -172,8 +172,8 @@ func New(cfg Config) (*Service, error) {
 		adm:        &admission{max: int64(cfg.MaxInFlight), slow: cfg.SlowAck},
 		retryAfter: []string{retryAfter(cfg.RetryAfter)},
 	}
-	if cfg.MaxSchedLag > 0 {
-		s.guard = &cpuGuard{target: cfg.MaxSchedLag, minActive: 32}
+	if cfg.MaxQueueWait > 0 {
+		s.guard = newCPUGuard(cfg.MaxQueueWait)
 	}
 	s.cat = refresher{source: cfg.Campaigns, lottery: cfg.Lottery, js: cfg.JetStream, log: cfg.Logger}
 	return s, nil
@@ -420,13 +420,9 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 	}
 	// Out of CPU: refuse before anything else, which is the cheapest
 	// answer there is.
-	if s.guard != nil {
-		s.guard.active.Add(1)
-		defer s.guard.active.Add(-1)
-		if s.guard.refuses() {
-			s.shed(w, shedCPU)
-			return
-		}
+	if s.guard != nil && s.guard.refuses() {
+		s.shed(w, shedCPU)
+		return
 	}
 	if !jsonContent(r.contentType) {
 		httpapi.WriteError(w, httpapi.CodeUnsupportedMedia, map[string]any{"want": "application/json"})

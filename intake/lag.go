@@ -3,115 +3,190 @@ package intake
 import (
 	"context"
 	"math/rand/v2"
-	rtmetrics "runtime/metrics"
+	"os"
 	"sync/atomic"
 	"time"
 )
 
 // cpuGuard sheds load when the process has less CPU than its requests
 // need. The in-flight bound and the ack latency only see the publish; when
-// the HTTP work itself (reading, decoding, sealing) exceeds the CPU, every
-// runnable goroutine waits its turn and latency grows for everyone while
-// acks still look fast. The guard measures that wait directly: the Go
-// runtime records how long each goroutine stayed runnable before it got a
-// CPU (/sched/latencies:seconds), and the guard reads the high quantile of
-// the last few milliseconds' waits. While it is above the target the guard
-// refuses a growing share of new submissions before their body is read,
-// which is the cheapest answer there is, until the wait is back under the
-// target.
+// the HTTP work itself (reading, parsing, refusing) exceeds the CPU, latency
+// grows for everyone while acks still look fast, and most of that wait is
+// where no request handler can see it: a request that has arrived waits in
+// its socket until the runtime, busy with the goroutines it already has,
+// polls the network again, and only then joins the run queue. (The
+// runtime's own /sched/latencies metric starts counting after that poll:
+// offered 1.3 times the capacity, its 90th percentile read about 1 ms
+// while a byte on a pipe waited 12–80 ms to be read; docs/BENCHMARKS.md.)
 //
-// (A probe goroutine that times its own wake-ups cannot see this wait: a
-// goroutine woken by a timer runs next, ahead of the queue it would
-// measure.)
+// So the guard measures that wait the way a request meets it: every
+// guardInterval, while submissions arrive, it writes a byte into a pipe whose reader, like every
+// connection's, is woken by the network poller, and times how long the
+// byte waits before its reader runs (wakeProbe). A standing wait, the
+// smallest over the last guardWindow, is load: a burst or a GC pause
+// raises the largest wait, not the smallest. While the standing wait is
+// above the target the guard refuses a growing share of new submissions
+// before their body is read, which is the cheapest answer there is; below
+// half the target the share shrinks.
 type cpuGuard struct {
 	target time.Duration
-	// minActive: the guard only sheds while at least this many submissions
-	// are being handled, so that a wait caused by something else (a GC
-	// pause, a busy neighbour) does not refuse a trickle of requests.
-	minActive int64
-	permille  atomic.Int64 // share of submissions refused, in thousandths
-	active    atomic.Int64 // submissions being handled
+	// minSeen: the guard only sheds while at least this many submissions
+	// arrived over the window, so that a wait caused by something else (a
+	// busy neighbour) does not refuse a trickle of requests that cannot
+	// be its cause.
+	minSeen  int64
+	permille atomic.Int64 // share of submissions refused, in thousandths
+	seen     atomic.Int64 // submissions since the last interval
+
+	// The last guardWindow/guardInterval intervals' waits and submission
+	// counts (run's goroutine only).
+	waits []time.Duration
+	seens []int64
 }
 
 const (
+	// guardInterval is how often the guard probes and adjusts.
 	guardInterval = 5 * time.Millisecond
-	// guardQuantile of the interval's scheduling waits is what the guard
-	// holds under the target.
-	guardQuantile = 0.9
-	schedLatency  = "/sched/latencies:seconds"
+	// guardWindow is how far back the standing wait is the smallest.
+	guardWindow = 20 * time.Millisecond
 )
 
+func newCPUGuard(target time.Duration) *cpuGuard {
+	n := int(guardWindow / guardInterval)
+	return &cpuGuard{target: target, minSeen: 32, waits: make([]time.Duration, 0, n), seens: make([]int64, 0, n)}
+}
+
+// run measures and adjusts until ctx is done. Without a probe (the pipe
+// could not be made) the guard stays off: intake keeps its other bounds.
 func (g *cpuGuard) run(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
-	sample := []rtmetrics.Sample{{Name: schedLatency}}
-	var prev []uint64
-	t := time.NewTicker(guardInterval)
-	defer t.Stop()
+	p, err := newWakeProbe()
+	if err != nil {
+		return
+	}
+	defer p.close()
+	tick := time.NewTicker(guardInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick.C:
 		}
-		rtmetrics.Read(sample)
-		if sample[0].Value.Kind() != rtmetrics.KindFloat64Histogram {
-			return // not measured by this runtime: the guard stays off
+		seen := g.seen.Swap(0)
+		g.interval(p.take(), seen)
+		if seen > 0 {
+			p.send() // an idle intake does not probe
 		}
-		h := sample[0].Value.Float64Histogram()
-		lag, ok := intervalQuantile(prev, h, guardQuantile)
-		prev = append(prev[:0], h.Counts...)
-		if !ok {
-			continue
-		}
-		g.observe(lag)
 	}
 }
 
-// observe adjusts the refused share to one interval's scheduling wait.
-func (g *cpuGuard) observe(lag time.Duration) {
+// interval takes one interval's probe wait and submission count and
+// adjusts the refused share to the window's.
+func (g *cpuGuard) interval(wait time.Duration, seen int64) {
+	if len(g.waits) == cap(g.waits) {
+		g.waits, g.seens = append(g.waits[:0], g.waits[1:]...), append(g.seens[:0], g.seens[1:]...)
+	}
+	g.waits, g.seens = append(g.waits, wait), append(g.seens, seen)
+	standing, total := g.waits[0], int64(0)
+	for i, w := range g.waits {
+		standing = min(standing, w)
+		total += g.seens[i]
+	}
+	g.observe(standing, total)
+}
+
+// observe adjusts the refused share to the window's standing wait and
+// submissions.
+func (g *cpuGuard) observe(standing time.Duration, seen int64) {
 	p := g.permille.Load()
 	switch {
-	case lag > g.target:
+	case standing > g.target && seen >= g.minSeen:
 		// The further over, the faster the share grows.
-		p = min(980, p+min(200, 20*int64(lag)/int64(g.target)))
-	case lag < g.target/2:
+		p = min(980, p+min(200, 20*int64(standing)/int64(g.target)))
+	case standing < g.target/2 || seen < g.minSeen:
 		p = max(0, p-10)
 	}
 	g.permille.Store(p)
 }
 
-// intervalQuantile is the q-quantile of the waits recorded between two
-// readings of the runtime's cumulative histogram (prev nil: nothing yet),
-// taken as the upper bound of its bucket. ok is false when the interval
-// recorded nothing.
-func intervalQuantile(prev []uint64, h *rtmetrics.Float64Histogram, q float64) (time.Duration, bool) {
-	if len(prev) != len(h.Counts) {
-		return 0, false
-	}
-	var total uint64
-	for i, c := range h.Counts {
-		total += c - prev[i]
-	}
-	if total == 0 {
-		return 0, false
-	}
-	rank := uint64(q * float64(total))
-	var seen uint64
-	for i, c := range h.Counts {
-		seen += c - prev[i]
-		if seen > rank {
-			upper := h.Buckets[i+1]
-			if upper > 3600 { // the last bucket is open (+Inf)
-				upper = h.Buckets[i]
-			}
-			return time.Duration(upper * float64(time.Second)), true
-		}
-	}
-	return 0, false
+// refuses counts a submission and reports whether to shed it.
+func (g *cpuGuard) refuses() bool {
+	g.seen.Add(1)
+	p := g.permille.Load()
+	return p > 0 && rand.Int64N(1000) < p
 }
 
-// refuses reports whether to shed this submission.
-func (g *cpuGuard) refuses() bool {
-	p := g.permille.Load()
-	return p > 0 && g.active.Load() >= g.minActive && rand.Int64N(1000) < p
+// wakeProbe times how long a readable file waits before its reader runs:
+// a byte written into a pipe is read by a goroutine that the network
+// poller wakes, as it wakes every connection's. (A goroutine woken by a
+// timer would not do: it runs next, ahead of the queue it would measure.)
+// One byte is in flight at a time.
+type wakeProbe struct {
+	r, w   *os.File
+	sentAt atomic.Int64 // unix nanoseconds of the byte in flight; 0: none
+	// least is the shortest wait read since the last take (-1: none).
+	least atomic.Int64
+	done  chan struct{}
+}
+
+func newWakeProbe() (*wakeProbe, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	p := &wakeProbe{r: r, w: w, done: make(chan struct{})}
+	p.least.Store(-1)
+	go p.read()
+	return p, nil
+}
+
+func (p *wakeProbe) read() {
+	defer close(p.done)
+	buf := make([]byte, 16)
+	for {
+		if _, err := p.r.Read(buf); err != nil {
+			return
+		}
+		at := p.sentAt.Swap(0)
+		if at == 0 {
+			continue
+		}
+		wait := time.Now().UnixNano() - at
+		for {
+			old := p.least.Load()
+			if old >= 0 && old <= wait || p.least.CompareAndSwap(old, wait) {
+				break
+			}
+		}
+	}
+}
+
+// send writes a byte unless one is still waiting to be read.
+func (p *wakeProbe) send() {
+	if p.sentAt.Load() != 0 {
+		return
+	}
+	p.sentAt.Store(time.Now().UnixNano())
+	if _, err := p.w.Write([]byte{1}); err != nil {
+		p.sentAt.Store(0)
+	}
+}
+
+// take returns the shortest wait read since the last take or, when none
+// was read, how long the byte in flight has waited so far (0: none).
+func (p *wakeProbe) take() time.Duration {
+	if least := p.least.Swap(-1); least >= 0 {
+		return time.Duration(least)
+	}
+	if at := p.sentAt.Load(); at != 0 {
+		return time.Duration(time.Now().UnixNano() - at)
+	}
+	return 0
+}
+
+func (p *wakeProbe) close() {
+	p.w.Close()
+	<-p.done
+	p.r.Close()
 }

@@ -442,7 +442,7 @@ func startBenchIntake(ctx context.Context, mode string) (*benchServer, error) {
 		GroupCommit: syncAlways,
 	}
 	if !protect {
-		cfg.SlowAck, cfg.MaxSchedLag = 2*time.Second, -1
+		cfg.SlowAck, cfg.MaxQueueWait = 2*time.Second, -1
 	}
 	svc, err := intake.New(cfg)
 	if err != nil {
