@@ -490,6 +490,9 @@ type loadResult struct {
 	// service is each request's time from its actual send (open loop):
 	// latencies minus the generator's own lag.
 	service []time.Duration
+	// accepted is the latency of each 202 (open loop), from when it was
+	// due: whether the 202s or the 503s make the p99.
+	accepted []time.Duration
 }
 
 // others says which answers other than 202 came back, e.g. "503×12".
@@ -653,7 +656,7 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 			defer wg.Done()
 			var lat []time.Duration
 			var ok, shed, other5xx, errs, timeouts int64
-			var service []time.Duration
+			var service, accepted []time.Duration
 			for at := range due {
 				if time.Since(at) > openLoopTimeout {
 					// A citizen gives up after the timeout, whether the
@@ -681,6 +684,7 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 					continue
 				case status == http.StatusAccepted:
 					ok++
+					accepted = append(accepted, time.Since(at))
 				case status == http.StatusServiceUnavailable:
 					shed++
 				case status >= 500:
@@ -701,6 +705,7 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 			res.timeouts += timeouts
 			res.latencies = append(res.latencies, lat...)
 			res.service = append(res.service, service...)
+			res.accepted = append(res.accepted, accepted...)
 			mu.Unlock()
 		}()
 	}
@@ -719,6 +724,7 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 	res.elapsed = time.Since(start)
 	slices.Sort(res.latencies)
 	slices.Sort(res.service)
+	slices.Sort(res.accepted)
 	return res
 }
 
@@ -768,7 +774,7 @@ func runOverload(ctx context.Context, env *Env, out *intakeBench, server string,
 	out.OverloadOther5xx = res.other5xx
 	out.OverloadTimeouts = res.timeouts
 	out.OverloadMaxRSSMiB = float64(peakRSS(child.cmd.Process.Pid)) / (1 << 20)
-	progress("overload: p99 from send (without the generator's lag) %.1f ms", ms(loadResult{latencies: res.service}.quantile(0.99)))
+	progress("overload: p99 from send (without the generator's lag) %.1f ms; p99 of the 202s alone %.1f ms", ms(loadResult{latencies: res.service}.quantile(0.99)), ms(loadResult{latencies: res.accepted}.quantile(0.99)))
 	progress("overload: 202 %d, 503 %d, other 5xx %d, errors %d (timeouts %d; first: %v; other answers: %s); intake shed %s", res.ok, res.shed, res.other5xx, res.errors, res.timeouts, res.firstErr, res.others(), shedCounts(url))
 	return ctx.Err()
 }
