@@ -17,12 +17,13 @@ import (
 // polls the network again, and only then joins the run queue. (The
 // runtime's own /sched/latencies metric starts counting after that poll:
 // offered 1.3 times the capacity, its 90th percentile read about 1 ms
-// while a byte on a pipe waited 12–80 ms to be read; docs/BENCHMARKS.md.)
+// while a probe byte on a loopback connection waited 12–80 ms to be read;
+// docs/BENCHMARKS.md.)
 //
 // So the guard measures that wait the way a request meets it: every
-// guardInterval, while submissions arrive, it writes a byte into a pipe whose reader, like every
-// connection's, is woken by the network poller, and times how long the
-// byte waits before its reader runs (wakeProbe). A standing wait, the
+// guardInterval, while submissions arrive, it writes a byte into a pipe
+// whose reader, like every connection's, is woken by the network poller,
+// and times how long the byte waits before its reader runs (wakeProbe). A standing wait, the
 // smallest over the last guardWindow, is load: a burst or a GC pause
 // raises the largest wait, not the smallest. While the standing wait is
 // above the target the guard refuses a growing share of new submissions
