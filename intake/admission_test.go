@@ -3,6 +3,7 @@ package intake
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -152,7 +153,7 @@ func TestCPUGuardShedsWhenTheProcessIsBusy(t *testing.T) {
 	g.minSeen = 1 // tested above; here, only the wait matters
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go g.run(ctx, done)
+	go g.run(ctx, slog.Default(), done)
 	defer func() { cancel(); <-done }()
 	// Submissions keep arriving on goroutines that each work a little and
 	// yield to the next: the run queue never empties, so the runtime polls

@@ -205,7 +205,7 @@ func (s *Service) Start(ctx context.Context) error {
 	go s.cat.loop(bg, s.cfg.Refresh, s.done)
 	if s.guard != nil {
 		s.guardDone = make(chan struct{})
-		go s.guard.run(bg, s.guardDone)
+		go s.guard.run(bg, s.log, s.guardDone)
 	}
 	return nil
 }

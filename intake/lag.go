@@ -2,6 +2,7 @@ package intake
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"sync/atomic"
@@ -23,12 +24,12 @@ import (
 // So the guard measures that wait the way a request meets it: every
 // guardInterval, while submissions arrive, it writes a byte into a pipe
 // whose reader, like every connection's, is woken by the network poller,
-// and times how long the byte waits before its reader runs (wakeProbe). A standing wait, the
-// smallest over the last guardWindow, is load: a burst or a GC pause
-// raises the largest wait, not the smallest. While the standing wait is
-// above the target the guard refuses a growing share of new submissions
-// before their body is read, which is the cheapest answer there is; below
-// half the target the share shrinks.
+// and times how long the byte waits before its reader runs (wakeProbe).
+// A standing wait, the smallest over the last guardWindow, is load: a
+// burst or a GC pause raises the largest wait, not the smallest. While
+// the standing wait is above the target the guard refuses a growing share
+// of new submissions before their body is read, which is the cheapest
+// answer there is; below half the target the share shrinks.
 type cpuGuard struct {
 	target time.Duration
 	// minSeen: the guard only sheds while at least this many submissions
@@ -58,11 +59,13 @@ func newCPUGuard(target time.Duration) *cpuGuard {
 }
 
 // run measures and adjusts until ctx is done. Without a probe (the pipe
-// could not be made) the guard stays off: intake keeps its other bounds.
-func (g *cpuGuard) run(ctx context.Context, done chan<- struct{}) {
+// could not be made) the guard stays off, and says so: intake keeps its
+// other bounds.
+func (g *cpuGuard) run(ctx context.Context, log *slog.Logger, done chan<- struct{}) {
 	defer close(done)
 	p, err := newWakeProbe()
 	if err != nil {
+		log.Warn("CPU guard off: no probe", slog.Any("err", err))
 		return
 	}
 	defer p.close()
