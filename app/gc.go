@@ -17,34 +17,51 @@ import (
 // cores (docs/BENCHMARKS.md, "Dedupe"). At 400 % it collects a quarter as
 // often, for at most five times the live heap.
 //
-// Intake is the other way round (IntakeGCPercent).
+// Intake is the other way round (IntakeMemoryLimit).
 const WorkerGCPercent = 400
 
-// IntakeGCPercent is the collector's target of a process that runs intake
-// alone. Intake's live heap under a surge is mostly the embedded stream's
+// IntakeMemoryLimit is the soft memory limit (GOMEMLIMIT) of a process
+// that runs intake alone, which otherwise collects at the runtime's
+// default target (GOGC 100).
+//
+// Intake's live heap under a surge is mostly the embedded stream's
 // duplicate window (every message id of the last 20 s, about 130 bytes
-// each) and its connections; at the runtime's default 100 % the heap grows
-// to twice that before a collection, which took the overload benchmark's
-// process past its 256 MiB (docs/BENCHMARKS.md, "Intake"). At 50 % the
-// heap stays within one and a half times the live heap, for a collector
-// that runs twice as often.
-const IntakeGCPercent = 50
+// each) and its connections. At GOGC 100 the heap grows to twice that
+// before a collection, which took the overload benchmark's process past
+// its 256 MiB; the fifth session's answer, GOGC 50, kept it under but
+// collected twice as often whatever the heap, and the collector's marking
+// of the window was a quarter of intake's CPU. A soft limit costs nothing
+// while the heap is small and collects as often as needed near the limit:
+// intake's closed-loop rate rose by about a fifth (docs/BENCHMARKS.md,
+// "Intake", sixth session), and the overload run stayed under 256 MiB.
+// A machine fast enough to keep more than about 200 MiB of ids in the
+// window (some 70,000 intents a second) needs a larger GOMEMLIMIT, or a
+// shorter window: past the limit the runtime collects ever more often.
+const IntakeMemoryLimit = 200 << 20
 
-// TuneGC sets the collector's target for a process that runs roles:
-// WorkerGCPercent without intake, IntakeGCPercent for intake alone, the
-// runtime's default for intake with other roles (demo, dev), and always
-// what GOGC says when it is set in the environment. It reports the target
-// it set, or false when it left the runtime's own.
-func TuneGC(roles []Role, getenv func(string) string) (int, bool) {
-	pct := WorkerGCPercent
+// GCTuning is what TuneGC set; a zero field is left to the runtime (and
+// the environment).
+type GCTuning struct {
+	Percent     int   // GOGC
+	MemoryLimit int64 // GOMEMLIMIT, bytes
+}
+
+// TuneGC sets the collector for a process that runs roles: GOGC
+// WorkerGCPercent without intake, the soft memory limit IntakeMemoryLimit
+// for intake alone, nothing for intake with other roles (demo, dev).
+// GOGC and GOMEMLIMIT in the environment always win.
+func TuneGC(roles []Role, getenv func(string) string) GCTuning {
+	var t GCTuning
 	switch {
-	case getenv("GOGC") != "":
-		return 0, false
 	case slices.Equal(roles, []Role{RoleIntake}):
-		pct = IntakeGCPercent
+		if getenv("GOMEMLIMIT") == "" {
+			t.MemoryLimit = IntakeMemoryLimit
+			debug.SetMemoryLimit(t.MemoryLimit)
+		}
 	case slices.Contains(roles, RoleIntake):
-		return 0, false
+	case getenv("GOGC") == "":
+		t.Percent = WorkerGCPercent
+		debug.SetGCPercent(t.Percent)
 	}
-	debug.SetGCPercent(pct)
-	return pct, true
+	return t
 }

@@ -1,47 +1,56 @@
 package app
 
 import (
+	"math"
 	"runtime/debug"
 	"testing"
 )
 
 func TestTuneGC(t *testing.T) {
-	prev := debug.SetGCPercent(100)
-	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	prevPct, prevLimit := debug.SetGCPercent(100), debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() { debug.SetGCPercent(prevPct); debug.SetMemoryLimit(prevLimit) })
 	noEnv := func(string) string { return "" }
+	env := func(key, value string) func(string) string {
+		return func(k string) string {
+			if k == key {
+				return value
+			}
+			return ""
+		}
+	}
 
 	for _, tc := range []struct {
-		name   string
-		roles  []Role
-		getenv func(string) string
-		want   int // the collector's target afterwards
+		name      string
+		roles     []Role
+		getenv    func(string) string
+		wantPct   int   // the collector's target afterwards
+		wantLimit int64 // the soft memory limit afterwards
 	}{
-		{"workers only", []Role{RoleVerify, RoleDedupe, RoleNotify}, noEnv, WorkerGCPercent},
-		{"intake alone", []Role{RoleIntake}, noEnv, IntakeGCPercent},
-		{"intake among them", []Role{RoleDedupe, RoleIntake}, noEnv, 100},
-		{"all roles", AllRoles, noEnv, 100},
-		{"GOGC set, intake", []Role{RoleIntake}, func(k string) string {
-			if k == "GOGC" {
-				return "150"
-			}
-			return ""
-		}, 100},
-		{"GOGC set", []Role{RoleDedupe}, func(k string) string {
-			if k == "GOGC" {
-				return "150"
-			}
-			return ""
-		}, 100},
+		{"workers only", []Role{RoleVerify, RoleDedupe, RoleNotify}, noEnv, WorkerGCPercent, math.MaxInt64},
+		{"intake alone", []Role{RoleIntake}, noEnv, 100, IntakeMemoryLimit},
+		{"intake among them", []Role{RoleDedupe, RoleIntake}, noEnv, 100, math.MaxInt64},
+		{"all roles", AllRoles, noEnv, 100, math.MaxInt64},
+		{"GOGC set, intake", []Role{RoleIntake}, env("GOGC", "150"), 100, IntakeMemoryLimit},
+		{"GOMEMLIMIT set, intake", []Role{RoleIntake}, env("GOMEMLIMIT", "1GiB"), 100, math.MaxInt64},
+		{"GOGC set", []Role{RoleDedupe}, env("GOGC", "150"), 100, math.MaxInt64},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			debug.SetGCPercent(100)
-			got, set := TuneGC(tc.roles, tc.getenv)
-			now := debug.SetGCPercent(100)
-			if now != tc.want {
-				t.Fatalf("collector target = %d, want %d", now, tc.want)
+			debug.SetMemoryLimit(math.MaxInt64)
+			got := TuneGC(tc.roles, tc.getenv)
+			pct, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(math.MaxInt64)
+			if pct != tc.wantPct || limit != tc.wantLimit {
+				t.Fatalf("collector target %d, memory limit %d; want %d, %d", pct, limit, tc.wantPct, tc.wantLimit)
 			}
-			if set != (tc.want != 100) || (set && got != tc.want) {
-				t.Fatalf("TuneGC = %d, %v; target now %d", got, set, now)
+			want := GCTuning{}
+			if tc.wantPct != 100 {
+				want.Percent = tc.wantPct
+			}
+			if tc.wantLimit != math.MaxInt64 {
+				want.MemoryLimit = tc.wantLimit
+			}
+			if got != want {
+				t.Fatalf("TuneGC = %+v, want %+v", got, want)
 			}
 		})
 	}

@@ -50,8 +50,10 @@ func cmdServe(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer closeNATS()
-	if pct, ok := app.TuneGC(rs, env.Getenv); ok {
-		env.Logger.Info("garbage collector target set for these roles (GOGC unset)", slog.Int("gogc", pct))
+	if gc := app.TuneGC(rs, env.Getenv); gc.Percent != 0 {
+		env.Logger.Info("garbage collector target set for these roles (GOGC unset)", slog.Int("gogc", gc.Percent))
+	} else if gc.MemoryLimit != 0 {
+		env.Logger.Info("soft memory limit set for intake (GOMEMLIMIT unset)", slog.Int64("gomemlimit_bytes", gc.MemoryLimit))
 	}
 	opts := app.Options{Roles: rs, Logger: env.Logger, Pool: pool, NC: nc, Config: cfg}
 	if err := roleOptionsFromEnv(&opts, env.Getenv); err != nil {
