@@ -59,6 +59,7 @@ func TuneGC(roles []Role, getenv func(string) string) GCTuning {
 			debug.SetMemoryLimit(t.MemoryLimit)
 		}
 	case slices.Contains(roles, RoleIntake):
+		// demo, dev: one process for everything, the runtime's own.
 	case getenv("GOGC") == "":
 		t.Percent = WorkerGCPercent
 		debug.SetGCPercent(t.Percent)
