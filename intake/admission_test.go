@@ -132,7 +132,7 @@ func TestWakeProbe(t *testing.T) {
 
 	// A byte not read yet counts for as long as it has waited.
 	stuck := &wakeProbe{}
-	stuck.least.Store(-1)
+	stuck.waited.Store(-1)
 	stuck.sentAt.Store(time.Now().Add(-30 * time.Millisecond).UnixNano())
 	require.GreaterOrEqual(t, stuck.take(), 30*time.Millisecond)
 }

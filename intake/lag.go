@@ -129,9 +129,11 @@ func (g *cpuGuard) refuses() bool {
 type wakeProbe struct {
 	r, w   *os.File
 	sentAt atomic.Int64 // unix nanoseconds of the byte in flight; 0: none
-	// least is the shortest wait read since the last take (-1: none).
-	least atomic.Int64
-	done  chan struct{}
+	// waited is the wait of the byte read since the last take (-1: none).
+	// One byte is sent per interval and only when none is in flight, so
+	// at most one is read between two takes.
+	waited atomic.Int64
+	done   chan struct{}
 }
 
 func newWakeProbe() (*wakeProbe, error) {
@@ -140,7 +142,7 @@ func newWakeProbe() (*wakeProbe, error) {
 		return nil, err
 	}
 	p := &wakeProbe{r: r, w: w, done: make(chan struct{})}
-	p.least.Store(-1)
+	p.waited.Store(-1)
 	go p.read()
 	return p, nil
 }
@@ -156,13 +158,7 @@ func (p *wakeProbe) read() {
 		if at == 0 {
 			continue
 		}
-		wait := time.Now().UnixNano() - at
-		for {
-			old := p.least.Load()
-			if old >= 0 && old <= wait || p.least.CompareAndSwap(old, wait) {
-				break
-			}
-		}
+		p.waited.Store(time.Now().UnixNano() - at)
 	}
 }
 
@@ -177,11 +173,11 @@ func (p *wakeProbe) send() {
 	}
 }
 
-// take returns the shortest wait read since the last take or, when none
-// was read, how long the byte in flight has waited so far (0: none).
+// take returns the wait of the byte read since the last take or, when
+// none was read, how long the byte in flight has waited so far (0: none).
 func (p *wakeProbe) take() time.Duration {
-	if least := p.least.Swap(-1); least >= 0 {
-		return time.Duration(least)
+	if waited := p.waited.Swap(-1); waited >= 0 {
+		return time.Duration(waited)
 	}
 	if at := p.sentAt.Load(); at != 0 {
 		return time.Duration(time.Now().UnixNano() - at)
