@@ -36,7 +36,7 @@ import (
 // Role is one of the process roles of `prereg serve --roles`.
 type Role string
 
-// The roles of DESIGN.md section 5.
+// The roles of docs/DESIGN.md, "CLI" (`prereg serve --roles`).
 const (
 	RoleIntake Role = "intake"
 	RoleVerify Role = "verify"
