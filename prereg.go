@@ -17,7 +17,7 @@ import (
 const DateLayout = "2006-01-02"
 
 // Sealed is a value encrypted with AES-GCM under the key named by KeyID.
-// Phones travel and rest only in this form (DESIGN.md section 4).
+// Phones travel and rest only in this form (docs/DESIGN.md, "Data protection").
 type Sealed struct {
 	KeyID string `json:"kid"`
 	Data  []byte `json:"data"` // nonce || ciphertext || tag
@@ -116,7 +116,7 @@ const (
 // Status is what a citizen sees for a receipt.
 type Status string
 
-// The statuses of DESIGN.md section 5.
+// The statuses of docs/DESIGN.md, "HTTP".
 const (
 	StatusReceived   Status = "received"
 	StatusRegistered Status = "registered"

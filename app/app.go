@@ -36,13 +36,13 @@ import (
 // Role is one of the process roles of `prereg serve --roles`.
 type Role string
 
-// The roles of DESIGN.md section 5.
+// The roles of docs/DESIGN.md, "CLI" (`prereg serve --roles`).
 const (
 	RoleIntake Role = "intake"
 	RoleVerify Role = "verify"
 	RoleDedupe Role = "dedupe"
 	RoleNotify Role = "notify"
-	RoleAdmin  Role = "admin" // the admin API, the console, the delivery-report webhook
+	RoleAdmin  Role = "admin" // the admin API and the delivery-report webhook
 )
 
 // AllRoles is every role, in the order data flows.

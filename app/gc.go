@@ -27,13 +27,13 @@ const WorkerGCPercent = 400
 // Intake's live heap under a surge is mostly the embedded stream's
 // duplicate window (every message id of the last 20 s, about 130 bytes
 // each) and its connections. At GOGC 100 the heap grows to twice that
-// before a collection, which took the overload benchmark's process past
-// its 256 MiB; the fifth session's answer, GOGC 50, kept it under but
-// collected twice as often whatever the heap, and the collector's marking
-// of the window was a quarter of intake's CPU. A soft limit costs nothing
-// while the heap is small and collects as often as needed near the limit:
-// intake's closed-loop rate rose by about a fifth (docs/BENCHMARKS.md,
-// "Intake", sixth session), and the overload run stayed under 256 MiB.
+// before a collection, which takes the overload benchmark's process past
+// its 256 MiB. A lower GOGC (50) keeps it under but collects twice as
+// often whatever the heap, and the collector's marking of the window is a
+// quarter of intake's CPU. A soft limit costs nothing while the heap is
+// small and collects as often as needed near the limit: intake's
+// closed-loop rate is about a fifth higher than at GOGC 50, and the
+// overload run stays under 256 MiB (docs/BENCHMARKS.md, "The collector").
 // A machine fast enough to keep more than about 200 MiB of ids in the
 // window (some 70,000 intents a second) needs a larger GOMEMLIMIT, or a
 // shorter window: past the limit the runtime collects ever more often.

@@ -1,4 +1,4 @@
-// Package check verifies the invariants of DESIGN.md section 6 on what is
+// Package check verifies the invariants of docs/DESIGN.md, "Invariants", on what is
 // in PostgreSQL and JetStream: what `prereg check` and the demo run. Each
 // invariant is a query (or a scan of the verified stream) that finds its
 // violations; the schema's constraints should make most of them impossible,
@@ -433,7 +433,7 @@ func (c *checker) scanLeaks(data []byte) {
 	}
 }
 
-// 6. Personal data only in the forms of DESIGN.md section 4: no phone,
+// 6. Personal data only in the forms of docs/DESIGN.md, "Data protection": no phone,
 // token or provider person id in plain text in the database or the stream.
 func (c *checker) personalData(ctx context.Context) (Invariant, error) {
 	// Every text-like column of every table: no plain phone.

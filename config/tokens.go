@@ -9,7 +9,7 @@ import (
 // Role is what an admin token may do.
 type Role string
 
-// The admin roles of DESIGN.md section 4.
+// The admin roles of docs/DESIGN.md, "Data protection".
 const (
 	RoleOperator Role = "operator" // allocate, resend, release held, campaign load
 	RoleAuditor  Role = "auditor"  // reports, read only

@@ -12,7 +12,7 @@ import (
 	"github.com/prereg/prereg/config"
 )
 
-// Error codes of the outside contract (DESIGN.md section 5) and their
+// Error codes of the outside contract (docs/DESIGN.md, "HTTP") and their
 // statuses, in one place.
 const (
 	CodeInvalid              = "invalid"

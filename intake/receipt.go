@@ -20,7 +20,7 @@ const (
 	ReceiptLen = ((receiptIDLen+receiptMACLen)*8 + 5) / 6
 )
 
-// Receipts issues and checks receipts (DESIGN.md section 4).
+// Receipts issues and checks receipts (docs/DESIGN.md, "Receipts and idempotency").
 type Receipts struct {
 	Hasher *keys.Hasher
 }

@@ -12,7 +12,7 @@ import (
 	gojson "github.com/goccy/go-json"
 )
 
-// MaxBody is the largest intent body accepted (DESIGN.md section 5).
+// MaxBody is the largest intent body accepted (docs/DESIGN.md, "HTTP").
 const MaxBody = 4 << 10
 
 // Request is the body of POST /v1/intents as the citizen sends it.

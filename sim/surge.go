@@ -148,7 +148,7 @@ type Submission struct {
 	at float64 // place on the surge's timeline (0..~1): the sort key
 }
 
-// IntentPath is where intents are posted (DESIGN.md section 5).
+// IntentPath is where intents are posted (docs/DESIGN.md, "HTTP").
 const IntentPath = "/v1/intents"
 
 // Headers returns the request's headers.
@@ -421,7 +421,7 @@ func (g *surgeBuilder) spend(device string) bool {
 	return true
 }
 
-// intent is the body of POST /v1/intents (DESIGN.md section 5).
+// intent is the body of POST /v1/intents (docs/DESIGN.md, "HTTP").
 type intent struct {
 	Campaign      string `json:"campaign"`
 	Provider      string `json:"provider"`

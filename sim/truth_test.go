@@ -201,7 +201,7 @@ func TestTruthBotsLimited(t *testing.T) {
 	require.Equal(t, "status 429, want 202", sc.Mismatches[0].Problem)
 }
 
-// referenceSystem answers and decides a surge the way DESIGN.md says a
+// referenceSystem answers and decides a surge the way docs/DESIGN.md says a
 // correct prereg does, one submission at a time in the surge's order, with
 // the device cap decided before the duplicate check.
 func referenceSystem(tb testing.TB, w world) ([]Answer, []Decision) {

@@ -21,7 +21,7 @@ func init() {
 }
 
 // allocateBench is the result of `prereg bench allocate`, with the JSON
-// keys of issue 6 (and a few more).
+// keys of docs/BENCHMARKS.md, "Scheduler".
 type allocateBench struct {
 	Registrations   int     `json:"registrations"`
 	Clinics         int     `json:"clinics"`
@@ -34,7 +34,7 @@ type allocateBench struct {
 	RowsWritten     int     `json:"rows_written"` // appointments + outbox rows, the COPY's size
 }
 
-// fullAllocateSize is issue 6's size: one day of 10부제, about a tenth of
+// fullAllocateSize is the full size: one day of 10부제, about a tenth of
 // the 18–49 cohort.
 const fullAllocateSize = 1_900_000
 
@@ -44,7 +44,7 @@ const defaultAllocateSize = 200_000
 
 func cmdBenchAllocate(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "bench allocate", "[--registrations N] [--format text|json]")
-	n := fs.Int("registrations", defaultAllocateSize, "registrations of the window (issue 6's full size: 1900000, about ten times as long)")
+	n := fs.Int("registrations", defaultAllocateSize, "registrations of the window (one 10부제 day: 1900000, about ten times as long)")
 	clinics := fs.Int("clinics", sim.DefaultClinics, "clinics of the generated inventory")
 	days := fs.Int("days", 14, "days of the schedule")
 	scale := fs.Float64("capacity-scale", 1, "multiplies every clinic's capacity (1: about 9.8 million places over 14 days)")
@@ -119,7 +119,7 @@ func cmdBenchAllocate(ctx context.Context, env *Env, args []string) error {
 	}
 	note := ""
 	if *n != fullAllocateSize {
-		note = fmt.Sprintf(" (issue 6's full size: --registrations %d)", fullAllocateSize)
+		note = fmt.Sprintf(" (one 10부제 day: --registrations %d)", fullAllocateSize)
 	}
 	fmt.Fprintf(env.Stdout, "allocate bench: %d registrations over %d clinics × %d days × 3 bands%s\n\n", *n, len(inv), *days, note)
 	fmt.Fprintf(env.Stdout, "  %-26s %10.2f s  (assigned %d, unassigned %d)\n", "allocate (PG → PG)", out.AllocateSeconds, out.Assigned, out.Unassigned)

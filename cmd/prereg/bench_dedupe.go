@@ -33,7 +33,7 @@ func init() {
 }
 
 // dedupeBench is the result of `prereg bench dedupe`, with the JSON keys of
-// issue 5.
+// docs/BENCHMARKS.md, "Dedupe".
 type dedupeBench struct {
 	Submissions      int     `json:"submissions"`
 	People           int     `json:"people"`
@@ -182,7 +182,7 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	}
 	note := ""
 	if *subs < 1_000_000 {
-		note = " (below issue 5's full size of 1000000)"
+		note = " (below the full size of 1000000)"
 	}
 	fmt.Fprintf(env.Stdout, "dedupe bench: %d verified submissions, %d people, %d shards, %d workers, batch %d%s\n\n", *subs, mix.people, *shards, *workers, *batch, note)
 	fmt.Fprintf(env.Stdout, "  %-22s %12.0f /s\n", "decisions", res.DecisionsPerS)

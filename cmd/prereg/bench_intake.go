@@ -44,7 +44,7 @@ func init() {
 }
 
 // intakeBench is the result of `prereg bench intake`, with the JSON keys of
-// issue 8 (and a few more that say how it was measured).
+// docs/BENCHMARKS.md, "Intake" (and a few more that say how it was measured).
 type intakeBench struct {
 	BareRPS          float64 `json:"bare_rps"`
 	NaiveRPS         float64 `json:"naive_rps"`

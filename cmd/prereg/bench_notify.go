@@ -25,7 +25,7 @@ func init() {
 }
 
 // notifyBench is the result of `prereg bench notify`, with the JSON keys
-// of issue 7.
+// of docs/BENCHMARKS.md, "Notify".
 type notifyBench struct {
 	Messages           int     `json:"messages"`
 	Concurrency        int     `json:"concurrency"`
@@ -41,7 +41,7 @@ type notifyBench struct {
 
 func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "bench notify", "[--messages N] [--concurrency C] [--format text|json]")
-	n := fs.Int("messages", 100_000, "outbox rows to drain (issue 7's size: 100000)")
+	n := fs.Int("messages", 100_000, "outbox rows to drain")
 	conc := fs.Int("concurrency", 64, "sends in flight, for notify and for the ceiling loop alike")
 	batch := fs.Int("batch", 512, "rows each claim loop claims at once")
 	loops := fs.Int("loops", 4, "notify's claim loops (they share --concurrency)")

@@ -30,7 +30,7 @@ func init() {
 }
 
 // verifyBench is the result of `prereg bench verify`, with the JSON keys of
-// issue 4.
+// docs/BENCHMARKS.md, "Verify".
 type verifyBench struct {
 	VerifiedPerS0ms   float64   `json:"verified_per_s_0ms"`
 	VerifiedPerS50ms  float64   `json:"verified_per_s_50ms"`

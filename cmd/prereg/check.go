@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	register(command{name: "check", summary: "verify the invariants (DESIGN.md section 6) on the database and the stream", run: cmdCheck})
+	register(command{name: "check", summary: "verify the invariants (docs/DESIGN.md#invariants) on the database and the stream", run: cmdCheck})
 }
 
 func cmdCheck(ctx context.Context, env *Env, args []string) error {

@@ -22,8 +22,8 @@ func init() {
 	register(command{name: "demo", summary: "the whole pipeline on a synthetic surge, checked end to end (exit 0: every invariant held)", run: cmdDemo})
 }
 
-// demoSummary is the demo's result; its JSON keys are the contract of
-// issue 3.
+// demoSummary is the demo's result; its JSON keys are part of the outside
+// contract (docs/BENCHMARKS.md, "End to end").
 type demoSummary struct {
 	Campaign    string         `json:"campaign"`
 	Seed        int64          `json:"seed"`
