@@ -1,5 +1,5 @@
--- 0001: the schema the whole pipeline shares. Every invariant of docs/DESIGN.md
--- ("Invariants") that a constraint can express is expressed here, so that a bug
+-- 0001: the schema the whole pipeline shares. Every invariant of DESIGN.md
+-- section 6 that a constraint can express is expressed here, so that a bug
 -- cannot quietly break it; `prereg check` verifies the rest (and these too,
 -- in case a constraint was dropped).
 --

@@ -1,8 +1,8 @@
 -- 0003: what the dedupe stage shares across its workers.
 --
 -- device_people counts the distinct people each device submitted for in a
--- window (docs/DEDUPE.md: devices are not sharded by identity, so every
--- worker must see the same count). rank is the order in which the device first
+-- window (DESIGN.md: devices are not sharded by identity, so every worker
+-- must see the same count). rank is the order in which the device first
 -- sent for the person: a person whose rank is above the campaign's
 -- device_cap is held for review. Ranks are assigned under the row lock of
 -- the device's device_windows row, so two workers never hand out the same
