@@ -35,7 +35,7 @@ type Env struct {
 const DefaultDatabase = "prereg"
 
 // Database connects to the configured database and, with migrate, applies
-// the schema. DATABASE_URL names it; unset, it is database "prereg" on the
+// the schema; without, it checks the applied migrations' checksums. DATABASE_URL names it; unset, it is database "prereg" on the
 // local server (created when missing), else on a private cluster that the
 // returned close function stops.
 func (e *Env) Database(ctx context.Context, migrate bool) (*pgxpool.Pool, func(), error) {
@@ -63,10 +63,15 @@ func (e *Env) Database(ctx context.Context, migrate bool) (*pgxpool.Pool, func()
 		}
 	}
 	if migrate {
-		if _, err := postgres.Migrate(ctx, pool); err != nil {
-			closeAll()
-			return nil, nil, err
-		}
+		_, err = postgres.Migrate(ctx, pool)
+	} else {
+		// serve and check run on a schema someone else migrated: refuse
+		// one whose applied migrations differ from this binary's files.
+		err = postgres.VerifySchema(ctx, pool)
+	}
+	if err != nil {
+		closeAll()
+		return nil, nil, err
 	}
 	return pool, closeAll, nil
 }
