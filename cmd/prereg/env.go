@@ -39,7 +39,11 @@ const DefaultDatabase = "prereg"
 // local server (created when missing), else on a private cluster that the
 // returned close function stops.
 func (e *Env) Database(ctx context.Context, migrate bool) (*pgxpool.Pool, func(), error) {
-	srv, err := postgres.FindServer(ctx, e.Getenv("DATABASE_URL"), e.Logger)
+	cfg, _, err := e.Config(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := postgres.FindServer(ctx, cfg.DatabaseURL, e.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -85,7 +89,11 @@ func isDuplicateDatabase(err error) bool {
 // it starts an embedded JetStream server in a temporary folder, removed by
 // the returned close function; without, it is an error.
 func (e *Env) NATS(ctx context.Context, allowEmbedded bool) (*nats.Conn, func(), error) {
-	if url := e.Getenv("NATS_URL"); url != "" {
+	cfg, _, err := e.Config(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	if url := cfg.NatsURL; url != "" {
 		nc, err := stream.Connect(ctx, url, e.Logger)
 		if err != nil {
 			return nil, nil, err
@@ -117,10 +125,12 @@ func (e *Env) NATS(ctx context.Context, allowEmbedded bool) (*nats.Conn, func(),
 	}, nil
 }
 
-// Config reads the environment's configuration. Outside demo and dev the
-// keys are required.
+// Config reads and validates the environment's whole configuration
+// (config.Settings). Outside demo and dev the keys are required; in them,
+// missing keys are made up and the second result names them.
 func (e *Env) Config(requireSecrets bool) (config.Config, []string, error) {
-	return config.FromEnv(e.Getenv, requireSecrets)
+	cfg, err := config.FromEnv(e.Getenv, requireSecrets)
+	return cfg, cfg.Generated, err
 }
 
 // scratchDB is a fresh, migrated database of its own for one run of a
