@@ -151,7 +151,11 @@ type scratchDB struct {
 // the schema and opens a pool. Close drops it (unless Keep) and stops a
 // private cluster.
 func (e *Env) ScratchDatabase(ctx context.Context, prefix string) (*scratchDB, error) {
-	srv, err := postgres.FindServer(ctx, e.Getenv("DATABASE_URL"), e.Logger)
+	cfg, _, err := e.Config(false)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := postgres.FindServer(ctx, cfg.DatabaseURL, e.Logger)
 	if err != nil {
 		return nil, err
 	}
