@@ -393,7 +393,7 @@ func (c *Config) Log(log *slog.Logger) {
 		} else if v == "" {
 			v, source = s.Default, "default"
 		}
-		if s.Secret && v == "" {
+		if v == "" {
 			v = "(unset)"
 		}
 		log.Info("setting", slog.String("name", s.Name), slog.String("value", v), slog.String("source", source))
