@@ -3,6 +3,8 @@ package app
 import (
 	"runtime/debug"
 	"slices"
+
+	"github.com/prereg/prereg/config"
 )
 
 // WorkerGCPercent is the garbage collector's target (GOGC) of a process
@@ -49,18 +51,18 @@ type GCTuning struct {
 // TuneGC sets the collector for a process that runs roles: GOGC
 // WorkerGCPercent without intake, the soft memory limit IntakeMemoryLimit
 // for intake alone, nothing for intake with other roles (demo, dev).
-// GOGC and GOMEMLIMIT in the environment always win.
-func TuneGC(roles []Role, getenv func(string) string) GCTuning {
+// GOGC and GOMEMLIMIT in the environment (gc, read by config) always win.
+func TuneGC(roles []Role, gc config.GC) GCTuning {
 	var t GCTuning
 	switch {
 	case slices.Equal(roles, []Role{RoleIntake}):
-		if getenv("GOMEMLIMIT") == "" {
+		if gc.GOMEMLIMIT == "" {
 			t.MemoryLimit = IntakeMemoryLimit
 			debug.SetMemoryLimit(t.MemoryLimit)
 		}
 	case slices.Contains(roles, RoleIntake):
 		// demo, dev: one process for everything, the runtime's own.
-	case getenv("GOGC") == "":
+	case gc.GOGC == "":
 		t.Percent = WorkerGCPercent
 		debug.SetGCPercent(t.Percent)
 	}

@@ -3,16 +3,11 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"math"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
 
-	"github.com/prereg/prereg/config"
 	"github.com/prereg/prereg/notify"
 	"github.com/prereg/prereg/postgres"
 )
@@ -44,33 +39,6 @@ type NotifyOptions struct {
 	// AfterAccept is the fault hook: called after the gateway accepted a
 	// message and before it is marked sent (tests crash there).
 	AfterAccept func(notify.Message)
-}
-
-// NotifyOptionsFromEnv reads the notify settings of `prereg serve`:
-// PREREG_SMS_URL, PREREG_SMS_SECRET (or PREREG_SMS_SECRET_FILE),
-// PREREG_SMS_RATE and PREREG_SMS_CONCURRENCY.
-func NotifyOptionsFromEnv(getenv func(string) string) (NotifyOptions, error) {
-	var o NotifyOptions
-	var errs []error
-	o.GatewayURL = strings.TrimSpace(getenv("PREREG_SMS_URL"))
-	secret, err := config.Secret(getenv, "PREREG_SMS_SECRET")
-	if err != nil {
-		errs = append(errs, err)
-	}
-	o.WebhookSecret = []byte(secret)
-	if v := strings.TrimSpace(getenv("PREREG_SMS_RATE")); v != "" {
-		if v == "inf" {
-			o.Rate = math.Inf(1)
-		} else if o.Rate, err = strconv.ParseFloat(v, 64); err != nil || o.Rate <= 0 {
-			errs = append(errs, fmt.Errorf("PREREG_SMS_RATE: want messages per second > 0 or inf, got %q", v))
-		}
-	}
-	if v := strings.TrimSpace(getenv("PREREG_SMS_CONCURRENCY")); v != "" {
-		if o.Concurrency, err = strconv.Atoi(v); err != nil || o.Concurrency < 1 {
-			errs = append(errs, fmt.Errorf("PREREG_SMS_CONCURRENCY: want a positive number, got %q", v))
-		}
-	}
-	return o, errors.Join(errs...)
 }
 
 // startNotify wires the notify role: a worker that drains the outbox to

@@ -1,87 +1,322 @@
-// Package config reads prereg's configuration from the environment, in one
-// place: DATABASE_URL, NATS_URL, PREREG_HMAC_KEY, PREREG_ENC_KEY,
-// PREREG_ADMIN_TOKENS, each secret also as a *_FILE variant holding the
-// value in a file (for container secrets).
+// Package config reads prereg's whole configuration from the environment,
+// in one place: the table Settings lists every variable (name, default,
+// meaning, whether it is a secret, how it parses), FromEnv reads and
+// validates them into a typed Config, Config.Log prints them with secrets
+// redacted, and the README's configuration table is generated from the
+// same rows (Markdown; a test fails when the two differ).
+//
+// Every secret may also be given as NAME_FILE, the path of a file holding
+// the value (container secrets, as in miniflux); setting both is an error.
+// Errors name the variable and never repeat a secret's value.
+//
+// Adding a variable is adding a row to settings and a field to Config,
+// then regenerating the README table (go test ./config -run README -update).
 package config
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
+	"net/netip"
+	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/prereg/prereg/keys"
 )
 
-// Config is the environment's part of the configuration; flags add the rest.
+// Config is the environment's part of the configuration, typed and
+// validated; flags add the rest.
 type Config struct {
-	DatabaseURL string // "" = local server, else private cluster; "private" forces it
-	NatsURL     string // "" = embedded JetStream (demo, dev only)
+	// DatabaseURL is the PostgreSQL server: "" the local server (else a
+	// private cluster), "private" forces the private cluster.
+	DatabaseURL string
+	// NatsURL is the NATS server; "" embeds one (demo, dev, bench only).
+	NatsURL     string
 	HMACKeys    []keys.Key
 	EncKeys     []keys.Key
 	AdminTokens *AdminTokens
+	// TrustedProxies are the load balancers whose X-Forwarded-For names
+	// the client, for the per-address limit.
+	TrustedProxies []netip.Prefix
+	// GroupCommit publishes intents that arrive together as one atomic
+	// batch, and declares the submitted stream to take them.
+	GroupCommit bool
+	Dedupe      Dedupe
+	SMS         SMS
+	GC          GC
+
+	// Generated lists the secrets FromEnv made up for this process
+	// (demo and dev only).
+	Generated []string
+
+	// shown is each setting's value as Log prints it, secrets redacted.
+	shown map[string]string
+}
+
+// Dedupe are the dedupe role's settings.
+type Dedupe struct {
+	Shards    []int // nil: every shard
+	Workers   int   // 0: one
+	BatchSize int   // 0: the default
+}
+
+// SMS are the SMS gateway's settings (notify and admin roles).
+type SMS struct {
+	URL         string
+	Secret      []byte  // signs delivery reports
+	Rate        float64 // messages per second; 0: the default; +Inf: none
+	Concurrency int     // 0: the default
+}
+
+// GC is what the environment says of the Go collector. The runtime reads
+// GOGC and GOMEMLIMIT itself; prereg only needs to know whether they are
+// set, so that its own tuning (app.TuneGC) never overrides an operator.
+type GC struct {
+	GOGC       string
+	GOMEMLIMIT string
 }
 
 // Getenv is os.Getenv's shape, injectable for tests.
 type Getenv func(string) string
 
-// FromEnv reads the configuration. With requireSecrets (everything but
-// demo and dev), missing keys are an error; otherwise they are made up
-// randomly for this process, and generated reports Which it made.
-func FromEnv(getenv Getenv, requireSecrets bool) (cfg Config, generated []string, err error) {
+// Setting is one environment variable prereg reads.
+type Setting struct {
+	Name string
+	// Default is what an unset variable means, for people (the README,
+	// the start-up log); "" when the description says it.
+	Default string
+	// Description is the README's text.
+	Description string
+	// Secret settings read NAME or NAME_FILE and are never printed.
+	Secret bool
+	// URL settings may carry a password, which Log drops.
+	URL bool
+	// parse sets the Config from the trimmed value ("" when unset).
+	parse func(c *Config, v string) error
+}
+
+// Settings lists every environment variable prereg reads, in the README's
+// order.
+func Settings() []Setting { return slices.Clone(settings) }
+
+var settings = []Setting{
+	{Name: "DATABASE_URL", URL: true,
+		Description: "PostgreSQL. Unset: database `prereg` on the local server, else a private cluster; `private` forces the private cluster",
+		parse:       func(c *Config, v string) error { c.DatabaseURL = v; return nil }},
+	{Name: "NATS_URL", URL: true,
+		Description: "NATS ≥ 2.10 with JetStream; required by `serve`. Unset: an embedded server (demo, dev, bench, tests only)",
+		parse:       func(c *Config, v string) error { c.NatsURL = v; return nil }},
+	{Name: "PREREG_HMAC_KEY", Secret: true,
+		Description: "`id:base64` (≥ 32 bytes), keyed hashes of identities, devices, addresses; comma-separated to keep old keys",
+		parse: func(c *Config, v string) (err error) {
+			if v != "" {
+				c.HMACKeys, err = keys.ParseKeys(v, 32)
+			}
+			return err
+		}},
+	{Name: "PREREG_ENC_KEY", Secret: true,
+		Description: "`id:base64` (32 bytes), AES-256-GCM for phones; old keys after the first still open old values",
+		parse: func(c *Config, v string) (err error) {
+			if v != "" {
+				c.EncKeys, err = keys.ParseKeys(v, 32)
+			}
+			return err
+		}},
+	{Name: "PREREG_ADMIN_TOKENS", Secret: true,
+		Description: "`role:token,…` with roles `operator` and `auditor`, tokens of at least 16 characters",
+		parse: func(c *Config, v string) (err error) {
+			c.AdminTokens, err = ParseAdminTokens(v)
+			return err
+		}},
+	{Name: "PREREG_LOG_LEVEL", Default: "info",
+		Description: "`debug`, `info`, `warn`, `error`",
+		parse:       func(_ *Config, v string) error { _, err := ParseLogLevel(v); return err }}, // the logger exists before the Config: LogLevel
+	{Name: "PREREG_TRUSTED_PROXIES",
+		Description: "CIDRs of the load balancers whose `X-Forwarded-For` names the client, for the per-address limit, e.g. `10.0.0.0/8,192.168.0.0/16`. Unset: the peer address counts",
+		parse: func(c *Config, v string) error {
+			if v == "" {
+				return nil
+			}
+			for _, part := range strings.Split(v, ",") {
+				p, err := netip.ParsePrefix(strings.TrimSpace(part))
+				if err != nil {
+					return fmt.Errorf("want CIDRs such as 10.0.0.0/8, got %q", part)
+				}
+				c.TrustedProxies = append(c.TrustedProxies, p)
+			}
+			return nil
+		}},
+	{Name: "PREREG_GROUP_COMMIT", Default: "false",
+		Description: "`true`: intents that arrive together go out as one atomic batch, for a JetStream with `sync_interval: always`. Part of the submitted stream's declaration: set it alike on every process",
+		parse: func(c *Config, v string) (err error) {
+			if v == "" {
+				return nil
+			}
+			if c.GroupCommit, err = strconv.ParseBool(v); err != nil {
+				return fmt.Errorf("want true or false, got %q", v)
+			}
+			return nil
+		}},
+	{Name: "PREREG_DEDUPE_SHARDS", Default: "all",
+		Description: "the dedupe shards this process owns, e.g. `0-7` or `0,2,4`; processes that split the shards list disjoint sets",
+		parse: func(c *Config, v string) (err error) {
+			c.Dedupe.Shards, err = ParseShards(v)
+			return err
+		}},
+	{Name: "PREREG_DEDUPE_WORKERS", Default: "1",
+		Description: "dedupe workers in the process, each with its own consumer and transactions over a part of `PREREG_DEDUPE_SHARDS` (which it needs)",
+		parse:       func(c *Config, v string) (err error) { c.Dedupe.Workers, err = positive(v); return err }},
+	{Name: "PREREG_DEDUPE_BATCH", Default: "1000",
+		Description: "the most outcomes dedupe decides in one transaction",
+		parse:       func(c *Config, v string) (err error) { c.Dedupe.BatchSize, err = positive(v); return err }},
+	{Name: "PREREG_SMS_URL",
+		Description: "the SMS gateway's base URL; required by the notify role",
+		parse:       func(c *Config, v string) error { c.SMS.URL = v; return nil }},
+	{Name: "PREREG_SMS_SECRET", Secret: true,
+		Description: "the gateway's signing secret for delivery reports (`POST /v1/sms/reports`); unset, the admin role refuses them. `prereg sim sms` signs with it",
+		parse:       func(c *Config, v string) error { c.SMS.Secret = []byte(v); return nil }},
+	{Name: "PREREG_SMS_RATE", Default: "100",
+		Description: "the SMS account's limit in messages per second, or `inf` for none",
+		parse: func(c *Config, v string) (err error) {
+			switch {
+			case v == "":
+			case v == "inf":
+				c.SMS.Rate = math.Inf(1)
+			default:
+				if c.SMS.Rate, err = strconv.ParseFloat(v, 64); err != nil || !(c.SMS.Rate > 0) {
+					return fmt.Errorf("want messages per second > 0 or inf, got %q", v)
+				}
+			}
+			return nil
+		}},
+	{Name: "PREREG_SMS_CONCURRENCY", Default: "32",
+		Description: "SMS sends in flight at once",
+		parse:       func(c *Config, v string) (err error) { c.SMS.Concurrency, err = positive(v); return err }},
+	{Name: "PREREG_SIM_IDP_SECRET", Secret: true,
+		Description: "the simulated identity providers' token-signing secret (`prereg sim idp`, `loadgen`). Unset: the demo's",
+		parse:       readWhereUsed},
+	{Name: "PREREG_SIM_CI_SECRET", Secret: true,
+		Description: "the simulated world's national CI secret, which gives a person the same identifier at every provider (`prereg sim idp`, `loadgen`). Unset: the demo's",
+		parse:       readWhereUsed},
+	{Name: "GOGC",
+		Description: "the Go collector's target. Unset: 400 in a `serve` process without the intake role (workers allocate per message and keep little), the runtime's 100 otherwise; see `app/gc.go`",
+		parse:       func(c *Config, v string) error { c.GC.GOGC = v; return nil }},
+	{Name: "GOMEMLIMIT",
+		Description: "the Go runtime's soft memory limit. Unset: 200 MiB in a process that runs intake alone (its heap is mostly the stream's duplicate window; the limit holds it under the 256 MiB the overload benchmark allows, and costs nothing while the heap is small), none otherwise. Raise it where intake accepts more than about 70,000 intents a second, or the collector runs ever more often; see `app/gc.go`",
+		parse:       func(c *Config, v string) error { c.GC.GOMEMLIMIT = v; return nil }},
+	{Name: "TEST_DATABASE_URL", URL: true,
+		Description: "tests only: the server tests create their databases on (`private` forces a private cluster). Unset: the local server, else a private cluster",
+		parse:       readWhereUsed},
+}
+
+// readWhereUsed is the parse of a setting that no Config field holds: the
+// simulators' secrets (`prereg sim idp` and loadgen call Secret with their
+// names) and TEST_DATABASE_URL (postgres/pgtest, before any Config). The
+// row documents them, checks a secret is not set twice, and logs them.
+func readWhereUsed(*Config, string) error { return nil }
+
+func positive(v string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("want a positive number, got %q", v)
+	}
+	return n, nil
+}
+
+// FromEnv reads and validates every setting. With requireSecrets
+// (everything but demo and dev), missing keys are an error; otherwise they
+// are made up randomly for this process and listed in cfg.Generated.
+func FromEnv(getenv Getenv, requireSecrets bool) (cfg Config, err error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	cfg.DatabaseURL = strings.TrimSpace(getenv("DATABASE_URL"))
-	cfg.NatsURL = strings.TrimSpace(getenv("NATS_URL"))
-
+	cfg.shown = map[string]string{}
 	var errs []error
-	secret := func(name string) string {
-		v, e := Secret(getenv, name)
-		if e != nil {
-			errs = append(errs, e)
+	for _, s := range settings {
+		v, shown, err := read(getenv, s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if v == "" && !requireSecrets {
+			if gen := generate(s.Name); gen != "" {
+				v, shown = gen, "(redacted)"
+				cfg.Generated = append(cfg.Generated, s.Name)
+			}
+		}
+		cfg.shown[s.Name] = shown
+		if err := s.parse(&cfg, v); err != nil {
+			// The parsers' errors never quote a secret's value (keys and
+			// tokens name their id or role, not their bytes).
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
+		}
+	}
+	// Without keys prereg cannot hash or seal anything; admin tokens stay
+	// optional (no token, no admin access).
+	if requireSecrets {
+		if cfg.shown["PREREG_HMAC_KEY"] == "" {
+			errs = append(errs, errors.New("PREREG_HMAC_KEY (or PREREG_HMAC_KEY_FILE) is required: id:base64 of at least 32 random bytes, e.g. k1:$(head -c32 /dev/urandom | base64)"))
+		}
+		if cfg.shown["PREREG_ENC_KEY"] == "" {
+			errs = append(errs, errors.New("PREREG_ENC_KEY (or PREREG_ENC_KEY_FILE) is required: id:base64 of exactly 32 random bytes"))
+		}
+	}
+	if cfg.AdminTokens == nil {
+		cfg.AdminTokens = &AdminTokens{}
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// generate makes up the secrets demo and dev may run without.
+func generate(name string) string {
+	switch name {
+	case "PREREG_HMAC_KEY", "PREREG_ENC_KEY":
+		return "dev:" + keys.Random(32)
+	case "PREREG_ADMIN_TOKENS":
+		tokens := "operator:" + strings.TrimRight(keys.Random(18), "=") + ",auditor:" + strings.TrimRight(keys.Random(18), "=")
+		return strings.NewReplacer("+", "-", "/", "_").Replace(tokens)
+	}
+	return ""
+}
+
+// read returns a setting's trimmed value and how Log shows it: "" when
+// unset, "(redacted)" for a secret, the value without a password for a URL.
+func read(getenv Getenv, s Setting) (v, shown string, err error) {
+	if s.Secret {
+		v, err = Secret(getenv, s.Name)
+		if v != "" {
+			shown = "(redacted)"
+		}
+		return v, shown, err
+	}
+	v = strings.TrimSpace(getenv(s.Name))
+	shown = v
+	if s.URL && v != "" {
+		shown = redactURL(v)
+	}
+	return v, shown, nil
+}
+
+// redactURL drops a URL's password, for logs.
+func redactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme == "" {
+		if strings.Contains(v, "password") {
+			return "(redacted)" // a key=value connection string with a password
 		}
 		return v
 	}
-	hmacKey := secret("PREREG_HMAC_KEY")
-	encKey := secret("PREREG_ENC_KEY")
-	tokens := secret("PREREG_ADMIN_TOKENS")
-
-	if hmacKey == "" && !requireSecrets {
-		hmacKey, generated = "dev:"+keys.Random(32), append(generated, "PREREG_HMAC_KEY")
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "redacted")
 	}
-	if encKey == "" && !requireSecrets {
-		encKey, generated = "dev:"+keys.Random(32), append(generated, "PREREG_ENC_KEY")
-	}
-	if tokens == "" && !requireSecrets {
-		tokens = "operator:" + strings.TrimRight(keys.Random(18), "=") + ",auditor:" + strings.TrimRight(keys.Random(18), "=")
-		tokens = strings.NewReplacer("+", "-", "/", "_").Replace(tokens)
-		generated = append(generated, "PREREG_ADMIN_TOKENS")
-	}
-	switch {
-	case hmacKey == "":
-		errs = append(errs, errors.New("PREREG_HMAC_KEY (or PREREG_HMAC_KEY_FILE) is required: id:base64 of at least 32 random bytes, e.g. k1:$(head -c32 /dev/urandom | base64)"))
-	default:
-		if cfg.HMACKeys, err = keys.ParseKeys(hmacKey, 32); err != nil {
-			errs = append(errs, fmt.Errorf("PREREG_HMAC_KEY: %w", err))
-		}
-	}
-	switch {
-	case encKey == "":
-		errs = append(errs, errors.New("PREREG_ENC_KEY (or PREREG_ENC_KEY_FILE) is required: id:base64 of exactly 32 random bytes"))
-	default:
-		if cfg.EncKeys, err = keys.ParseKeys(encKey, 32); err != nil {
-			errs = append(errs, fmt.Errorf("PREREG_ENC_KEY: %w", err))
-		}
-	}
-	if tokens != "" {
-		if cfg.AdminTokens, err = ParseAdminTokens(tokens); err != nil {
-			errs = append(errs, fmt.Errorf("PREREG_ADMIN_TOKENS: %w", err))
-		}
-	} else {
-		cfg.AdminTokens = &AdminTokens{}
-	}
-	return cfg, generated, errors.Join(errs...)
+	return u.String()
 }
 
 // Secret reads NAME, or the file named by NAME_FILE (trailing newline
@@ -99,4 +334,86 @@ func Secret(getenv Getenv, name string) (string, error) {
 		return "", fmt.Errorf("%s_FILE: %w", name, err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// LogLevel is PREREG_LOG_LEVEL's level, for the logger a process makes
+// before it reads the rest of its configuration. A bad value is info here
+// and an error from FromEnv.
+func LogLevel(getenv Getenv) slog.Level {
+	l, _ := ParseLogLevel(strings.TrimSpace(getenv("PREREG_LOG_LEVEL")))
+	return l
+}
+
+// ParseLogLevel parses PREREG_LOG_LEVEL; "" is info.
+func ParseLogLevel(v string) (slog.Level, error) {
+	var l slog.Level
+	if v == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		return slog.LevelInfo, fmt.Errorf("want debug, info, warn or error, got %q", v)
+	}
+	return l, nil
+}
+
+// ParseShards parses a shard set such as "0-3,8,9"; "" or "all" means
+// every shard (nil).
+func ParseShards(s string) ([]int, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "all" {
+		return nil, nil
+	}
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("shards %q: want numbers or ranges such as 0-7,9", s)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("shards %q: want numbers or ranges such as 0-7,9", s)
+			}
+		}
+		for i := a; i <= b; i++ {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+// Log writes every setting to log, one line each, secrets redacted:
+// what a process runs with, for whoever reads its start.
+func (c *Config) Log(log *slog.Logger) {
+	for _, s := range settings {
+		v, source := c.shown[s.Name], "environment"
+		if slices.Contains(c.Generated, s.Name) {
+			source = "generated"
+		} else if v == "" {
+			v, source = s.Default, "default"
+		}
+		if v == "" {
+			v = "(unset)"
+		}
+		log.Info("setting", slog.String("name", s.Name), slog.String("value", v), slog.String("source", source))
+	}
+}
+
+// Markdown is the README's configuration table, generated from Settings.
+func Markdown() string {
+	var b strings.Builder
+	b.WriteString("| variable | default | meaning |\n| --- | --- | --- |\n")
+	for _, s := range settings {
+		def := "–"
+		if s.Default != "" {
+			def = "`" + s.Default + "`"
+		}
+		desc := s.Description
+		if s.Secret {
+			desc += ". Secret: also `" + s.Name + "_FILE`, never printed"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", s.Name, def, desc)
+	}
+	return b.String()
 }

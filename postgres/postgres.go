@@ -6,13 +6,17 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
+	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -156,8 +160,19 @@ func redact(dsn string) string {
 
 // Migrate applies the embedded migrations that the database lacks, each in
 // its own transaction, under an advisory lock so that concurrent processes
-// do not race. It returns the versions it applied.
+// do not race. It returns the versions it applied. Before applying anything
+// it checks the migrations already applied against their SHA-256 checksums
+// (VerifySchema): a migration edited after it shipped is an error naming
+// the file, not a schema that quietly differs from the files.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
+	files, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	return migrate(ctx, pool, files)
+}
+
+func migrate(ctx context.Context, pool *pgxpool.Pool, files []Migration) ([]int, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: acquire: %w", err)
@@ -168,39 +183,40 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 		return nil, fmt.Errorf("migrate: lock: %w", err)
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lock) //nolint:errcheck // released with the session anyway
+	// The checksum column came after the table: a database migrated
+	// before it gets the column here, its rows a checksum below.
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+		ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text`); err != nil {
 		return nil, fmt.Errorf("migrate: create schema_migrations: %w", err)
 	}
-	applied := map[int]bool{}
-	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations")
-	if err != nil {
-		return nil, fmt.Errorf("migrate: list applied: %w", err)
-	}
-	for rows.Next() {
-		var v int
-		if err := rows.Scan(&v); err != nil {
-			return nil, fmt.Errorf("migrate: scan: %w", err)
-		}
-		applied[v] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("migrate: list applied: %w", err)
-	}
-	files, err := Migrations()
+	applied, err := appliedMigrations(ctx, conn.Conn())
 	if err != nil {
 		return nil, err
 	}
+	if err := verify(files, applied); err != nil {
+		return nil, err
+	}
+	// Rows written before checksums existed record no text: they take the
+	// checksum of the file as it is now, the best evidence there is, and
+	// are checked against it from then on.
+	for _, m := range files {
+		if a, ok := applied[m.Version]; ok && a.Checksum == "" {
+			if _, err := conn.Exec(ctx, "UPDATE schema_migrations SET checksum = $2 WHERE version = $1 AND checksum IS NULL", m.Version, m.Checksum); err != nil {
+				return nil, fmt.Errorf("migrate: record checksum of %s: %w", m.Name, err)
+			}
+		}
+	}
 	var done []int
 	for _, m := range files {
-		if applied[m.Version] {
+		if _, ok := applied[m.Version]; ok {
 			continue
 		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name)
+			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", m.Version, m.Name, m.Checksum)
 			return err
 		})
 		if err != nil {
@@ -211,32 +227,145 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 	return done, nil
 }
 
+// VerifySchema checks the migrations a database has applied against the
+// embedded files, without changing anything: every process that opens the
+// schema without migrating it (serve, check) calls it, so that a binary
+// never runs on a schema its files do not describe. A database without
+// schema_migrations has applied nothing and passes; rows from before
+// checksums existed pass until `prereg migrate` records theirs.
+func VerifySchema(ctx context.Context, pool *pgxpool.Pool) error {
+	files, err := Migrations()
+	if err != nil {
+		return err
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("verify schema: acquire: %w", err)
+	}
+	defer conn.Release()
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return fmt.Errorf("verify schema: %w", err)
+	}
+	if !exists {
+		return nil
+	}
+	applied, err := appliedMigrations(ctx, conn.Conn())
+	if err != nil {
+		return err
+	}
+	return verify(files, applied)
+}
+
+// ErrMigrationEdited is the error (wrapped, naming the file) of a
+// migration whose text differs from the text the database applied.
+var ErrMigrationEdited = errors.New("migration edited after it was applied")
+
+// appliedMigration is one row of schema_migrations; Checksum is "" for a
+// row written before checksums existed.
+type appliedMigration struct {
+	Name     string
+	Checksum string
+}
+
+func appliedMigrations(ctx context.Context, conn *pgx.Conn) (map[int]appliedMigration, error) {
+	// to_jsonb reads the checksum whether or not the column exists yet
+	// (VerifySchema on a database that no checksum-aware binary migrated).
+	rows, err := conn.Query(ctx, "SELECT version, name, coalesce(to_jsonb(m) ->> 'checksum', '') FROM schema_migrations m")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: list applied: %w", err)
+	}
+	applied := map[int]appliedMigration{}
+	for rows.Next() {
+		var v int
+		var a appliedMigration
+		if err := rows.Scan(&v, &a.Name, &a.Checksum); err != nil {
+			return nil, fmt.Errorf("migrate: scan: %w", err)
+		}
+		applied[v] = a
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("migrate: list applied: %w", err)
+	}
+	return applied, nil
+}
+
+// verify checks each applied migration that has a checksum against its
+// file. A version the files do not have (a database migrated by a newer
+// binary) is left alone: that binary owns it.
+func verify(files []Migration, applied map[int]appliedMigration) error {
+	var errs []error
+	for _, m := range files {
+		a, ok := applied[m.Version]
+		if !ok || a.Checksum == "" || a.Checksum == m.Checksum || slices.Contains(earlierChecksums[m.Name], a.Checksum) {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%w: %s (applied as %s, sha256 %s; the file's is %s): put the applied text back and add a new migration for the change",
+			ErrMigrationEdited, m.Name, a.Name, a.Checksum, m.Checksum))
+	}
+	return errors.Join(errs...)
+}
+
+// earlierChecksums are the SHA-256 checksums of texts that a migration had
+// when it shipped, before an edit that gave it its present text. The
+// edits changed nothing a later migration or the code relies on, so a
+// database that applied an earlier text is accepted rather than refused:
+//
+//   - 0004_allocation.sql first shipped without its last statement,
+//     ALTER TABLE slots SET (fillfactor = 70). Without it the slots'
+//     updates are less often HOT: slower allocation writes, same data.
+//   - 0005_notify.sql first created an index outbox_appointment on
+//     (appointment_id, version DESC), which the outbox's unique key on
+//     the same columns already gives; a second text changed a comment.
+//     The extra index costs some writes and changes no answer.
+//
+// Only databases migrated by a binary that recorded such a checksum carry
+// one; rows from before checksums existed take the present text's.
+var earlierChecksums = map[string][]string{
+	"0004_allocation.sql": {
+		"b34a402d3437afac849f8137f7a2304dfa9c16dec771e5256b2f13d345e1d7fd",
+	},
+	"0005_notify.sql": {
+		"bd0eb6d60226158e33c0c6227719a1c3bb22948c91376a0b6776bf1f3ad0345c",
+		"9cd345b007deaf84a96d48bead93d372a151d1008e41975b2c6cdfa1360a30f0",
+	},
+}
+
 // Migration is one embedded SQL file, named NNNN_what.sql.
 type Migration struct {
 	Version int
 	Name    string
 	SQL     string
+	// Checksum is the hex SHA-256 of SQL, recorded when the migration is
+	// applied and compared at every start after.
+	Checksum string
 }
 
 // Migrations lists the embedded migrations in order.
-func Migrations() ([]Migration, error) {
-	entries, err := fs.ReadDir(migrations, "migrations")
+func Migrations() ([]Migration, error) { return readMigrations(migrations, "migrations") }
+
+func readMigrations(fsys fs.FS, dir string) ([]Migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
 	}
 	var out []Migration
 	for _, e := range entries {
 		name := e.Name()
+		if !strings.HasSuffix(name, ".sql") {
+			continue
+		}
 		num, _, ok := strings.Cut(name, "_")
 		v, err := strconv.Atoi(num)
-		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
+		if !ok || err != nil {
 			return nil, fmt.Errorf("migration %s: want NNNN_name.sql", name)
 		}
-		b, err := migrations.ReadFile("migrations/" + name)
+		b, err := fs.ReadFile(fsys, path.Join(dir, name))
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s: %w", name, err)
 		}
-		out = append(out, Migration{Version: v, Name: name, SQL: string(b)})
+		sum := sha256.Sum256(b)
+		out = append(out, Migration{Version: v, Name: name, SQL: string(b), Checksum: hex.EncodeToString(sum[:])})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	for i := 1; i < len(out); i++ {

@@ -118,7 +118,11 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	// 2. Dedupe decides them all, in a process set up as `prereg serve
 	// --roles dedupe` sets itself up.
 	progress("deciding…")
-	app.TuneGC([]app.Role{app.RoleDedupe}, env.Getenv)
+	cfg, _, err := env.Config(false)
+	if err != nil {
+		return err
+	}
+	app.TuneGC([]app.Role{app.RoleDedupe}, cfg.GC)
 	var ws []*dedupe.Worker
 	stopAll := func() {
 		for _, w := range ws {

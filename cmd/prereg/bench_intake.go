@@ -32,6 +32,7 @@ import (
 
 	"github.com/prereg/prereg/app"
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/config"
 	"github.com/prereg/prereg/intake"
 	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/postgres"
@@ -849,8 +850,11 @@ func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
 			s, err = startBenchServer(naiveHandler(pool))
 		}
 	case "intake", "intake_synced", "overload", "refuse":
-		app.TuneGC([]app.Role{app.RoleIntake}, env.Getenv) // as `prereg serve --roles intake`
-		s, err = startBenchIntake(ctx, *mode)
+		var cfg config.Config
+		if cfg, _, err = env.Config(false); err == nil {
+			app.TuneGC([]app.Role{app.RoleIntake}, cfg.GC) // as `prereg serve --roles intake`
+			s, err = startBenchIntake(ctx, *mode)
+		}
 	default:
 		return usagef("--mode %q: want bare, bare_fasthttp, naive, intake, intake_synced, overload or refuse", *mode)
 	}

@@ -27,6 +27,7 @@ func cmdDev(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer w.Close()
+	w.cfg.Log(env.Logger)
 	c := w.campaign
 	out := env.Stdout
 	fmt.Fprintf(out, "prereg dev is ready.\n\n")

@@ -35,11 +35,15 @@ type Env struct {
 const DefaultDatabase = "prereg"
 
 // Database connects to the configured database and, with migrate, applies
-// the schema. DATABASE_URL names it; unset, it is database "prereg" on the
+// the schema; without, it checks the applied migrations' checksums. DATABASE_URL names it; unset, it is database "prereg" on the
 // local server (created when missing), else on a private cluster that the
 // returned close function stops.
 func (e *Env) Database(ctx context.Context, migrate bool) (*pgxpool.Pool, func(), error) {
-	srv, err := postgres.FindServer(ctx, e.Getenv("DATABASE_URL"), e.Logger)
+	cfg, _, err := e.Config(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := postgres.FindServer(ctx, cfg.DatabaseURL, e.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,10 +67,15 @@ func (e *Env) Database(ctx context.Context, migrate bool) (*pgxpool.Pool, func()
 		}
 	}
 	if migrate {
-		if _, err := postgres.Migrate(ctx, pool); err != nil {
-			closeAll()
-			return nil, nil, err
-		}
+		_, err = postgres.Migrate(ctx, pool)
+	} else {
+		// serve and check run on a schema someone else migrated: refuse
+		// one whose applied migrations differ from this binary's files.
+		err = postgres.VerifySchema(ctx, pool)
+	}
+	if err != nil {
+		closeAll()
+		return nil, nil, err
 	}
 	return pool, closeAll, nil
 }
@@ -80,7 +89,11 @@ func isDuplicateDatabase(err error) bool {
 // it starts an embedded JetStream server in a temporary folder, removed by
 // the returned close function; without, it is an error.
 func (e *Env) NATS(ctx context.Context, allowEmbedded bool) (*nats.Conn, func(), error) {
-	if url := e.Getenv("NATS_URL"); url != "" {
+	cfg, _, err := e.Config(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	if url := cfg.NatsURL; url != "" {
 		nc, err := stream.Connect(ctx, url, e.Logger)
 		if err != nil {
 			return nil, nil, err
@@ -112,10 +125,12 @@ func (e *Env) NATS(ctx context.Context, allowEmbedded bool) (*nats.Conn, func(),
 	}, nil
 }
 
-// Config reads the environment's configuration. Outside demo and dev the
-// keys are required.
+// Config reads and validates the environment's whole configuration
+// (config.Settings). Outside demo and dev the keys are required; in them,
+// missing keys are made up and the second result names them.
 func (e *Env) Config(requireSecrets bool) (config.Config, []string, error) {
-	return config.FromEnv(e.Getenv, requireSecrets)
+	cfg, err := config.FromEnv(e.Getenv, requireSecrets)
+	return cfg, cfg.Generated, err
 }
 
 // scratchDB is a fresh, migrated database of its own for one run of a
@@ -136,7 +151,11 @@ type scratchDB struct {
 // the schema and opens a pool. Close drops it (unless Keep) and stops a
 // private cluster.
 func (e *Env) ScratchDatabase(ctx context.Context, prefix string) (*scratchDB, error) {
-	srv, err := postgres.FindServer(ctx, e.Getenv("DATABASE_URL"), e.Logger)
+	cfg, _, err := e.Config(false)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := postgres.FindServer(ctx, cfg.DatabaseURL, e.Logger)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/prereg/prereg/config"
 )
 
 // Exit codes of the outside contract.
@@ -72,7 +74,7 @@ func run(env *Env, args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if env.Logger == nil {
-		env.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: logLevel(env.Getenv("PREREG_LOG_LEVEL"))}))
+		env.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: config.LogLevel(env.Getenv)}))
 	}
 	cmd, rest, ok := lookup(args)
 	if !ok {
@@ -133,14 +135,6 @@ func printHelp(w io.Writer) {
 	fmt.Fprintln(w, "NATS_URL (unset: embedded JetStream for demo/dev), PREREG_HMAC_KEY, PREREG_ENC_KEY,")
 	fmt.Fprintln(w, "PREREG_ADMIN_TOKENS (role:token,...); secrets also as *_FILE. Exit codes: 0 ok, 1 failure,")
 	fmt.Fprintln(w, "2 usage, 3 invariant failed.")
-}
-
-func logLevel(s string) slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return slog.LevelInfo
-	}
-	return l
 }
 
 // newFlags makes a FlagSet for a command whose -h prints to stdout and whose

@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,7 +35,8 @@ func cmdServe(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if env.Getenv("NATS_URL") == "" {
+	cfg.Log(env.Logger)
+	if cfg.NatsURL == "" {
 		return errors.New("NATS_URL is not set: serve needs a NATS server >= 2.10 with JetStream (prereg demo and dev embed one)")
 	}
 	pool, closeDB, err := env.Database(ctx, false)
@@ -50,15 +49,13 @@ func cmdServe(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer closeNATS()
-	if gc := app.TuneGC(rs, env.Getenv); gc.Percent != 0 {
+	if gc := app.TuneGC(rs, cfg.GC); gc.Percent != 0 {
 		env.Logger.Info("garbage collector target set for these roles (GOGC unset)", slog.Int("gogc", gc.Percent))
 	} else if gc.MemoryLimit != 0 {
 		env.Logger.Info("soft memory limit set for intake (GOMEMLIMIT unset)", slog.Int64("gomemlimit_bytes", gc.MemoryLimit))
 	}
 	opts := app.Options{Roles: rs, Logger: env.Logger, Pool: pool, NC: nc, Config: cfg}
-	if err := roleOptionsFromEnv(&opts, env.Getenv); err != nil {
-		return err
-	}
+	roleOptions(&opts, cfg)
 	return serveSystem(ctx, env, opts, *addr, *grace, nil)
 }
 
@@ -113,43 +110,21 @@ func serveSystem(ctx context.Context, env *Env, opts app.Options, addr string, g
 	return err
 }
 
-// roleOptionsFromEnv fills the roles' options that come from the
-// environment (gateway URLs and secrets).
-func roleOptionsFromEnv(opts *app.Options, getenv config.Getenv) error {
-	if v := strings.TrimSpace(getenv("PREREG_TRUSTED_PROXIES")); v != "" {
-		// The load balancers whose X-Forwarded-For names the client, for
-		// the per-address limit.
-		for _, part := range strings.Split(v, ",") {
-			p, err := netip.ParsePrefix(strings.TrimSpace(part))
-			if err != nil {
-				return fmt.Errorf("PREREG_TRUSTED_PROXIES: want CIDRs such as 10.0.0.0/8, got %q", part)
-			}
-			opts.Intake.TrustedProxies = append(opts.Intake.TrustedProxies, p)
-		}
-	}
-	if v := strings.TrimSpace(getenv("PREREG_GROUP_COMMIT")); v != "" {
-		// Intents that arrive together go out as one atomic batch: for a
-		// JetStream with sync_interval: always. Part of the submitted
-		// stream's declaration, so every process reads it.
-		on, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("PREREG_GROUP_COMMIT: want true or false, got %q", v)
-		}
-		opts.Stream.AtomicBatches, opts.Intake.GroupCommit = on, on
-	}
+// roleOptions fills the roles' options that the configuration sets.
+func roleOptions(opts *app.Options, cfg config.Config) {
+	opts.Intake.TrustedProxies = cfg.TrustedProxies
+	// Part of the submitted stream's declaration, so every process sets
+	// it, whatever its roles.
+	opts.Stream.AtomicBatches, opts.Intake.GroupCommit = cfg.GroupCommit, cfg.GroupCommit
 	if slices.Contains(opts.Roles, app.RoleDedupe) {
-		d, err := app.DedupeOptionsFromEnv(getenv)
-		if err != nil {
-			return err
-		}
-		opts.Dedupe = d
+		opts.Dedupe.Shards = cfg.Dedupe.Shards
+		opts.Dedupe.Workers = cfg.Dedupe.Workers
+		opts.Dedupe.BatchSize = cfg.Dedupe.BatchSize
 	}
 	if slices.Contains(opts.Roles, app.RoleNotify) || slices.Contains(opts.Roles, app.RoleAdmin) {
-		n, err := app.NotifyOptionsFromEnv(getenv)
-		if err != nil {
-			return err
-		}
-		opts.Notify = n
+		opts.Notify.GatewayURL = cfg.SMS.URL
+		opts.Notify.WebhookSecret = cfg.SMS.Secret
+		opts.Notify.Rate = cfg.SMS.Rate
+		opts.Notify.Concurrency = cfg.SMS.Concurrency
 	}
-	return nil
 }

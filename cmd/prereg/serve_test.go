@@ -6,26 +6,30 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg/app"
+	"github.com/prereg/prereg/config"
 )
 
-func TestGroupCommitFromEnv(t *testing.T) {
-	env := func(v string) func(string) string {
-		return func(name string) string {
-			if name == "PREREG_GROUP_COMMIT" {
-				return v
-			}
-			return ""
-		}
-	}
+func TestRoleOptionsGroupCommit(t *testing.T) {
 	opts := app.Options{Roles: []app.Role{app.RoleIntake}}
-	require.NoError(t, roleOptionsFromEnv(&opts, env("true")))
+	roleOptions(&opts, config.Config{GroupCommit: true})
 	require.True(t, opts.Intake.GroupCommit, "intake groups its publishes")
 	require.True(t, opts.Stream.AtomicBatches, "and the stream is declared to take them")
 
 	opts = app.Options{Roles: []app.Role{app.RoleVerify}}
-	require.NoError(t, roleOptionsFromEnv(&opts, env("")))
+	roleOptions(&opts, config.Config{})
 	require.False(t, opts.Stream.AtomicBatches, "off unless asked")
+}
 
-	err := roleOptionsFromEnv(&opts, env("sometimes"))
-	require.ErrorContains(t, err, "PREREG_GROUP_COMMIT")
+func TestRoleOptionsOnlyForTheirRoles(t *testing.T) {
+	cfg := config.Config{Dedupe: config.Dedupe{Workers: 2, Shards: []int{0, 1}}, SMS: config.SMS{URL: "http://gw", Concurrency: 4}}
+	opts := app.Options{Roles: []app.Role{app.RoleDedupe}}
+	roleOptions(&opts, cfg)
+	require.Equal(t, 2, opts.Dedupe.Workers)
+	require.Empty(t, opts.Notify.GatewayURL, "a dedupe process takes no SMS settings")
+
+	opts = app.Options{Roles: []app.Role{app.RoleNotify}}
+	roleOptions(&opts, cfg)
+	require.Equal(t, "http://gw", opts.Notify.GatewayURL)
+	require.Equal(t, 4, opts.Notify.Concurrency)
+	require.Zero(t, opts.Dedupe.Workers)
 }

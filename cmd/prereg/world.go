@@ -89,7 +89,7 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 	w.pool = w.db.Pool
 
 	// JetStream: NATS_URL, else embedded in a temporary folder.
-	if url := env.Getenv("NATS_URL"); url != "" {
+	if url := cfg.NatsURL; url != "" {
 		if w.nc, err = stream.Connect(ctx, url, env.Logger); err != nil {
 			return nil, err
 		}
