@@ -414,9 +414,9 @@ func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
 // submit answers POST /v1/intents: checks, admission, the receipt, the
 // publish, and the 202 once the stream has acknowledged. Each step that
 // refuses writes the answer itself and reports false; the cheapest
-// refusals come first. The steps take the request's values, not closures
-// or pointers that would escape: this is the hot path, and splitting it
-// must not cost an allocation.
+// refusals come first. Each step takes what it needs as arguments, with
+// no closure and nothing kept past the call: this is the hot path, and
+// splitting it must not cost an allocation.
 func (s *Service) submit(w http.ResponseWriter, r submission) {
 	addr, ok := s.admit(w, r)
 	if !ok {
