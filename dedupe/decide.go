@@ -113,7 +113,7 @@ func (w *Worker) decideTx(ctx context.Context, tx Tx, items []*item, counts []De
 	if err := b.lookUpPeople(ctx, tx); err != nil {
 		return batchResult{}, err
 	}
-	b.countFalsePositives()
+	b.countBloom()
 	b.decideInOrder()
 	if err := b.register(ctx, tx); err != nil {
 		return batchResult{}, err
@@ -181,14 +181,6 @@ func (b *batchTx) lookUpPeople(ctx context.Context, tx Tx) error {
 		if m || it.o.Verdict == prereg.VerdictDuplicate {
 			lookup = append(lookup, k)
 		}
-		if m && it.o.Verdict == prereg.VerdictVerified {
-			bc := b.bloom[bloomKey{k.Campaign, it.shard}]
-			if bc == nil {
-				bc = &BloomCount{Campaign: k.Campaign, Shard: it.shard}
-				b.bloom[bloomKey{k.Campaign, it.shard}] = bc
-			}
-			bc.MaybeSeen++
-		}
 	}
 	if len(lookup) == 0 {
 		return nil
@@ -201,19 +193,28 @@ func (b *batchTx) lookUpPeople(ctx context.Context, tx Tx) error {
 	return nil
 }
 
-// countFalsePositives counts the verified people the filters may have
-// seen but who are not registered: the filters' false positive rate is
-// watched from these.
-func (b *batchTx) countFalsePositives() {
+// countBloom counts, per shard, the verified people the filters may have
+// seen, and among them those who are not registered: the filters' false
+// positive rate is watched from these. Both are counted at a person's
+// first verified item, whichever item asked the filters, so that a
+// false positive is always among the maybe-seen of its shard.
+func (b *batchTx) countBloom() {
 	for _, it := range b.items {
 		k := PersonKey{it.o.Campaign, it.o.IdentityKey}
-		if hasPerson(it) && it.o.Verdict == prereg.VerdictVerified && b.maybe[k] {
-			if p := b.people[k]; p == nil || p.Registration == nil {
-				b.bloom[bloomKey{k.Campaign, it.shard}].FalsePositives++
-				b.w.metrics.falsePositives.Inc()
-			}
-			b.maybe[k] = false // count each person once per batch
+		if !hasPerson(it) || it.o.Verdict != prereg.VerdictVerified || !b.maybe[k] {
+			continue
 		}
+		bc := b.bloom[bloomKey{k.Campaign, it.shard}]
+		if bc == nil {
+			bc = &BloomCount{Campaign: k.Campaign, Shard: it.shard}
+			b.bloom[bloomKey{k.Campaign, it.shard}] = bc
+		}
+		bc.MaybeSeen++
+		if p := b.people[k]; p == nil || p.Registration == nil {
+			bc.FalsePositives++
+			b.w.metrics.falsePositives.Inc()
+		}
+		b.maybe[k] = false // count each person once per batch
 	}
 }
 

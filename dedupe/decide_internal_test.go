@@ -1,10 +1,12 @@
 package dedupe
 
 import (
+	"context"
 	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg"
@@ -150,4 +152,64 @@ func TestAddPriorDevices(t *testing.T) {
 	addPriorDevices(devices, p, map[string]bool{"r-batch": true})
 	require.Equal(t, map[string]bool{"d0": true, "d1": true}, devices,
 		"want the devices paired before the batch added, not one first paired by it")
+}
+
+// peopleTx answers People from a map; a batch's lookup needs nothing else
+// of the transaction.
+type peopleTx struct {
+	Tx
+	people map[PersonKey]*Person
+}
+
+func (tx peopleTx) People(_ context.Context, keys []PersonKey) (map[PersonKey]*Person, error) {
+	out := map[PersonKey]*Person{}
+	for _, k := range keys {
+		if p := tx.people[k]; p != nil {
+			out[k] = p
+		}
+	}
+	return out, nil
+}
+
+// TestCountBloom: the filters' answers are counted once per verified
+// person, at the person's first verified item, even when a claim seen of
+// the person came first and asked the filters; a false positive is among
+// the maybe-seen of its shard.
+func TestCountBloom(t *testing.T) {
+	t.Parallel()
+	c := &campaign.Campaign{ID: "c1", Shards: 4, DeviceCap: 2}
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
+	require.NoError(t, err)
+	// Filters not built yet answer "maybe" for everyone.
+	w := &Worker{cfg: Config{Now: time.Now}, filters: NewFilters(0.001), metrics: m}
+	registered := &Person{Registration: &Registration{ID: 7, Campaign: c.ID, IdentityKey: "p2", FirstReceipt: "r0", DeviceKey: "d2"}}
+	withShard := func(it *item, shard int) *item { it.shard = shard; return it }
+	items := []*item{
+		withShard(testItem(c, "r1", prereg.VerdictDuplicate, "p1", "d1", -1), 1), // asks the filters for p1 first
+		withShard(testItem(c, "r2", prereg.VerdictVerified, "p1", "d1", -1), 1),  // not registered: a false positive
+		withShard(testItem(c, "r3", prereg.VerdictVerified, "p1", "d1", -1), 1),  // counted once per batch
+		withShard(testItem(c, "r4", prereg.VerdictVerified, "p2", "d2", -1), 2),  // registered: a true positive
+		withShard(testItem(c, "r5", prereg.VerdictDuplicate, "p3", "d3", -1), 3), // no verified item: not counted
+	}
+	b := w.newBatchTx(items, nil)
+	require.NoError(t, b.lookUpPeople(context.Background(), peopleTx{people: map[PersonKey]*Person{{c.ID, "p2"}: registered}}))
+	b.countBloom()
+	got := map[bloomKey]BloomCount{}
+	for k, bc := range b.bloom {
+		got[k] = *bc
+	}
+	require.Equal(t, map[bloomKey]BloomCount{
+		{c.ID, 1}: {Campaign: c.ID, Shard: 1, MaybeSeen: 1, FalsePositives: 1},
+		{c.ID, 2}: {Campaign: c.ID, Shard: 2, MaybeSeen: 1},
+	}, got)
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	var fps float64
+	for _, mf := range families {
+		if mf.GetName() == "prereg_dedupe_bloom_false_positives_total" {
+			fps = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	require.Equal(t, 1.0, fps, "the false positives counter")
 }
