@@ -209,208 +209,275 @@ var (
 	bandPattern = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$`)
 )
 
-// validate turns a File into a Campaign, collecting every problem. root,
-// when set, gives the line of each field.
+// validate turns a File into a Campaign, collecting every problem, in
+// the order of the file's sections. root, when set, gives the line of
+// each field.
 func (f File) validate(root *yaml.Node) (*Campaign, error) {
-	var errs []*FieldError
-	bad := func(msg string, path ...any) {
-		errs = append(errs, &FieldError{Line: lineOf(root, path...), Field: fieldName(path...), Msg: msg})
-	}
+	p := &problems{root: root}
 	c := &Campaign{ID: f.ID, Name: cmp.Or(f.Name, f.ID), Spec: f}
 	c.Spec.Clinics, c.Spec.ClinicsFile = nil, ""
 
 	if !idPattern.MatchString(f.ID) {
-		bad("required: lower-case letters, digits and '-', at most 63", "id")
+		p.add("required: lower-case letters, digits and '-', at most 63", "id")
 	}
-	tz := cmp.Or(f.Timezone, DefaultTimezone)
+	c.Location = validateTimezone(p, f.Timezone)
+	c.Cohort = validateCohort(p, f.Cohort)
+	c.Windows = validateWindows(p, f.Windows, c.Location)
+	c.Providers = validateProviders(p, f.Providers)
+	c.Shards, c.DeviceCap = validateSizes(p, f.Shards, f.DeviceCap)
+	c.Dedupe = validateDedupe(p, f.Dedupe)
+	c.Schedule = validateSchedule(p, f.Schedule)
+	c.Notify = validateNotify(p, f.Notify)
+	c.Clinics = validateClinics(p, f.Clinics)
+
+	if len(p.errs) > 0 {
+		return nil, &ValidationError{Errors: p.errs}
+	}
+	return c, nil
+}
+
+// problems collects the problems of one file, each with its field path
+// and, given the YAML tree, its line: a file is reported whole, not one
+// problem per attempt.
+type problems struct {
+	root *yaml.Node
+	errs []*FieldError
+}
+
+// add records a problem of the field at path (map keys and sequence
+// indexes, as lineOf takes them).
+func (p *problems) add(msg string, path ...any) {
+	p.errs = append(p.errs, &FieldError{Line: lineOf(p.root, path...), Field: fieldName(path...), Msg: msg})
+}
+
+// validateTimezone loads the campaign's time zone; UTC stands in for an
+// unknown one, so that the times after it can still be checked.
+func validateTimezone(p *problems, name string) *time.Location {
+	tz := cmp.Or(name, DefaultTimezone)
 	loc, err := time.LoadLocation(tz)
 	if err != nil {
-		bad(fmt.Sprintf("unknown time zone %q", tz), "timezone")
-		loc = time.UTC
+		p.add(fmt.Sprintf("unknown time zone %q", tz), "timezone")
+		return time.UTC
 	}
-	c.Location = loc
+	return loc
+}
 
-	// Cohort.
-	from, err1 := ParseDate(f.Cohort.BornFrom)
+func validateCohort(p *problems, fc FileCohort) Cohort {
+	from, err1 := ParseDate(fc.BornFrom)
 	if err1 != nil {
-		bad(err1.Error(), "cohort", "born_from")
+		p.add(err1.Error(), "cohort", "born_from")
 	}
-	to, err2 := ParseDate(f.Cohort.BornTo)
+	to, err2 := ParseDate(fc.BornTo)
 	if err2 != nil {
-		bad(err2.Error(), "cohort", "born_to")
+		p.add(err2.Error(), "cohort", "born_to")
 	}
 	if err1 == nil && err2 == nil && to.Before(from) {
-		bad("born_to is before born_from", "cohort", "born_to")
+		p.add("born_to is before born_from", "cohort", "born_to")
 	}
-	c.Cohort = Cohort{BornFrom: from, BornTo: to}
+	return Cohort{BornFrom: from, BornTo: to}
+}
 
-	// Windows.
-	if len(f.Windows) == 0 {
-		bad("at least one window is required", "windows")
+// validateWindows checks the windows; times without a zone are read in
+// loc.
+func validateWindows(p *problems, fws []FileWindow, loc *time.Location) []Window {
+	if len(fws) == 0 {
+		p.add("at least one window is required", "windows")
 	}
+	var out []Window
 	seen := map[string]bool{}
-	for i, fw := range f.Windows {
+	for i, fw := range fws {
 		w := Window{ID: fw.ID, CatchUp: fw.CatchUp}
 		if !namePattern.MatchString(fw.ID) {
-			bad("required: lower-case letters, digits, '-' and '_', at most 32", "windows", i, "id")
+			p.add("required: lower-case letters, digits, '-' and '_', at most 32", "windows", i, "id")
 		} else if seen[fw.ID] {
-			bad(fmt.Sprintf("window %q appears twice", fw.ID), "windows", i, "id")
+			p.add(fmt.Sprintf("window %q appears twice", fw.ID), "windows", i, "id")
 		}
 		seen[fw.ID] = true
 		var errO, errC error
 		w.Opens, errO = parseTime(fw.Opens, loc)
 		if errO != nil {
-			bad(errO.Error(), "windows", i, "opens")
+			p.add(errO.Error(), "windows", i, "opens")
 		}
 		w.Closes, errC = parseTime(fw.Closes, loc)
 		if errC != nil {
-			bad(errC.Error(), "windows", i, "closes")
+			p.add(errC.Error(), "windows", i, "closes")
 		}
 		if errO == nil && errC == nil && !w.Closes.After(w.Opens) {
-			bad("closes must be after opens", "windows", i, "closes")
+			p.add("closes must be after opens", "windows", i, "closes")
 		}
-		switch {
-		case fw.CatchUp && len(fw.Digits) > 0:
-			bad("a catch-up window admits every digit: leave digits out", "windows", i, "digits")
-		case !fw.CatchUp && len(fw.Digits) == 0:
-			bad("list the birth-date digits (0-9) it admits, or set catch_up: true", "windows", i, "digits")
-		}
-		dseen := map[int]bool{}
-		for j, d := range fw.Digits {
-			if d < 0 || d > 9 {
-				bad(fmt.Sprintf("digit %d is not 0-9", d), "windows", i, "digits", j)
-			} else if dseen[d] {
-				bad(fmt.Sprintf("digit %d appears twice", d), "windows", i, "digits", j)
-			}
-			dseen[d] = true
-		}
+		validateDigits(p, i, fw)
 		w.Digits = append([]int(nil), fw.Digits...)
-		c.Windows = append(c.Windows, w)
+		out = append(out, w)
 	}
+	return out
+}
 
-	// Providers.
-	if len(f.Providers) == 0 {
-		bad("at least one identity provider is required", "providers")
+// validateDigits checks the birth-date digits window i admits: a catch-up
+// window admits them all, any other lists each of its own once.
+func validateDigits(p *problems, i int, fw FileWindow) {
+	switch {
+	case fw.CatchUp && len(fw.Digits) > 0:
+		p.add("a catch-up window admits every digit: leave digits out", "windows", i, "digits")
+	case !fw.CatchUp && len(fw.Digits) == 0:
+		p.add("list the birth-date digits (0-9) it admits, or set catch_up: true", "windows", i, "digits")
 	}
-	pseen := map[string]bool{}
-	for i, fp := range f.Providers {
-		p := Provider{Name: fp.Name, URL: fp.URL, Concurrency: fp.Concurrency, Rate: fp.Rate, Burst: fp.Burst}
+	seen := map[int]bool{}
+	for j, d := range fw.Digits {
+		if d < 0 || d > 9 {
+			p.add(fmt.Sprintf("digit %d is not 0-9", d), "windows", i, "digits", j)
+		} else if seen[d] {
+			p.add(fmt.Sprintf("digit %d appears twice", d), "windows", i, "digits", j)
+		}
+		seen[d] = true
+	}
+}
+
+// validateProviders checks the identity providers and fills in their
+// defaults.
+func validateProviders(p *problems, fps []FileProvider) []Provider {
+	if len(fps) == 0 {
+		p.add("at least one identity provider is required", "providers")
+	}
+	var out []Provider
+	seen := map[string]bool{}
+	for i, fp := range fps {
 		if !namePattern.MatchString(fp.Name) {
-			bad("required: lower-case letters, digits, '-' and '_', at most 32", "providers", i, "name")
-		} else if pseen[fp.Name] {
-			bad(fmt.Sprintf("provider %q appears twice", fp.Name), "providers", i, "name")
+			p.add("required: lower-case letters, digits, '-' and '_', at most 32", "providers", i, "name")
+		} else if seen[fp.Name] {
+			p.add(fmt.Sprintf("provider %q appears twice", fp.Name), "providers", i, "name")
 		}
-		pseen[fp.Name] = true
-		if u, err := url.Parse(fp.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("required: an http or https URL", "providers", i, "url")
-		}
-		p.Timeout = 5 * time.Second
-		if fp.Timeout != "" {
-			d, err := time.ParseDuration(fp.Timeout)
-			if err != nil || d <= 0 {
-				bad("want a positive duration such as 2s or 500ms", "providers", i, "timeout")
-			}
-			p.Timeout = d
-		}
-		if p.Concurrency == 0 {
-			p.Concurrency = 32
-		}
-		if p.Concurrency < 0 || p.Concurrency > 10000 {
-			bad("want 1 to 10000", "providers", i, "concurrency")
-		}
-		if p.Rate < 0 {
-			bad("want 0 (unlimited) or a positive number of calls per second", "providers", i, "rate")
-		}
-		if p.Burst < 0 {
-			bad("want a positive number", "providers", i, "burst")
-		}
-		if p.Burst == 0 {
-			p.Burst = max(1, p.Concurrency)
-		}
-		c.Providers = append(c.Providers, p)
+		seen[fp.Name] = true
+		out = append(out, validateProvider(p, i, fp))
 	}
+	return out
+}
 
-	c.Shards = cmp.Or(f.Shards, DefaultShards)
-	if c.Shards < 1 || c.Shards > DefaultMaxShards {
-		bad(fmt.Sprintf("want 1 to %d", DefaultMaxShards), "shards")
+// validateProvider checks provider i's URL and limits, all but its name.
+func validateProvider(p *problems, i int, fp FileProvider) Provider {
+	pr := Provider{Name: fp.Name, URL: fp.URL, Concurrency: fp.Concurrency, Rate: fp.Rate, Burst: fp.Burst}
+	if u, err := url.Parse(fp.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.add("required: an http or https URL", "providers", i, "url")
 	}
-	c.DeviceCap = cmp.Or(f.DeviceCap, DefaultDeviceCap)
-	if c.DeviceCap < 1 {
-		bad("want at least 1", "device_cap")
+	pr.Timeout = 5 * time.Second
+	if fp.Timeout != "" {
+		d, err := time.ParseDuration(fp.Timeout)
+		if err != nil || d <= 0 {
+			p.add("want a positive duration such as 2s or 500ms", "providers", i, "timeout")
+		}
+		pr.Timeout = d
 	}
-	c.Dedupe.BloomFPRate = cmp.Or(f.Dedupe.BloomFPRate, DefaultBloomFPRate)
-	if c.Dedupe.BloomFPRate <= 0 || c.Dedupe.BloomFPRate >= 1 {
-		bad("want a rate between 0 and 1, e.g. 0.001", "dedupe", "bloom_fp_rate")
+	if pr.Concurrency == 0 {
+		pr.Concurrency = 32
 	}
-	c.Dedupe.ExpectedPeople = cmp.Or(f.Dedupe.ExpectedPeople, 1_000_000)
-	if c.Dedupe.ExpectedPeople < 1 {
-		bad("want a positive head count", "dedupe", "expected_people")
+	if pr.Concurrency < 0 || pr.Concurrency > 10000 {
+		p.add("want 1 to 10000", "providers", i, "concurrency")
 	}
+	if pr.Rate < 0 {
+		p.add("want 0 (unlimited) or a positive number of calls per second", "providers", i, "rate")
+	}
+	if pr.Burst < 0 {
+		p.add("want a positive number", "providers", i, "burst")
+	}
+	if pr.Burst == 0 {
+		pr.Burst = max(1, pr.Concurrency)
+	}
+	return pr
+}
 
-	// Schedule.
-	start, err := ParseDate(f.Schedule.Start)
+// validateSizes checks the shard count and the per-device cap, with their
+// defaults.
+func validateSizes(p *problems, fileShards, fileDeviceCap int) (shards, deviceCap int) {
+	shards = cmp.Or(fileShards, DefaultShards)
+	if shards < 1 || shards > DefaultMaxShards {
+		p.add(fmt.Sprintf("want 1 to %d", DefaultMaxShards), "shards")
+	}
+	deviceCap = cmp.Or(fileDeviceCap, DefaultDeviceCap)
+	if deviceCap < 1 {
+		p.add("want at least 1", "device_cap")
+	}
+	return shards, deviceCap
+}
+
+func validateDedupe(p *problems, fd FileDedupe) Dedupe {
+	d := Dedupe{
+		BloomFPRate:    cmp.Or(fd.BloomFPRate, DefaultBloomFPRate),
+		ExpectedPeople: cmp.Or(fd.ExpectedPeople, 1_000_000),
+	}
+	if d.BloomFPRate <= 0 || d.BloomFPRate >= 1 {
+		p.add("want a rate between 0 and 1, e.g. 0.001", "dedupe", "bloom_fp_rate")
+	}
+	if d.ExpectedPeople < 1 {
+		p.add("want a positive head count", "dedupe", "expected_people")
+	}
+	return d
+}
+
+// validateSchedule checks the schedule; without bands a day has the
+// usual three.
+func validateSchedule(p *problems, fs FileSchedule) Schedule {
+	start, err := ParseDate(fs.Start)
 	if err != nil {
-		bad(err.Error(), "schedule", "start")
+		p.add(err.Error(), "schedule", "start")
 	}
-	c.Schedule.Start = start
-	c.Schedule.Days = f.Schedule.Days
-	if c.Schedule.Days < 1 || c.Schedule.Days > 366 {
-		bad("want 1 to 366", "schedule", "days")
+	s := Schedule{Start: start, Days: fs.Days}
+	if s.Days < 1 || s.Days > 366 {
+		p.add("want 1 to 366", "schedule", "days")
 	}
-	bands := f.Schedule.Bands
+	bands := fs.Bands
 	if len(bands) == 0 {
 		bands = []string{"09:00-12:00", "13:00-15:00", "15:00-18:00"}
 	}
 	if len(bands) > 24 {
-		bad("at most 24 bands", "schedule", "bands")
+		p.add("at most 24 bands", "schedule", "bands")
 	}
-	for i, s := range bands {
-		if !bandPattern.MatchString(s) || s[6:] <= s[:5] {
-			bad(`want "HH:MM-HH:MM" with the end after the start`, "schedule", "bands", i)
+	for i, b := range bands {
+		if !bandPattern.MatchString(b) || b[6:] <= b[:5] {
+			p.add(`want "HH:MM-HH:MM" with the end after the start`, "schedule", "bands", i)
 			continue
 		}
-		c.Schedule.Bands = append(c.Schedule.Bands, Band{Start: s[:5], End: s[6:]})
+		s.Bands = append(s.Bands, Band{Start: b[:5], End: b[6:]})
 	}
+	return s
+}
 
-	// Notify.
-	c.Notify = Notify{Rate: cmp.Or(f.Notify.Rate, 100), StatusURL: f.Notify.StatusURL, Language: cmp.Or(f.Notify.Language, "ko")}
-	if c.Notify.Rate < 0 {
-		bad("want a positive number of messages per second", "notify", "rate")
+func validateNotify(p *problems, fn FileNotify) Notify {
+	n := Notify{Rate: cmp.Or(fn.Rate, 100), StatusURL: fn.StatusURL, Language: cmp.Or(fn.Language, "ko")}
+	if n.Rate < 0 {
+		p.add("want a positive number of messages per second", "notify", "rate")
 	}
-	if c.Notify.Language != "ko" && c.Notify.Language != "en" {
-		bad("want ko or en", "notify", "language")
+	if n.Language != "ko" && n.Language != "en" {
+		p.add("want ko or en", "notify", "language")
 	}
-	if c.Notify.StatusURL != "" {
-		if u, err := url.Parse(c.Notify.StatusURL); err != nil || u.Host == "" {
-			bad("want an absolute URL", "notify", "status_url")
+	if n.StatusURL != "" {
+		if u, err := url.Parse(n.StatusURL); err != nil || u.Host == "" {
+			p.add("want an absolute URL", "notify", "status_url")
 		}
 	}
+	return n
+}
 
-	// Clinics.
-	cseen := make(map[string]bool, len(f.Clinics))
-	for i, fc := range f.Clinics {
+func validateClinics(p *problems, fcs []FileClinic) []Clinic {
+	var out []Clinic
+	seen := make(map[string]bool, len(fcs))
+	for i, fc := range fcs {
 		if fc.ID == "" || len(fc.ID) > 64 {
-			bad("required, at most 64 characters", "clinics", i, "id")
-		} else if cseen[fc.ID] {
-			bad(fmt.Sprintf("clinic %q appears twice", fc.ID), "clinics", i, "id")
+			p.add("required, at most 64 characters", "clinics", i, "id")
+		} else if seen[fc.ID] {
+			p.add(fmt.Sprintf("clinic %q appears twice", fc.ID), "clinics", i, "id")
 		}
-		cseen[fc.ID] = true
+		seen[fc.ID] = true
 		if !regionPattern.MatchString(fc.Region) {
-			bad("want a 5-digit region code", "clinics", i, "region")
+			p.add("want a 5-digit region code", "clinics", i, "region")
 		}
 		if fc.Capacity < 0 {
-			bad("want 0 or more slots per band", "clinics", i, "capacity")
+			p.add("want 0 or more slots per band", "clinics", i, "capacity")
 		}
 		if fc.Lat < -90 || fc.Lat > 90 || fc.Lng < -180 || fc.Lng > 180 {
-			bad("coordinates out of range", "clinics", i, "lat")
+			p.add("coordinates out of range", "clinics", i, "lat")
 		}
-		c.Clinics = append(c.Clinics, Clinic{ID: fc.ID, Name: cmp.Or(fc.Name, fc.ID), Region: fc.Region, Lat: fc.Lat, Lng: fc.Lng, Capacity: fc.Capacity})
+		out = append(out, Clinic{ID: fc.ID, Name: cmp.Or(fc.Name, fc.ID), Region: fc.Region, Lat: fc.Lat, Lng: fc.Lng, Capacity: fc.Capacity})
 	}
-
-	if len(errs) > 0 {
-		return nil, &ValidationError{Errors: errs}
-	}
-	return c, nil
+	return out
 }
 
 var regionPattern = regexp.MustCompile(`^\d{5}$`)

@@ -102,138 +102,137 @@ func devicePairs(items []*item) []Pair {
 	return pairs
 }
 
+// decideTx decides a batch inside the transaction that records it. Each
+// step needs what the one before learnt: whom the filters may have seen
+// and what the database knows of them, then every item's decision in
+// stream order (a person's first verified submission registers, later
+// ones are duplicates), then the registrations inserted (a conflict turns
+// a registration into a duplicate after all), then the rows recorded.
 func (w *Worker) decideTx(ctx context.Context, tx Tx, items []*item, counts []DeviceCount) (batchResult, error) {
-	now := w.cfg.Now()
+	b := w.newBatchTx(items, counts)
+	if err := b.lookUpPeople(ctx, tx); err != nil {
+		return batchResult{}, err
+	}
+	b.countBloom()
+	b.decideInOrder()
+	if err := b.register(ctx, tx); err != nil {
+		return batchResult{}, err
+	}
+	return b.record(ctx, tx)
+}
+
+// batchTx is one batch on its way through decideTx: what each step learns
+// for the steps after it.
+type batchTx struct {
+	w      *Worker
+	items  []*item
+	counts []DeviceCount // by item.pair
+	now    time.Time
+
+	// inBatch holds the receipts of the batch: pairs first made by these
+	// submissions are not "before" them, since the counts were taken
+	// already and a replay finds them too.
+	inBatch map[string]bool
+	maybe   map[PersonKey]bool // the filters' answer, per person
+	bloom   map[bloomKey]*BloomCount
+	people  map[PersonKey]*Person // what the database knows of them
+	state   map[PersonKey]*personState
+
+	pending  []*regRef // registrations this batch inserts
+	contacts []Contact // phones a later submission replaces
+}
+
+// newBatchTx starts deciding a batch afresh: a retried transaction
+// decides again from nothing.
+func (w *Worker) newBatchTx(items []*item, counts []DeviceCount) *batchTx {
+	b := &batchTx{
+		w:       w,
+		items:   items,
+		counts:  counts,
+		now:     w.cfg.Now(),
+		inBatch: make(map[string]bool, len(items)),
+		maybe:   map[PersonKey]bool{},
+		bloom:   map[bloomKey]*BloomCount{},
+		people:  map[PersonKey]*Person{},
+		state:   map[PersonKey]*personState{},
+	}
 	for _, it := range items {
 		it.wait, it.dec, it.ref, it.reg = false, nil, nil, false
+		b.inBatch[it.o.Receipt] = true
 	}
-	// Pairs first made by this batch's submissions are not "before" them:
-	// the counts were taken already, and a replay finds them too.
-	inBatch := make(map[string]bool, len(items))
-	for _, it := range items {
-		inBatch[it.o.Receipt] = true
-	}
+	return b
+}
 
-	// 1. Who may be registered already: one lookup for every "maybe seen"
-	// (and every claim_seen, which must name the registration).
+// lookUpPeople asks the filters about each person and reads, in one
+// lookup, everyone they may have seen, and everyone a claim_seen names
+// (its decision must name the registration).
+func (b *batchTx) lookUpPeople(ctx context.Context, tx Tx) error {
 	var lookup []PersonKey
-	maybe := map[PersonKey]bool{}
-	bloom := map[bloomKey]*BloomCount{}
-	for _, it := range items {
+	for _, it := range b.items {
 		if !hasPerson(it) {
 			continue
 		}
 		k := PersonKey{it.o.Campaign, it.o.IdentityKey}
-		if _, done := maybe[k]; done {
+		if _, done := b.maybe[k]; done {
 			continue
 		}
-		m := w.filters.MaybeSeen(k.Campaign, it.shard, k.IdentityKey)
-		maybe[k] = m
+		m := b.w.filters.MaybeSeen(k.Campaign, it.shard, k.IdentityKey)
+		b.maybe[k] = m
 		if m || it.o.Verdict == prereg.VerdictDuplicate {
 			lookup = append(lookup, k)
 		}
-		if m && it.o.Verdict == prereg.VerdictVerified {
-			bc := bloom[bloomKey{k.Campaign, it.shard}]
-			if bc == nil {
-				bc = &BloomCount{Campaign: k.Campaign, Shard: it.shard}
-				bloom[bloomKey{k.Campaign, it.shard}] = bc
-			}
-			bc.MaybeSeen++
-		}
 	}
-	people := map[PersonKey]*Person{}
-	if len(lookup) > 0 {
-		var err error
-		if people, err = tx.People(ctx, lookup); err != nil {
-			return batchResult{}, err
-		}
+	if len(lookup) == 0 {
+		return nil
 	}
-	for _, it := range items {
-		k := PersonKey{it.o.Campaign, it.o.IdentityKey}
-		if hasPerson(it) && it.o.Verdict == prereg.VerdictVerified && maybe[k] {
-			if p := people[k]; p == nil || p.Registration == nil {
-				bloom[bloomKey{k.Campaign, it.shard}].FalsePositives++
-				w.metrics.falsePositives.Inc()
-			}
-			maybe[k] = false // count each person once per batch
-		}
+	people, err := tx.People(ctx, lookup)
+	if err != nil {
+		return err
 	}
+	b.people = people
+	return nil
+}
 
-	// 2. Walk the batch in stream order.
-	state := map[PersonKey]*personState{}
-	personOf := func(k PersonKey) *personState {
-		st := state[k]
-		if st == nil {
-			st = &personState{devices: map[string]bool{}}
-			if p := people[k]; p != nil {
-				if p.Registration != nil {
-					st.ref = &regRef{reg: p.Registration}
-					st.devices[p.Registration.DeviceKey] = true
-				}
-				for d, first := range p.Devices {
-					if !inBatch[first] {
-						st.devices[d] = true
-					}
-				}
-			}
-			state[k] = st
-		}
-		return st
-	}
-	var pending []*regRef
-	var contacts []Contact
-	for _, it := range items {
-		o := &it.o
-		if !hasPerson(it) {
-			reason := o.Reason
-			if o.Verdict != prereg.VerdictRejected || reason == prereg.ReasonNone {
-				reason = prereg.ReasonUnprocessable
-			}
-			it.dec = w.decision(it, prereg.KindRejected, reason, now)
+// countBloom counts, per shard, the verified people the filters may have
+// seen, and among them those who are not registered: the filters' false
+// positive rate is watched from these. Both are counted at a person's
+// first verified item, whichever item asked the filters, so that a
+// false positive is always among the maybe-seen of its shard.
+func (b *batchTx) countBloom() {
+	for _, it := range b.items {
+		k := PersonKey{it.o.Campaign, it.o.IdentityKey}
+		if !hasPerson(it) || it.o.Verdict != prereg.VerdictVerified || !b.maybe[k] {
 			continue
 		}
-		k := PersonKey{o.Campaign, o.IdentityKey}
-		st := personOf(k)
-		var count DeviceCount
-		if it.pair >= 0 {
-			count = counts[it.pair]
+		bc := b.bloom[bloomKey{k.Campaign, it.shard}]
+		if bc == nil {
+			bc = &BloomCount{Campaign: k.Campaign, Shard: it.shard}
+			b.bloom[bloomKey{k.Campaign, it.shard}] = bc
 		}
+		bc.MaybeSeen++
+		if p := b.people[k]; p == nil || p.Registration == nil {
+			bc.FalsePositives++
+			b.w.metrics.falsePositives.Inc()
+		}
+		b.maybe[k] = false // count each person once per batch
+	}
+}
+
+// decideInOrder walks the batch in stream order, so that a person's first
+// verified submission is the one that registers.
+func (b *batchTx) decideInOrder() {
+	for _, it := range b.items {
+		o := &it.o
+		if !hasPerson(it) {
+			it.dec = b.w.decision(it, prereg.KindRejected, rejectionReason(o), b.now)
+			continue
+		}
+		st := b.personOf(PersonKey{o.Campaign, o.IdentityKey})
 		switch o.Verdict {
 		case prereg.VerdictVerified:
-			switch {
-			case st.ref != nil:
-				it.ref = st.ref
-				it.dec = w.decision(it, prereg.KindDuplicate, duplicateReason(st, o.DeviceKey, count), now)
-				contacts = applyContact(contacts, st.ref, o)
-			case count.Rank > it.camp.DeviceCap:
-				it.dec = w.decision(it, prereg.KindHeld, prereg.ReasonDeviceLimit, now)
-			default:
-				nr, err := newRegistration(it)
-				if err != nil {
-					it.dec = w.decision(it, prereg.KindRejected, prereg.ReasonUnprocessable, now)
-					w.log.Warn("dedupe: verified outcome unusable", slog.Any("err", err))
-					break
-				}
-				st.ref = &regRef{pending: nr, by: it}
-				pending = append(pending, st.ref)
-				it.ref, it.reg = st.ref, true
-				it.dec = w.decision(it, prereg.KindRegistered, prereg.ReasonNone, now)
-			}
+			b.decideVerified(it, st)
 		case prereg.VerdictDuplicate:
-			switch {
-			case st.ref != nil:
-				it.ref = st.ref
-				it.dec = w.decision(it, prereg.KindDuplicate, prereg.ReasonClaimSeen, now)
-			case it.last:
-				// Still not registered after every delivery: the person's
-				// verified submission was held (or is lost). Verify skipped
-				// the provider, so only an operator may register them.
-				it.dec = w.decision(it, prereg.KindHeld, prereg.ReasonClaimSeen, now)
-			default:
-				// The verified submission this claim was seen with may not
-				// be decided yet (verify published out of order, or it is
-				// being redelivered after a crash): wait for it.
-				it.wait = true
+			if !b.decideClaimSeen(it, st) {
 				continue
 			}
 		}
@@ -241,64 +240,190 @@ func (w *Worker) decideTx(ctx context.Context, tx Tx, items []*item, counts []De
 			st.devices[o.DeviceKey] = true
 		}
 	}
+}
 
-	// 3. The COPY path for new people.
-	if len(pending) > 0 {
-		regs := make([]NewRegistration, len(pending))
-		for i, r := range pending {
-			regs[i] = *r.pending
-		}
-		got, err := tx.Register(ctx, regs)
-		if err != nil {
-			return batchResult{}, err
-		}
-		if len(got) != len(regs) {
-			return batchResult{}, fmt.Errorf("register: %d registrations for %d people", len(got), len(regs))
-		}
-		var conflicts []PersonKey
-		for i, r := range pending {
-			reg := got[i]
-			r.reg = &reg
-			if !reg.Inserted {
-				conflicts = append(conflicts, PersonKey{reg.Campaign, reg.IdentityKey})
+// rejectionReason is the reason of an outcome dedupe cannot decide on: the
+// verifier's rejection, or unprocessable when it named no person
+// otherwise.
+func rejectionReason(o *prereg.Outcome) prereg.Reason {
+	if o.Verdict != prereg.VerdictRejected || o.Reason == prereg.ReasonNone {
+		return prereg.ReasonUnprocessable
+	}
+	return o.Reason
+}
+
+// personOf is what the batch knows of a person: the registration and the
+// devices known before the batch, then what the items decided so far
+// added.
+func (b *batchTx) personOf(k PersonKey) *personState {
+	st := b.state[k]
+	if st == nil {
+		st = &personState{devices: map[string]bool{}}
+		if p := b.people[k]; p != nil {
+			if p.Registration != nil {
+				st.ref = &regRef{reg: p.Registration}
+				st.devices[p.Registration.DeviceKey] = true
 			}
+			addPriorDevices(st.devices, p, b.inBatch)
 		}
-		if len(conflicts) > 0 {
-			// Registered meanwhile by another writer (a stale filter, an
-			// operator's release): the first submission of this batch is
-			// a duplicate after all.
-			known, err := tx.People(ctx, conflicts)
-			if err != nil {
-				return batchResult{}, err
-			}
-			for _, r := range pending {
-				if r.reg.Inserted {
-					continue
-				}
-				it := r.by
-				st := &personState{devices: map[string]bool{r.reg.DeviceKey: true}}
-				if p := known[PersonKey{r.reg.Campaign, r.reg.IdentityKey}]; p != nil {
-					for d, first := range p.Devices {
-						if !inBatch[first] {
-							st.devices[d] = true
-						}
-					}
-				}
-				var count DeviceCount
-				if it.pair >= 0 {
-					count = counts[it.pair]
-				}
-				it.reg = false
-				it.dec = w.decision(it, prereg.KindDuplicate, duplicateReason(st, it.o.DeviceKey, count), now)
-			}
+		b.state[k] = st
+	}
+	return st
+}
+
+// addPriorDevices adds the devices that sent for the person before this
+// batch: a device first paired by a submission of the batch is not one
+// the person "already used" when that submission is decided.
+func addPriorDevices(devices map[string]bool, p *Person, inBatch map[string]bool) {
+	for d, first := range p.Devices {
+		if !inBatch[first] {
+			devices[d] = true
 		}
 	}
+}
 
-	// 4. Name the registrations, then record.
-	var res batchResult
-	res.shards = map[PersonKey]int{}
-	ds := make([]Decision, 0, len(items))
-	for _, it := range items {
+// countOf is the device count of an item's (device, person) pair; the
+// zero count for an item without a device.
+func (b *batchTx) countOf(it *item) DeviceCount {
+	if it.pair < 0 {
+		return DeviceCount{}
+	}
+	return b.counts[it.pair]
+}
+
+// decideVerified decides a verified submission: a duplicate of the
+// person's registration, held when its device sent for more people than
+// the cap, or the person's registration.
+func (b *batchTx) decideVerified(it *item, st *personState) {
+	o := &it.o
+	count := b.countOf(it)
+	switch {
+	case st.ref != nil:
+		it.ref = st.ref
+		it.dec = b.w.decision(it, prereg.KindDuplicate, duplicateReason(st, o.DeviceKey, count), b.now)
+		b.contacts = applyContact(b.contacts, st.ref, o)
+	case count.Rank > it.camp.DeviceCap:
+		it.dec = b.w.decision(it, prereg.KindHeld, prereg.ReasonDeviceLimit, b.now)
+	default:
+		nr, err := newRegistration(it)
+		if err != nil {
+			it.dec = b.w.decision(it, prereg.KindRejected, prereg.ReasonUnprocessable, b.now)
+			b.w.log.Warn("dedupe: verified outcome unusable", slog.Any("err", err))
+			return
+		}
+		st.ref = &regRef{pending: nr, by: it}
+		b.pending = append(b.pending, st.ref)
+		it.ref, it.reg = st.ref, true
+		it.dec = b.w.decision(it, prereg.KindRegistered, prereg.ReasonNone, b.now)
+	}
+}
+
+// decideClaimSeen decides a submission verify recognised as a claim
+// already seen. It reports false when the item waits instead.
+func (b *batchTx) decideClaimSeen(it *item, st *personState) bool {
+	switch {
+	case st.ref != nil:
+		it.ref = st.ref
+		it.dec = b.w.decision(it, prereg.KindDuplicate, prereg.ReasonClaimSeen, b.now)
+	case it.last:
+		// Still not registered after every delivery: the person's
+		// verified submission was held (or is lost). Verify skipped
+		// the provider, so only an operator may register them.
+		it.dec = b.w.decision(it, prereg.KindHeld, prereg.ReasonClaimSeen, b.now)
+	default:
+		// The verified submission this claim was seen with may not
+		// be decided yet (verify published out of order, or it is
+		// being redelivered after a crash): wait for it.
+		it.wait = true
+		return false
+	}
+	return true
+}
+
+// register inserts the batch's new registrations on the COPY path and
+// takes back those another writer inserted first.
+func (b *batchTx) register(ctx context.Context, tx Tx) error {
+	if len(b.pending) == 0 {
+		return nil
+	}
+	regs := make([]NewRegistration, len(b.pending))
+	for i, r := range b.pending {
+		regs[i] = *r.pending
+	}
+	got, err := tx.Register(ctx, regs)
+	if err != nil {
+		return err
+	}
+	if len(got) != len(regs) {
+		return fmt.Errorf("register: %d registrations for %d people", len(got), len(regs))
+	}
+	var conflicts []PersonKey
+	for i, r := range b.pending {
+		reg := got[i]
+		r.reg = &reg
+		if !reg.Inserted {
+			conflicts = append(conflicts, PersonKey{reg.Campaign, reg.IdentityKey})
+		}
+	}
+	if len(conflicts) == 0 {
+		return nil
+	}
+	return b.redecideConflicts(ctx, tx, conflicts)
+}
+
+// redecideConflicts decides again the submissions whose person was
+// registered meanwhile by another writer (a stale filter, an operator's
+// release): the first submission of this batch is a duplicate after all.
+func (b *batchTx) redecideConflicts(ctx context.Context, tx Tx, conflicts []PersonKey) error {
+	known, err := tx.People(ctx, conflicts)
+	if err != nil {
+		return err
+	}
+	for _, r := range b.pending {
+		if r.reg.Inserted {
+			continue
+		}
+		it := r.by
+		st := &personState{devices: map[string]bool{r.reg.DeviceKey: true}}
+		if p := known[PersonKey{r.reg.Campaign, r.reg.IdentityKey}]; p != nil {
+			addPriorDevices(st.devices, p, b.inBatch)
+		}
+		it.reg = false
+		it.dec = b.w.decision(it, prereg.KindDuplicate, duplicateReason(st, it.o.DeviceKey, b.countOf(it)), b.now)
+	}
+	return nil
+}
+
+// record names each decision's registration, now that every registration
+// has its ID, then writes the decisions, the replaced phones and the
+// filters' counts.
+func (b *batchTx) record(ctx context.Context, tx Tx) (batchResult, error) {
+	res, ds := b.nameRegistrations()
+	if _, err := tx.Record(ctx, ds); err != nil {
+		return batchResult{}, err
+	}
+	if err := tx.UpdateContact(ctx, b.contacts); err != nil {
+		return batchResult{}, err
+	}
+	if len(b.bloom) > 0 {
+		bcs := make([]BloomCount, 0, len(b.bloom))
+		for _, bc := range b.bloom {
+			bcs = append(bcs, *bc)
+		}
+		if err := tx.CountBloom(ctx, bcs); err != nil {
+			return batchResult{}, err
+		}
+	}
+	return res, nil
+}
+
+// nameRegistrations fills in the registration each decision names and
+// lists the decisions to record (waiting items have none), with the
+// people the batch registers for the filters.
+func (b *batchTx) nameRegistrations() (batchResult, []Decision) {
+	res := batchResult{shards: map[PersonKey]int{}}
+	ds := make([]Decision, 0, len(b.items))
+	for _, it := range b.items {
 		if it.dec == nil {
 			continue
 		}
@@ -315,22 +440,7 @@ func (w *Worker) decideTx(ctx context.Context, tx Tx, items []*item, counts []De
 		}
 		ds = append(ds, *it.dec)
 	}
-	if _, err := tx.Record(ctx, ds); err != nil {
-		return batchResult{}, err
-	}
-	if err := tx.UpdateContact(ctx, contacts); err != nil {
-		return batchResult{}, err
-	}
-	if len(bloom) > 0 {
-		bcs := make([]BloomCount, 0, len(bloom))
-		for _, bc := range bloom {
-			bcs = append(bcs, *bc)
-		}
-		if err := tx.CountBloom(ctx, bcs); err != nil {
-			return batchResult{}, err
-		}
-	}
-	return res, nil
+	return res, ds
 }
 
 type bloomKey struct {

@@ -412,54 +412,18 @@ func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 // submit answers POST /v1/intents: checks, admission, the receipt, the
-// publish, and the 202 once the stream has acknowledged.
+// publish, and the 202 once the stream has acknowledged. Each step that
+// refuses writes the answer itself and reports false; the cheapest
+// refusals come first. Each step takes what it needs as arguments, with
+// no closure and nothing kept past the call: this is the hot path, and
+// splitting it must not cost an allocation.
 func (s *Service) submit(w http.ResponseWriter, r submission) {
-	if s.draining.Load() {
-		s.shed(w, shedDraining)
+	addr, ok := s.admit(w, r)
+	if !ok {
 		return
 	}
-	// Out of CPU: refuse before anything else, which is the cheapest
-	// answer there is.
-	if s.guard != nil && s.guard.refuses() {
-		s.shed(w, shedCPU)
-		return
-	}
-	if !jsonContent(r.contentType) {
-		httpapi.WriteError(w, httpapi.CodeUnsupportedMedia, map[string]any{"want": "application/json"})
-		return
-	}
-	if r.contentLength > MaxBody {
-		httpapi.WriteError(w, httpapi.CodeTooLarge, map[string]any{"max_bytes": MaxBody})
-		return
-	}
-	addr := r.addr()
-	if ok, wait := s.addrs.Allow(addr.String()); !ok {
-		s.limited(w, "address", wait)
-		return
-	}
-	// Shed before reading the body when the stream is known to refuse:
-	// under overload the cheapest answer is the best one.
-	if s.cfg.Conn != nil && !s.cfg.Conn.IsConnected() {
-		s.shed(w, shedUnreachable)
-		return
-	}
-	if reason, refused := s.adm.refuses(s.now()); refused {
-		s.shed(w, reason)
-		return
-	}
-	body, err := r.body()
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			httpapi.WriteError(w, httpapi.CodeTooLarge, map[string]any{"max_bytes": MaxBody})
-			return
-		}
-		invalid(w, FieldErrors{"body": "could not be read"})
-		return
-	}
-	req, err := DecodeRequest(body)
-	if err != nil {
-		invalid(w, err)
+	req, ok := readRequest(w, r)
+	if !ok {
 		return
 	}
 	e, ok := s.cat.cur.Load().get(req.Campaign)
@@ -468,18 +432,8 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 		return
 	}
 	c := e.c
-	v, err := Validate(req, c)
-	idemKey := r.idemKey
-	if len(idemKey) > maxIdemKey || !printable(idemKey) {
-		fe, _ := err.(FieldErrors)
-		if fe == nil {
-			fe = FieldErrors{}
-		}
-		fe["Idempotency-Key"] = "want at most 128 printable ASCII characters"
-		err = fe
-	}
-	if err != nil {
-		invalid(w, err)
+	v, ok := validateSubmission(w, req, c, r.idemKey)
+	if !ok {
 		return
 	}
 	if ok, wait := s.devices.Allow(c.ID + "\x00" + v.DeviceID); !ok {
@@ -492,14 +446,110 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 		s.windowClosed(w, c, v.Birth, now)
 		return
 	}
-	receipt, bodyKey := "", ""
-	if idemKey != "" {
-		receipt = s.receipts.Idempotent(c.ID, v.DeviceID, idemKey)
-		bodyKey = s.cfg.Hasher.Sum(keys.PurposeReceipt, "body", v.Provider, v.IdentityToken, v.Request.Birthdate,
-			v.Phone, v.Region, v.Clinic, v.Earliest)
-	} else {
-		receipt = s.receipts.Random()
+	receipt, bodyKey := s.receiptOf(c, &v, r.idemKey)
+	intent := s.intentOf(c, win, &v, receipt, addr, now)
+	ack, ok := s.publishIntent(w, c, &intent, bodyKey)
+	if !ok {
+		return
 	}
+	if ack.Duplicate && bodyKey != "" && !s.sameSubmission(r.ctx, w, ack, bodyKey) {
+		return
+	}
+	writeAccepted(w, receipt)
+}
+
+// admit runs the checks that need no body, cheapest first, and returns
+// the client's address. Out of CPU, a refusal comes before anything
+// else, which is the cheapest answer there is; when the stream is known
+// to refuse, the body is not even read.
+func (s *Service) admit(w http.ResponseWriter, r submission) (netip.Addr, bool) {
+	if s.draining.Load() {
+		s.shed(w, shedDraining)
+		return netip.Addr{}, false
+	}
+	if s.guard != nil && s.guard.refuses() {
+		s.shed(w, shedCPU)
+		return netip.Addr{}, false
+	}
+	if !jsonContent(r.contentType) {
+		httpapi.WriteError(w, httpapi.CodeUnsupportedMedia, map[string]any{"want": "application/json"})
+		return netip.Addr{}, false
+	}
+	if r.contentLength > MaxBody {
+		httpapi.WriteError(w, httpapi.CodeTooLarge, map[string]any{"max_bytes": MaxBody})
+		return netip.Addr{}, false
+	}
+	addr := r.addr()
+	if ok, wait := s.addrs.Allow(addr.String()); !ok {
+		s.limited(w, "address", wait)
+		return netip.Addr{}, false
+	}
+	if s.cfg.Conn != nil && !s.cfg.Conn.IsConnected() {
+		s.shed(w, shedUnreachable)
+		return netip.Addr{}, false
+	}
+	if reason, refused := s.adm.refuses(s.now()); refused {
+		s.shed(w, reason)
+		return netip.Addr{}, false
+	}
+	return addr, true
+}
+
+// readRequest reads and decodes the body.
+func readRequest(w http.ResponseWriter, r submission) (Request, bool) {
+	body, err := r.body()
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			httpapi.WriteError(w, httpapi.CodeTooLarge, map[string]any{"max_bytes": MaxBody})
+			return Request{}, false
+		}
+		invalid(w, FieldErrors{"body": "could not be read"})
+		return Request{}, false
+	}
+	req, err := DecodeRequest(body)
+	if err != nil {
+		invalid(w, err)
+		return Request{}, false
+	}
+	return req, true
+}
+
+// validateSubmission validates the request against its campaign, and the
+// Idempotency-Key with it, so that one 422 names every wrong field.
+func validateSubmission(w http.ResponseWriter, req Request, c *campaign.Campaign, idemKey string) (Valid, bool) {
+	v, err := Validate(req, c)
+	if len(idemKey) > maxIdemKey || !printable(idemKey) {
+		fe, _ := err.(FieldErrors)
+		if fe == nil {
+			fe = FieldErrors{}
+		}
+		fe["Idempotency-Key"] = "want at most 128 printable ASCII characters"
+		err = fe
+	}
+	if err != nil {
+		invalid(w, err)
+		return Valid{}, false
+	}
+	return v, true
+}
+
+// receiptOf gives the submission its receipt: random, or with an
+// Idempotency-Key the same for every retry, with the key of the body
+// that tells a retry from a reuse of the key for another intent.
+func (s *Service) receiptOf(c *campaign.Campaign, v *Valid, idemKey string) (receipt, bodyKey string) {
+	if idemKey == "" {
+		return s.receipts.Random(), ""
+	}
+	receipt = s.receipts.Idempotent(c.ID, v.DeviceID, idemKey)
+	bodyKey = s.cfg.Hasher.Sum(keys.PurposeReceipt, "body", v.Provider, v.IdentityToken, v.Request.Birthdate,
+		v.Phone, v.Region, v.Clinic, v.Earliest)
+	return receipt, bodyKey
+}
+
+// intentOf is the intent published: the phone sealed, the device and the
+// address only as keyed hashes.
+func (s *Service) intentOf(c *campaign.Campaign, win campaign.Window, v *Valid, receipt string, addr netip.Addr, now time.Time) prereg.Intent {
 	intent := prereg.Intent{
 		Receipt:       receipt,
 		Campaign:      c.ID,
@@ -517,15 +567,21 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 	if addr.IsValid() {
 		intent.AddrKey = s.cfg.Hasher.Sum(keys.PurposeAddr, c.ID, addr.String())
 	}
-	data, err := stream.Encode(intent)
+	return intent
+}
+
+// publishIntent appends the intent to its shard's subject, de-duplicated
+// by receipt, and waits for the acknowledgement; a failure sheds.
+func (s *Service) publishIntent(w http.ResponseWriter, c *campaign.Campaign, intent *prereg.Intent, bodyKey string) (*jetstream.PubAck, bool) {
+	data, err := stream.Encode(*intent)
 	if err != nil {
 		// A prereg.Intent of strings always encodes; this is unreachable.
 		s.shed(w, shedPublish)
-		return
+		return nil, false
 	}
-	msg := nats.NewMsg(stream.SubmittedSubject(prereg.Shard(receipt, c.Shards)))
+	msg := nats.NewMsg(stream.SubmittedSubject(prereg.Shard(intent.Receipt, c.Shards)))
 	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, receipt)
+	msg.Header.Set(jetstream.MsgIDHeader, intent.Receipt)
 	if bodyKey != "" {
 		msg.Header.Set(HeaderBodyKey, bodyKey)
 	}
@@ -540,21 +596,26 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 			s.log.Warn("publish failed", slog.String("campaign", c.ID), slog.Any("err", err))
 		}
 		s.shed(w, reason)
-		return
+		return nil, false
 	}
-	if ack.Duplicate && bodyKey != "" {
-		same, err := s.sameBody(r.ctx, ack, bodyKey)
-		if err != nil {
-			s.log.Warn("read back the first submission of an idempotency key", slog.Any("err", err))
-			s.shed(w, shedPublish)
-			return
-		}
-		if !same {
-			httpapi.WriteError(w, httpapi.CodeIdempotencyKeyReused, nil)
-			return
-		}
+	return ack, true
+}
+
+// sameSubmission reports whether a retry the stream de-duplicated carries
+// the body of the first submission of its Idempotency-Key; otherwise the
+// key was reused for another intent, which is refused.
+func (s *Service) sameSubmission(ctx context.Context, w http.ResponseWriter, ack *jetstream.PubAck, bodyKey string) bool {
+	same, err := s.sameBody(ctx, ack, bodyKey)
+	if err != nil {
+		s.log.Warn("read back the first submission of an idempotency key", slog.Any("err", err))
+		s.shed(w, shedPublish)
+		return false
 	}
-	writeAccepted(w, receipt)
+	if !same {
+		httpapi.WriteError(w, httpapi.CodeIdempotencyKeyReused, nil)
+		return false
+	}
+	return true
 }
 
 // sameBody reads the first message with this receipt back from the stream

@@ -203,167 +203,235 @@ func (t Truth) expected(limited map[int]bool) Expected {
 }
 
 // Score compares the answers (one per submission sent) and the decisions
-// read back from the database with the truth.
+// read back from the database with the truth: first each answer, which
+// also tells which submission owns each receipt, then each decision of a
+// receipt, then the registrations against the people to register, and
+// last the totals against the expectations.
 func (t Truth) Score(answers []Answer, decisions []Decision) Score {
 	limited := t.limited(answers)
 	sc := Score{Expected: t.expected(limited), Status: map[int]int{}, RejectedBy: map[prereg.Reason]int{}, BotsLimited: len(limited)}
-	bad := func(seq int, class Class, format string, args ...any) {
-		sc.MismatchCount++
-		if len(sc.Mismatches) < MaxMismatches {
-			sc.Mismatches = append(sc.Mismatches, Mismatch{Seq: seq, Class: class, Problem: fmt.Sprintf(format, args...)})
-		}
+	answer := t.answerOf(answers)
+	owner := sc.scoreAnswers(t.Submissions, answer, limited)
+	persons := t.persons()
+	sc.Persons = len(persons)
+	regs := sc.scoreDecisions(t.Submissions, owner, decisions)
+	sc.scoreRegistrations(persons, regs)
+	sc.compareCounts()
+	return sc
+}
+
+// mismatch records one mismatch; past MaxMismatches it is only counted.
+func (sc *Score) mismatch(seq int, class Class, format string, args ...any) {
+	sc.MismatchCount++
+	if len(sc.Mismatches) < MaxMismatches {
+		sc.Mismatches = append(sc.Mismatches, Mismatch{Seq: seq, Class: class, Problem: fmt.Sprintf(format, args...)})
 	}
-	subs := t.Submissions
-	answer := make([]Answer, len(subs))
+}
+
+// answerOf places the answers by submission; a submission never answered
+// has status 0.
+func (t Truth) answerOf(answers []Answer) []Answer {
+	answer := make([]Answer, len(t.Submissions))
 	for i := range answer {
 		answer[i] = Answer{Seq: i}
 	}
 	for _, a := range answers {
-		if a.Seq >= 0 && a.Seq < len(subs) {
+		if a.Seq >= 0 && a.Seq < len(t.Submissions) {
 			answer[a.Seq] = a
 		}
 	}
+	return answer
+}
 
-	// Answers: statuses, and which submission owns each receipt.
-	owner := map[string]int{} // receipt → Seq of the submission it belongs to
+// scoreAnswers checks each answer's status and receipt, and returns which
+// submission owns each receipt (receipt → Seq): the receipts that need a
+// decision.
+func (sc *Score) scoreAnswers(subs []Submission, answer []Answer, limited map[int]bool) map[string]int {
+	owner := map[string]int{}
 	for i := range subs {
 		s, a := &subs[i], answer[i]
 		sc.Status[a.Status]++
 		if a.Status != s.Want.Status && !limited[i] {
-			bad(i, s.Class, "status %d, want %d", a.Status, s.Want.Status)
+			sc.mismatch(i, s.Class, "status %d, want %d", a.Status, s.Want.Status)
 		}
 		if a.Status != http.StatusAccepted || s.Class == ClassRetry {
 			continue
 		}
 		if a.Receipt == "" {
-			bad(i, s.Class, "202 without a receipt")
+			sc.mismatch(i, s.Class, "202 without a receipt")
 			continue
 		}
 		if prev, dup := owner[a.Receipt]; dup {
-			bad(i, s.Class, "got the receipt of submission %d", prev)
+			sc.mismatch(i, s.Class, "got the receipt of submission %d", prev)
 			continue
 		}
 		owner[a.Receipt] = i
 	}
+	// Retries after their originals: a retry owns a receipt only when its
+	// original's is not the one it got.
 	for i := range subs {
 		s, a := &subs[i], answer[i]
 		if s.Class != ClassRetry || a.Status != http.StatusAccepted || s.RetryOf < 0 {
 			continue
 		}
 		if orig := answer[s.RetryOf]; orig.Status == http.StatusAccepted && orig.Receipt != a.Receipt {
-			bad(i, s.Class, "a retry with the same Idempotency-Key got a new receipt")
+			sc.mismatch(i, s.Class, "a retry with the same Idempotency-Key got a new receipt")
 		}
 		if _, ok := owner[a.Receipt]; !ok && a.Receipt != "" {
 			owner[a.Receipt] = i // a receipt of its own (its original's was lost, or intake erred): it needs a decision too
 		}
 	}
 	sc.Accepted = len(owner)
+	return owner
+}
 
-	// Decisions: one per accepted receipt, of the kind the class allows.
-	persons := t.persons()
-	sc.Persons = len(persons)
+// registrations is what the decisions say of the registrations: whose
+// each one is, and each person's.
+type registrations struct {
+	person map[int64]int   // registration → person
+	of     map[int][]int64 // person → registrations
+}
+
+// scoreDecisions checks that every receipt owned is decided once, as its
+// submission's class allows, that a duplicate names its own person's
+// registration and that identity keys and people match one to one.
+func (sc *Score) scoreDecisions(subs []Submission, owner map[string]int, decisions []Decision) registrations {
+	regs := registrations{person: map[int64]int{}, of: map[int][]int64{}}
 	decided := map[string]bool{}
-	regPerson := map[int64]int{}    // registration → person
-	personRegs := map[int][]int64{} // person → registrations
 	type dup struct {
 		seq int
 		reg int64
 	}
 	var dups []dup
-	keyPerson := map[string]int{}
-	personKey := map[int]string{}
+	ids := identities{keyPerson: map[string]int{}, personKey: map[int]string{}}
 	for _, d := range decisions {
 		seq, ok := owner[d.Receipt]
 		if !ok {
-			bad(-1, "", "a %s decision for a receipt no submission was given", d.Kind)
+			sc.mismatch(-1, "", "a %s decision for a receipt no submission was given", d.Kind)
 			continue
 		}
 		s := &subs[seq]
 		if decided[d.Receipt] {
-			bad(seq, s.Class, "decided twice")
+			sc.mismatch(seq, s.Class, "decided twice")
 			continue
 		}
 		decided[d.Receipt] = true
-		sc.Decided++
-		switch d.Kind {
-		case prereg.KindRegistered:
-			sc.Registered++
-		case prereg.KindDuplicate:
-			sc.Duplicate++
-		case prereg.KindHeld:
-			sc.Held++
-		case prereg.KindRejected:
-			sc.Rejected++
-			sc.RejectedBy[d.Reason]++
-		default:
-			bad(seq, s.Class, "unknown decision kind %q", d.Kind)
-		}
-		switch {
-		case s.Want.Kind != "":
-			if d.Kind != s.Want.Kind || d.Reason != s.Want.Reason {
-				bad(seq, s.Class, "decided %s/%s, want %s/%s", d.Kind, d.Reason, s.Want.Kind, s.Want.Reason)
-			}
-		case d.Kind == prereg.KindHeld && s.Class != ClassBot:
-			bad(seq, s.Class, "held (%s), want registered or duplicate: the device is under the cap", d.Reason)
-		case d.Kind != prereg.KindRegistered && d.Kind != prereg.KindDuplicate && d.Kind != prereg.KindHeld:
-			bad(seq, s.Class, "decided %s/%s, want registered or duplicate", d.Kind, d.Reason)
-		}
+		sc.countDecision(seq, s, d)
+		sc.checkKind(seq, s, d)
 		if d.Kind == prereg.KindRegistered {
-			if d.RegistrationID == 0 {
-				bad(seq, s.Class, "registered without a registration")
-			} else if p, seen := regPerson[d.RegistrationID]; seen {
-				bad(seq, s.Class, "registration %d named by two registered decisions (people %t)", d.RegistrationID, p == s.Person)
-			} else {
-				regPerson[d.RegistrationID] = s.Person
-				personRegs[s.Person] = append(personRegs[s.Person], d.RegistrationID)
-			}
+			sc.checkRegistered(seq, s, d, regs)
 		}
 		if d.Kind == prereg.KindDuplicate {
 			dups = append(dups, dup{seq, d.RegistrationID})
 		}
 		if d.IdentityKey != "" && s.Person >= 0 {
-			if k, seen := personKey[s.Person]; seen && k != d.IdentityKey {
-				bad(seq, s.Class, "the person has two identity keys")
-			}
-			personKey[s.Person] = d.IdentityKey
-			if p, seen := keyPerson[d.IdentityKey]; seen && p != s.Person {
-				bad(seq, s.Class, "two people share an identity key")
-			}
-			keyPerson[d.IdentityKey] = s.Person
+			sc.checkIdentity(seq, s, d.IdentityKey, ids)
 		}
 	}
 	for r, seq := range owner {
 		if !decided[r] {
-			bad(seq, subs[seq].Class, "accepted but never decided")
+			sc.mismatch(seq, subs[seq].Class, "accepted but never decided")
 		}
 	}
 	for _, d := range dups {
-		p, ok := regPerson[d.reg]
+		p, ok := regs.person[d.reg]
 		switch {
 		case !ok:
-			bad(d.seq, subs[d.seq].Class, "duplicate of registration %d, which no registered decision names", d.reg)
+			sc.mismatch(d.seq, subs[d.seq].Class, "duplicate of registration %d, which no registered decision names", d.reg)
 		case p != subs[d.seq].Person:
-			bad(d.seq, subs[d.seq].Class, "duplicate of another person's registration")
+			sc.mismatch(d.seq, subs[d.seq].Class, "duplicate of another person's registration")
 		}
 	}
+	return regs
+}
 
-	// Registrations against the people to register.
-	sc.Registrations = len(regPerson)
-	people := make([]int, 0, len(personRegs))
-	for p := range personRegs {
+// countDecision counts a decision by kind (and a rejection by reason).
+func (sc *Score) countDecision(seq int, s *Submission, d Decision) {
+	sc.Decided++
+	switch d.Kind {
+	case prereg.KindRegistered:
+		sc.Registered++
+	case prereg.KindDuplicate:
+		sc.Duplicate++
+	case prereg.KindHeld:
+		sc.Held++
+	case prereg.KindRejected:
+		sc.Rejected++
+		sc.RejectedBy[d.Reason]++
+	default:
+		sc.mismatch(seq, s.Class, "unknown decision kind %q", d.Kind)
+	}
+}
+
+// checkKind checks a decision against what its submission wants: the
+// foreseen decision when there is one, else registered or duplicate, and
+// held only for a bot (the only devices over the cap).
+func (sc *Score) checkKind(seq int, s *Submission, d Decision) {
+	switch {
+	case s.Want.Kind != "":
+		if d.Kind != s.Want.Kind || d.Reason != s.Want.Reason {
+			sc.mismatch(seq, s.Class, "decided %s/%s, want %s/%s", d.Kind, d.Reason, s.Want.Kind, s.Want.Reason)
+		}
+	case d.Kind == prereg.KindHeld && s.Class != ClassBot:
+		sc.mismatch(seq, s.Class, "held (%s), want registered or duplicate: the device is under the cap", d.Reason)
+	case d.Kind != prereg.KindRegistered && d.Kind != prereg.KindDuplicate && d.Kind != prereg.KindHeld:
+		sc.mismatch(seq, s.Class, "decided %s/%s, want registered or duplicate", d.Kind, d.Reason)
+	}
+}
+
+// checkRegistered notes whose a registered decision's registration is; a
+// registration named by two registered decisions is a mismatch.
+func (sc *Score) checkRegistered(seq int, s *Submission, d Decision, regs registrations) {
+	if d.RegistrationID == 0 {
+		sc.mismatch(seq, s.Class, "registered without a registration")
+		return
+	}
+	if p, seen := regs.person[d.RegistrationID]; seen {
+		sc.mismatch(seq, s.Class, "registration %d named by two registered decisions (people %t)", d.RegistrationID, p == s.Person)
+		return
+	}
+	regs.person[d.RegistrationID] = s.Person
+	regs.of[s.Person] = append(regs.of[s.Person], d.RegistrationID)
+}
+
+// identities pairs the identity keys the decisions name with the people
+// of the truth.
+type identities struct {
+	keyPerson map[string]int
+	personKey map[int]string
+}
+
+// checkIdentity checks that a person has one identity key and an identity
+// key one person.
+func (sc *Score) checkIdentity(seq int, s *Submission, key string, ids identities) {
+	if k, seen := ids.personKey[s.Person]; seen && k != key {
+		sc.mismatch(seq, s.Class, "the person has two identity keys")
+	}
+	ids.personKey[s.Person] = key
+	if p, seen := ids.keyPerson[key]; seen && p != s.Person {
+		sc.mismatch(seq, s.Class, "two people share an identity key")
+	}
+	ids.keyPerson[key] = s.Person
+}
+
+// scoreRegistrations holds the registrations against the people to
+// register: precision, recall and one registration per person.
+func (sc *Score) scoreRegistrations(persons map[int]bool, regs registrations) {
+	sc.Registrations = len(regs.person)
+	people := make([]int, 0, len(regs.of))
+	for p := range regs.of {
 		people = append(people, p)
 	}
-	sort.Ints(people)
+	sort.Ints(people) // mismatches in a stable order
 	for _, p := range people {
-		regs := personRegs[p]
 		if !persons[p] {
-			bad(-1, "", "a registration for someone who should not be registered")
+			sc.mismatch(-1, "", "a registration for someone who should not be registered")
 			continue
 		}
 		sc.PersonsRegistered++
 		sc.CorrectRegistrations++ // the first; any more are doubles
-		if len(regs) > 1 {
-			bad(-1, "", "one person registered %d times", len(regs))
+		if n := len(regs.of[p]); n > 1 {
+			sc.mismatch(-1, "", "one person registered %d times", n)
 		}
 	}
 	sc.Precision, sc.Recall = 1, 1
@@ -376,13 +444,16 @@ func (t Truth) Score(answers []Answer, decisions []Decision) Score {
 		sc.Recall = float64(sc.PersonsRegistered) / float64(sc.Persons)
 	}
 	sc.OnePerPerson = sc.Registrations == sc.Persons && sc.CorrectRegistrations == sc.Persons
+}
 
+// compareCounts holds the totals against the expectations; held may fall
+// short of Expected.Held (see Expected.Held), duplicate plus held may not.
+func (sc *Score) compareCounts() {
 	e := sc.Expected
 	sc.HeldExact = sc.Held == e.Held
 	sc.CountsOK = sc.Accepted == e.Accepted && sc.Registered == e.Registered &&
 		sc.Rejected == e.Rejected && sameCounts(sc.RejectedBy, e.RejectedBy) &&
 		sc.Duplicate+sc.Held == e.DuplicateOrHeld && sc.Held <= e.Held
-	return sc
 }
 
 func sameCounts(a, b map[prereg.Reason]int) bool {
