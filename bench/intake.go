@@ -21,8 +21,8 @@ import (
 	"github.com/prereg/prereg/intake"
 )
 
-// IntakeResult is the result of `prereg bench intake`, with the keys that
-// say how it was measured.
+// IntakeResult is the result of `prereg bench intake`: the figures, and
+// the settings they were taken with.
 type IntakeResult struct {
 	BareRPS          float64 `json:"bare_rps"`
 	NaiveRPS         float64 `json:"naive_rps"`

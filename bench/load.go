@@ -89,7 +89,7 @@ func summarize(rs []loadResult) ModeSummary {
 // costs the generator a fraction of what net/http's client does per
 // request: on the two cores the servers share with it, the generator must
 // be able to offer what they can take (as wrk would), not be the limit
-// itself, which net/http's client was at about 15,000 requests a second.
+// itself, which net/http's client becomes on two cores.
 type loadClient struct {
 	hc      *fasthttp.HostClient
 	uri     string
