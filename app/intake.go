@@ -34,6 +34,11 @@ type IntakeOptions struct {
 	// batch (intake.Config.GroupCommit); it needs Options.Stream with
 	// AtomicBatches.
 	GroupCommit bool
+	// SlowAck and MaxQueueWait are intake's overload guards
+	// (intake.Config); zero: defaults. A benchmark that measures throughput
+	// rather than shedding relaxes them.
+	SlowAck      time.Duration
+	MaxQueueWait time.Duration
 }
 
 // startIntake wires the intake role: the citizen routes on the public mux,
@@ -61,6 +66,8 @@ func (s *System) startIntake(ctx context.Context) error {
 		AddrBurst:      o.AddrBurst,
 		TrustedProxies: o.TrustedProxies,
 		GroupCommit:    o.GroupCommit,
+		SlowAck:        o.SlowAck,
+		MaxQueueWait:   o.MaxQueueWait,
 	})
 	if err != nil {
 		return fmt.Errorf("intake: %w", err)

@@ -36,6 +36,9 @@ type NotifyOptions struct {
 	RetryCap       time.Duration
 	BreakerTimeout time.Duration
 	TripAfter      uint32
+	// Loops is the number of claim loops sharing Concurrency; zero:
+	// notify's default.
+	Loops int
 	// AfterAccept is the fault hook: called after the gateway accepted a
 	// message and before it is marked sent (tests crash there).
 	AfterAccept func(notify.Message)
@@ -68,6 +71,7 @@ func (s *System) startNotify(ctx context.Context) error {
 		Burst:        o.Burst,
 		Concurrency:  o.Concurrency,
 		BatchSize:    o.BatchSize,
+		Loops:        o.Loops,
 		Lease:        o.Lease,
 		PollInterval: o.PollInterval,
 		RetryBase:    o.RetryBase,

@@ -65,19 +65,3 @@ func TestAllocateCommand(t *testing.T) {
 	require.Equal(t, exitOK, code, out)
 	require.Contains(t, out, res.Seed, "the seed is revealed after the run")
 }
-
-func TestBenchAllocateSmall(t *testing.T) {
-	t.Parallel()
-	db := pgtest.New(t)
-	code, out := runCLI(t, map[string]string{"DATABASE_URL": db.URL},
-		"bench", "allocate", "--registrations", "3000", "--clinics", "300", "--days", "2", "--format", "json")
-	require.Equal(t, exitOK, code, out)
-	var res map[string]any
-	require.NoError(t, json.Unmarshal([]byte(out[strings.Index(out, "{\n"):]), &res), out)
-	for _, k := range []string{"registrations", "allocate_seconds", "copy_seconds", "time_vs_copy", "assigned", "unassigned"} {
-		require.Contains(t, res, k)
-	}
-	require.EqualValues(t, 3000, res["registrations"])
-	require.EqualValues(t, 3000, res["assigned"].(float64)+res["unassigned"].(float64))
-	require.Positive(t, res["copy_seconds"])
-}

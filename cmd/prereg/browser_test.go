@@ -17,6 +17,7 @@ import (
 
 	"github.com/prereg/prereg/postgres/pgtest"
 	"github.com/prereg/prereg/sim"
+	"github.com/prereg/prereg/world"
 )
 
 // A citizen in a real browser: opens the page, submits the form with a
@@ -30,12 +31,14 @@ func TestBrowserSubmitAndLookUp(t *testing.T) {
 		Getenv: func(k string) string { return map[string]string{"DATABASE_URL": srv.URL}[k] }}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	w, err := startWorld(ctx, env, worldOptions{Clinics: 50, Seed: 7})
+	cfg, _, err := env.Config(false)
+	require.NoError(t, err)
+	w, err := world.Start(ctx, world.Options{Config: cfg, DatabaseURL: srv.URL, Logger: env.Logger, Clinics: 50, Seed: 7})
 	require.NoError(t, err)
 	defer w.Close()
 
 	const birth = "1990-08-13" // digit 3: open in the demo campaign
-	token := w.idps["pass"].Issue(sim.TokenClaims{Person: "browser-citizen", Birthdate: birth, Phone: "+821023456789", Device: "browser", Nonce: 1})
+	token := w.IdPs["pass"].Issue(sim.TokenClaims{Person: "browser-citizen", Birthdate: birth, Phone: "+821023456789", Device: "browser", Nonce: 1})
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
@@ -48,7 +51,7 @@ func TestBrowserSubmitAndLookUp(t *testing.T) {
 	defer bcancel()
 
 	require.NoError(t, chromedp.Do(bctx,
-		chromedp.Navigate(w.baseURL+"/?lang=en"),
+		chromedp.Navigate(w.BaseURL+"/?lang=en"),
 		chromedp.WaitVisible(chromedp.CSS("#submit")),
 		chromedp.SetValue(chromedp.CSS("#provider"), "pass"),
 		chromedp.SetValue(chromedp.CSS("#identity_token"), token),
@@ -77,7 +80,7 @@ func TestBrowserSubmitAndLookUp(t *testing.T) {
 	}, time.Minute, 500*time.Millisecond, "status stayed %q", status)
 
 	// The same receipt through the JSON API, and a wrong birth date is 404.
-	resp, err := http.Get(w.baseURL + "/v1/intents/" + receipt + "?birthdate=1990-08-14")
+	resp, err := http.Get(w.BaseURL + "/v1/intents/" + receipt + "?birthdate=1990-08-14")
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)

@@ -35,8 +35,12 @@ func cmdCheck(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer closeDB()
+	cfg, _, err := env.Config(false)
+	if err != nil {
+		return err
+	}
 	opts := check.Options{Settled: *settled}
-	if env.Getenv("NATS_URL") != "" {
+	if cfg.NatsURL != "" {
 		nc, closeNATS, err := env.NATS(ctx, false)
 		if err != nil {
 			return err

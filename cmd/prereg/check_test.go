@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,17 +20,7 @@ import (
 	"github.com/prereg/prereg/stream/streamtest"
 )
 
-// asPrereg, set to 1 in the environment, makes this test binary run as
-// prereg itself: the commands that start prereg child processes (bench
-// intake's servers) start os.Executable, which under test is this binary.
-const asPrereg = "PREREG_TEST_BINARY_AS_PREREG"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(asPrereg) == "1" {
-		main()
-	}
-	pgtest.Main(m)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // runCLI runs a prereg command line in process with the given environment
 // and returns its exit code and output.

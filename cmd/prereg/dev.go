@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prereg/prereg/sim"
+	"github.com/prereg/prereg/world"
 )
 
 func init() {
@@ -22,30 +23,37 @@ func cmdDev(ctx context.Context, env *Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	w, err := startWorld(ctx, env, worldOptions{Addr: *addr, Keep: *keep, Clinics: *clinics, Seed: 1, SyncAlways: *syncAlways})
+	cfg, _, err := env.Config(false)
+	if err != nil {
+		return err
+	}
+	w, err := world.Start(ctx, world.Options{
+		Config: cfg, DatabaseURL: cfg.DatabaseURL, NATSURL: cfg.NatsURL, Logger: env.Logger,
+		Addr: *addr, Keep: *keep, Clinics: *clinics, Seed: 1, SyncAlways: *syncAlways,
+	})
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	w.cfg.Log(env.Logger)
-	c := w.campaign
+	w.Config.Log(env.Logger)
+	c := w.Campaign
 	out := env.Stdout
 	fmt.Fprintf(out, "prereg dev is ready.\n\n")
-	fmt.Fprintf(out, "  citizen page     %s/\n", w.baseURL)
-	fmt.Fprintf(out, "  campaign         %s/v1/campaigns/%s\n", w.baseURL, c.ID)
-	fmt.Fprintf(out, "  submit (JSON)    POST %s/v1/intents\n", w.baseURL)
-	fmt.Fprintf(out, "  dedupe report    %s/admin/v1/reports/dedupe?campaign=%s&format=html (auditor token)\n", w.baseURL, c.ID)
-	fmt.Fprintf(out, "  metrics          %s/metrics\n", w.baseURL)
-	fmt.Fprintf(out, "  health           %s/healthz  %s/readyz\n\n", w.baseURL, w.baseURL)
+	fmt.Fprintf(out, "  citizen page     %s/\n", w.BaseURL)
+	fmt.Fprintf(out, "  campaign         %s/v1/campaigns/%s\n", w.BaseURL, c.ID)
+	fmt.Fprintf(out, "  submit (JSON)    POST %s/v1/intents\n", w.BaseURL)
+	fmt.Fprintf(out, "  dedupe report    %s/admin/v1/reports/dedupe?campaign=%s&format=html (auditor token)\n", w.BaseURL, c.ID)
+	fmt.Fprintf(out, "  metrics          %s/metrics\n", w.BaseURL)
+	fmt.Fprintf(out, "  health           %s/healthz  %s/readyz\n\n", w.BaseURL, w.BaseURL)
 	fmt.Fprintf(out, "Admin tokens (Authorization: Bearer TOKEN):\n")
-	for _, t := range w.cfg.AdminTokens.Tokens() {
+	for _, t := range w.Config.AdminTokens.Tokens() {
 		role, token, _ := strings.Cut(t, ":")
 		fmt.Fprintf(out, "  %-9s %s\n", role, token)
 	}
 	fmt.Fprintf(out, "\nCampaign %q: windows open now for birth-date digits %v (until %s).\n", c.ID, sim.DemoOpenDigits, c.Windows[0].Closes.Format(time.RFC3339))
 	fmt.Fprintf(out, "Identity tokens for the simulated providers come from the surge: try\n")
-	fmt.Fprintf(out, "  prereg loadgen --target %s --submissions 2000\n", w.baseURL)
-	fmt.Fprintf(out, "Database %s (%s). Stop with Ctrl-C.\n", w.db.Name, map[bool]string{true: "kept", false: "dropped at exit"}[*keep])
+	fmt.Fprintf(out, "  prereg loadgen --target %s --submissions 2000\n", w.BaseURL)
+	fmt.Fprintf(out, "Database %s (%s). Stop with Ctrl-C.\n", w.DB.Name, map[bool]string{true: "kept", false: "dropped at exit"}[*keep])
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping")
 	return nil

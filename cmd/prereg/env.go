@@ -2,16 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
-	"runtime/pprof"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -131,101 +126,4 @@ func (e *Env) NATS(ctx context.Context, allowEmbedded bool) (*nats.Conn, func(),
 func (e *Env) Config(requireSecrets bool) (config.Config, []string, error) {
 	cfg, err := config.FromEnv(e.Getenv, requireSecrets)
 	return cfg, cfg.Generated, err
-}
-
-// scratchDB is a fresh, migrated database of its own for one run of a
-// command (demo, dev, benchmarks) on the configured server.
-type scratchDB struct {
-	Server *postgres.Server
-	Name   string
-	URL    string
-	Pool   *pgxpool.Pool
-	// Keep leaves the database in place at Close (its URL is printed by
-	// the command).
-	Keep bool
-	log  *slog.Logger
-}
-
-// ScratchDatabase creates database prefix_<random> on the server that
-// DATABASE_URL names (or the local server, or a private cluster), applies
-// the schema and opens a pool. Close drops it (unless Keep) and stops a
-// private cluster.
-func (e *Env) ScratchDatabase(ctx context.Context, prefix string) (*scratchDB, error) {
-	cfg, _, err := e.Config(false)
-	if err != nil {
-		return nil, err
-	}
-	srv, err := postgres.FindServer(ctx, cfg.DatabaseURL, e.Logger)
-	if err != nil {
-		return nil, err
-	}
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	db := &scratchDB{Server: srv, Name: prefix + "_" + hex.EncodeToString(b[:]), log: e.Logger}
-	db.URL = srv.DatabaseURL(db.Name)
-	if err := postgres.CreateDatabase(ctx, srv.URL, db.Name); err != nil {
-		srv.Close()
-		return nil, err
-	}
-	if db.Pool, err = postgres.Open(ctx, db.URL); err == nil {
-		_, err = postgres.Migrate(ctx, db.Pool)
-	}
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
-}
-
-// Close closes the pool, drops the database unless Keep, and stops a
-// private cluster.
-func (db *scratchDB) Close() {
-	if db.Pool != nil {
-		db.Pool.Close()
-	}
-	if !db.Keep {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := postgres.DropDatabase(ctx, db.Server.URL, db.Name); err != nil {
-			db.log.Warn("drop scratch database", slog.Any("err", err))
-		}
-	}
-	if err := db.Server.Close(); err != nil {
-		db.log.Warn("stop private cluster", slog.Any("err", err))
-	}
-}
-
-// startCPUProfile writes a CPU profile to path until the returned stop is
-// called; an empty path profiles nothing.
-func startCPUProfile(path string) (stop func(), err error) {
-	if path == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
-}
-
-// writeHeapProfile writes the live heap (after a collection) to path; an
-// empty path writes nothing.
-func writeHeapProfile(path string) error {
-	if path == "" {
-		return nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("heap profile: %w", err)
-	}
-	runtime.GC()
-	if err := pprof.WriteHeapProfile(f); err != nil {
-		f.Close()
-		return fmt.Errorf("heap profile: %w", err)
-	}
-	return f.Close()
 }

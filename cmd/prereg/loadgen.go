@@ -15,33 +15,11 @@ import (
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/config"
 	"github.com/prereg/prereg/sim"
+	"github.com/prereg/prereg/world"
 )
 
 func init() {
 	register(command{name: "loadgen", summary: "send the synthetic surge to a running intake, or --dump it as JSON lines for vegeta/wrk", run: cmdLoadgen})
-}
-
-// loadgenReport is the --format json output of `prereg loadgen`.
-type loadgenReport struct {
-	Target      string         `json:"target"`
-	Campaign    string         `json:"campaign"`
-	Seed        int64          `json:"seed"`
-	Submitted   int            `json:"submitted"`
-	Sent        int            `json:"sent"`
-	Attempts    int            `json:"attempts"`
-	Errors      int            `json:"errors"`
-	Statuses    map[string]int `json:"statuses"`
-	Expected    map[string]int `json:"expected_statuses"`
-	Accepted    int            `json:"accepted"`
-	Mismatches  int            `json:"status_mismatches"`
-	Seconds     float64        `json:"seconds"`
-	PerSecond   float64        `json:"per_s"`
-	P50Ms       float64        `json:"p50_ms"`
-	P99Ms       float64        `json:"p99_ms"`
-	Mix         map[string]int `json:"mix"`
-	Mode        string         `json:"mode"`
-	Connections int            `json:"connections,omitempty"`
-	Rate        float64        `json:"rate,omitempty"`
 }
 
 func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
@@ -107,7 +85,7 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	rep := loadgenSummary(surge, res, *target, *seed, cfg)
+	rep := world.SummarizeLoad(surge, res, *target, *seed, cfg)
 	if *format == "json" {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
@@ -185,41 +163,7 @@ func writeDumpFile(env *Env, path string, surge *sim.Surge, target string) error
 	return nil
 }
 
-func loadgenSummary(surge *sim.Surge, res *sim.LoadResult, target string, seed int64, cfg sim.LoadConfig) loadgenReport {
-	truth := surge.Truth()
-	exp := truth.Expected()
-	sc := truth.Score(res.Answers, nil)
-	rep := loadgenReport{
-		Target: target, Campaign: surge.Campaign.ID, Seed: seed,
-		Submitted: len(surge.Submissions), Sent: res.Sent, Attempts: res.Attempts, Errors: res.Errors,
-		Statuses: map[string]int{}, Expected: map[string]int{}, Accepted: sc.Accepted,
-		Seconds: res.Elapsed.Seconds(), PerSecond: res.PerSecond(),
-		P50Ms: float64(res.P50) / float64(time.Millisecond), P99Ms: float64(res.P99) / float64(time.Millisecond),
-		Mix: map[string]int{}, Mode: "closed", Connections: cfg.Connections, Rate: cfg.Rate,
-	}
-	if cfg.Rate > 0 {
-		rep.Mode, rep.Connections = "open", 0
-	} else if rep.Connections == 0 {
-		rep.Connections = 64
-	}
-	for st, n := range res.ByStatus {
-		rep.Statuses[fmt.Sprint(st)] = n
-	}
-	for st, n := range exp.Status {
-		rep.Expected[fmt.Sprint(st)] = n
-	}
-	for class, n := range surge.Counts() {
-		rep.Mix[string(class)] = n
-	}
-	for i, a := range res.Answers {
-		if a.Status != surge.Submissions[i].Want.Status {
-			rep.Mismatches++
-		}
-	}
-	return rep
-}
-
-func printLoadgen(w io.Writer, r loadgenReport) {
+func printLoadgen(w io.Writer, r world.LoadReport) {
 	fmt.Fprintf(w, "  sent %d of %d in %.1fs (%.0f/s), %d requests with retries, %d transport errors\n",
 		r.Sent, r.Submitted, r.Seconds, r.PerSecond, r.Attempts, r.Errors)
 	fmt.Fprintf(w, "  latency p50 %.1f ms, p99 %.1f ms\n", r.P50Ms, r.P99Ms)

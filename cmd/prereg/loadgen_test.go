@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg/sim"
+	"github.com/prereg/prereg/world"
 )
 
 func TestLoadgenDump(t *testing.T) {
@@ -50,7 +51,7 @@ func TestLoadgenSend(t *testing.T) {
 	t.Cleanup(srv.Close)
 	code, out := runCLI(t, nil, "loadgen", "--target", srv.URL, "--submissions", "200", "--connections", "4", "--format", "json")
 	require.Equal(t, exitOK, code, out)
-	var rep loadgenReport
+	var rep world.LoadReport
 	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
 	require.Equal(t, 200, rep.Submitted)
 	require.Equal(t, 200, rep.Sent)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	mrand "math/rand/v2"
 	"sort"
@@ -26,15 +26,11 @@ import (
 	"github.com/prereg/prereg/dedupe"
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/stream"
+	"github.com/prereg/prereg/world"
 )
 
-func init() {
-	register(command{name: "bench dedupe", summary: "dedupe's decisions per second against a PostgreSQL COPY; Bloom filter size, FPR, rebuild", run: cmdBenchDedupe})
-}
-
-// dedupeBench is the result of `prereg bench dedupe`, with the JSON keys of
-// docs/BENCHMARKS.md, "Dedupe".
-type dedupeBench struct {
+// DedupeResult is the result of `prereg bench dedupe`.
+type DedupeResult struct {
 	Submissions      int     `json:"submissions"`
 	People           int     `json:"people"`
 	Shards           int     `json:"shards"`
@@ -51,45 +47,47 @@ type dedupeBench struct {
 	RebuildRows      int     `json:"rebuild_rows"`
 }
 
-func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "bench dedupe", "[--submissions N] [--format text|json]")
-	subs := fs.Int("submissions", 1_000_000, "verified submissions to decide (about two minutes on 2 cores; 200000 for a quick look)")
-	shards := fs.Int("shards", 16, "identity shards")
-	batch := fs.Int("batch", 1000, "dedupe batch size")
-	workers := fs.Int("workers", 4, "dedupe workers, each owning a disjoint set of shards")
-	rebuildRows := fs.Int("rebuild-rows", 2_000_000, "registrations for the Bloom rebuild measurement")
-	bloomN := fs.Int("bloom-people", 0, "people the Bloom filters are sized for (default: the bench's people)")
-	fpr := fs.Float64("bloom-fpr", campaign.DefaultBloomFPRate, "Bloom filters' target false-positive rate")
-	seed := fs.Uint64("seed", 1, "seed of the synthetic mix")
-	format := fs.String("format", "text", "text or json")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the deciding phase to this file")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("--format %q: want text or json", *format)
-	}
-	if *subs < 1000 || *shards < 1 || *batch < 1 || *workers < 1 || *workers > *shards || *rebuildRows < 1 || *fpr <= 0 || *fpr >= 1 {
-		return usagef("want --submissions >= 1000 and positive --shards, --batch, --rebuild-rows, 0 < --bloom-fpr < 1")
-	}
+// DedupeOptions configure Dedupe.
+type DedupeOptions struct {
+	Submissions int     // verified submissions to decide
+	Shards      int     // identity shards
+	Batch       int     // dedupe batch size
+	Workers     int     // dedupe workers, each owning a disjoint set of shards
+	RebuildRows int     // registrations for the Bloom rebuild measurement
+	BloomPeople int     // people the Bloom filters are sized for (0: the bench's people)
+	BloomFPR    float64 // the Bloom filters' target false-positive rate
+	Seed        uint64  // seed of the synthetic mix
+	CPUProfile  string  // write a CPU profile of the deciding phase to this file
+}
 
-	db, err := env.ScratchDatabase(ctx, "prereg_bench_dedupe")
+// FullDedupeSize is the full size of the dedupe bench.
+const FullDedupeSize = 1_000_000
+
+// Dedupe publishes a synthetic verified stream, times the dedupe role,
+// built by app as `prereg serve --roles dedupe` builds it, deciding it all,
+// then a PostgreSQL COPY of as many decision rows (the storage ceiling),
+// the Bloom filters' false-positive rate at their design capacity, and
+// their rebuild from PostgreSQL.
+func Dedupe(ctx context.Context, s Setup, o DedupeOptions) (*DedupeResult, error) {
+	subs, shards, batch, workers, rebuildRows, bloomN, fpr, seed := &o.Submissions, &o.Shards, &o.Batch, &o.Workers, &o.RebuildRows, &o.BloomPeople, &o.BloomFPR, &o.Seed
+	db, err := world.OpenScratch(ctx, s.DatabaseURL, "prereg_bench_dedupe", s.logger())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer db.Close()
 	pool := db.Pool
-	nc, closeNATS, err := env.NATS(ctx, true)
+	nc, closeNATS, err := s.NATS(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer closeNATS()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
 	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
+		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := stream.Declare(ctx, js, stream.Config{DuplicateWindow: 10 * time.Minute, VerifiedDuplicateWindow: 10 * time.Minute}); err != nil {
-		return err
+	streamCfg := stream.Config{DuplicateWindow: 10 * time.Minute, VerifiedDuplicateWindow: 10 * time.Minute}
+	if err := stream.Declare(ctx, js, streamCfg); err != nil {
+		return nil, err
 	}
 
 	mix := newBenchMix(*seed, *subs)
@@ -100,63 +98,56 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	camps := &postgres.CampaignStore{Pool: pool}
 	c, err := benchCampaign(ctx, camps, "bench-dedupe", *shards, people, *fpr)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	res := dedupeBench{Submissions: *subs, People: mix.people, Shards: *shards, Workers: *workers, BatchSize: *batch, BloomFPRTarget: *fpr, RebuildRows: *rebuildRows}
-	progress := func(msg string, a ...any) {
-		if *format == "text" {
-			fmt.Fprintf(env.Stderr, msg+"\n", a...)
-		}
-	}
+	res := &DedupeResult{Submissions: *subs, People: mix.people, Shards: *shards, Workers: *workers, BatchSize: *batch, BloomFPRTarget: *fpr, RebuildRows: *rebuildRows}
+	progress := s.progress
 
 	// 1. The verified stream, published before the clock starts.
 	progress("publishing %d verified outcomes (%d people)…", *subs, mix.people)
 	if err := mix.publish(ctx, js, c); err != nil {
-		return err
+		return nil, err
 	}
 
 	// 2. Dedupe decides them all, in a process set up as `prereg serve
 	// --roles dedupe` sets itself up.
 	progress("deciding…")
-	cfg, _, err := env.Config(false)
+	app.TuneGC([]app.Role{app.RoleDedupe}, s.GC)
+	all := make([]int, *shards)
+	for i := range all {
+		all[i] = i
+	}
+	cfg, err := benchConfig()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	app.TuneGC([]app.Role{app.RoleDedupe}, cfg.GC)
-	var ws []*dedupe.Worker
-	stopAll := func() {
-		for _, w := range ws {
-			w.Stop()
-		}
+	sys, err := app.New(app.Options{
+		Roles: []app.Role{app.RoleDedupe}, Logger: s.logger(), Pool: pool, NC: nc, Config: cfg, Stream: streamCfg,
+		Dedupe: app.DedupeOptions{Shards: all, Workers: *workers, BatchSize: *batch},
+	})
+	if err != nil {
+		return nil, err
 	}
+	if err := sys.Start(ctx); err != nil {
+		return nil, err
+	}
+	// The shard sets app gives the workers, for their consumers' names.
 	sets := make([][]int, *workers)
-	for s := range *shards {
-		sets[s%*workers] = append(sets[s%*workers], s)
+	for _, sh := range all {
+		sets[sh%*workers] = append(sets[sh%*workers], sh)
 	}
-	for _, set := range sets {
-		w, err := dedupe.New(dedupe.Config{Store: &postgres.DedupeStore{Pool: pool}, JetStream: js, Campaigns: camps, Shards: set, BatchSize: *batch, Logger: env.Logger})
-		if err != nil {
-			stopAll()
-			return err
-		}
-		if err := w.Start(ctx); err != nil {
-			stopAll()
-			return err
-		}
-		ws = append(ws, w)
-	}
-	stopProfile, err := startCPUProfile(*cpuProfile)
+	stopProfile, err := StartCPUProfile(o.CPUProfile)
 	if err != nil {
-		stopAll()
-		return err
+		sys.Stop()
+		return nil, err
 	}
 	start := time.Now()
 	err = waitDecisions(ctx, js, pool, c.ID, *subs, sets, 30*time.Minute)
 	elapsed := time.Since(start)
 	stopProfile()
-	stopAll()
+	sys.Stop()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	res.DecisionsPerS = float64(*subs) / elapsed.Seconds()
 
@@ -165,7 +156,7 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	progress("COPY reference…")
 	copyRate, err := benchCopy(ctx, pool, c.ID, *subs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	res.CopyRowsPerS = copyRate
 	res.DecisionsVsCopy = res.DecisionsPerS / res.CopyRowsPerS
@@ -176,26 +167,25 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	// 5. Rebuild from PostgreSQL for 2 million registrations.
 	progress("rebuild from %d registrations…", *rebuildRows)
 	if res.RebuildSeconds2M, err = benchRebuild(ctx, pool, camps, *rebuildRows, *shards, *fpr); err != nil {
-		return err
+		return nil, err
 	}
 
-	if *format == "json" {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
-	}
+	return res, nil
+}
+
+// PrintDedupe writes a dedupe result for people.
+func PrintDedupe(w io.Writer, res *DedupeResult) {
 	note := ""
-	if *subs < 1_000_000 {
-		note = " (below the full size of 1000000)"
+	if res.Submissions < FullDedupeSize {
+		note = fmt.Sprintf(" (below the full size of %d)", FullDedupeSize)
 	}
-	fmt.Fprintf(env.Stdout, "dedupe bench: %d verified submissions, %d people, %d shards, %d workers, batch %d%s\n\n", *subs, mix.people, *shards, *workers, *batch, note)
-	fmt.Fprintf(env.Stdout, "  %-22s %12.0f /s\n", "decisions", res.DecisionsPerS)
-	fmt.Fprintf(env.Stdout, "  %-22s %12.0f /s\n", "COPY rows (ceiling)", res.CopyRowsPerS)
-	fmt.Fprintf(env.Stdout, "  %-22s %12.3f     (target >= 0.3)\n", "decisions / COPY", res.DecisionsVsCopy)
-	fmt.Fprintf(env.Stdout, "  %-22s %12.5f     (target %.5f, limit %.5f)\n", "bloom FPR measured", res.BloomFPRMeasured, res.BloomFPRTarget, 1.2*res.BloomFPRTarget)
-	fmt.Fprintf(env.Stdout, "  %-22s %12d B   (floor n·log2(1/p): %d B, ratio %.2f)\n", "bloom size", res.BloomBytes, res.BloomFloorBytes, float64(res.BloomBytes)/float64(res.BloomFloorBytes))
-	fmt.Fprintf(env.Stdout, "  %-22s %12.2f s   (%d registrations, target <= 3)\n", "bloom rebuild", res.RebuildSeconds2M, *rebuildRows)
-	return nil
+	fmt.Fprintf(w, "dedupe bench: %d verified submissions, %d people, %d shards, %d workers, batch %d%s\n\n", res.Submissions, res.People, res.Shards, res.Workers, res.BatchSize, note)
+	fmt.Fprintf(w, "  %-22s %12.0f /s\n", "decisions", res.DecisionsPerS)
+	fmt.Fprintf(w, "  %-22s %12.0f /s\n", "COPY rows (ceiling)", res.CopyRowsPerS)
+	fmt.Fprintf(w, "  %-22s %12.3f     (target >= 0.3)\n", "decisions / COPY", res.DecisionsVsCopy)
+	fmt.Fprintf(w, "  %-22s %12.5f     (target %.5f, limit %.5f)\n", "bloom FPR measured", res.BloomFPRMeasured, res.BloomFPRTarget, 1.2*res.BloomFPRTarget)
+	fmt.Fprintf(w, "  %-22s %12d B   (floor n·log2(1/p): %d B, ratio %.2f)\n", "bloom size", res.BloomBytes, res.BloomFloorBytes, float64(res.BloomBytes)/float64(res.BloomFloorBytes))
+	fmt.Fprintf(w, "  %-22s %12.2f s   (%d registrations, target <= 3)\n", "bloom rebuild", res.RebuildSeconds2M, res.RebuildRows)
 }
 
 func randomBytes(n int) []byte {

@@ -1,36 +1,38 @@
-package main
+package world_test
 
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/prereg/prereg/config"
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/postgres/pgtest"
 	"github.com/prereg/prereg/scheduler"
+	"github.com/prereg/prereg/world"
 )
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // A lottery seed committed before the window closes is published on the
 // campaign endpoint (its hash only), so that nobody can try seeds later.
 func TestCampaignEndpointPublishesLotteryCommitment(t *testing.T) {
 	t.Parallel()
 	srv := pgtest.Server(t)
-	env := &Env{Stdout: io.Discard, Stderr: io.Discard, Logger: slog.New(slog.DiscardHandler),
-		Getenv: func(k string) string { return map[string]string{"DATABASE_URL": srv.URL}[k] }}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	w, err := startWorld(ctx, env, worldOptions{Clinics: 20, Seed: 3})
+	cfg, err := config.FromEnv(func(string) string { return "" }, false)
+	require.NoError(t, err)
+	w, err := world.Start(ctx, world.Options{Config: cfg, DatabaseURL: srv.URL, Clinics: 20, Seed: 3})
 	require.NoError(t, err)
 	defer w.Close()
 
-	window := w.campaign.Windows[0].ID
-	cm, err := scheduler.New(&postgres.AllocationStore{Pool: w.pool}, scheduler.Config{}).CommitSeed(ctx, w.campaign.ID, window)
+	window := w.Campaign.Windows[0].ID
+	cm, err := scheduler.New(&postgres.AllocationStore{Pool: w.Pool}, scheduler.Config{}).CommitSeed(ctx, w.Campaign.ID, window)
 	require.NoError(t, err)
 
 	type view struct {
@@ -43,7 +45,7 @@ func TestCampaignEndpointPublishesLotteryCommitment(t *testing.T) {
 		} `json:"windows"`
 	}
 	require.Eventually(t, func() bool {
-		resp, err := http.Get(w.baseURL + "/v1/campaigns/" + w.campaign.ID)
+		resp, err := http.Get(w.BaseURL + "/v1/campaigns/" + w.Campaign.ID)
 		if err != nil {
 			return false
 		}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -14,19 +14,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prereg/prereg/notify"
+	"github.com/prereg/prereg/app"
+	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/notify/notifytest"
-	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/sim"
+	"github.com/prereg/prereg/world"
 )
 
-func init() {
-	register(command{name: "bench notify", summary: "notify's messages per second from the outbox against the simulated gateway's bare ceiling", run: cmdBenchNotify})
-}
-
-// notifyBench is the result of `prereg bench notify`, with the JSON keys
-// of docs/BENCHMARKS.md, "Notify".
-type notifyBench struct {
+// NotifyResult is the result of `prereg bench notify`.
+type NotifyResult struct {
 	Messages           int     `json:"messages"`
 	Concurrency        int     `json:"concurrency"`
 	BatchSize          int     `json:"batch_size"`
@@ -39,44 +35,37 @@ type notifyBench struct {
 	CPUs               int     `json:"cpus"`
 }
 
-func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "bench notify", "[--messages N] [--concurrency C] [--format text|json]")
-	n := fs.Int("messages", 100_000, "outbox rows to drain")
-	conc := fs.Int("concurrency", 64, "sends in flight, for notify and for the ceiling loop alike")
-	batch := fs.Int("batch", 512, "rows each claim loop claims at once")
-	loops := fs.Int("loops", 4, "notify's claim loops (they share --concurrency)")
-	format := fs.String("format", "text", "text or json")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the notify run to this file")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("--format %q: want text or json", *format)
-	}
-	if *n < 100 || *conc < 1 || *batch < 1 || *loops < 1 {
-		return usagef("want --messages >= 100 and positive --concurrency, --batch, --loops")
-	}
-	progress := func(msg string, a ...any) {
-		if *format == "text" {
-			fmt.Fprintf(env.Stderr, msg+"\n", a...)
-		}
-	}
+// NotifyOptions configure Notify.
+type NotifyOptions struct {
+	Messages    int    // outbox rows to drain
+	Concurrency int    // sends in flight, for notify and the ceiling loop alike
+	Batch       int    // rows each claim loop claims at once
+	Loops       int    // notify's claim loops (they share Concurrency)
+	CPUProfile  string // write a CPU profile of the notify run to this file
+}
 
-	db, err := env.ScratchDatabase(ctx, "prereg_bench_notify")
+// Notify seeds an outbox in a scratch database and times the notify role,
+// built by app as `prereg serve --roles notify` builds it, draining it to
+// the simulated gateway; the ceiling is a bare loop posting as many
+// messages straight to a fresh gateway.
+func Notify(ctx context.Context, s Setup, o NotifyOptions) (*NotifyResult, error) {
+	n, conc, batch, loops := &o.Messages, &o.Concurrency, &o.Batch, &o.Loops
+	progress := s.progress
+	db, err := world.OpenScratch(ctx, s.DatabaseURL, "prereg_bench_notify", s.logger())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer db.Close()
 	pool := db.Pool
-	sealer, _, err := notifytest.NewSealer()
+	sealer, encKeys, err := notifytest.NewSealer()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	progress("seeding %d appointments and their outbox rows ...", *n)
 	if _, err := notifytest.Seed(ctx, pool, notifytest.Config{Campaign: "bench-notify", N: *n, Sealer: sealer}); err != nil {
-		return err
+		return nil, err
 	}
-	res := notifyBench{Messages: *n, Concurrency: *conc, BatchSize: *batch, Loops: *loops, CPUs: runtime.NumCPU()}
+	res := &NotifyResult{Messages: *n, Concurrency: *conc, BatchSize: *batch, Loops: *loops, CPUs: runtime.NumCPU()}
 
 	// 1. The ceiling: a bare loop posting as many messages straight to a
 	// fresh gateway, with the same concurrency; half before the notify
@@ -85,7 +74,7 @@ func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 	progress("gateway ceiling: %d direct posts, %d in flight ...", *n/2, *conc)
 	ceilBefore, err := benchGatewayCeiling(ctx, *n/2, *conc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	// 2. notify draining the outbox to a gateway whose own limit is off
@@ -93,76 +82,87 @@ func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 	progress("notify: draining %d outbox rows ...", *n)
 	gw := sim.NewGateway(sim.GatewayConfig{})
 	defer gw.Close()
-	url, stop, err := serveLoopback(gw.Handler())
+	url, stop, err := world.ServeLoopback(gw.Handler())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stop()
-	client, err := notify.NewGateway(notify.GatewayConfig{URL: url, TripAfter: 1000})
+	cfg, err := benchConfig()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	store := &postgres.OutboxStore{Pool: pool}
-	w, err := notify.NewWorker(store, client, sealer, &postgres.CampaignStore{Pool: pool}, notify.Config{
-		Rate: math.Inf(1), Concurrency: *conc, BatchSize: *batch, Loops: *loops, PollInterval: 10 * time.Millisecond,
-		Logger: env.Logger,
+	// The outbox's phones are sealed with notifytest's key.
+	if cfg.EncKeys, err = keys.ParseKeys(encKeys, 32); err != nil {
+		return nil, err
+	}
+	nc, closeNATS, err := s.NATS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer closeNATS()
+	sys, err := app.New(app.Options{
+		Roles: []app.Role{app.RoleNotify}, Logger: s.logger(), Pool: pool, NC: nc, Config: cfg,
+		Notify: app.NotifyOptions{
+			GatewayURL: url, TripAfter: 1000, Rate: math.Inf(1),
+			Concurrency: *conc, BatchSize: *batch, Loops: *loops, PollInterval: 10 * time.Millisecond,
+		},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	stopProfile, err := startCPUProfile(*cpuProfile)
+	stopProfile, err := StartCPUProfile(o.CPUProfile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stopProfile()
 	start := time.Now()
-	if err := w.Start(ctx); err != nil {
-		return err
+	if err := sys.Start(ctx); err != nil {
+		return nil, err
 	}
 	for {
-		pending, err := store.Pending(ctx)
+		pending, err := sys.NotifyPending(ctx)
 		if err != nil {
-			w.Stop()
-			return err
+			sys.Stop()
+			return nil, err
 		}
 		if pending == 0 {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			w.Stop()
-			return ctx.Err()
+			sys.Stop()
+			return nil, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	elapsed := time.Since(start)
-	w.Stop()
+	sys.Stop()
 	res.NotifyPerS = float64(*n) / elapsed.Seconds()
 	st := gw.Stats()
 	res.HandsetDeliveries, res.HandsetDuplicates = st.HandsetDeliveries, st.HandsetDuplicates
 	if res.HandsetDeliveries != *n || res.HandsetDuplicates != 0 {
-		return fmt.Errorf("bench notify: %d messages reached the handsets with %d duplicates, want %d and 0", res.HandsetDeliveries, res.HandsetDuplicates, *n)
+		return nil, fmt.Errorf("bench notify: %d messages reached the handsets with %d duplicates, want %d and 0", res.HandsetDeliveries, res.HandsetDuplicates, *n)
 	}
 
 	progress("gateway ceiling: %d more direct posts ...", *n-*n/2)
 	ceilAfter, err := benchGatewayCeiling(ctx, *n-*n/2, *conc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	res.GatewayCeilingPerS = float64(*n) / (ceilBefore + ceilAfter).Seconds()
 	res.RatioCeiling = res.NotifyPerS / res.GatewayCeilingPerS
 
-	if *format == "json" {
-		return json.NewEncoder(env.Stdout).Encode(res)
-	}
-	out := env.Stdout
+	return res, nil
+}
+
+// PrintNotify writes a notify result for people.
+func PrintNotify(out io.Writer, res *NotifyResult) {
 	fmt.Fprintf(out, "bench notify: %d messages, %d in flight, batches of %d, %d claim loops, %d CPUs (delivery reports off in both runs)\n",
 		res.Messages, res.Concurrency, res.BatchSize, res.Loops, res.CPUs)
 	fmt.Fprintf(out, "  %-34s %10.0f msg/s\n", "notify (outbox → gateway)", res.NotifyPerS)
 	fmt.Fprintf(out, "  %-34s %10.0f msg/s  (half before, half after the notify run)\n", "gateway ceiling (bare post loop)", res.GatewayCeilingPerS)
 	fmt.Fprintf(out, "  %-34s %10.2f   (target >= 0.5)\n", "ratio_ceiling", res.RatioCeiling)
 	fmt.Fprintf(out, "  every message reached its handset once: %d delivered, %d duplicates\n", res.HandsetDeliveries, res.HandsetDuplicates)
-	return nil
 }
 
 // benchGatewayCeiling posts n messages straight to a fresh simulated
@@ -170,7 +170,7 @@ func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 func benchGatewayCeiling(ctx context.Context, n, conc int) (time.Duration, error) {
 	gw := sim.NewGateway(sim.GatewayConfig{})
 	defer gw.Close()
-	url, stop, err := serveLoopback(gw.Handler())
+	url, stop, err := world.ServeLoopback(gw.Handler())
 	if err != nil {
 		return 0, err
 	}

@@ -1,14 +1,16 @@
-package main
+package world_test
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
-	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/prereg/prereg/config"
 	"github.com/prereg/prereg/postgres/pgtest"
+	"github.com/prereg/prereg/world"
 )
 
 // The demo on a small surge at several seeds: every invariant holds and
@@ -22,18 +24,15 @@ func TestDemoSmallSurgeMatchesTruth(t *testing.T) {
 		sync bool
 	}{{1, false}, {2, false}, {3, false}, {4, true}} {
 		t.Run(fmt.Sprintf("seed %d sync-always %v", run.seed, run.sync), func(t *testing.T) {
-			args := []string{"demo", "--submissions", "3000", "--seed", fmt.Sprint(run.seed), "--format", "json", "--connections", "16"}
-			if run.sync {
-				args = append(args, "--sync-always")
-			}
-			code, out := runCLI(t, map[string]string{"DATABASE_URL": srv.URL}, args...)
-			jsonStart := strings.Index(out, "{")
-			require.GreaterOrEqual(t, jsonStart, 0, out)
-			var sum demoSummary
-			require.NoError(t, json.Unmarshal([]byte(out[jsonStart:strings.LastIndex(out, "}")+1]), &sum), out)
-			require.Equal(t, exitOK, code, "violations: %v", sum.Violations)
-			require.True(t, sum.InvariantOK)
-			require.Empty(t, sum.Violations)
+			cfg, err := config.FromEnv(func(string) string { return "" }, false)
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			sum, err := world.Demo(ctx, world.DemoOptions{
+				Config: cfg, DatabaseURL: srv.URL, Submissions: 3000, Seed: run.seed, Connections: 16, SyncAlways: run.sync,
+			})
+			require.NoError(t, err)
+			require.True(t, sum.InvariantOK, "violations: %v; truth examples: %v", sum.Violations, sum.TruthExamples)
 			require.Equal(t, 3000, sum.Submitted)
 			require.Equal(t, 1.0, sum.DedupePrecision)
 			require.Equal(t, 1.0, sum.DedupeRecall)

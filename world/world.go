@@ -1,8 +1,16 @@
-package main
+// Package world runs prereg on one machine with its simulated
+// surroundings: a database of its own, JetStream (embedded unless a NATS
+// URL is given), the simulated identity providers and SMS gateway each on
+// a loopback listener, the demo campaign loaded, and every role in process
+// through app. `prereg demo` drives a surge through it (Demo); `prereg dev`
+// leaves it running for a browser.
+//
+// It is the development and demonstration side of prereg: it imports sim,
+// which production code never does.
+package world
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -25,33 +33,39 @@ import (
 	"github.com/prereg/prereg/stream"
 )
 
-// world is prereg running on one machine with its simulated surroundings:
-// a database of its own, JetStream (embedded unless NATS_URL is set), the
-// simulated identity providers and SMS gateway each on a loopback
-// listener, the demo campaign loaded, and every role in process. `prereg
-// demo` drives a surge through it; `prereg dev` leaves it running.
-type world struct {
-	log      *slog.Logger
-	cfg      config.Config
-	db       *scratchDB
-	pool     *pgxpool.Pool
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	embedded *stream.Embedded
-	natsDir  string
+// World is prereg running with its simulated surroundings.
+type World struct {
+	Config   config.Config
+	DB       *ScratchDB
+	Pool     *pgxpool.Pool
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Embedded *stream.Embedded // nil with Options.NATSURL
 
-	idps     map[string]*sim.IdP
-	gateway  *sim.Gateway
-	campaign *campaign.Campaign
+	IdPs     map[string]*sim.IdP
+	Gateway  *sim.Gateway
+	Campaign *campaign.Campaign
 
-	sys     *app.System
-	baseURL string // the intake and admin HTTP server
+	System  *app.System
+	BaseURL string // the intake and admin HTTP server
 
+	log     *slog.Logger
+	natsDir string
 	closers []func()
 }
 
-// worldOptions configure startWorld.
-type worldOptions struct {
+// Options configure Start.
+type Options struct {
+	// Config carries the keys and admin tokens (config.FromEnv without
+	// required secrets generates them).
+	Config config.Config
+	// DatabaseURL names the PostgreSQL server the world's scratch database
+	// is created on (empty: the local server, else a private cluster).
+	DatabaseURL string
+	// NATSURL is a JetStream server to use; empty: an embedded one.
+	NATSURL string
+	Logger  *slog.Logger
+
 	Addr     string // HTTP listen address of the system; 127.0.0.1:0 when empty
 	Keep     bool   // keep the database (and print its URL) instead of dropping it
 	Clinics  int    // clinics in the inventory
@@ -59,38 +73,38 @@ type worldOptions struct {
 	Seed     int64
 	Now      time.Time
 	// SyncAlways: the embedded JetStream fsyncs every write before its ack
-	// (sync_interval: always) and intake uses group commit; with NATS_URL,
+	// (sync_interval: always) and intake uses group commit; with NATSURL,
 	// group commit only (the server's sync_interval is its own setting).
 	SyncAlways bool
 }
 
-// providerNames are the demo's identity providers (Korea's main two).
-var providerNames = []string{"pass", "kakao"}
+// ProviderNames are the demo's identity providers (Korea's main two).
+var ProviderNames = []string{"pass", "kakao"}
 
-func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err error) {
-	w = &world{log: env.Logger, idps: map[string]*sim.IdP{}}
+// Start builds and starts a world; Close stops it.
+func Start(ctx context.Context, o Options) (w *World, err error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w = &World{log: log, Config: o.Config, IdPs: map[string]*sim.IdP{}}
 	defer func() {
 		if err != nil {
 			w.Close()
 		}
 	}()
-	cfg, _, err := env.Config(false)
-	if err != nil {
-		return nil, err
-	}
-	w.cfg = cfg
 
 	// A fresh database of its own on the configured server.
-	if w.db, err = env.ScratchDatabase(ctx, "prereg_demo"); err != nil {
+	if w.DB, err = OpenScratch(ctx, o.DatabaseURL, "prereg_demo", log); err != nil {
 		return nil, err
 	}
-	w.db.Keep = o.Keep
-	w.closers = append(w.closers, w.db.Close)
-	w.pool = w.db.Pool
+	w.DB.Keep = o.Keep
+	w.closers = append(w.closers, w.DB.Close)
+	w.Pool = w.DB.Pool
 
-	// JetStream: NATS_URL, else embedded in a temporary folder.
-	if url := cfg.NatsURL; url != "" {
-		if w.nc, err = stream.Connect(ctx, url, env.Logger); err != nil {
+	// JetStream: the given server, else embedded in a temporary folder.
+	if o.NATSURL != "" {
+		if w.NC, err = stream.Connect(ctx, o.NATSURL, log); err != nil {
 			return nil, err
 		}
 	} else {
@@ -98,16 +112,16 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 			return nil, fmt.Errorf("embedded nats: %w", err)
 		}
 		w.closers = append(w.closers, func() { os.RemoveAll(w.natsDir) })
-		if w.embedded, err = stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: w.natsDir, Port: -1, SyncAlways: o.SyncAlways}); err != nil {
+		if w.Embedded, err = stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: w.natsDir, Port: -1, SyncAlways: o.SyncAlways}); err != nil {
 			return nil, err
 		}
-		w.closers = append(w.closers, w.embedded.Shutdown)
-		if w.nc, err = w.embedded.Connect(); err != nil {
+		w.closers = append(w.closers, w.Embedded.Shutdown)
+		if w.NC, err = w.Embedded.Connect(); err != nil {
 			return nil, err
 		}
 	}
-	w.closers = append(w.closers, w.nc.Close)
-	if w.js, err = jetstream.New(w.nc); err != nil {
+	w.closers = append(w.closers, w.NC.Close)
+	if w.JS, err = jetstream.New(w.NC); err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 
@@ -121,32 +135,32 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	w.baseURL = "http://" + ln.Addr().String()
+	w.BaseURL = "http://" + ln.Addr().String()
 
 	// Simulated identity providers and SMS gateway on loopback.
 	providerURLs := map[string]string{}
-	for _, name := range providerNames {
+	for _, name := range ProviderNames {
 		idp := sim.NewIdP(name, sim.DemoTokenSecret(name), sim.DemoCISecret)
-		u, stop, err := serveLoopback(idp.Handler())
+		u, stop, err := ServeLoopback(idp.Handler())
 		if err != nil {
 			ln.Close()
 			return nil, err
 		}
 		w.closers = append(w.closers, stop)
-		w.idps[name], providerURLs[name] = idp, u
+		w.IdPs[name], providerURLs[name] = idp, u
 	}
 	webhookSecret := []byte(keys.Random(32))
-	w.gateway = sim.NewGateway(sim.GatewayConfig{
-		ReportURL:    w.baseURL + "/v1/sms/reports",
+	w.Gateway = sim.NewGateway(sim.GatewayConfig{
+		ReportURL:    w.BaseURL + "/v1/sms/reports",
 		ReportSecret: webhookSecret,
 		ReportDelay:  50 * time.Millisecond,
 		// Reports are posted one by one; enough senders that they keep up
 		// with notify (a real gateway batches or fans them out too).
 		ReportWorkers: 32,
-		Logger:        env.Logger.With("sim", "sms"),
+		Logger:        log.With("sim", "sms"),
 	})
-	w.closers = append(w.closers, w.gateway.Close)
-	gwURL, stopGW, err := serveLoopback(w.gateway.Handler())
+	w.closers = append(w.closers, w.Gateway.Close)
+	gwURL, stopGW, err := ServeLoopback(w.Gateway.Handler())
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -159,22 +173,22 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 		now = time.Now()
 	}
 	clinics := sim.Inventory(sim.InventoryConfig{Seed: uint64(o.Seed), Clinics: o.Clinics, CapacityScale: o.Capacity})
-	if w.campaign, err = sim.DemoCampaign(now, providerURLs, clinics); err != nil {
+	if w.Campaign, err = sim.DemoCampaign(now, providerURLs, clinics); err != nil {
 		ln.Close()
 		return nil, err
 	}
-	if _, err := (&postgres.CampaignStore{Pool: w.pool}).Load(ctx, w.campaign); err != nil {
+	if _, err := (&postgres.CampaignStore{Pool: w.Pool}).Load(ctx, w.Campaign); err != nil {
 		ln.Close()
 		return nil, err
 	}
 
 	// Every role in process.
-	w.sys, err = app.New(app.Options{
+	w.System, err = app.New(app.Options{
 		Roles:  app.AllRoles,
-		Logger: env.Logger,
-		Pool:   w.pool,
-		NC:     w.nc,
-		Config: cfg,
+		Logger: log,
+		Pool:   w.Pool,
+		NC:     w.NC,
+		Config: o.Config,
 		// The load generator stands in for the citizens' network: it sends
 		// each household's address in X-Forwarded-For from loopback, so
 		// loopback is the trusted proxy and the per-address and per-device
@@ -191,12 +205,12 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 		ln.Close()
 		return nil, err
 	}
-	if err := w.sys.Start(ctx); err != nil {
+	if err := w.System.Start(ctx); err != nil {
 		ln.Close()
 		return nil, err
 	}
-	w.closers = append(w.closers, w.sys.Stop)
-	srv := w.sys.NewServer(env.Logger)
+	w.closers = append(w.closers, w.System.Stop)
+	srv := w.System.NewServer(log)
 	go func() { _ = srv.Serve(ln) }()
 	w.closers = append(w.closers, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -207,15 +221,16 @@ func startWorld(ctx context.Context, env *Env, o worldOptions) (w *world, err er
 }
 
 // Close stops everything in reverse order of start.
-func (w *world) Close() {
+func (w *World) Close() {
 	for i := len(w.closers) - 1; i >= 0; i-- {
 		w.closers[i]()
 	}
 	w.closers = nil
 }
 
-// serveLoopback serves h on a free loopback port.
-func serveLoopback(h http.Handler) (string, func(), error) {
+// ServeLoopback serves h on a free loopback port and returns its base URL
+// and the function that shuts it down.
+func ServeLoopback(h http.Handler) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, fmt.Errorf("listen: %w", err)
@@ -229,11 +244,11 @@ func serveLoopback(h http.Handler) (string, func(), error) {
 	}, nil
 }
 
-// pipelineState describes where intents wait: for a stalled demo's error.
-func (w *world) pipelineState(ctx context.Context) string {
+// PipelineState describes where intents wait: for a stalled demo's error.
+func (w *World) PipelineState(ctx context.Context) string {
 	var b strings.Builder
 	for _, name := range []string{stream.Submitted, stream.Verified} {
-		s, err := w.js.Stream(ctx, name)
+		s, err := w.JS.Stream(ctx, name)
 		if err != nil {
 			fmt.Fprintf(&b, "%s: %v; ", name, err)
 			continue
@@ -250,21 +265,4 @@ func (w *world) pipelineState(ctx context.Context) string {
 		b.WriteString("; ")
 	}
 	return strings.TrimSuffix(b.String(), "; ")
-}
-
-// serveUntilDone serves on ln until ctx ends (or the server fails), then
-// shuts the server down with a short grace: the sim commands' main loop.
-func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
-		}
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
 }

@@ -1,9 +1,9 @@
-package main
+package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"time"
 
@@ -14,15 +14,11 @@ import (
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/scheduler"
 	"github.com/prereg/prereg/sim"
+	"github.com/prereg/prereg/world"
 )
 
-func init() {
-	register(command{name: "bench allocate", summary: "batch allocation of one 10부제 day against a COPY of the rows it writes", run: cmdBenchAllocate})
-}
-
-// allocateBench is the result of `prereg bench allocate`, with the JSON
-// keys of docs/BENCHMARKS.md, "Scheduler".
-type allocateBench struct {
+// AllocateResult is the result of `prereg bench allocate`.
+type AllocateResult struct {
 	Registrations   int     `json:"registrations"`
 	Clinics         int     `json:"clinics"`
 	Days            int     `json:"days"`
@@ -32,67 +28,59 @@ type allocateBench struct {
 	Assigned        int     `json:"assigned"`
 	Unassigned      int     `json:"unassigned"`
 	RowsWritten     int     `json:"rows_written"` // appointments + outbox rows, the COPY's size
+	// DatabaseURL is the kept database (AllocateOptions.Keep).
+	DatabaseURL string `json:"-"`
 }
 
-// fullAllocateSize is the full size: one day of 10부제, about a tenth of
-// the 18–49 cohort.
-const fullAllocateSize = 1_900_000
+// AllocateOptions configure Allocate.
+type AllocateOptions struct {
+	Registrations int     // registrations of the window
+	Clinics       int     // clinics of the generated inventory
+	Days          int     // days of the schedule
+	CapacityScale float64 // multiplies every clinic's capacity
+	Chunk         int     // registrations written per transaction
+	Seed          uint64  // seed of the inventory and the registrations
+	Keep          bool    // keep the database for inspection
+}
 
-// defaultAllocateSize keeps the default run to a few minutes on two cores;
+// FullAllocateSize is one day of 10부제: about a tenth of the 18–49
+// cohort.
+const FullAllocateSize = 1_900_000
+
+// DefaultAllocateSize keeps the default run to a few minutes on two cores;
 // the inventory is the full one either way.
-const defaultAllocateSize = 200_000
+const DefaultAllocateSize = 200_000
 
-func cmdBenchAllocate(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "bench allocate", "[--registrations N] [--format text|json]")
-	n := fs.Int("registrations", defaultAllocateSize, "registrations of the window (one 10부제 day: 1900000, about ten times as long)")
-	clinics := fs.Int("clinics", sim.DefaultClinics, "clinics of the generated inventory")
-	days := fs.Int("days", 14, "days of the schedule")
-	scale := fs.Float64("capacity-scale", 1, "multiplies every clinic's capacity (1: about 9.8 million places over 14 days)")
-	chunk := fs.Int("chunk", scheduler.DefaultChunkSize, "registrations written per transaction")
-	seed := fs.Uint64("seed", 1, "seed of the inventory and the registrations")
-	format := fs.String("format", "text", "text or json")
-	keep := fs.Bool("keep", false, "keep the bench database for inspection (its name goes to stderr)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("--format %q: want text or json", *format)
-	}
-	if *n < 1 || *clinics < 1 || *days < 1 || *scale < 0 || *chunk < 1 {
-		return usagef("want positive --registrations, --clinics, --days, --chunk and --capacity-scale >= 0")
-	}
-	say := func(msg string, a ...any) {
-		if *format == "text" {
-			fmt.Fprintf(env.Stderr, msg+"\n", a...)
-		}
-	}
-
-	db, err := env.ScratchDatabase(ctx, "prereg_bench_alloc")
+// Allocate loads a window's registrations and a clinic inventory into a
+// scratch database, times one batch allocation, then a COPY of as many rows
+// as the allocation wrote: the storage ceiling.
+func Allocate(ctx context.Context, s Setup, o AllocateOptions) (*AllocateResult, error) {
+	n, clinics, days, scale, chunk, seed := &o.Registrations, &o.Clinics, &o.Days, &o.CapacityScale, &o.Chunk, &o.Seed
+	say := s.progress
+	db, err := world.OpenScratch(ctx, s.DatabaseURL, "prereg_bench_alloc", s.logger())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer db.Close()
-	if db.Keep = *keep; *keep {
-		fmt.Fprintf(env.Stderr, "bench database: %s\n", db.URL)
-	}
+	db.Keep = o.Keep
 	pool := db.Pool
 
 	say("loading %d clinics × %d days × 3 bands and %d registrations…", *clinics, *days, *n)
 	inv := sim.Inventory(sim.InventoryConfig{Seed: *seed, Clinics: *clinics, CapacityScale: *scale})
 	c, err := allocBenchCampaign(ctx, pool, inv, *days)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := allocBenchRegistrations(ctx, pool, c, inv, *n, *seed); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := pool.Exec(ctx, `VACUUM ANALYZE`); err != nil {
-		return fmt.Errorf("vacuum: %w", err)
+		return nil, fmt.Errorf("vacuum: %w", err)
 	}
 	store := &postgres.AllocationStore{Pool: pool}
-	a := scheduler.New(store, scheduler.Config{Logger: env.Logger, ChunkSize: *chunk})
+	a := scheduler.New(store, scheduler.Config{Logger: s.logger(), ChunkSize: *chunk})
 	if _, err := a.CommitSeed(ctx, c.ID, "d9"); err != nil {
-		return err
+		return nil, err
 	}
 
 	say("allocating…")
@@ -100,32 +88,34 @@ func cmdBenchAllocate(ctx context.Context, env *Env, args []string) error {
 	start := time.Now()
 	res, err := a.Run(ctx, scheduler.Request{Campaign: c.ID, Window: "d9"})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	out := allocateBench{Registrations: *n, Clinics: len(inv), Days: *days, AllocateSeconds: time.Since(start).Seconds(),
+	out := &AllocateResult{Registrations: *n, Clinics: len(inv), Days: *days, AllocateSeconds: time.Since(start).Seconds(),
 		Assigned: res.Assigned, Unassigned: res.Unassigned}
 
 	say("COPY of the same rows…")
 	out.CopySeconds, out.RowsWritten, err = allocBenchCopy(ctx, pool)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out.TimeVsCopy = out.AllocateSeconds / out.CopySeconds
 
-	if *format == "json" {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+	if o.Keep {
+		out.DatabaseURL = db.URL
 	}
+	return out, nil
+}
+
+// PrintAllocate writes an allocate result for people.
+func PrintAllocate(w io.Writer, o AllocateOptions, out *AllocateResult) {
 	note := ""
-	if *n != fullAllocateSize {
-		note = fmt.Sprintf(" (one 10부제 day: --registrations %d)", fullAllocateSize)
+	if o.Registrations != FullAllocateSize {
+		note = fmt.Sprintf(" (one full day: --registrations %d)", FullAllocateSize)
 	}
-	fmt.Fprintf(env.Stdout, "allocate bench: %d registrations over %d clinics × %d days × 3 bands%s\n\n", *n, len(inv), *days, note)
-	fmt.Fprintf(env.Stdout, "  %-26s %10.2f s  (assigned %d, unassigned %d)\n", "allocate (PG → PG)", out.AllocateSeconds, out.Assigned, out.Unassigned)
-	fmt.Fprintf(env.Stdout, "  %-26s %10.2f s  (%d appointment and outbox rows)\n", "COPY of the same rows", out.CopySeconds, out.RowsWritten)
-	fmt.Fprintf(env.Stdout, "  %-26s %10.2f    (target <= 1.5)\n", "allocate / COPY", out.TimeVsCopy)
-	return nil
+	fmt.Fprintf(w, "allocate bench: %d registrations over %d clinics × %d days × 3 bands%s\n\n", o.Registrations, out.Clinics, out.Days, note)
+	fmt.Fprintf(w, "  %-26s %10.2f s  (assigned %d, unassigned %d)\n", "allocate (PG → PG)", out.AllocateSeconds, out.Assigned, out.Unassigned)
+	fmt.Fprintf(w, "  %-26s %10.2f s  (%d appointment and outbox rows)\n", "COPY of the same rows", out.CopySeconds, out.RowsWritten)
+	fmt.Fprintf(w, "  %-26s %10.2f    (target <= 1.5)\n", "allocate / COPY", out.TimeVsCopy)
 }
 
 // checkpoint flushes dirty pages so that a timed phase does not pay for the

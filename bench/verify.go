@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -9,29 +9,25 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/app"
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/keys"
+	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/sim"
 	"github.com/prereg/prereg/stream"
 	"github.com/prereg/prereg/verify"
+	"github.com/prereg/prereg/world"
 )
 
-func init() {
-	register(command{name: "bench verify", summary: "verified intents per second through the breaker against the simulated provider, at 0 ms and 50 ms, vs the concurrency ceiling", run: cmdBenchVerify})
-}
-
-// verifyBench is the result of `prereg bench verify`, with the JSON keys of
-// docs/BENCHMARKS.md, "Verify".
-type verifyBench struct {
+// VerifyResult is the result of `prereg bench verify`.
+type VerifyResult struct {
 	VerifiedPerS0ms   float64   `json:"verified_per_s_0ms"`
 	VerifiedPerS50ms  float64   `json:"verified_per_s_50ms"`
 	Ceiling50ms       float64   `json:"ceiling_50ms"`
@@ -49,35 +45,28 @@ type verifyBench struct {
 	Cores             int       `json:"cores"`
 }
 
-func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "bench verify", "[--intents N] [--intents-50ms N] [--concurrency 64] [--runs 3] [--format text|json]")
-	n0 := fs.Int("intents", 20_000, "intents verified in the 0 ms phase")
-	n50 := fs.Int("intents-50ms", 12_800, "intents verified in the 50 ms phase (10 s at the ceiling)")
-	conc := fs.Int("concurrency", 64, "the provider's concurrency limit (bulkhead)")
-	latency := fs.Duration("latency", 50*time.Millisecond, "the provider's latency in the second phase")
-	runs := fs.Int("runs", 3, "runs of each phase; the medians are reported")
-	format := fs.String("format", "text", "text or json")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole bench to this file")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	stopProfile, err := startCPUProfile(*cpuProfile)
+// VerifyOptions configure Verify.
+type VerifyOptions struct {
+	Intents     int           // intents verified in the 0 ms phase
+	Intents50ms int           // intents verified in the Latency phase
+	Concurrency int           // the provider's concurrency limit (bulkhead)
+	Latency     time.Duration // the provider's latency in the second phase
+	Runs        int           // runs of each phase; the medians are reported
+	CPUProfile  string        // write a CPU profile of the whole bench to this file
+}
+
+// Verify times the verify role, built by app, against the simulated
+// provider at 0 ms and at Latency, and a bare client posting as many tokens
+// to the provider at the same concurrency: what the machine gives.
+func Verify(ctx context.Context, s Setup, o VerifyOptions) (*VerifyResult, error) {
+	stopProfile, err := StartCPUProfile(o.CPUProfile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stopProfile()
-	if *format != "text" && *format != "json" {
-		return usagef("--format %q: want text or json", *format)
-	}
-	if *n0 < 1 || *n50 < 1 || *conc < 1 || *runs < 1 || *latency <= 0 {
-		return usagef("want positive --intents, --intents-50ms, --concurrency, --runs and --latency")
-	}
-	say := func(f string, a ...any) {
-		if *format == "text" {
-			fmt.Fprintf(env.Stderr, f+"\n", a...)
-		}
-	}
-	out := verifyBench{
+	n0, n50, conc, latency, runs := &o.Intents, &o.Intents50ms, &o.Concurrency, &o.Latency, &o.Runs
+	say := s.progress
+	out := &VerifyResult{
 		Intents0ms: *n0, Intents50ms: *n50, Concurrency: *conc, Runs: *runs, Cores: runtime.NumCPU(),
 		Ceiling50ms: float64(*conc) / latency.Seconds(),
 	}
@@ -89,9 +78,9 @@ func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
 			into    *[]float64
 		}{{*n0, 0, &out.Runs0ms}, {*n50, *latency, &out.Runs50ms}} {
 			say("run %d/%d: %d intents at %s provider latency…", r+1, *runs, ph.n, ph.latency)
-			rate, c, err := benchVerifyPhase(ctx, env, ph.n, *conc, ph.latency)
+			rate, c, err := benchVerifyPhase(ctx, s, ph.n, *conc, ph.latency)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			*ph.into = append(*ph.into, rate)
 			calls += c
@@ -100,7 +89,7 @@ func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
 		say("run %d/%d: bare client, %d calls at %s…", r+1, *runs, *n50, *latency)
 		bare, err := benchBareCalls(ctx, *n50, *conc, *latency)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		out.RunsBare50ms = append(out.RunsBare50ms, bare)
 	}
@@ -111,36 +100,41 @@ func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
 	out.RatioBare50ms = out.VerifiedPerS50ms / out.BareCallsPerS50ms
 	out.IdPCallsPerIntent = float64(calls) / float64(intents)
 
-	if *format == "json" {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
-	}
-	fmt.Fprintf(env.Stdout, "verify bench: simulated provider over loopback HTTP, concurrency %d, embedded JetStream, %d cores, median of %d runs\n\n", *conc, out.Cores, *runs)
-	fmt.Fprintf(env.Stdout, "  %-30s %10.0f /s  (%d intents)\n", "verified, provider at 0 ms", out.VerifiedPerS0ms, *n0)
-	fmt.Fprintf(env.Stdout, "  %-30s %10.0f /s  (%d intents)\n", fmt.Sprintf("verified, provider at %s", *latency), out.VerifiedPerS50ms, *n50)
-	fmt.Fprintf(env.Stdout, "  %-30s %10.0f /s  (%d / %s)\n", "ceiling of the limit", out.Ceiling50ms, *conc, *latency)
-	fmt.Fprintf(env.Stdout, "  %-30s %10.3f     (target >= 0.9)\n", "ratio to the ceiling", out.RatioCeiling50ms)
-	fmt.Fprintf(env.Stdout, "  %-30s %10.0f /s  (%d goroutines posting, nothing else: what this machine gives now)\n", "bare client at the same limit", out.BareCallsPerS50ms, *conc)
-	fmt.Fprintf(env.Stdout, "  %-30s %10.3f\n", "ratio to the bare client", out.RatioBare50ms)
-	fmt.Fprintf(env.Stdout, "  %-30s %10.3f\n", "provider calls per intent", out.IdPCallsPerIntent)
-	return nil
+	return out, nil
 }
 
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+// PrintVerify writes a verify result for people.
+func PrintVerify(w io.Writer, o VerifyOptions, out *VerifyResult) {
+	conc, latency, n0, n50, runs := &o.Concurrency, &o.Latency, &o.Intents, &o.Intents50ms, &o.Runs
+	fmt.Fprintf(w, "verify bench: simulated provider over loopback HTTP, concurrency %d, embedded JetStream, %d cores, median of %d runs\n\n", *conc, out.Cores, *runs)
+	fmt.Fprintf(w, "  %-30s %10.0f /s  (%d intents)\n", "verified, provider at 0 ms", out.VerifiedPerS0ms, *n0)
+	fmt.Fprintf(w, "  %-30s %10.0f /s  (%d intents)\n", fmt.Sprintf("verified, provider at %s", *latency), out.VerifiedPerS50ms, *n50)
+	fmt.Fprintf(w, "  %-30s %10.0f /s  (%d / %s)\n", "ceiling of the limit", out.Ceiling50ms, *conc, *latency)
+	fmt.Fprintf(w, "  %-30s %10.3f     (target >= 0.9)\n", "ratio to the ceiling", out.RatioCeiling50ms)
+	fmt.Fprintf(w, "  %-30s %10.0f /s  (%d goroutines posting, nothing else: what this machine gives now)\n", "bare client at the same limit", out.BareCallsPerS50ms, *conc)
+	fmt.Fprintf(w, "  %-30s %10.3f\n", "ratio to the bare client", out.RatioBare50ms)
+	fmt.Fprintf(w, "  %-30s %10.3f\n", "provider calls per intent", out.IdPCallsPerIntent)
 }
+
+// verifyCampaignYAML is the verify bench's campaign; its one provider's
+// URL and limits are filled in per phase.
+const verifyCampaignYAML = `
+id: bench-verify
+name: verify benchmark
+cohort: {born_from: 1970-01-01, born_to: 2005-12-31}
+windows:
+  - {id: w, opens: 2021-08-09 20:00, closes: 2021-08-10 18:00, digits: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}
+providers:
+  - {name: pass, url: "%s", timeout: 5s, concurrency: %d, burst: %d}
+shards: 16
+schedule: {start: 2021-08-26, days: 1}
+`
 
 // benchVerifyPhase publishes n intents of distinct people (no cache can
-// spare a call) into a fresh JetStream, then starts a Verifier and times
-// it until the last outcome is in the verified stream.
-func benchVerifyPhase(ctx context.Context, env *Env, n, conc int, latency time.Duration) (perSecond float64, calls int64, err error) {
-	nc, closeNATS, err := env.NATS(ctx, true)
+// spare a call) into a fresh JetStream, then starts the verify role and
+// times it until the last outcome is in the verified stream.
+func benchVerifyPhase(ctx context.Context, s Setup, n, conc int, latency time.Duration) (perSecond float64, calls int64, err error) {
+	nc, closeNATS, err := s.NATS(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -161,21 +155,32 @@ func benchVerifyPhase(ctx context.Context, env *Env, n, conc int, latency time.D
 		return 0, 0, err
 	}
 	load := &providerLoad{next: idp.Handler()}
-	url, stopIdP, err := serveLoopback(load)
+	url, stopIdP, err := world.ServeLoopback(load)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer stopIdP()
 
-	hasher := keys.NewHasher(keys.Key{ID: "bench", Secret: []byte(keys.Random(32))})
-	sealer, err := keys.NewSealer([]keys.Key{{ID: "bench", Secret: []byte("bench-only-aes-key-of-32-bytes!!")}})
+	db, err := world.OpenScratch(ctx, s.DatabaseURL, "prereg_bench_verify", s.logger())
 	if err != nil {
 		return 0, 0, err
 	}
-	camp := &campaign.Campaign{
-		ID: "bench-verify", Shards: 16,
-		Cohort:    campaign.Cohort{BornFrom: time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC), BornTo: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)},
-		Providers: []campaign.Provider{{Name: "pass", URL: url, Timeout: 5 * time.Second, Concurrency: conc, Burst: conc}},
+	defer db.Close()
+	camp, err := campaign.Parse([]byte(fmt.Sprintf(verifyCampaignYAML, url, conc, conc)), "")
+	if err != nil {
+		return 0, 0, fmt.Errorf("bench campaign: %w", err)
+	}
+	if _, err := (&postgres.CampaignStore{Pool: db.Pool}).Load(ctx, camp); err != nil {
+		return 0, 0, err
+	}
+	cfg, err := benchConfig()
+	if err != nil {
+		return 0, 0, err
+	}
+	hasher := keys.NewHasher(cfg.HMACKeys[0])
+	sealer, err := keys.NewSealer(cfg.EncKeys)
+	if err != nil {
+		return 0, 0, err
 	}
 	// Publish the backlog first: the phase measures verify, not intake.
 	for i := range n {
@@ -204,19 +209,18 @@ func benchVerifyPhase(ctx context.Context, env *Env, n, conc int, latency time.D
 		return 0, 0, err
 	}
 
-	reg := prometheus.NewRegistry()
-	v, err := verify.New(verify.Config{
-		JetStream: js, Campaigns: verifyBenchCampaigns{camp}, Hasher: hasher, Sealer: sealer,
-		Logger: env.Logger, Registerer: reg, Settings: verify.Settings{Batch: 4 * conc},
+	sys, err := app.New(app.Options{
+		Roles: []app.Role{app.RoleVerify}, Logger: s.logger(), Pool: db.Pool, NC: nc, Config: cfg,
+		Verify: app.VerifyOptions{Settings: verify.Settings{Batch: 4 * conc}},
 	})
 	if err != nil {
 		return 0, 0, err
 	}
 	start := time.Now()
-	if err := v.Start(ctx); err != nil {
+	if err := sys.Start(ctx); err != nil {
 		return 0, 0, err
 	}
-	defer v.Stop()
+	defer sys.Stop()
 	vs, err := js.Stream(ctx, stream.Verified)
 	if err != nil {
 		return 0, 0, err
@@ -240,16 +244,16 @@ func benchVerifyPhase(ctx context.Context, env *Env, n, conc int, latency time.D
 		}
 	}
 	elapsed := time.Since(start)
-	if mfs, err := reg.Gather(); err == nil {
+	if mfs, err := sys.Registry().Gather(); err == nil {
 		for _, mf := range mfs {
 			if mf.GetName() == "prereg_verify_naks_total" {
 				for _, m := range mf.GetMetric() {
-					env.Logger.Debug("bench verify: naks", slog.String("cause", m.GetLabel()[0].GetValue()), slog.Float64("n", m.GetCounter().GetValue()))
+					s.logger().Debug("bench verify: naks", slog.String("cause", m.GetLabel()[0].GetValue()), slog.Float64("n", m.GetCounter().GetValue()))
 				}
 			}
 		}
 	}
-	env.Logger.Debug("bench verify: provider load",
+	s.logger().Debug("bench verify: provider load",
 		slog.Duration("provider_latency", latency),
 		slog.Float64("mean_calls_in_flight", load.meanInFlight(elapsed)),
 		slog.Duration("mean_handler_time", load.meanTime()))
@@ -286,15 +290,6 @@ func waitAsync(ctx context.Context, js jetstream.JetStream) error {
 	}
 }
 
-type verifyBenchCampaigns struct{ c *campaign.Campaign }
-
-func (b verifyBenchCampaigns) Get(_ context.Context, id string) (*campaign.Campaign, error) {
-	if id != b.c.ID {
-		return nil, prereg.ErrCampaignNotFound
-	}
-	return b.c, nil
-}
-
 // benchBareCalls is the reference for the 50 ms phase as this machine
 // runs it right now: conc goroutines posting n tokens to a fresh simulated
 // provider with the same latency, and nothing else (no JetStream, no
@@ -304,7 +299,7 @@ func benchBareCalls(ctx context.Context, n, conc int, latency time.Duration) (fl
 	if err := idp.SetFaults(sim.Faults{Latency: sim.Duration(latency)}); err != nil {
 		return 0, err
 	}
-	url, stop, err := serveLoopback(idp.Handler())
+	url, stop, err := world.ServeLoopback(idp.Handler())
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,142 @@
+package bench_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/prereg/prereg/bench"
+	"github.com/prereg/prereg/postgres/pgtest"
+	"github.com/prereg/prereg/stream"
+)
+
+// asServer, set to 1 in the environment, makes this test binary run one of
+// the intake bench's servers, as `prereg bench intake-server` does: the
+// intake bench starts its servers in processes of their own.
+const asServer = "PREREG_BENCH_TEST_AS_SERVER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asServer) == "1" {
+		os.Exit(serveIntake())
+	}
+	pgtest.Main(m)
+}
+
+// serveIntake is this binary as a bench server: "ready URL", then serve
+// until SIGTERM.
+func serveIntake() int {
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	mode := fs.String("mode", "", "")
+	dbURL := fs.String("database-url", "", "")
+	conns := fs.Int("connections", 64, "")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	srv, err := bench.ServeIntake(ctx, bench.Setup{}, *mode, *dbURL, *conns)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer srv.Close()
+	fmt.Println("ready " + srv.URL)
+	<-ctx.Done()
+	return 0
+}
+
+// setup is a benchmark's Setup on the tests' PostgreSQL and an embedded
+// JetStream per connection.
+func setup(t *testing.T) bench.Setup {
+	t.Helper()
+	srv := pgtest.Server(t)
+	return bench.Setup{
+		DatabaseURL: srv.URL,
+		NATS: func(context.Context) (*nats.Conn, func(), error) {
+			emb, err := stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1})
+			if err != nil {
+				return nil, nil, err
+			}
+			nc, err := emb.Connect()
+			if err != nil {
+				emb.Shutdown()
+				return nil, nil, err
+			}
+			return nc, func() { nc.Close(); emb.Shutdown() }, nil
+		},
+	}
+}
+
+// TestIntakeSmall runs the intake benchmark for a moment, each server in
+// its own process as always: every mode answers without errors, the
+// synced intake groups its intents, and the overload run reports its keys.
+// (Figures are not judged here: the benchmark measures, this only runs it.)
+func TestIntakeSmall(t *testing.T) {
+	t.Setenv(asServer, "1") // the bench's servers are this binary
+	self, err := os.Executable()
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, modes, err := bench.Intake(ctx, setup(t), bench.IntakeOptions{
+		ServerCommand: []string{self}, ServerStderr: os.Stderr,
+		Duration: 500 * time.Millisecond, Connections: 8, Rounds: 1,
+		Overload: time.Second, OverloadServer: "overload", OverloadConnections: 64, RefuseFloor: true,
+	})
+	require.NoError(t, err)
+	require.Equal(t, bench.IntakeModes, modes)
+	for _, m := range modes {
+		require.Positive(t, res.Modes[m].RPS, "%s answered", m)
+		require.Zero(t, res.Modes[m].Errors, "%s answered 202 every time", m)
+	}
+	require.Greater(t, res.IntakeSyncedGroupAvg, 1.0, "intake_synced grouped its intents into batches")
+	require.Positive(t, res.RatioNaive)
+	require.Positive(t, res.OverloadCapacityRPS)
+	require.InDelta(t, 2*res.OverloadCapacityRPS, res.OverloadOfferedRPS, 1, "the overload run offers twice the capacity")
+	require.Zero(t, res.OverloadOther5xx)
+	require.Equal(t, 64, res.OverloadConnections)
+	require.Positive(t, res.FloorP99MS, "the refusal floor ran")
+}
+
+func TestAllocateSmall(t *testing.T) {
+	t.Parallel()
+	res, err := bench.Allocate(context.Background(), setup(t), bench.AllocateOptions{
+		Registrations: 3000, Clinics: 300, Days: 2, CapacityScale: 1, Chunk: 1000, Seed: 1,
+	})
+	require.NoError(t, err)
+	require.Equal(t, 3000, res.Registrations)
+	require.Equal(t, 3000, res.Assigned+res.Unassigned)
+	require.Positive(t, res.CopySeconds)
+	require.Positive(t, res.RowsWritten)
+}
+
+// The verify, dedupe and notify benchmarks at their smallest sizes: each
+// runs its role through app and reports what it measured.
+func TestVerifyDedupeNotifySmall(t *testing.T) {
+	s := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	v, err := bench.Verify(ctx, s, bench.VerifyOptions{Intents: 100, Intents50ms: 100, Concurrency: 16, Latency: 5 * time.Millisecond, Runs: 1})
+	require.NoError(t, err)
+	require.Positive(t, v.VerifiedPerS0ms)
+	require.Positive(t, v.VerifiedPerS50ms)
+	require.InDelta(t, 1.0, v.IdPCallsPerIntent, 0.01, "distinct people: one provider call each")
+
+	d, err := bench.Dedupe(ctx, s, bench.DedupeOptions{Submissions: 1000, Shards: 4, Batch: 100, Workers: 2, RebuildRows: 1000, BloomFPR: 0.01, Seed: 1})
+	require.NoError(t, err)
+	require.Positive(t, d.DecisionsPerS)
+	require.Positive(t, d.CopyRowsPerS)
+	require.Less(t, d.BloomFPRMeasured, 0.05)
+
+	n, err := bench.Notify(ctx, s, bench.NotifyOptions{Messages: 100, Concurrency: 8, Batch: 32, Loops: 2})
+	require.NoError(t, err)
+	require.Equal(t, 100, n.HandsetDeliveries, "every message reached its handset")
+	require.Zero(t, n.HandsetDuplicates)
+}
