@@ -19,7 +19,7 @@ import (
 	"github.com/prereg/prereg/stream/streamtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { pgtest.VerifyMain(m) }
 
 // env is one test's database, JetStream and stores.
 type env struct {

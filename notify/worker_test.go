@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 		crashChild()
 		return
 	}
-	pgtest.Main(m)
+	pgtest.VerifyMain(m)
 }
 
 const webhookSecret = "notify-test-webhook-secret"

@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(runChild())
 	}
-	pgtest.Main(m)
+	pgtest.VerifyMain(m)
 }
 
 const campaignID = "test-alloc"

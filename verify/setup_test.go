@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
@@ -26,18 +25,7 @@ import (
 	"github.com/prereg/prereg/verify"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// The embedded NATS server and net/http keep a few goroutines for a
-		// moment after shutdown.
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).Start"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine"),
-		goleak.Cleanup(func(int) { pgtest.Stop() }),
-	)
-}
+func TestMain(m *testing.M) { pgtest.VerifyMain(m) }
 
 const campaignID = "test-2021"
 
