@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg"
@@ -19,7 +20,7 @@ import (
 	"github.com/prereg/prereg/stream/streamtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { pgtest.VerifyMain(m) }
 
 // env is one test's database, JetStream and stores.
 type env struct {
@@ -63,16 +64,11 @@ func (e *env) startWorker(tb testing.TB, js jetstream.JetStream, cfg dedupe.Conf
 // waitDecisions waits until the campaign has n decisions.
 func (e *env) waitDecisions(tb testing.TB, campaignID string, n int) {
 	tb.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	var got int
-	for time.Now().Before(deadline) {
-		require.NoError(tb, e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM decisions WHERE campaign = $1`, campaignID).Scan(&got))
-		if got >= n {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	tb.Fatalf("want %d decisions, have %d after 45s", n, got)
+	require.EventuallyWithT(tb, func(c *assert.CollectT) {
+		var got int
+		require.NoError(c, e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM decisions WHERE campaign = $1`, campaignID).Scan(&got))
+		require.GreaterOrEqual(c, got, n, "decisions")
+	}, 45*time.Second, 50*time.Millisecond, "want %d decisions within 45s", n)
 }
 
 // decided is a decision as the tests compare it.

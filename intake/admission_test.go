@@ -160,6 +160,7 @@ func TestCPUGuardShedsWhenTheProcessIsBusy(t *testing.T) {
 	// the network only every 10 ms (sysmon), as under overload.
 	var stop atomic.Bool
 	var wg sync.WaitGroup
+	defer func() { stop.Store(true); wg.Wait() }()
 	for range 64 {
 		wg.Go(func() {
 			for !stop.Load() {
@@ -171,13 +172,8 @@ func TestCPUGuardShedsWhenTheProcessIsBusy(t *testing.T) {
 			}
 		})
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for g.permille.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	stop.Store(true)
-	wg.Wait()
-	require.Positive(t, g.permille.Load(), "a runtime too busy to poll the network sheds")
+	require.Eventually(t, func() bool { return g.permille.Load() > 0 }, 20*time.Second, 10*time.Millisecond,
+		"a runtime too busy to poll the network sheds")
 }
 
 // The hand-written 202 is the JSON the struct would have been.

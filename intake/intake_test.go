@@ -418,11 +418,11 @@ func TestStopFinishesPublishesInFlight(t *testing.T) {
 			results <- e.post(t, body(map[string]any{"device_id": fmt.Sprintf("dev-%d", i)}))
 		}()
 	}
-	time.Sleep(5 * time.Millisecond)
-	e.svc.Stop()
 	accepted := map[string]bool{}
-	for range n {
+	answered := 0
+	take := func() {
 		a := <-results
+		answered++
 		switch a.Status {
 		case 202:
 			accepted[a.Body["receipt"].(string)] = true
@@ -432,9 +432,22 @@ func TestStopFinishesPublishesInFlight(t *testing.T) {
 			t.Fatalf("status %d during shutdown: %v", a.Status, a.Body)
 		}
 	}
-	for _, m := range e.messages(t) {
-		delete(accepted, m.Header.Get(jetstream.MsgIDHeader))
+	// Stop once the first intent is accepted: the others are in flight
+	// then, some of them publishing.
+	for len(accepted) == 0 && answered < n {
+		take()
 	}
-	require.Empty(t, accepted, "every 202 is in the stream")
+	e.svc.Stop()
+	for answered < n {
+		take()
+	}
+	require.NotEmpty(t, accepted, "intake accepted none of %d intents before it stopped", n)
+	inStream := map[string]bool{}
+	for _, m := range e.messages(t) {
+		inStream[m.Header.Get(jetstream.MsgIDHeader)] = true
+	}
+	for receipt := range accepted {
+		require.True(t, inStream[receipt], "every 202 is in the stream: %d accepted, %d in the stream", len(accepted), len(inStream))
+	}
 	require.Equal(t, 503, e.post(t, body(nil)).Status, "a stopped intake refuses new intents")
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/intake"
@@ -23,7 +24,16 @@ import (
 	"github.com/prereg/prereg/stream/streamtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	pgtest.VerifyMain(m,
+		// fasthttp's worker pool cleaner notices its server stopped only
+		// when it wakes, up to MaxIdleWorkerDuration (10 s) later.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		// fasthttp keeps the Date header's clock in one goroutine per
+		// process, started with the first server and never stopped.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+	)
+}
 
 // kst is the campaign's time zone.
 var kst = func() *time.Location {

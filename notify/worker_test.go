@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg/keys"
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 		crashChild()
 		return
 	}
-	pgtest.Main(m)
+	pgtest.VerifyMain(m)
 }
 
 const webhookSecret = "notify-test-webhook-secret"
@@ -112,33 +113,27 @@ func cmpOr[T comparable](a, b T) T {
 func drain(tb testing.TB, w *notify.Worker, timeout time.Duration) {
 	tb.Helper()
 	ctx := context.Background()
-	deadline := time.Now().Add(timeout)
-	for {
-		n, err := w.DrainOnce(ctx)
-		require.NoError(tb, err)
+	require.EventuallyWithT(tb, func(c *assert.CollectT) {
+		// Claim batches back to back while there are any; a pause only
+		// when a round found nothing claimable (rows waiting for a retry).
+		for {
+			n, err := w.DrainOnce(ctx)
+			require.NoError(c, err)
+			if n == 0 {
+				break
+			}
+		}
 		pending, err := w.Pending(ctx)
-		require.NoError(tb, err)
-		if pending == 0 {
-			return
-		}
-		require.True(tb, time.Now().Before(deadline), "outbox not drained after %v: %d pending", timeout, pending)
-		if n == 0 {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+		require.NoError(c, err)
+		require.Zero(c, pending, "messages pending in the outbox")
+	}, timeout, 20*time.Millisecond, "outbox not drained after %v", timeout)
 }
 
-func eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		require.True(tb, time.Now().Before(deadline), "timed out after %v waiting for %s", timeout, what)
-		time.Sleep(10 * time.Millisecond)
+// counts are the outbox's counts; tb may be an EventuallyWithT collector.
+func (w *world) counts(tb require.TestingT) postgres.OutboxCounts {
+	if h, ok := tb.(interface{ Helper() }); ok {
+		h.Helper()
 	}
-}
-
-func (w *world) counts(tb testing.TB) postgres.OutboxCounts {
-	tb.Helper()
 	c, err := w.store.Counts(context.Background(), "")
 	require.NoError(tb, err)
 	return c
@@ -161,7 +156,9 @@ func TestDrainSendsEachOnceAndReportsDelivery(t *testing.T) {
 	wk := w.worker(t, notify.Config{BatchSize: 16, Concurrency: 4}, notify.GatewayConfig{})
 	drain(t, wk, 30*time.Second)
 	w.requireEachOnce(t)
-	eventually(t, 15*time.Second, "every delivery report", func() bool { return w.counts(t).Delivered == 60 })
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.Equal(c, 60, w.counts(c).Delivered)
+	}, 15*time.Second, 10*time.Millisecond, "waiting for every delivery report")
 	require.Equal(t, postgres.OutboxCounts{Delivered: 60}, w.counts(t))
 
 	var reports, typed int
@@ -316,8 +313,11 @@ func TestOutageOpensBreakerAndLosesNothing(t *testing.T) {
 	require.NoError(t, wk.Start(context.Background()))
 	t.Cleanup(wk.Stop)
 
-	eventually(t, 10*time.Second, "the breaker to open", func() bool { return wk.Stats().BreakerOpens >= 1 })
-	time.Sleep(500 * time.Millisecond) // stay down a while with the breaker open
+	// Stay down through two failed probes (open, half-open, open again):
+	// long enough for a worker that ignored the breaker to call the
+	// gateway for every message and retry.
+	require.Eventually(t, func() bool { return wk.Stats().BreakerOpens >= 3 }, 10*time.Second, 10*time.Millisecond,
+		"the breaker to open, and to open again after two failed probes")
 	refusedWhileDown := w.gw.Stats().Refused
 	// An open breaker keeps the worker off the gateway: a probe every
 	// BreakerTimeout, not a send per message and retry.
@@ -327,7 +327,9 @@ func TestOutageOpensBreakerAndLosesNothing(t *testing.T) {
 	require.Zero(t, c.Failed)
 
 	w.gw.SetFaults(sim.SMSFaults{})
-	eventually(t, 20*time.Second, "the outbox to drain after the outage", func() bool { return w.counts(t).Sent == 40 })
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.Equal(c, 40, w.counts(c).Sent)
+	}, 20*time.Second, 10*time.Millisecond, "waiting for the outbox to drain after the outage")
 	wk.Stop()
 	w.requireEachOnce(t)
 	require.Zero(t, wk.Stats().Failed)
@@ -394,7 +396,9 @@ func TestTwoWorkersNeverSendTheSameMessage(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, a.Start(ctx))
 	require.NoError(t, b.Start(ctx))
-	eventually(t, 30*time.Second, "the outbox to drain", func() bool { return w.counts(t).Sent == n })
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		require.Equal(c, n, w.counts(c).Sent)
+	}, 30*time.Second, 10*time.Millisecond, "waiting for the outbox to drain")
 	a.Stop()
 	b.Stop()
 	w.requireEachOnce(t)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg"
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(runChild())
 	}
-	pgtest.Main(m)
+	pgtest.VerifyMain(m)
 }
 
 const campaignID = "test-alloc"
@@ -413,7 +414,13 @@ func TestConcurrentAllocations(t *testing.T) {
 		waited <- res
 		errs <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// Finish the first run only once the second waits on the campaign's
+	// lock, which PostgreSQL shows as a session waiting on an advisory lock.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		var waiting int
+		require.NoError(c, w.db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND datname = current_database()`).Scan(&waiting))
+		require.Equal(c, 1, waiting, "sessions waiting for the campaign's lock")
+	}, 10*time.Second, 5*time.Millisecond)
 	res, err := first.Execute(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 300, res.Assigned)

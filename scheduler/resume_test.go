@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg/postgres"
@@ -26,7 +27,9 @@ const childEnv = "SCHEDULER_TEST_CHILD_DATABASE_URL"
 const childApp = "prereg-scheduler-test-child"
 
 // runChild is the child process of TestResumeAfterSIGKILL: it allocates
-// window d9 in chunks of 50, pausing after each, and is meant to be killed.
+// window d9 in chunks of 50 and, once a fifth is written, stops there
+// (its writers park on the progress report) until the parent kills it, so
+// that the kill always lands mid-run.
 func runChild() int {
 	ctx := context.Background()
 	pool, err := postgres.Open(ctx, os.Getenv(childEnv))
@@ -37,7 +40,9 @@ func runChild() int {
 	defer pool.Close()
 	a := scheduler.New(&postgres.AllocationStore{Pool: pool}, scheduler.Config{ChunkSize: 50})
 	_, err = a.Run(ctx, scheduler.Request{Campaign: campaignID, Window: "d9", Progress: func(done, total int) {
-		time.Sleep(30 * time.Millisecond)
+		if done >= total/5 {
+			select {}
+		}
 	}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
@@ -76,31 +81,21 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 	cmd.Env = append(os.Environ(), childEnv+"="+w.db.URL+sep+"application_name="+childApp)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var done int
-		err := w.db.Pool.QueryRow(ctx, `SELECT coalesce(max(done), 0) FROM allocation_runs WHERE NOT dry_run`).Scan(&done)
-		require.NoError(t, err)
-		if done >= n/5 {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "the child wrote nothing in 30 s: %s", out.String())
-		time.Sleep(5 * time.Millisecond)
-	}
+		require.NoError(c, w.db.Pool.QueryRow(ctx, `SELECT coalesce(max(done), 0) FROM allocation_runs WHERE NOT dry_run`).Scan(&done))
+		require.GreaterOrEqual(c, done, n/5, "registrations the child wrote")
+	}, 30*time.Second, 5*time.Millisecond, "the child wrote too little in 30 s: %s", &out)
 	require.NoError(t, cmd.Process.Kill()) // SIGKILL
 	require.Error(t, cmd.Wait())
 	// A killed client's backend lives on (holding the campaign's lock)
 	// until PostgreSQL notices the closed socket, at the end of the
 	// statement it is running.
-	for {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var alive int
-		require.NoError(t, w.db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`, childApp).Scan(&alive))
-		if alive == 0 {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "the killed child's sessions did not end")
-		time.Sleep(5 * time.Millisecond)
-	}
+		require.NoError(c, w.db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`, childApp).Scan(&alive))
+		require.Zero(c, alive, "sessions of the killed child")
+	}, 30*time.Second, 5*time.Millisecond, "the killed child's sessions did not end")
 
 	var state string
 	var done, total int

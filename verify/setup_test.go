@@ -12,8 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
@@ -25,18 +25,7 @@ import (
 	"github.com/prereg/prereg/verify"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// The embedded NATS server and net/http keep a few goroutines for a
-		// moment after shutdown.
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).Start"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine"),
-		goleak.Cleanup(func(int) { pgtest.Stop() }),
-	)
-}
+func TestMain(m *testing.M) { pgtest.VerifyMain(m) }
 
 const campaignID = "test-2021"
 
@@ -255,25 +244,11 @@ type outcomeMsg struct {
 // published twice.
 func (w *world) outcomes(want int, timeout time.Duration) map[string]outcomeMsg {
 	w.tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for {
-		info, err := w.js.JS.Stream(ctx, stream.Verified)
-		if err == nil {
-			if int(info.CachedInfo().State.Msgs) >= want {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			n := 0
-			if info != nil {
-				n = int(info.CachedInfo().State.Msgs)
-			}
-			w.tb.Fatalf("want %d outcomes within %s, got %d", want, timeout, n)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	require.EventuallyWithT(w.tb, func(c *assert.CollectT) {
+		info, err := w.js.JS.Stream(context.Background(), stream.Verified)
+		require.NoError(c, err)
+		require.GreaterOrEqual(c, int(info.CachedInfo().State.Msgs), want, "outcomes in the verified stream")
+	}, timeout, 20*time.Millisecond, "want %d outcomes within %s", want, timeout)
 	return w.readOutcomes()
 }
 
@@ -329,18 +304,6 @@ func (w *world) health(prov string) verify.Health {
 	var h verify.Health
 	require.NoError(w.tb, json.Unmarshal(e.Value(), &h))
 	return h
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // submittedLeft is how many intents wait in the work-queue stream.

@@ -125,8 +125,13 @@ func TestOutageDuringSurge(t *testing.T) {
 
 	const n = 300
 	w.submit(w.surge(n)...)
-	waitFor(t, 10*time.Second, "breaker open in provider_health", func() bool { return w.health("pass").State == "open" })
-	time.Sleep(time.Second) // the outage goes on: messages wait in the stream
+	require.Eventually(t, func() bool { return w.health("pass").State == "open" }, 10*time.Second, 10*time.Millisecond, "waiting for breaker open in provider_health")
+	// The outage goes on through two half-open periods (more probes than
+	// one admits): long enough for a verifier that ignored its breaker to
+	// decide, or give up on, intents.
+	opened, probes := pass.Calls(), int64(fastSettings().Breaker.HalfOpenRequests)
+	require.Eventually(t, func() bool { return pass.Calls() > opened+probes }, 10*time.Second, 10*time.Millisecond,
+		"waiting for the probes of two half-open periods")
 	require.Empty(t, w.readOutcomes(), "nothing decided while the provider is down")
 	require.Equal(t, n, w.submittedLeft())
 	outageCalls := pass.Calls()
@@ -138,7 +143,7 @@ func TestOutageDuringSurge(t *testing.T) {
 		require.Equal(t, prereg.VerdictVerified, o.Verdict, "receipt %s: %s", o.Receipt, o.Reason)
 	}
 	require.EqualValues(t, n, pass.Stats().OK, "each token verified once")
-	waitFor(t, 5*time.Second, "breaker closed in provider_health", func() bool { return w.health("pass").State == "closed" })
+	require.Eventually(t, func() bool { return w.health("pass").State == "closed" }, 5*time.Second, 10*time.Millisecond, "waiting for breaker closed in provider_health")
 	require.Zero(t, w.submittedLeft())
 }
 
@@ -170,18 +175,22 @@ func TestBreakerTrips(t *testing.T) {
 			w.start(set)
 			w.submit(w.surge(n)...)
 			if c.trips {
-				waitFor(t, 10*time.Second, "breaker open", func() bool { return w.health("pass").State == "open" })
-				time.Sleep(500 * time.Millisecond)
+				require.Eventually(t, func() bool { return w.health("pass").State == "open" }, 10*time.Second, 10*time.Millisecond, "waiting for breaker open")
+				// Count once the calls still under way when it opened
+				// have ended: no probe comes for a minute, so the count
+				// is final then.
+				require.Eventually(t, func() bool { return pass.inFlight.Load() == 0 }, 10*time.Second, 10*time.Millisecond,
+					"waiting for the calls in flight at the provider to end")
 				min := int64(set.Breaker.MinRequests)
 				require.LessOrEqual(t, pass.Calls(), min+conc-1, "tripped within MinRequests calls plus those in flight")
 				require.GreaterOrEqual(t, pass.Calls(), min)
 				return
 			}
-			waitFor(t, 10*time.Second, "a 4xx for every message", func() bool { return pass.Calls() >= 2*n })
+			require.Eventually(t, func() bool { return pass.Calls() >= 2*n }, 10*time.Second, 10*time.Millisecond, "waiting for a 4xx for every message")
 			// Health is published on an interval as well as on a change of
 			// state, and a breaker that never changes state may not have
 			// been published yet.
-			waitFor(t, 5*time.Second, "provider health published", func() bool { return w.health("pass").State != "" })
+			require.Eventually(t, func() bool { return w.health("pass").State != "" }, 5*time.Second, 10*time.Millisecond, "waiting for provider health published")
 			h := w.health("pass")
 			require.Equal(t, "closed", h.State)
 			require.Zero(t, h.ErrorRate, "a refusal is not a provider failure")
@@ -199,11 +208,15 @@ func TestHalfOpenAdmitsAtMostMaxRequests(t *testing.T) {
 	set := fastSettings()
 	w.start(set)
 	w.submit(w.surge(200)...)
-	waitFor(t, 10*time.Second, "breaker open", func() bool { return w.health("pass").State == "open" })
-	waitFor(t, 5*time.Second, "calls admitted while closed to finish", func() bool { return pass.inFlight.Load() == 0 })
+	require.Eventually(t, func() bool { return w.health("pass").State == "open" }, 10*time.Second, 10*time.Millisecond, "waiting for breaker open")
+	require.Eventually(t, func() bool { return pass.inFlight.Load() == 0 }, 5*time.Second, 10*time.Millisecond, "waiting for calls admitted while closed to finish")
 	pass.maxInFlight.Store(0)
 	before := pass.Calls()
-	time.Sleep(1500 * time.Millisecond) // several open → half-open → open cycles
+	// Several open → half-open → open cycles: more calls than two
+	// half-open periods can admit.
+	cycles := int64(2*set.Breaker.HalfOpenRequests + 1)
+	require.Eventually(t, func() bool { return pass.Calls() >= before+cycles }, 10*time.Second, 10*time.Millisecond,
+		"waiting for probes of three half-open periods")
 	require.Greater(t, pass.Calls(), before, "half-open lets probes through")
 	require.LessOrEqual(t, pass.maxInFlight.Load(), int64(set.Breaker.HalfOpenRequests), "probes at once")
 	require.Greater(t, pass.maxInFlight.Load(), int64(0))
@@ -281,15 +294,22 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 	victim, victimConn := w.start(set)
 	const n = 240
 	w.submit(w.surge(n)...)
-	waitFor(t, 10*time.Second, "a third decided", func() bool {
+	require.Eventually(t, func() bool {
 		s, err := w.js.JS.Stream(context.Background(), stream.Verified)
 		return err == nil && s.CachedInfo().State.Msgs >= n/3
-	})
+	}, 10*time.Second, 10*time.Millisecond, "waiting for a third decided")
 	victimConn.Close() // crash: in-flight calls, publishes and acks fail
 	victim.Stop()
-	w.start(set)
+	survivor, _ := w.start(set)
 	got := w.outcomes(n, 30*time.Second)
-	time.Sleep(2 * set.AckWait) // any late redelivery would show up now
+	// A late redelivery would come from JetStream after AckWait, and no
+	// fake clock reaches into the server: instead, wait until every
+	// intent is acknowledged (a work-queue stream then holds nothing to
+	// redeliver), and stop the survivor, which finishes what it holds.
+	// No outcome can be published after that.
+	require.Eventually(t, func() bool { return w.submittedLeft() == 0 }, 30*time.Second, 10*time.Millisecond,
+		"waiting for every intent to be acknowledged")
+	survivor.Stop()
 	require.Len(t, w.readOutcomes(), n, "no outcome published twice")
 	for _, o := range got {
 		require.Equal(t, prereg.VerdictVerified, o.Verdict)
@@ -344,7 +364,7 @@ func TestPoisonMessage(t *testing.T) {
 			require.Equal(t, prereg.VerdictRejected, o.Verdict)
 			require.Equal(t, prereg.ReasonUnprocessable, o.Reason)
 			require.True(t, strings.HasPrefix(o.subject, prereg.SubjectVerified+"."))
-			waitFor(t, 5*time.Second, "the poison message acknowledged", func() bool { return w.submittedLeft() == 0 })
+			require.Eventually(t, func() bool { return w.submittedLeft() == 0 }, 5*time.Second, 10*time.Millisecond, "waiting for the poison message acknowledged")
 		})
 	}
 }

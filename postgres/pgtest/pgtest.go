@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
 
 	"github.com/prereg/prereg/postgres"
 )
@@ -32,6 +33,17 @@ func Main(m *testing.M) {
 	code := m.Run()
 	Stop()
 	os.Exit(code)
+}
+
+// VerifyMain runs a package's tests like Main and then fails them if any
+// goroutine outlives them (goleak): a worker, pool or connection a test
+// forgot to stop. opts ignore the goroutines a package's dependencies
+// genuinely keep; each needs a comment saying why.
+func VerifyMain(m *testing.M, opts ...goleak.Option) {
+	goleak.VerifyTestMain(m, append(opts, goleak.Cleanup(func(code int) {
+		Stop()
+		os.Exit(code)
+	}))...)
 }
 
 // Stop stops a private cluster the tests started (nothing for a shared
