@@ -115,12 +115,6 @@ func (s *System) startNotify(ctx context.Context) error {
 	return s.run(ctx, w)
 }
 
-// NotifyPending is the number of SMS still waiting to be sent: what the
-// demo polls until the outbox is drained.
-func (s *System) NotifyPending(ctx context.Context) (int, error) {
-	return (&postgres.OutboxStore{Pool: s.pool}).Pending(ctx)
-}
-
 // NotifyCounts summarises the outbox (all campaigns when campaign is "").
 func (s *System) NotifyCounts(ctx context.Context, campaign string) (postgres.OutboxCounts, error) {
 	return (&postgres.OutboxStore{Pool: s.pool}).Counts(ctx, campaign)
