@@ -137,6 +137,25 @@ var (
 	ErrConflict         = errors.New("conflict")
 )
 
+// ProviderHealthBucket is the JetStream key-value bucket where verify
+// publishes each identity provider's breaker state and intake reads it for
+// the campaign answer, under ProviderHealthKey.
+const ProviderHealthBucket = "provider_health"
+
+// ProviderHealthKey is the ProviderHealthBucket key of a campaign's
+// provider: "<campaign>.<provider>".
+func ProviderHealthKey(campaign, provider string) string { return campaign + "." + provider }
+
+// ProviderHealth is an identity provider's breaker state: the value verify
+// writes under ProviderHealthKey and the "health" of each provider in
+// intake's GET /v1/campaigns/{id}. A provider verify never reported on is
+// {"state":"unknown","error_rate":0}, without "updated".
+type ProviderHealth struct {
+	State     string    `json:"state"` // closed, half-open, open, or unknown
+	ErrorRate float64   `json:"error_rate"`
+	Updated   time.Time `json:"updated,omitzero"`
+}
+
 // Subjects of the durable log. Shards are decimal numbers from 0 to the
 // campaign's shard count minus one.
 const (

@@ -95,7 +95,11 @@ func (s *System) startNotify(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w, err = notify.NewWorker(&postgres.OutboxStore{Pool: s.pool}, gw, s.sealer, s.campaigns, notify.Config{
+	w, err = notify.New(notify.Config{
+		Outbox:       &postgres.OutboxStore{Pool: s.pool},
+		Gateway:      gw,
+		Phones:       s.sealer,
+		Campaigns:    s.campaigns,
 		Rate:         o.Rate,
 		Burst:        o.Burst,
 		Concurrency:  o.Concurrency,

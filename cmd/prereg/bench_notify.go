@@ -103,7 +103,8 @@ func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	store := &postgres.OutboxStore{Pool: pool}
-	w, err := notify.NewWorker(store, client, sealer, &postgres.CampaignStore{Pool: pool}, notify.Config{
+	w, err := notify.New(notify.Config{
+		Outbox: store, Gateway: client, Phones: sealer, Campaigns: &postgres.CampaignStore{Pool: pool},
 		Rate: math.Inf(1), Concurrency: *conc, BatchSize: *batch, Loops: *loops, PollInterval: 10 * time.Millisecond,
 		Logger: env.Logger,
 	})
