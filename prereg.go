@@ -159,15 +159,6 @@ func Conflict(message string) error { return &Error{Kind: ErrConflict, Message: 
 // NotFound returns an *Error of kind ErrNotFound.
 func NotFound(message string) error { return &Error{Kind: ErrNotFound, Message: message} }
 
-// ErrorMessage returns the message of the first *Error in err's chain, or
-// "" when there is none.
-func ErrorMessage(err error) string {
-	if e, ok := errors.AsType[*Error](err); ok {
-		return e.Message
-	}
-	return ""
-}
-
 // ProviderHealthBucket is the JetStream key-value bucket where verify
 // publishes each identity provider's breaker state and intake reads it for
 // the campaign answer, under ProviderHealthKey.

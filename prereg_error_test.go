@@ -17,11 +17,8 @@ func TestError(t *testing.T) {
 	if errors.Is(err, prereg.ErrNotFound) {
 		t.Fatal("a Conflict matches prereg.ErrNotFound")
 	}
-	if got, want := prereg.ErrorMessage(err), "version 2 is still waiting to be sent"; got != want {
-		t.Fatalf("ErrorMessage = %q; want %q", got, want)
-	}
-	if got := prereg.ErrorMessage(prereg.ErrConflict); got != "" {
-		t.Fatalf("ErrorMessage of a bare sentinel = %q; want empty", got)
+	if got, want := err.Error(), "resend: version 2 is still waiting to be sent"; got != want {
+		t.Fatalf("Error() = %q; want the context and the message, without the kind: %q", got, want)
 	}
 	if got, want := prereg.NotFound("unknown window").Error(), "unknown window"; got != want {
 		t.Fatalf("Error() = %q; want the message %q", got, want)

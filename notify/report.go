@@ -201,7 +201,11 @@ func ResendHandler(store Resender, requestedBy func(*http.Request) string, log *
 		if err != nil {
 			var extra map[string]any
 			if errors.Is(err, prereg.ErrConflict) {
-				extra = map[string]any{"detail": prereg.ErrorMessage(err)}
+				// The refusal is a *prereg.Error, whose text is its reason
+				// alone, under the store's context ("resend appointment 7:
+				// appointment cancelled"): no personal data, meant for the
+				// operator.
+				extra = map[string]any{"detail": err.Error()}
 			}
 			if httpapi.Fail(w, err, extra) == httpapi.CodeInternal {
 				log.Error("resend", slog.Any("err", err))
