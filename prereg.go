@@ -130,12 +130,53 @@ const (
 	StatusCancelled  Status = "cancelled"
 )
 
-// Errors that callers act on across stages.
+// Errors that callers act on across stages. The HTTP handlers answer each
+// with its status and code from one table (httpapi.ErrorCode).
 var (
 	ErrNotFound         = errors.New("not found")
 	ErrCampaignNotFound = errors.New("campaign not found")
 	ErrConflict         = errors.New("conflict")
 )
+
+// Error is a domain error whose message is meant for the one who asked (an
+// operator refused a resend, an allocation refused while another runs):
+// Kind is one of the sentinel errors above and says what to answer,
+// Message says why and is shown as is. errors.Is(err, Kind) holds.
+type Error struct {
+	Kind    error
+	Message string
+}
+
+// Error returns the message.
+func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns the kind, so that errors.Is matches it.
+func (e *Error) Unwrap() error { return e.Kind }
+
+// Conflict returns an *Error of kind ErrConflict.
+func Conflict(message string) error { return &Error{Kind: ErrConflict, Message: message} }
+
+// NotFound returns an *Error of kind ErrNotFound.
+func NotFound(message string) error { return &Error{Kind: ErrNotFound, Message: message} }
+
+// ProviderHealthBucket is the JetStream key-value bucket where verify
+// publishes each identity provider's breaker state and intake reads it for
+// the campaign answer, under ProviderHealthKey.
+const ProviderHealthBucket = "provider_health"
+
+// ProviderHealthKey is the ProviderHealthBucket key of a campaign's
+// provider: "<campaign>.<provider>".
+func ProviderHealthKey(campaign, provider string) string { return campaign + "." + provider }
+
+// ProviderHealth is an identity provider's breaker state: the value verify
+// writes under ProviderHealthKey and the "health" of each provider in
+// intake's GET /v1/campaigns/{id}. A provider verify never reported on is
+// {"state":"unknown","error_rate":0}, without "updated".
+type ProviderHealth struct {
+	State     string    `json:"state"` // closed, half-open, open, or unknown
+	ErrorRate float64   `json:"error_rate"`
+	Updated   time.Time `json:"updated,omitzero"`
+}
 
 // Subjects of the durable log. Shards are decimal numbers from 0 to the
 // campaign's shard count minus one.

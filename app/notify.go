@@ -66,7 +66,11 @@ func (s *System) startNotify(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w, err = notify.NewWorker(&postgres.OutboxStore{Pool: s.pool}, gw, s.sealer, s.campaigns, notify.Config{
+	w, err = notify.New(notify.Config{
+		Outbox:       &postgres.OutboxStore{Pool: s.pool},
+		Gateway:      gw,
+		Phones:       s.sealer,
+		Campaigns:    s.campaigns,
 		Rate:         o.Rate,
 		Burst:        o.Burst,
 		Concurrency:  o.Concurrency,
@@ -85,12 +89,6 @@ func (s *System) startNotify(ctx context.Context) error {
 		return err
 	}
 	return s.run(ctx, w)
-}
-
-// NotifyPending is the number of SMS still waiting to be sent: what the
-// demo polls until the outbox is drained.
-func (s *System) NotifyPending(ctx context.Context) (int, error) {
-	return (&postgres.OutboxStore{Pool: s.pool}).Pending(ctx)
 }
 
 // NotifyCounts summarises the outbox (all campaigns when campaign is "").

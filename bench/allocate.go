@@ -12,6 +12,7 @@ import (
 
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/postgres"
+	"github.com/prereg/prereg/region"
 	"github.com/prereg/prereg/scheduler"
 	"github.com/prereg/prereg/sim"
 	"github.com/prereg/prereg/world"
@@ -153,7 +154,7 @@ func allocBenchCampaign(ctx context.Context, pool *pgxpool.Pool, inv []campaign.
 // minutes (as on 9 August 2021).
 func allocBenchRegistrations(ctx context.Context, pool *pgxpool.Pool, c *campaign.Campaign, inv []campaign.Clinic, n int, seed uint64) error {
 	r := mrand.New(mrand.NewPCG(seed, 0xa110c))
-	regions := sim.Regions()
+	regions := region.All()
 	cum := make([]int, len(regions))
 	total := 0
 	for i, reg := range regions {

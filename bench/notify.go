@@ -17,6 +17,7 @@ import (
 	"github.com/prereg/prereg/app"
 	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/notify/notifytest"
+	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/sim"
 	"github.com/prereg/prereg/world"
 )
@@ -120,7 +121,7 @@ func Notify(ctx context.Context, s Setup, o NotifyOptions) (*NotifyResult, error
 		return nil, err
 	}
 	for {
-		pending, err := sys.NotifyPending(ctx)
+		pending, err := (&postgres.OutboxStore{Pool: pool}).Pending(ctx)
 		if err != nil {
 			sys.Stop()
 			return nil, err

@@ -69,9 +69,6 @@ type Options struct {
 	MaxExamples int
 }
 
-// ErrNoCampaign is returned for a campaign that does not exist.
-var ErrNoCampaign = errors.New("check: campaign not found")
-
 // Run checks every invariant for one campaign.
 func Run(ctx context.Context, pool *pgxpool.Pool, campaignID string, opts Options) (*Report, error) {
 	if opts.MaxExamples == 0 {
@@ -82,7 +79,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, campaignID string, opts Option
 		return nil, fmt.Errorf("check: %w", err)
 	}
 	if !exists {
-		return nil, ErrNoCampaign
+		return nil, fmt.Errorf("check: campaign %q: %w", campaignID, prereg.ErrCampaignNotFound)
 	}
 	r := &Report{Campaign: campaignID, Checked: time.Now().UTC()}
 	c := &checker{pool: pool, campaign: campaignID, opts: opts}

@@ -140,13 +140,11 @@ func (a *Admin) review(w http.ResponseWriter, r *http.Request, review string) {
 }
 
 func (a *Admin) fail(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, prereg.ErrCampaignNotFound), errors.Is(err, prereg.ErrNotFound):
-		httpapi.WriteError(w, httpapi.CodeNotFound, nil)
-	case errors.Is(err, prereg.ErrConflict):
-		httpapi.WriteError(w, httpapi.CodeConflict, map[string]any{"detail": "already reviewed"})
-	default:
+	var extra map[string]any
+	if errors.Is(err, prereg.ErrConflict) {
+		extra = map[string]any{"detail": "already reviewed"}
+	}
+	if httpapi.Fail(w, err, extra) == httpapi.CodeInternal {
 		a.Log.Error("dedupe admin", slog.Any("err", err))
-		httpapi.WriteError(w, httpapi.CodeInternal, nil)
 	}
 }

@@ -1,10 +1,11 @@
 package dedupe
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/prereg/prereg/collector"
 )
 
 type metrics struct {
@@ -40,31 +41,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	// Several workers in one process share the collectors: the second one
 	// adopts what the first registered.
 	var err error
-	if m.decisions, err = adopt(reg, m.decisions); err != nil {
-		return nil, err
+	if m.decisions, err = collector.Register(reg, m.decisions); err != nil {
+		return nil, fmt.Errorf("dedupe: %w", err)
 	}
-	if m.falsePositives, err = adopt(reg, m.falsePositives); err != nil {
-		return nil, err
+	if m.falsePositives, err = collector.Register(reg, m.falsePositives); err != nil {
+		return nil, fmt.Errorf("dedupe: %w", err)
 	}
-	if m.poison, err = adopt(reg, m.poison); err != nil {
-		return nil, err
+	if m.poison, err = collector.Register(reg, m.poison); err != nil {
+		return nil, fmt.Errorf("dedupe: %w", err)
 	}
-	if m.batch, err = adopt(reg, m.batch); err != nil {
-		return nil, err
+	if m.batch, err = collector.Register(reg, m.batch); err != nil {
+		return nil, fmt.Errorf("dedupe: %w", err)
 	}
 	return m, nil
-}
-
-func adopt[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	switch {
-	case err == nil:
-		return c, nil
-	case errors.As(err, &are):
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("dedupe: metrics: %w", err)
 }

@@ -108,18 +108,12 @@ type Worker struct {
 	filters *Filters
 	metrics *metrics
 
-	mu        sync.Mutex
-	campaigns map[string]cachedCampaign
+	campaigns *campaign.Cache
 
 	cancel context.CancelFunc
 	iter   jetstream.MessagesContext
 	done   chan struct{}
 	once   sync.Once
-}
-
-type cachedCampaign struct {
-	c  *campaign.Campaign
-	at time.Time
 }
 
 // New validates the configuration and returns a worker.
@@ -142,12 +136,16 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	campaigns, err := campaign.NewCache(campaign.CacheConfig{Source: campaign.SourceFunc(cfg.Campaigns.Get), TTL: cfg.CampaignTTL, Now: cfg.Now})
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: %w", err)
+	}
 	return &Worker{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		filters:   NewFilters(cfg.BloomFPRate),
 		metrics:   m,
-		campaigns: map[string]cachedCampaign{},
+		campaigns: campaigns,
 	}, nil
 }
 
@@ -166,7 +164,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		if err := w.filters.Rebuild(ctx, w.cfg.Store, c, w.cfg.Shards); err != nil {
 			return fmt.Errorf("dedupe: %w", err)
 		}
-		w.remember(c)
+		w.campaigns.Put(c)
 		w.log.Info("bloom filters rebuilt", slog.String("campaign", c.ID), slog.Duration("took", time.Since(start)), slog.Int("bytes", w.filters.Bytes()))
 	}
 	cons, err := w.cfg.JetStream.CreateOrUpdateConsumer(ctx, stream.Verified, jetstream.ConsumerConfig{
@@ -367,30 +365,17 @@ func (w *Worker) settle(items []*item) {
 	}
 }
 
-// campaign returns a cached campaign, reading it (and building its
-// filters) when it is new or stale.
+// campaign returns the campaign from the cache, building its filters the
+// first time it is seen.
 func (w *Worker) campaign(ctx context.Context, id string) (*campaign.Campaign, error) {
-	w.mu.Lock()
-	cc, ok := w.campaigns[id]
-	w.mu.Unlock()
-	if ok && w.cfg.Now().Sub(cc.at) < w.cfg.CampaignTTL {
-		return cc.c, nil
-	}
-	c, err := w.cfg.Campaigns.Get(ctx, id)
+	c, err := w.campaigns.Get(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("campaign %q: %w", id, err)
+		return nil, err
 	}
 	if !w.filters.Has(id) {
 		if err := w.filters.Rebuild(ctx, w.cfg.Store, c, w.cfg.Shards); err != nil {
 			return nil, err
 		}
 	}
-	w.remember(c)
 	return c, nil
-}
-
-func (w *Worker) remember(c *campaign.Campaign) {
-	w.mu.Lock()
-	w.campaigns[c.ID] = cachedCampaign{c: c, at: w.cfg.Now()}
-	w.mu.Unlock()
 }

@@ -6,9 +6,11 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 
+	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/config"
 )
 
@@ -54,6 +56,44 @@ func Status(code string) int {
 		return s
 	}
 	return http.StatusInternalServerError
+}
+
+// domainErrors maps the domain's sentinel errors to their error codes; the
+// first match in the chain of an error wins.
+var domainErrors = []struct {
+	err  error
+	code string
+}{
+	{prereg.ErrCampaignNotFound, CodeNotFound},
+	{prereg.ErrNotFound, CodeNotFound},
+	{prereg.ErrConflict, CodeConflict},
+}
+
+// ErrorCode is the error code of a domain error: the code of the first
+// sentinel of the prereg package that err matches, CodeInternal for
+// anything else (nil included).
+func ErrorCode(err error) string {
+	if err == nil {
+		return CodeInternal
+	}
+	for _, d := range domainErrors {
+		if errors.Is(err, d.err) {
+			return d.code
+		}
+	}
+	return CodeInternal
+}
+
+// ErrorStatusCode is the HTTP status of a domain error (see ErrorCode).
+func ErrorStatusCode(err error) int { return Status(ErrorCode(err)) }
+
+// Fail answers a domain error: {"error": ErrorCode(err), ...extra} with
+// its status. It returns the code, so that the handler can log what was
+// internal (the error itself never reaches the answer).
+func Fail(w http.ResponseWriter, err error, extra map[string]any) string {
+	code := ErrorCode(err)
+	WriteError(w, code, extra)
+	return code
 }
 
 // WriteJSON writes v as JSON with the status.

@@ -17,10 +17,6 @@ import (
 	"github.com/prereg/prereg/campaign"
 )
 
-// HealthBucket is the JetStream key-value bucket where verify publishes
-// each provider's breaker state, under the key "<campaign>.<provider>".
-const HealthBucket = "provider_health"
-
 // CampaignSource lists the campaigns; postgres.CampaignStore implements it.
 // Intake calls it at start and then in the background, never on a request.
 type CampaignSource interface {
@@ -41,13 +37,6 @@ type Commitment struct {
 // the campaigns.
 type Commitments interface {
 	Commitments(ctx context.Context, campaignID string) (map[string]Commitment, error)
-}
-
-// Health is a provider's breaker state as verify last reported it.
-type Health struct {
-	State     string    `json:"state"` // closed, half-open, open, or unknown
-	ErrorRate float64   `json:"error_rate"`
-	Updated   time.Time `json:"updated,omitzero"`
 }
 
 // entry is one campaign as intake serves it.
@@ -98,8 +87,8 @@ type windowView struct {
 }
 
 type providerView struct {
-	Name   string `json:"name"`
-	Health Health `json:"health"`
+	Name   string                `json:"name"`
+	Health prereg.ProviderHealth `json:"health"`
 }
 
 func viewWindow(w campaign.Window, loc *time.Location) windowView {
@@ -110,7 +99,7 @@ func viewWindow(w campaign.Window, loc *time.Location) windowView {
 	return windowView{ID: w.ID, Opens: w.Opens.In(loc), Closes: w.Closes.In(loc), Digits: digits, CatchUp: w.CatchUp}
 }
 
-func newEntry(c *campaign.Campaign, health map[string]Health, lottery map[string]Commitment) (*entry, error) {
+func newEntry(c *campaign.Campaign, health map[string]prereg.ProviderHealth, lottery map[string]Commitment) (*entry, error) {
 	loc := c.Location
 	if loc == nil {
 		loc = time.UTC
@@ -127,9 +116,9 @@ func newEntry(c *campaign.Campaign, health map[string]Health, lottery map[string
 		v.Windows = append(v.Windows, wv)
 	}
 	for _, p := range c.Providers {
-		h, ok := health[c.ID+"."+p.Name]
+		h, ok := health[prereg.ProviderHealthKey(c.ID, p.Name)]
 		if !ok {
-			h = Health{State: "unknown"}
+			h = prereg.ProviderHealth{State: "unknown"}
 		}
 		v.Providers = append(v.Providers, providerView{Name: p.Name, Health: h})
 	}
@@ -187,14 +176,14 @@ func (r *refresher) commitments(ctx context.Context, id string) map[string]Commi
 	return cm
 }
 
-func (r *refresher) health(ctx context.Context, cs []*campaign.Campaign) map[string]Health {
-	out := map[string]Health{}
+func (r *refresher) health(ctx context.Context, cs []*campaign.Campaign) map[string]prereg.ProviderHealth {
+	out := map[string]prereg.ProviderHealth{}
 	if r.js == nil {
 		return out
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	kv, err := r.js.KeyValue(ctx, HealthBucket)
+	kv, err := r.js.KeyValue(ctx, prereg.ProviderHealthBucket)
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrBucketNotFound) {
 			r.log.Debug("provider health unavailable", slog.Any("err", err))
@@ -203,12 +192,12 @@ func (r *refresher) health(ctx context.Context, cs []*campaign.Campaign) map[str
 	}
 	for _, c := range cs {
 		for _, p := range c.Providers {
-			key := c.ID + "." + p.Name
+			key := prereg.ProviderHealthKey(c.ID, p.Name)
 			ent, err := kv.Get(ctx, key)
 			if err != nil {
 				continue
 			}
-			var h Health
+			var h prereg.ProviderHealth
 			if json.Unmarshal(ent.Value(), &h) != nil {
 				continue
 			}

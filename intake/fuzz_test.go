@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg/intake"
+	regions "github.com/prereg/prereg/region"
 )
 
 // FuzzDecodeRequest: the decoder never panics, accepts exactly what
@@ -106,7 +107,7 @@ func FuzzValidate(f *testing.F) {
 			return
 		}
 		require.True(t, c.Cohort.Contains(v.Birth))
-		require.True(t, intake.KnownRegion(v.Region))
+		require.True(t, regions.Known(v.Region))
 		require.True(t, strings.HasPrefix(v.Phone, "+8210") || strings.HasPrefix(v.Phone, "+821"), v.Phone)
 		require.LessOrEqual(t, len(v.Phone), len("+821012345678"))
 		require.LessOrEqual(t, len(v.IdentityToken), 2048)
@@ -150,10 +151,10 @@ func TestNormalizePhone(t *testing.T) {
 func TestRegions(t *testing.T) {
 	t.Parallel()
 	for _, code := range []string{"11110", "11680", "26350", "50110"} {
-		require.True(t, intake.KnownRegion(code), code)
+		require.True(t, regions.Known(code), code)
 	}
 	for _, code := range []string{"", "11", "99999", "1168O", "#"} {
-		require.False(t, intake.KnownRegion(code), code)
+		require.False(t, regions.Known(code), code)
 	}
 }
 

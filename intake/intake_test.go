@@ -359,7 +359,7 @@ func TestCampaignFromMemory(t *testing.T) {
 
 	// verify reports a breaker state; the next refresh shows it.
 	ctx := context.Background()
-	kv, err := e.js.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: intake.HealthBucket})
+	kv, err := e.js.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: prereg.ProviderHealthBucket})
 	require.NoError(t, err)
 	_, err = kv.Put(ctx, "test-2021.pass", []byte(`{"state":"open","error_rate":0.75,"updated":"2021-08-09T21:00:00+09:00"}`))
 	require.NoError(t, err)

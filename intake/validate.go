@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/region"
 )
 
 // Field limits. The body as a whole is bounded by MaxBody; these bound each
@@ -16,26 +17,6 @@ const (
 	maxClinic   = 64
 	maxIdemKey  = 128
 )
-
-// regionList is the code column of sim/data/regions.csv: South Korea's 252
-// si/gun/gu. Production code does not import sim/, so intake keeps a copy.
-//
-//go:embed regions.txt
-var regionList string
-
-var regions = func() map[string]bool {
-	m := make(map[string]bool, 256)
-	for _, line := range strings.Split(regionList, "\n") {
-		line = strings.TrimSpace(line)
-		if line != "" && !strings.HasPrefix(line, "#") {
-			m[line] = true
-		}
-	}
-	return m
-}()
-
-// KnownRegion reports whether code is one of the 252 region codes.
-func KnownRegion(code string) bool { return regions[code] }
 
 // Valid is a request that passed Validate, with its parsed and normalised
 // values.
@@ -71,7 +52,7 @@ func Validate(req Request, c *campaign.Campaign) (Valid, error) {
 	} else {
 		errs["phone"] = "want a Korean mobile number, e.g. 010-1234-5678"
 	}
-	if !KnownRegion(req.Region) {
+	if !region.Known(req.Region) {
 		errs["region"] = "want a 5-digit si/gun/gu code, e.g. 11680"
 	}
 	if len(req.Clinic) > maxClinic || !identifier(req.Clinic) {

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -150,13 +149,10 @@ func ReportHandler(store Reports, secret []byte, now func() time.Time, log *slog
 			rep.At = now()
 		}
 		recorded, err := store.RecordReport(r.Context(), rep)
-		switch {
-		case errors.Is(err, prereg.ErrNotFound):
-			httpapi.WriteError(w, httpapi.CodeNotFound, nil)
-			return
-		case err != nil:
-			log.Error("record delivery report", slog.Any("err", err))
-			httpapi.WriteError(w, httpapi.CodeInternal, nil)
+		if err != nil {
+			if httpapi.Fail(w, err, nil) == httpapi.CodeInternal {
+				log.Error("record delivery report", slog.Any("err", err))
+			}
 			return
 		}
 		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"recorded": recorded})
@@ -202,16 +198,18 @@ func ResendHandler(store Resender, requestedBy func(*http.Request) string, log *
 		}
 		req.RequestedBy = requestedBy(r)
 		res, err := store.Resend(r.Context(), req)
-		switch {
-		case errors.Is(err, prereg.ErrNotFound):
-			httpapi.WriteError(w, httpapi.CodeNotFound, nil)
-			return
-		case errors.Is(err, prereg.ErrConflict):
-			httpapi.WriteError(w, httpapi.CodeConflict, map[string]any{"detail": conflictDetail(err)})
-			return
-		case err != nil:
-			log.Error("resend", slog.Any("err", err))
-			httpapi.WriteError(w, httpapi.CodeInternal, nil)
+		if err != nil {
+			var extra map[string]any
+			if errors.Is(err, prereg.ErrConflict) {
+				// The refusal is a *prereg.Error, whose text is its reason
+				// alone, under the store's context ("resend appointment 7:
+				// appointment cancelled"): no personal data, meant for the
+				// operator.
+				extra = map[string]any{"detail": err.Error()}
+			}
+			if httpapi.Fail(w, err, extra) == httpapi.CodeInternal {
+				log.Error("resend", slog.Any("err", err))
+			}
 			return
 		}
 		log.Info("resend requested", slog.Int64("appointment", res.Appointment), slog.Int("version", res.Version), slog.String("by", req.RequestedBy))
@@ -219,13 +217,6 @@ func ResendHandler(store Resender, requestedBy func(*http.Request) string, log *
 	})
 }
 
-func conflictDetail(err error) string {
-	s := err.Error()
-	if i := strings.LastIndex(s, ": "+prereg.ErrConflict.Error()); i > 0 {
-		s = s[:i]
-	}
-	return s
-}
-
-// ConflictError says why a resend is refused.
-func ConflictError(why string) error { return fmt.Errorf("%s: %w", why, prereg.ErrConflict) }
+// ConflictError says why a resend is refused: a *prereg.Error of kind
+// prereg.ErrConflict whose message the answer shows as its "detail".
+func ConflictError(why string) error { return prereg.Conflict(why) }

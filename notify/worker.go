@@ -21,6 +21,7 @@ import (
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/collector"
 	"github.com/prereg/prereg/keys"
 )
 
@@ -101,8 +102,18 @@ type Campaigns interface {
 	Get(ctx context.Context, id string) (*campaign.Campaign, error)
 }
 
-// Config configures a Worker.
+// Config configures a Worker. Outbox, Gateway, Phones and Campaigns are
+// required.
 type Config struct {
+	// Outbox is the store the worker drains (postgres.OutboxStore).
+	Outbox Outbox
+	// Gateway sends the messages (*Gateway).
+	Gateway Sender
+	// Phones opens the sealed phones (*keys.Sealer).
+	Phones Opener
+	// Campaigns gives the text of a campaign's messages
+	// (postgres.CampaignStore); the worker caches them.
+	Campaigns Campaigns
 	// Owner names this worker's leases; unique per worker. Default: host,
 	// pid and a random suffix.
 	Owner string
@@ -165,7 +176,7 @@ type Worker struct {
 	store     Outbox
 	gw        Sender
 	phones    Opener
-	campaigns *campaignCache
+	campaigns *campaign.Cache
 	limiter   *rate.Limiter
 	sem       chan struct{} // Concurrency sends in flight across all loops
 	log       *slog.Logger
@@ -178,11 +189,11 @@ type Worker struct {
 	done   chan struct{}
 }
 
-// NewWorker returns a worker over the outbox store, the gateway, the
-// sealer that opens phones and the campaigns.
-func NewWorker(store Outbox, gw Sender, phones Opener, campaigns Campaigns, cfg Config) (*Worker, error) {
-	if store == nil || gw == nil || phones == nil || campaigns == nil {
-		return nil, errors.New("notify: store, gateway, phones and campaigns are required")
+// New validates the configuration, fills its defaults and returns a
+// worker.
+func New(cfg Config) (*Worker, error) {
+	if cfg.Outbox == nil || cfg.Gateway == nil || cfg.Phones == nil || cfg.Campaigns == nil {
+		return nil, errors.New("notify: Outbox, Gateway, Phones and Campaigns are required")
 	}
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 256)
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 32)
@@ -215,18 +226,26 @@ func NewWorker(store Outbox, gw Sender, phones Opener, campaigns Campaigns, cfg 
 	if math.IsInf(cfg.Rate, 1) {
 		lim = rate.Inf
 	}
+	// A campaign reload changes the text of messages not sent yet within
+	// a minute.
+	campaigns, err := campaign.NewCache(campaign.CacheConfig{Source: campaign.SourceFunc(cfg.Campaigns.Get), TTL: time.Minute, Now: cfg.Now})
+	if err != nil {
+		return nil, fmt.Errorf("notify: %w", err)
+	}
 	w := &Worker{
 		cfg:       cfg,
-		store:     store,
-		gw:        gw,
-		phones:    phones,
-		campaigns: &campaignCache{src: campaigns, now: cfg.Now, m: map[string]cachedCampaign{}},
+		store:     cfg.Outbox,
+		gw:        cfg.Gateway,
+		phones:    cfg.Phones,
+		campaigns: campaigns,
 		limiter:   rate.NewLimiter(lim, cfg.Burst),
 		sem:       make(chan struct{}, cfg.Concurrency),
 		log:       cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 	}
 	if cfg.Registerer != nil {
-		w.metrics = newMetrics(cfg.Registerer)
+		if w.metrics, err = newMetrics(cfg.Registerer); err != nil {
+			return nil, err
+		}
 	}
 	return w, nil
 }
@@ -537,7 +556,7 @@ func (w *Worker) send(ctx context.Context, m Message) Result {
 	if m.Cancelled {
 		return w.fail(res, m, errors.New("appointment cancelled"))
 	}
-	c, err := w.campaigns.get(ctx, m.Campaign)
+	c, err := w.campaigns.Get(ctx, m.Campaign)
 	if err != nil {
 		return w.retry(res, m, fmt.Errorf("campaign: %w", err))
 	}
@@ -649,44 +668,13 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-type cachedCampaign struct {
-	c  *campaign.Campaign
-	at time.Time
-}
-
-// campaignCache keeps campaigns for a minute: a reload changes the text of
-// messages not sent yet soon enough.
-type campaignCache struct {
-	src Campaigns
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]cachedCampaign
-}
-
-func (cc *campaignCache) get(ctx context.Context, id string) (*campaign.Campaign, error) {
-	cc.mu.Lock()
-	e, ok := cc.m[id]
-	cc.mu.Unlock()
-	if ok && cc.now().Sub(e.at) < time.Minute {
-		return e.c, nil
-	}
-	c, err := cc.src.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	cc.mu.Lock()
-	cc.m[id] = cachedCampaign{c: c, at: cc.now()}
-	cc.mu.Unlock()
-	return c, nil
-}
-
 type metrics struct {
 	outcomes     *prometheus.CounterVec
 	reclaimed    prometheus.Counter
 	breakerOpens prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "prereg_notify_messages_total", Help: "Outbox messages by outcome of a send attempt.",
@@ -698,23 +686,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "prereg_notify_breaker_opens_total", Help: "Times the SMS gateway breaker opened.",
 		}),
 	}
-	m.outcomes = register(reg, m.outcomes)
-	m.reclaimed = register(reg, m.reclaimed)
-	m.breakerOpens = register(reg, m.breakerOpens)
-	return m
-}
-
-// register registers c, or returns the collector registered before it
-// under the same name (a second worker in one process shares the counts).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if old, ok := are.ExistingCollector.(C); ok {
-				return old
-			}
-		}
-		panic(fmt.Sprintf("notify: register metrics: %v", err))
+	// A second worker in one process shares the first one's series.
+	var err error
+	if m.outcomes, err = collector.Register(reg, m.outcomes); err != nil {
+		return nil, fmt.Errorf("notify: %w", err)
 	}
-	return c
+	if m.reclaimed, err = collector.Register(reg, m.reclaimed); err != nil {
+		return nil, fmt.Errorf("notify: %w", err)
+	}
+	if m.breakerOpens, err = collector.Register(reg, m.breakerOpens); err != nil {
+		return nil, fmt.Errorf("notify: %w", err)
+	}
+	return m, nil
 }

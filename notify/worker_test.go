@@ -95,7 +95,8 @@ func (w *world) worker(tb testing.TB, cfg notify.Config, gc notify.GatewayConfig
 		cfg.Rate = math.Inf(1)
 	}
 	cfg.PollInterval = cmpOr(cfg.PollInterval, 20*time.Millisecond)
-	x, err := notify.NewWorker(w.store, gw, w.sealer, &postgres.CampaignStore{Pool: w.db.Pool}, cfg)
+	cfg.Outbox, cfg.Gateway, cfg.Phones, cfg.Campaigns = w.store, gw, w.sealer, &postgres.CampaignStore{Pool: w.db.Pool}
+	x, err := notify.New(cfg)
 	require.NoError(tb, err)
 	wk.Store(x)
 	return x
@@ -279,7 +280,8 @@ func crashChild() {
 		fail(err)
 	}
 	accepted := 0
-	w, err := notify.NewWorker(&postgres.OutboxStore{Pool: pool}, gw, sealer, &postgres.CampaignStore{Pool: pool}, notify.Config{
+	w, err := notify.New(notify.Config{
+		Outbox: &postgres.OutboxStore{Pool: pool}, Gateway: gw, Phones: sealer, Campaigns: &postgres.CampaignStore{Pool: pool},
 		BatchSize: 1, Concurrency: 1, Loops: 1, Rate: math.Inf(1),
 		Lease: time.Second, SendTimeout: 300 * time.Millisecond,
 		AfterAccept: func(notify.Message) {

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/httpapi"
 )
 
@@ -131,18 +130,17 @@ func (a *Admin) ServeStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Admin) writeError(w http.ResponseWriter, err error) {
+	var extra map[string]any
 	var ie *InterruptedError
 	switch {
 	case errors.As(err, &ie):
-		httpapi.WriteError(w, httpapi.CodeConflict, map[string]any{"message": ie.Error(), "interrupted_run": ie.Run.ID})
+		extra = map[string]any{"message": ie.Error(), "interrupted_run": ie.Run.ID}
 	case errors.Is(err, ErrBusy):
-		httpapi.WriteError(w, httpapi.CodeConflict, map[string]any{"message": ErrBusy.Error()})
+		extra = map[string]any{"message": ErrBusy.Error()}
 	case errors.Is(err, ErrNoSeed):
-		httpapi.WriteError(w, httpapi.CodeConflict, map[string]any{"message": ErrNoSeed.Error() + ": commit one (prereg lottery commit) or use policy fcfs"})
-	case errors.Is(err, ErrUnknownWindow), errors.Is(err, prereg.ErrCampaignNotFound), errors.Is(err, prereg.ErrNotFound):
-		httpapi.WriteError(w, httpapi.CodeNotFound, nil)
-	default:
+		extra = map[string]any{"message": ErrNoSeed.Error() + ": commit one (prereg lottery commit) or use policy fcfs"}
+	}
+	if httpapi.Fail(w, err, extra) == httpapi.CodeInternal {
 		a.Log.Error("allocation admin", slog.Any("err", err))
-		httpapi.WriteError(w, httpapi.CodeInternal, nil)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/prereg/prereg/region"
 )
 
 // Inventory is a campaign's slots as they were when a run started.
@@ -229,16 +231,6 @@ func provinceOf(region string) string {
 	return region[:2]
 }
 
-// DistanceKm is the great-circle distance between two points on the Earth
-// (haversine, mean radius 6371 km).
-func DistanceKm(lat1, lng1, lat2, lng2 float64) float64 {
-	const r = 6371.0
-	rad := math.Pi / 180
-	dlat, dlng := (lat2-lat1)*rad, (lng2-lng1)*rad
-	a := math.Sin(dlat/2)*math.Sin(dlat/2) + math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dlng/2)*math.Sin(dlng/2)
-	return 2 * r * math.Asin(math.Sqrt(a))
-}
-
 // neighbours returns the regions (indexes) by distance from a region's
 // centre, within maxKm when set; a region without clinics is placed at the
 // centroid of its province's clinics. nil when it cannot be placed.
@@ -263,7 +255,7 @@ func (pl *planner) neighbours(code string) ([]int, bool) {
 		if pl.region[r].code == code {
 			continue
 		}
-		d := DistanceKm(c.lat, c.lng, pl.region[r].centre.lat, pl.region[r].centre.lng)
+		d := region.DistanceKm(c.lat, c.lng, pl.region[r].centre.lat, pl.region[r].centre.lng)
 		if pl.maxKm > 0 && d > pl.maxKm {
 			continue
 		}

@@ -157,13 +157,6 @@ func TestDrawOrder(t *testing.T) {
 	}
 }
 
-func TestDistanceKm(t *testing.T) {
-	t.Parallel()
-	// Seoul City Hall to Busan City Hall: about 325 km.
-	require.InDelta(t, 325, DistanceKm(37.5663, 126.9779, 35.1798, 129.0750), 5)
-	require.Zero(t, DistanceKm(37.5, 127, 37.5, 127))
-}
-
 // BenchmarkPlan plans 200,000 registrations, drawn by lottery, over 14,000
 // clinics in 250 regions × 14 days × 3 bands: the in-memory part of a run.
 func BenchmarkPlan(b *testing.B) {

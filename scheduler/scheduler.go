@@ -6,13 +6,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
 )
 
@@ -36,14 +36,15 @@ func ParsePolicy(s string) (Policy, error) {
 	return "", fmt.Errorf("unknown policy %q (want lottery or fcfs)", s)
 }
 
-// Errors callers act on.
+// Errors callers act on. Each is of a kind of the prereg package, which
+// says what the admin API answers.
 var (
 	// ErrBusy: another allocation of the campaign holds its lock.
-	ErrBusy = errors.New("another allocation of this campaign is running")
+	ErrBusy = prereg.Conflict("another allocation of this campaign is running")
 	// ErrNoSeed: a lottery needs a seed committed for the window first.
-	ErrNoSeed = errors.New("no lottery seed committed for this window")
+	ErrNoSeed = prereg.Conflict("no lottery seed committed for this window")
 	// ErrUnknownWindow: the campaign has no such window.
-	ErrUnknownWindow = errors.New("unknown window")
+	ErrUnknownWindow = prereg.NotFound("unknown window")
 )
 
 // InterruptedError says that a real run of the campaign died before it
@@ -53,6 +54,10 @@ var (
 type InterruptedError struct {
 	Run RunRecord
 }
+
+// Is makes an interrupted run a conflict (prereg.ErrConflict): nothing
+// else may be allocated until it is resumed.
+func (e *InterruptedError) Is(target error) bool { return target == prereg.ErrConflict }
 
 func (e *InterruptedError) Error() string {
 	return fmt.Sprintf("run %d (window %s, policy %s) was interrupted at %d of %d: resume it first with the same window and policy, not a dry run",

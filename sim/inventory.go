@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/region"
 )
 
 // InventoryConfig sizes a synthetic clinic inventory.
@@ -35,7 +36,7 @@ func Inventory(cfg InventoryConfig) []campaign.Clinic {
 	n := cmp.Or(cfg.Clinics, DefaultClinics)
 	scale := cmp.Or(cfg.CapacityScale, 1)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x636c696e6963)) // "clinic"
-	regions := Regions()
+	regions := region.All()
 	counts := apportion(regions, n)
 	out := make([]campaign.Clinic, 0, n)
 	for i, r := range regions {
@@ -76,7 +77,7 @@ func Inventory(cfg InventoryConfig) []campaign.Clinic {
 
 // apportion splits n clinics over the regions: one each, the rest in
 // proportion to population by largest remainders.
-func apportion(regions []Region, n int) []int {
+func apportion(regions []region.Region, n int) []int {
 	counts := make([]int, len(regions))
 	if n <= 0 {
 		return counts

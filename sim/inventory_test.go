@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/prereg/prereg/region"
 )
 
 func TestInventory(t *testing.T) {
@@ -19,12 +21,12 @@ func TestInventory(t *testing.T) {
 		require.False(t, ids[c.ID], "clinic id %s twice", c.ID)
 		ids[c.ID] = true
 		perRegion[c.Region]++
-		r, ok := RegionByCode(c.Region)
+		r, ok := region.ByCode(c.Region)
 		require.True(t, ok, "clinic %s in unknown region %s", c.ID, c.Region)
-		require.Less(t, DistanceKm(r.Lat, r.Lng, c.Lat, c.Lng), 5.0, "clinic %s is far from its region's centre", c.ID)
+		require.Less(t, region.DistanceKm(r.Lat, r.Lng, c.Lat, c.Lng), 5.0, "clinic %s is far from its region's centre", c.ID)
 		require.Positive(t, c.Capacity)
 	}
-	regions := Regions()
+	regions := region.All()
 	require.Len(t, perRegion, len(regions), "every region has a clinic")
 
 	// In proportion to population: the most populous region has about its

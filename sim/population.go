@@ -8,6 +8,7 @@ import (
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/region"
 )
 
 // Person is one synthetic citizen and the ground truth about them that the
@@ -20,7 +21,7 @@ type Person struct {
 	// names. The provider reveals only a keyed hash of it (the CI).
 	ID        string
 	Birthdate time.Time // civil date at midnight UTC
-	Region    string    // 5-digit code of sim.Regions()
+	Region    string    // 5-digit code of region.All()
 	// Phone is the mobile number the person writes into the form
 	// (010-XXXX-XXXX). Members of a family sometimes share one.
 	Phone   string
@@ -226,7 +227,7 @@ type regionPicker struct {
 func newRegionPicker() regionPicker {
 	var rp regionPicker
 	total := 0
-	for _, r := range Regions() {
+	for _, r := range region.All() {
 		total += r.Population
 		rp.codes = append(rp.codes, r.Code)
 		rp.cum = append(rp.cum, total)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/region"
 )
 
 func TestPopulationDeterministic(t *testing.T) {
@@ -72,7 +73,7 @@ func TestPopulationGroundTruth(t *testing.T) {
 			}
 			devices[d] = true
 		}
-		if _, ok := RegionByCode(x.Region); !ok {
+		if _, ok := region.ByCode(x.Region); !ok {
 			t.Fatalf("person %d: unknown region", i)
 		}
 		if !slices.Contains(pop.Families[x.Family], i) {
@@ -94,7 +95,7 @@ func TestPopulationGroundTruth(t *testing.T) {
 	// Regions in proportion to population: Seoul (codes 11…) holds about
 	// 18.5 % of the country.
 	total, seoul := 0, 0
-	for _, r := range Regions() {
+	for _, r := range region.All() {
 		total += r.Population
 		if strings.HasPrefix(r.Code, "11") {
 			seoul += r.Population

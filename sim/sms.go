@@ -74,8 +74,7 @@ type Gateway struct {
 	limiter  *rate.Limiter
 	log      *slog.Logger
 
-	ignoreIdem atomic.Bool
-	faults     atomic.Pointer[SMSFaults]
+	faults atomic.Pointer[SMSFaults]
 
 	mu       sync.Mutex
 	attempts []Attempt
@@ -119,7 +118,6 @@ func NewGateway(cfg GatewayConfig) *Gateway {
 	if cfg.Rate > 0 {
 		g.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), cmp.Or(cfg.Burst, 1))
 	}
-	g.ignoreIdem.Store(cfg.IgnoreIdempotency)
 	f := cfg.Faults
 	g.faults.Store(&f)
 	g.reportCond = sync.NewCond(&g.reportMu)
@@ -146,10 +144,6 @@ func (g *Gateway) Handsets() *Handsets { return g.handsets }
 
 // SetFaults changes what the gateway does wrong from now on.
 func (g *Gateway) SetFaults(f SMSFaults) { g.faults.Store(&f) }
-
-// SetIgnoreIdempotency switches de-duplication by Idempotency-Key off
-// (true) or on.
-func (g *Gateway) SetIgnoreIdempotency(ignore bool) { g.ignoreIdem.Store(ignore) }
 
 // Handler serves the gateway's HTTP API.
 func (g *Gateway) Handler() http.Handler {
@@ -224,7 +218,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, key string) int {
 		return fail(http.StatusTooManyRequests, "rate_limited")
 	}
 	g.mu.Lock()
-	if id, seen := g.byKey[key]; seen && !g.ignoreIdem.Load() {
+	if id, seen := g.byKey[key]; seen && !g.cfg.IgnoreIdempotency {
 		g.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]any{"message_id": id, "duplicate": true})
 		return http.StatusOK
@@ -311,9 +305,6 @@ func (g *Gateway) AcceptedKey(key string) int {
 	defer g.mu.Unlock()
 	return g.accepted[key]
 }
-
-// ReportsPending is the number of reports not posted yet.
-func (g *Gateway) ReportsPending() int64 { return g.reportsQueue.Load() }
 
 // gatewayReport mirrors notify.Report; the gateway is an outside system and
 // does not import prereg's stages.

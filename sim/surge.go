@@ -15,6 +15,7 @@ import (
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/region"
 )
 
 // Class is what a submission of the surge is, in truth: the scoring knows
@@ -817,10 +818,10 @@ func nearestClinics(clinics []campaign.Clinic) map[string]string {
 	if len(clinics) == 0 {
 		return out
 	}
-	for _, r := range Regions() {
+	for _, r := range region.All() {
 		best, bestD := "", math.Inf(1)
 		for _, c := range clinics {
-			if d := DistanceKm(r.Lat, r.Lng, c.Lat, c.Lng); d < bestD {
+			if d := region.DistanceKm(r.Lat, r.Lng, c.Lat, c.Lng); d < bestD {
 				best, bestD = c.ID, d
 			}
 		}

@@ -20,8 +20,6 @@ const (
 	// ConsumerName is the durable pull consumer on INTENTS_SUBMITTED that
 	// every verify process shares.
 	ConsumerName = "verify"
-	// BucketHealth holds each provider's health, key "<campaign>.<provider>".
-	BucketHealth = "provider_health"
 	// BucketTokens remembers the provider's answer per token (hashed).
 	BucketTokens = "verify_tokens"
 	// BucketClaims remembers claims that a verification confirmed.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/prereg/prereg"
 )
 
 // buckets are the stage's JetStream key-value buckets.
@@ -41,7 +43,7 @@ func openBuckets(ctx context.Context, js jetstream.JetStream, s Settings) (*buck
 	if b.attempts, err = open(BucketAttempts, "verify: failures counted per message", s.AttemptsTTL); err != nil {
 		return nil, err
 	}
-	if b.health, err = open(BucketHealth, "identity provider health, written by verify, read by intake", 0); err != nil {
+	if b.health, err = open(prereg.ProviderHealthBucket, "identity provider health, written by verify, read by intake", 0); err != nil {
 		return nil, err
 	}
 	return &b, nil
@@ -117,13 +119,3 @@ func countFailure(ctx context.Context, kv jetstream.KeyValue, key string) (int, 
 	}
 	return 0, errors.New("count failure: too much contention")
 }
-
-// Health is the value of a provider_health entry.
-type Health struct {
-	State     string    `json:"state"` // closed, half-open, open
-	ErrorRate float64   `json:"error_rate"`
-	Updated   time.Time `json:"updated"`
-}
-
-// HealthKey is the provider_health key of a campaign's provider.
-func HealthKey(campaignID, provider string) string { return campaignID + "." + provider }

@@ -1,10 +1,11 @@
 package verify
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/prereg/prereg/collector"
 )
 
 // metrics are the stage's Prometheus series. Labels carry campaign ids,
@@ -55,35 +56,32 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	var err error
-	m.outcomes, err = register(reg, m.outcomes, err)
-	m.calls, err = register(reg, m.calls, err)
-	m.callSeconds, err = register(reg, m.callSeconds, err)
-	m.cache, err = register(reg, m.cache, err)
-	m.naks, err = register(reg, m.naks, err)
-	m.counted, err = register(reg, m.counted, err)
-	m.state, err = register(reg, m.state, err)
-	m.errorRate, err = register(reg, m.errorRate, err)
-	m.inFlight, err = register(reg, m.inFlight, err)
-	if err != nil {
-		return nil, fmt.Errorf("verify: metrics: %w", err)
+	if m.outcomes, err = collector.Register(reg, m.outcomes); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if m.calls, err = collector.Register(reg, m.calls); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if m.callSeconds, err = collector.Register(reg, m.callSeconds); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if m.cache, err = collector.Register(reg, m.cache); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if m.naks, err = collector.Register(reg, m.naks); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if m.counted, err = collector.Register(reg, m.counted); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if m.state, err = collector.Register(reg, m.state); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if m.errorRate, err = collector.Register(reg, m.errorRate); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if m.inFlight, err = collector.Register(reg, m.inFlight); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	return m, nil
-}
-
-// register registers c, or reuses the collector already registered under
-// its name (a second verifier in the same process shares the series).
-func register[T prometheus.Collector](reg prometheus.Registerer, c T, prev error) (T, error) {
-	if prev != nil {
-		return c, prev
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if ex, ok := are.ExistingCollector.(T); ok {
-				return ex, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }

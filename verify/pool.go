@@ -10,6 +10,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
 
+	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
 )
 
@@ -53,7 +54,7 @@ func newPool(campaignID string, p campaign.Provider, s BreakerSettings, now func
 		stateChanged: make(chan struct{}, 1),
 	}
 	pl.breaker = gobreaker.NewCircuitBreaker[providerAnswer](gobreaker.Settings{
-		Name:         HealthKey(campaignID, p.Name),
+		Name:         prereg.ProviderHealthKey(campaignID, p.Name),
 		MaxRequests:  s.HalfOpenRequests,
 		Interval:     s.Window,
 		BucketPeriod: s.Window / time.Duration(s.Buckets),
@@ -119,13 +120,13 @@ func (p *pool) healthyForOthers(s BreakerSettings) bool {
 	return ok >= int(s.MinRequests) && float64(failed) < s.FailureRatio/2*float64(ok+failed)
 }
 
-func (p *pool) health(now time.Time) Health {
+func (p *pool) health(now time.Time) prereg.ProviderHealth {
 	ok, failed := p.window.counts()
 	var r float64
 	if ok+failed > 0 {
 		r = float64(failed) / float64(ok+failed)
 	}
-	return Health{State: p.breaker.State().String(), ErrorRate: r, Updated: now.UTC()}
+	return prereg.ProviderHealth{State: p.breaker.State().String(), ErrorRate: r, Updated: now.UTC()}
 }
 
 // callWindow counts calls that reached the provider over a rolling window

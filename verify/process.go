@@ -329,7 +329,7 @@ func (v *Verifier) unreadable(ctx context.Context, msg jetstream.Msg, partial pr
 	v.log.Warn("verify: unreadable intent", slog.Uint64("stream_seq", streamSeq(msg)), slog.Any("err", err))
 	j := job{msg: msg, in: partial}
 	if partial.Campaign != "" {
-		if c, cerr := v.camps.get(ctx, partial.Campaign); cerr == nil {
+		if c, cerr := v.camps.Get(ctx, partial.Campaign); cerr == nil {
 			j.camp = c
 		}
 	}

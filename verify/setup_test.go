@@ -289,19 +289,19 @@ func (w *world) readOutcomes() map[string]outcomeMsg {
 }
 
 // health reads a provider's health from KV; the zero Health when absent.
-func (w *world) health(prov string) verify.Health {
+func (w *world) health(prov string) prereg.ProviderHealth {
 	w.tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	kv, err := w.js.JS.KeyValue(ctx, verify.BucketHealth)
+	kv, err := w.js.JS.KeyValue(ctx, prereg.ProviderHealthBucket)
 	if err != nil {
-		return verify.Health{}
+		return prereg.ProviderHealth{}
 	}
-	e, err := kv.Get(ctx, verify.HealthKey(campaignID, prov))
+	e, err := kv.Get(ctx, prereg.ProviderHealthKey(campaignID, prov))
 	if err != nil {
-		return verify.Health{}
+		return prereg.ProviderHealth{}
 	}
-	var h verify.Health
+	var h prereg.ProviderHealth
 	require.NoError(w.tb, json.Unmarshal(e.Value(), &h))
 	return h
 }

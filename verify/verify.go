@@ -29,7 +29,7 @@ type Verifier struct {
 	m       *metrics
 	js      jetstream.JetStream
 	kv      *buckets
-	camps   *campaignCache
+	camps   *campaign.Cache
 	claimMu keyedMutex
 
 	mu    sync.Mutex
@@ -76,6 +76,12 @@ func New(cfg Config) (*Verifier, error) {
 	if now == nil {
 		now = time.Now
 	}
+	// A campaign is read for every message: the cache asks the store once
+	// per CampaignTTL and rides out a short outage on the last good copy.
+	camps, err := campaign.NewCache(campaign.CacheConfig{Source: campaign.SourceFunc(cfg.Campaigns.Get), TTL: set.CampaignTTL, Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
 	return &Verifier{
 		cfg:        cfg,
 		set:        set,
@@ -83,7 +89,7 @@ func New(cfg Config) (*Verifier, error) {
 		now:        now,
 		m:          m,
 		js:         cfg.JetStream,
-		camps:      &campaignCache{src: cfg.Campaigns, ttl: set.CampaignTTL, now: now, m: map[string]cachedCampaign{}},
+		camps:      camps,
 		pools:      map[string]*pool{},
 		freed:      make(chan struct{}, 1),
 		dispatched: make(chan struct{}),
@@ -220,7 +226,7 @@ func (v *Verifier) route(msg jetstream.Msg) {
 		v.unreadable(ctx, msg, in, err)
 		return
 	}
-	camp, err := v.camps.get(ctx, in.Campaign)
+	camp, err := v.camps.Get(ctx, in.Campaign)
 	if err != nil {
 		v.retry(ctx, job{msg: msg, in: in}, errors.Is(err, prereg.ErrCampaignNotFound), "campaign", err)
 		return
@@ -289,7 +295,7 @@ const (
 // use. A provider's settings are read once per process: a changed URL or
 // limit takes effect when verify restarts.
 func (v *Verifier) pool(campaignID string, prov campaign.Provider) *pool {
-	key := HealthKey(campaignID, prov.Name)
+	key := prereg.ProviderHealthKey(campaignID, prov.Name)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if p, ok := v.pools[key]; ok {
@@ -410,7 +416,7 @@ func (v *Verifier) writeHealth(p *pool) {
 	v.m.errorRate.WithLabelValues(p.campaign, p.provider.Name).Set(h.ErrorRate)
 	ctx, cancel := context.WithTimeout(v.workCtx, 5*time.Second)
 	defer cancel()
-	if err := putJSON(ctx, v.kv.health, HealthKey(p.campaign, p.provider.Name), h); err != nil && ctx.Err() == nil {
+	if err := putJSON(ctx, v.kv.health, prereg.ProviderHealthKey(p.campaign, p.provider.Name), h); err != nil && ctx.Err() == nil {
 		v.log.Warn("verify: write provider health", slog.String("campaign", p.campaign), slog.String("provider", p.provider.Name), slog.Any("err", err))
 	}
 }
@@ -449,38 +455,4 @@ func (k *keyedMutex) lock(key string) func() {
 		}
 		k.mu.Unlock()
 	}
-}
-
-// campaignCache keeps campaigns for a while: verify reads one per message.
-type campaignCache struct {
-	src Campaigns
-	ttl time.Duration
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]cachedCampaign
-}
-
-type cachedCampaign struct {
-	c  *campaign.Campaign
-	at time.Time
-}
-
-func (c *campaignCache) get(ctx context.Context, id string) (*campaign.Campaign, error) {
-	c.mu.Lock()
-	e, ok := c.m[id]
-	c.mu.Unlock()
-	if ok && c.now().Sub(e.at) < c.ttl {
-		return e.c, nil
-	}
-	fresh, err := c.src.Get(ctx, id)
-	if err != nil {
-		if ok && !errors.Is(err, prereg.ErrCampaignNotFound) {
-			return e.c, nil // the store is unreachable: the last copy will do
-		}
-		return nil, fmt.Errorf("campaign %q: %w", id, err)
-	}
-	c.mu.Lock()
-	c.m[id] = cachedCampaign{c: fresh, at: c.now()}
-	c.mu.Unlock()
-	return fresh, nil
 }

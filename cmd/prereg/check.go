@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/check"
 )
 
@@ -53,7 +54,7 @@ func cmdCheck(ctx context.Context, env *Env, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	rep, err := check.Run(ctx, pool, *campaignID, opts)
-	if errors.Is(err, check.ErrNoCampaign) {
+	if errors.Is(err, prereg.ErrCampaignNotFound) {
 		return fmt.Errorf("campaign %q not found (load it with 'prereg campaign load FILE')", *campaignID)
 	}
 	if err != nil {
