@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -190,12 +189,7 @@ func startBenchIntake(ctx context.Context, s Setup, mode, dbURL string) (*benchS
 			closers[i]()
 		}
 	}
-	dir, err := os.MkdirTemp("", "prereg-bench-intake-")
-	if err != nil {
-		return nil, err
-	}
-	closers = append(closers, func() { os.RemoveAll(dir) })
-	emb, err := stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: dir, Port: -1, SyncAlways: syncAlways})
+	emb, err := stream.StartEmbedded(stream.EmbeddedConfig{Port: -1, SyncAlways: syncAlways})
 	if err != nil {
 		cleanup()
 		return nil, err

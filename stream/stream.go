@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -144,7 +145,8 @@ func ShardOf(subject string) (int, error) {
 
 // EmbeddedConfig configures an embedded JetStream server.
 type EmbeddedConfig struct {
-	// StoreDir holds the file store; required.
+	// StoreDir holds the file store. Empty: a temporary folder of its own,
+	// removed by Shutdown.
 	StoreDir string
 	// Host and Port to listen on for other processes; port -1 picks a free
 	// one, 0 means the NATS default 4222.
@@ -160,13 +162,32 @@ type EmbeddedConfig struct {
 // Embedded is a JetStream server running in this process.
 type Embedded struct {
 	srv *server.Server
+	// tempDir is the store folder StartEmbedded made, removed at Shutdown.
+	tempDir string
 }
 
 // StartEmbedded starts a JetStream server in this process.
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	var tempDir string
 	if cfg.StoreDir == "" {
-		return nil, errors.New("embedded nats: StoreDir is required")
+		d, err := os.MkdirTemp("", "prereg-nats-")
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: %w", err)
+		}
+		cfg.StoreDir, tempDir = d, d
 	}
+	emb, err := startEmbedded(cfg)
+	if err != nil {
+		if tempDir != "" {
+			os.RemoveAll(tempDir)
+		}
+		return nil, err
+	}
+	emb.tempDir = tempDir
+	return emb, nil
+}
+
+func startEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	opts := &server.Options{
 		ServerName: "prereg-embedded",
 		Host:       cmp.Or(cfg.Host, "127.0.0.1"),
@@ -209,10 +230,14 @@ func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// Shutdown stops the server and waits for it.
+// Shutdown stops the server and waits for it; a store folder of its own
+// is removed.
 func (e *Embedded) Shutdown() {
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
+	if e.tempDir != "" {
+		os.RemoveAll(e.tempDir)
+	}
 }
 
 // Connect connects to the NATS server at url and checks that it is new

@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
@@ -50,7 +49,6 @@ type World struct {
 	BaseURL string // the intake and admin HTTP server
 
 	log     *slog.Logger
-	natsDir string
 	closers []func()
 }
 
@@ -108,11 +106,7 @@ func Start(ctx context.Context, o Options) (w *World, err error) {
 			return nil, err
 		}
 	} else {
-		if w.natsDir, err = os.MkdirTemp("", "prereg-nats-"); err != nil {
-			return nil, fmt.Errorf("embedded nats: %w", err)
-		}
-		w.closers = append(w.closers, func() { os.RemoveAll(w.natsDir) })
-		if w.Embedded, err = stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: w.natsDir, Port: -1, SyncAlways: o.SyncAlways}); err != nil {
+		if w.Embedded, err = stream.StartEmbedded(stream.EmbeddedConfig{Port: -1, SyncAlways: o.SyncAlways}); err != nil {
 			return nil, err
 		}
 		w.closers = append(w.closers, w.Embedded.Shutdown)

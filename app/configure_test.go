@@ -1,4 +1,4 @@
-package main
+package app_test
 
 import (
 	"testing"
@@ -9,26 +9,26 @@ import (
 	"github.com/prereg/prereg/config"
 )
 
-func TestRoleOptionsGroupCommit(t *testing.T) {
+func TestConfigureGroupCommit(t *testing.T) {
 	opts := app.Options{Roles: []app.Role{app.RoleIntake}}
-	roleOptions(&opts, config.Config{GroupCommit: true})
+	opts.Configure(config.Config{GroupCommit: true})
 	require.True(t, opts.Intake.GroupCommit, "intake groups its publishes")
 	require.True(t, opts.Stream.AtomicBatches, "and the stream is declared to take them")
 
 	opts = app.Options{Roles: []app.Role{app.RoleVerify}}
-	roleOptions(&opts, config.Config{})
+	opts.Configure(config.Config{})
 	require.False(t, opts.Stream.AtomicBatches, "off unless asked")
 }
 
-func TestRoleOptionsOnlyForTheirRoles(t *testing.T) {
+func TestConfigureOnlyForTheirRoles(t *testing.T) {
 	cfg := config.Config{Dedupe: config.Dedupe{Workers: 2, Shards: []int{0, 1}}, SMS: config.SMS{URL: "http://gw", Concurrency: 4}}
 	opts := app.Options{Roles: []app.Role{app.RoleDedupe}}
-	roleOptions(&opts, cfg)
+	opts.Configure(cfg)
 	require.Equal(t, 2, opts.Dedupe.Workers)
 	require.Empty(t, opts.Notify.GatewayURL, "a dedupe process takes no SMS settings")
 
 	opts = app.Options{Roles: []app.Role{app.RoleNotify}}
-	roleOptions(&opts, cfg)
+	opts.Configure(cfg)
 	require.Equal(t, "http://gw", opts.Notify.GatewayURL)
 	require.Equal(t, 4, opts.Notify.Concurrency)
 	require.Zero(t, opts.Dedupe.Workers)
