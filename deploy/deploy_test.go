@@ -1,8 +1,9 @@
 // Package deploy_test checks the deploy files against the product they
-// start: the compose file and the Procfile run real roles with settings
-// that exist, the alert rules and the dashboard parse as PromQL and name
-// only metrics that a running system serves, and the runbook links lead to
-// headings that exist.
+// start: the compose file, the Procfile and the systemd instances run real
+// roles with settings that exist, the image runs as non-root with a health
+// check where serve listens, the alert rules and the dashboard parse as
+// PromQL and name only metrics that a running system serves, and the
+// runbook links lead to headings that exist.
 package deploy_test
 
 import (
@@ -788,4 +789,26 @@ func readEnvFile(t *testing.T, path string) map[string]string {
 		vars[k] = v
 	}
 	return vars
+}
+
+// The image builds a static binary in one stage and runs it as a numeric
+// non-root user in a minimal second, with a health check on /healthz at
+// the address its default command listens on.
+func TestDockerfile(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("Dockerfile")
+	require.NoError(t, err)
+	df := string(b)
+	from := regexp.MustCompile(`(?m)^FROM (\S+)`).FindAllStringSubmatch(df, -1)
+	require.GreaterOrEqual(t, len(from), 2, "multi-stage")
+	require.Regexp(t, `^golang:1\.\d+`, from[0][1], "the build stage")
+	require.Regexp(t, `^(gcr\.io/distroless/static|scratch)`, from[len(from)-1][1], "a minimal final image")
+	require.Contains(t, df, "CGO_ENABLED=0")
+	require.Contains(t, df, "./cmd/prereg")
+	user := regexp.MustCompile(`(?m)^USER (\d+)(?::(\d+))?$`).FindStringSubmatch(df)
+	require.NotNil(t, user, "USER as a number")
+	require.NotEqual(t, "0", user[1], "not root")
+	health := regexp.MustCompile(`(?m)CMD \[.*"http://127\.0\.0\.1:(\d+)/healthz"\]`).FindStringSubmatch(df)
+	require.NotNil(t, health, "HEALTHCHECK on /healthz")
+	require.Regexp(t, `(?m)^CMD \["serve", .*"--addr", ":`+health[1]+`"\]$`, df, "the health check asks where serve listens")
 }
