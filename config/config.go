@@ -16,6 +16,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/netip"
@@ -135,6 +136,9 @@ var settings = []Setting{
 	{Name: "PREREG_LOG_LEVEL", Default: "info",
 		Description: "`debug`, `info`, `warn`, `error`",
 		parse:       func(_ *Config, v string) error { _, err := ParseLogLevel(v); return err }}, // the logger exists before the Config: LogLevel
+	{Name: "PREREG_LOG_FORMAT", Default: "text",
+		Description: "`text` (key=value) or `json` (one object a line, for a log collector); the same attributes either way",
+		parse:       func(_ *Config, v string) error { _, err := ParseLogFormat(v); return err }}, // the logger exists before the Config: NewLogger
 	{Name: "PREREG_TRUSTED_PROXIES",
 		Description: "CIDRs of the load balancers whose `X-Forwarded-For` names the client, for the per-address limit, e.g. `10.0.0.0/8,192.168.0.0/16`. Unset: the peer address counts",
 		parse: func(c *Config, v string) error {
@@ -354,6 +358,30 @@ func ParseLogLevel(v string) (slog.Level, error) {
 		return slog.LevelInfo, fmt.Errorf("want debug, info, warn or error, got %q", v)
 	}
 	return l, nil
+}
+
+// ParseLogFormat parses PREREG_LOG_FORMAT; "" is text.
+func ParseLogFormat(v string) (string, error) {
+	switch v {
+	case "", "text":
+		return "text", nil
+	case "json":
+		return "json", nil
+	}
+	return "text", fmt.Errorf("want text or json, got %q", v)
+}
+
+// NewLogger is a process's logger as PREREG_LOG_LEVEL and
+// PREREG_LOG_FORMAT ask, writing to w: slog's text or JSON handler, so
+// that both formats carry the same attributes under the same keys. It is
+// made before the rest of the configuration is read; a bad value is info
+// or text here and an error from FromEnv.
+func NewLogger(w io.Writer, getenv Getenv) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: LogLevel(getenv)}
+	if format, _ := ParseLogFormat(strings.TrimSpace(getenv("PREREG_LOG_FORMAT"))); format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // ParseShards parses a shard set such as "0-3,8,9"; "" or "all" means

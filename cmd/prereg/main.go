@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -74,7 +73,7 @@ func run(env *Env, args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if env.Logger == nil {
-		env.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: config.LogLevel(env.Getenv)}))
+		env.Logger = config.NewLogger(env.Stderr, env.Getenv)
 	}
 	cmd, rest, ok := lookup(args)
 	if !ok {
