@@ -17,6 +17,7 @@ import (
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/stream"
+	"github.com/prereg/prereg/worker"
 )
 
 // purposePhone separates the hash verify keeps of a provider's phone (to
@@ -76,13 +77,13 @@ func (v *Verifier) process(j job) {
 		defer close(claimDone)
 		var err error
 		if found, err = getJSON(ctx, v.kv.claims, claimKey, &seen); err != nil {
-			v.log.Warn("verify: claim cache", slog.Any("err", err))
+			v.health.Down(worker.JetStream, fmt.Errorf("claim cache: %w", err))
 		}
 	}()
 	var ans tokenAnswer
 	hit, err := getJSON(ctx, v.kv.tokens, cacheKey, &ans)
 	if err != nil {
-		v.log.Warn("verify: token cache", slog.Any("err", err))
+		v.health.Down(worker.JetStream, fmt.Errorf("token cache: %w", err))
 	}
 	<-claimDone
 	v.m.cache.WithLabelValues("token", hitMiss(hit)).Inc()
@@ -115,7 +116,7 @@ func (v *Verifier) process(j job) {
 		go func() {
 			defer close(remembered)
 			if err := putJSON(ctx, v.kv.tokens, cacheKey, ans); err != nil {
-				v.log.Warn("verify: remember token", slog.Any("err", err))
+				v.health.Down(worker.JetStream, fmt.Errorf("remember token: %w", err))
 			}
 		}()
 	}
@@ -144,9 +145,10 @@ func (v *Verifier) registered(ctx context.Context, campaign, identityKey string)
 	}
 	ok, err := v.cfg.Registrations.Registered(ctx, campaign, identityKey)
 	if err != nil {
-		v.log.Warn("verify: registration look-up", slog.Any("err", err))
+		v.health.Down(worker.PostgreSQL, fmt.Errorf("registration look-up: %w", err))
 		return false
 	}
+	v.health.Up(worker.PostgreSQL)
 	return ok
 }
 
@@ -184,8 +186,10 @@ func (v *Verifier) ask(ctx context.Context, j job) (tokenAnswer, error) {
 	case v.workCtx.Err() != nil:
 		v.nak(j.msg, "shutdown")
 	case errors.As(err, &re):
+		// The intent's fault only while the provider answers others well;
+		// a refusal storm opens the breaker instead (see the package doc).
 		v.m.calls.WithLabelValues(append(labels, "refused")...).Inc()
-		v.retry(ctx, j, true, "refused", err)
+		v.retry(ctx, j, p.healthyForOthers(v.set.Breaker), "refused", err)
 	case errors.As(err, &pe):
 		v.m.calls.WithLabelValues(append(labels, "failure")...).Inc()
 		v.retry(ctx, j, p.healthyForOthers(v.set.Breaker), "provider_failure", err)
@@ -257,10 +261,11 @@ func (v *Verifier) finish(ctx context.Context, j job, out prereg.Outcome, shard 
 		return
 	}
 	if _, err := v.js.Publish(ctx, stream.VerifiedSubject(shard), data, jetstream.WithMsgID(out.Receipt)); err != nil {
-		v.log.Warn("verify: publish outcome", slog.Any("err", err))
+		v.health.Down(worker.JetStream, fmt.Errorf("publish outcome: %w", err))
 		v.nak(j.msg, "infrastructure")
 		return
 	}
+	v.health.Up(worker.JetStream)
 	if claimKey != "" {
 		// Only once the verified outcome is out, so that a claim_seen
 		// always names a verification dedupe will see; beside the ack,
@@ -271,7 +276,7 @@ func (v *Verifier) finish(ctx context.Context, j job, out prereg.Outcome, shard 
 			defer close(remembered)
 			rec := claimRecord{IdentityKey: out.IdentityKey, Receipt: out.Receipt}
 			if err := putJSON(ctx, v.kv.claims, claimKey, rec); err != nil {
-				v.log.Warn("verify: remember claim", slog.Any("err", err))
+				v.health.Down(worker.JetStream, fmt.Errorf("remember claim: %w", err))
 			}
 		}()
 	}
@@ -300,7 +305,7 @@ func (v *Verifier) retry(ctx context.Context, j job, counted bool, cause string,
 	v.m.counted.Inc()
 	n, cerr := countFailure(ctx, v.kv.attempts, v.cfg.Hasher.Sum("verify-attempt", j.in.Receipt))
 	if cerr != nil {
-		v.log.Warn("verify: count failure", slog.Any("err", cerr))
+		v.health.Down(worker.JetStream, fmt.Errorf("count failure: %w", cerr))
 		v.nak(j.msg, "infrastructure")
 		return
 	}

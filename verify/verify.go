@@ -6,18 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/stream"
+	"github.com/prereg/prereg/worker"
 )
 
 // Verifier is the verify stage: Start it once, Stop it once.
@@ -31,6 +30,7 @@ type Verifier struct {
 	kv      *buckets
 	camps   *campaignCache
 	claimMu keyedMutex
+	health  *worker.Health
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -45,7 +45,7 @@ type Verifier struct {
 
 	workCtx    context.Context // provider calls, publishes, KV: cancelled last
 	cancelWork context.CancelFunc
-	iter       jetstream.MessagesContext
+	feed       *stream.Feed
 	stopping   atomic.Bool
 	dispatched chan struct{} // closed when the dispatcher has returned
 	quit       chan struct{} // closed when Stop begins
@@ -76,10 +76,12 @@ func New(cfg Config) (*Verifier, error) {
 	if now == nil {
 		now = time.Now
 	}
+	log := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	return &Verifier{
 		cfg:        cfg,
 		set:        set,
-		log:        cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		log:        log,
+		health:     worker.NewHealth(ConsumerName, log, now),
 		now:        now,
 		m:          m,
 		js:         cfg.JetStream,
@@ -118,15 +120,20 @@ func (v *Verifier) Start(ctx context.Context) error {
 		return err
 	}
 	v.kv = kv
-	cons, err := v.js.CreateOrUpdateConsumer(ctx, stream.Submitted, ConsumerConfig(v.set))
+	feed, err := stream.OpenFeed(ctx, stream.FeedConfig{
+		JetStream: v.js,
+		Stream:    stream.Submitted,
+		Consumer:  ConsumerConfig(v.set),
+		Pull:      []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(v.set.Batch)},
+		Health:    v.health,
+		RetryBase: v.set.BackoffBase,
+		RetryCap:  v.set.BackoffCap,
+	})
 	if err != nil {
-		return fmt.Errorf("verify: declare consumer: %w", err)
+		return fmt.Errorf("verify: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(v.set.Batch))
-	if err != nil {
-		return fmt.Errorf("verify: consume: %w", err)
-	}
-	v.iter = it
+	v.feed = feed
+	v.health.Running()
 	// Work outlives ctx by design: Stop lets it finish, then cancels it.
 	v.workCtx, v.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
 	go v.dispatch()
@@ -152,7 +159,7 @@ func (v *Verifier) Stop() {
 	v.stopOnce.Do(func() {
 		close(v.quit)
 		v.stopping.Store(true)
-		v.iter.Drain()
+		v.feed.Drain()
 		<-v.dispatched
 		v.mu.Lock()
 		for _, p := range v.pools {
@@ -170,8 +177,13 @@ func (v *Verifier) Stop() {
 		}
 		v.cancelWork()
 		v.background.Wait()
+		v.health.Stopped()
 	})
 }
+
+// State is the stage's state for /readyz: running, waiting on JetStream
+// or PostgreSQL, or stopped.
+func (v *Verifier) State() worker.State { return v.health.State() }
 
 // dispatch hands each message to the pool of its provider.
 func (v *Verifier) dispatch() {
@@ -183,17 +195,11 @@ func (v *Verifier) dispatch() {
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		msg, err := v.iter.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return
-		}
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			return
-		}
+		msg, err := v.feed.Next(0)
 		if err != nil {
-			v.log.Warn("verify: next message", slog.Any("err", err))
-			time.Sleep(100 * time.Millisecond)
-			continue
+			// The feed replaces a failed iterator itself: an error here
+			// means Stop drained it.
+			return
 		}
 		if v.stopping.Load() {
 			// Drained after Stop: hand it back at once for another process.
@@ -222,7 +228,11 @@ func (v *Verifier) route(msg jetstream.Msg) {
 	}
 	camp, err := v.camps.get(ctx, in.Campaign)
 	if err != nil {
-		v.retry(ctx, job{msg: msg, in: in}, errors.Is(err, prereg.ErrCampaignNotFound), "campaign", err)
+		notFound := errors.Is(err, prereg.ErrCampaignNotFound)
+		if !notFound {
+			v.health.Down(worker.PostgreSQL, err)
+		}
+		v.retry(ctx, job{msg: msg, in: in}, notFound, "campaign", err)
 		return
 	}
 	// Start every provider's pool of the campaign at once: capacity must
@@ -329,13 +339,10 @@ func (v *Verifier) isShutdown(err error) bool {
 	return errors.Is(err, context.Canceled) && v.workCtx.Err() != nil
 }
 
-// backoff is a capped full-jitter delay for a message delivered n times.
+// backoff is the NAK delay of a message delivered n times: capped full
+// jitter, uniform in (0, min(BackoffCap, BackoffBase·2^n)].
 func (v *Verifier) backoff(n uint64) time.Duration {
-	ceil := v.set.BackoffBase << min(n, 20)
-	if ceil <= 0 || ceil > v.set.BackoffCap {
-		ceil = v.set.BackoffCap
-	}
-	return time.Duration(rand.Int64N(int64(ceil)) + 1)
+	return worker.Backoff(int(min(n, 62))+1, v.set.BackoffBase, v.set.BackoffCap)
 }
 
 // nak puts a message back with a backoff delay.
@@ -411,7 +418,7 @@ func (v *Verifier) writeHealth(p *pool) {
 	ctx, cancel := context.WithTimeout(v.workCtx, 5*time.Second)
 	defer cancel()
 	if err := putJSON(ctx, v.kv.health, HealthKey(p.campaign, p.provider.Name), h); err != nil && ctx.Err() == nil {
-		v.log.Warn("verify: write provider health", slog.String("campaign", p.campaign), slog.String("provider", p.provider.Name), slog.Any("err", err))
+		v.health.Down(worker.JetStream, fmt.Errorf("write provider health: %w", err))
 	}
 }
 
