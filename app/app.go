@@ -173,7 +173,9 @@ func (s *System) Has(r Role) bool { return slices.Contains(s.opts.Roles, r) }
 // Start declares the streams and starts every role. On error, what was
 // started is stopped again.
 func (s *System) Start(ctx context.Context) error {
-	if err := stream.Declare(ctx, s.js, s.opts.Stream); err != nil {
+	sc := s.opts.Stream
+	sc.Logger = cmp.Or(sc.Logger, s.log)
+	if err := stream.Declare(ctx, s.js, sc); err != nil {
 		return err
 	}
 	starters := map[Role]func(context.Context) error{

@@ -116,6 +116,11 @@ func serveSystem(ctx context.Context, env *Env, opts app.Options, addr string, g
 // roleOptionsFromEnv fills the roles' options that come from the
 // environment (gateway URLs and secrets).
 func roleOptionsFromEnv(opts *app.Options, getenv config.Getenv) error {
+	sc, err := config.StreamFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	opts.Stream = sc
 	if v := strings.TrimSpace(getenv("PREREG_TRUSTED_PROXIES")); v != "" {
 		// The load balancers whose X-Forwarded-For names the client, for
 		// the per-address limit.
