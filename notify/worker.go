@@ -427,6 +427,11 @@ func (w *Worker) recordLoop(results <-chan Result) {
 	}
 }
 
+// depRecord is recording outcomes, told apart from claiming (PostgreSQL)
+// so that one failing while the other works is not reported down and up by
+// turns.
+const depRecord = "postgresql: record outcomes"
+
 // record writes one batch of outcomes, retrying a failed write twice.
 func (w *Worker) record(batch []Result) {
 	for attempt := range 3 {
@@ -434,12 +439,12 @@ func (w *Worker) record(batch []Result) {
 		err := w.store.Complete(ctx, w.cfg.Owner, w.cfg.Now(), batch)
 		cancel()
 		if err == nil {
-			w.health.Up(worker.PostgreSQL)
+			w.health.Up(depRecord)
 			return
 		}
 		// Unrecorded outcomes keep their lease: the rows are sent again
 		// (same key) once it runs out, and counted as unconfirmed.
-		w.health.Down(worker.PostgreSQL, fmt.Errorf("record %d outcomes, attempt %d: %w", len(batch), attempt+1, err))
+		w.health.Down(depRecord, fmt.Errorf("record %d outcomes, attempt %d: %w", len(batch), attempt+1, err))
 		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
 	}
 }

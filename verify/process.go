@@ -17,7 +17,6 @@ import (
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/stream"
-	"github.com/prereg/prereg/worker"
 )
 
 // purposePhone separates the hash verify keeps of a provider's phone (to
@@ -76,15 +75,12 @@ func (v *Verifier) process(j job) {
 	go func() {
 		defer close(claimDone)
 		var err error
-		if found, err = getJSON(ctx, v.kv.claims, claimKey, &seen); err != nil {
-			v.health.Down(worker.JetStream, fmt.Errorf("claim cache: %w", err))
-		}
+		found, err = getJSON(ctx, v.kv.claims, claimKey, &seen)
+		v.note(v.aside, depClaimsRead, err)
 	}()
 	var ans tokenAnswer
 	hit, err := getJSON(ctx, v.kv.tokens, cacheKey, &ans)
-	if err != nil {
-		v.health.Down(worker.JetStream, fmt.Errorf("token cache: %w", err))
-	}
+	v.note(v.aside, depTokensRead, err)
 	<-claimDone
 	v.m.cache.WithLabelValues("token", hitMiss(hit)).Inc()
 	if !hit {
@@ -115,9 +111,7 @@ func (v *Verifier) process(j job) {
 		defer func() { <-remembered }()
 		go func() {
 			defer close(remembered)
-			if err := putJSON(ctx, v.kv.tokens, cacheKey, ans); err != nil {
-				v.health.Down(worker.JetStream, fmt.Errorf("remember token: %w", err))
-			}
+			v.note(v.aside, depTokensWrite, putJSON(ctx, v.kv.tokens, cacheKey, ans))
 		}()
 	}
 	out, err := v.decide(in, j.camp, tokenKey, ans, digits)
@@ -144,11 +138,10 @@ func (v *Verifier) registered(ctx context.Context, campaign, identityKey string)
 		return false
 	}
 	ok, err := v.cfg.Registrations.Registered(ctx, campaign, identityKey)
+	v.note(v.aside, depRegistrations, err)
 	if err != nil {
-		v.health.Down(worker.PostgreSQL, fmt.Errorf("registration look-up: %w", err))
 		return false
 	}
-	v.health.Up(worker.PostgreSQL)
 	return ok
 }
 
@@ -260,12 +253,12 @@ func (v *Verifier) finish(ctx context.Context, j job, out prereg.Outcome, shard 
 		v.nak(j.msg, "infrastructure")
 		return
 	}
-	if _, err := v.js.Publish(ctx, stream.VerifiedSubject(shard), data, jetstream.WithMsgID(out.Receipt)); err != nil {
-		v.health.Down(worker.JetStream, fmt.Errorf("publish outcome: %w", err))
+	_, err = v.js.Publish(ctx, stream.VerifiedSubject(shard), data, jetstream.WithMsgID(out.Receipt))
+	v.note(v.health, depOutcomes, err)
+	if err != nil {
 		v.nak(j.msg, "infrastructure")
 		return
 	}
-	v.health.Up(worker.JetStream)
 	if claimKey != "" {
 		// Only once the verified outcome is out, so that a claim_seen
 		// always names a verification dedupe will see; beside the ack,
@@ -275,9 +268,7 @@ func (v *Verifier) finish(ctx context.Context, j job, out prereg.Outcome, shard 
 		go func() {
 			defer close(remembered)
 			rec := claimRecord{IdentityKey: out.IdentityKey, Receipt: out.Receipt}
-			if err := putJSON(ctx, v.kv.claims, claimKey, rec); err != nil {
-				v.health.Down(worker.JetStream, fmt.Errorf("remember claim: %w", err))
-			}
+			v.note(v.aside, depClaimsWrite, putJSON(ctx, v.kv.claims, claimKey, rec))
 		}()
 	}
 	// A plain ack, not a double ack: waiting for the server's confirmation
@@ -304,8 +295,8 @@ func (v *Verifier) retry(ctx context.Context, j job, counted bool, cause string,
 	}
 	v.m.counted.Inc()
 	n, cerr := countFailure(ctx, v.kv.attempts, v.cfg.Hasher.Sum("verify-attempt", j.in.Receipt))
+	v.note(v.health, depAttempts, cerr)
 	if cerr != nil {
-		v.health.Down(worker.JetStream, fmt.Errorf("count failure: %w", cerr))
 		v.nak(j.msg, "infrastructure")
 		return
 	}

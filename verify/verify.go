@@ -30,7 +30,13 @@ type Verifier struct {
 	kv      *buckets
 	camps   *campaignCache
 	claimMu keyedMutex
-	health  *worker.Health
+	// health is the stage's own: what keeps it from making progress
+	// (JetStream for the consumer and the outcomes, PostgreSQL for a
+	// campaign it has no copy of), reported to /readyz. aside logs the
+	// trouble of what only saves work (the KV caches, the registration
+	// look-up, the health writes) once per state change, and is not.
+	health *worker.Health
+	aside  *worker.Health
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -77,15 +83,17 @@ func New(cfg Config) (*Verifier, error) {
 		now = time.Now
 	}
 	log := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	health := worker.NewHealth(ConsumerName, log, now)
 	return &Verifier{
 		cfg:        cfg,
 		set:        set,
 		log:        log,
-		health:     worker.NewHealth(ConsumerName, log, now),
+		health:     health,
+		aside:      worker.NewHealth(ConsumerName+" (caches)", log, now),
 		now:        now,
 		m:          m,
 		js:         cfg.JetStream,
-		camps:      &campaignCache{src: cfg.Campaigns, ttl: set.CampaignTTL, now: now, m: map[string]cachedCampaign{}},
+		camps:      &campaignCache{src: cfg.Campaigns, health: health, ttl: set.CampaignTTL, now: now, m: map[string]cachedCampaign{}},
 		pools:      map[string]*pool{},
 		freed:      make(chan struct{}, 1),
 		dispatched: make(chan struct{}),
@@ -181,6 +189,29 @@ func (v *Verifier) Stop() {
 	})
 }
 
+// The dependencies verify tells apart in its logs and /readyz: each is
+// down or up by the same operation, so that one that fails while another
+// on the same server works is not reported down and up by turns.
+const (
+	depOutcomes      = "jetstream: publish outcomes"
+	depAttempts      = "jetstream: kv " + BucketAttempts
+	depTokensRead    = "jetstream: kv " + BucketTokens + " read"
+	depTokensWrite   = "jetstream: kv " + BucketTokens + " write"
+	depClaimsRead    = "jetstream: kv " + BucketClaims + " read"
+	depClaimsWrite   = "jetstream: kv " + BucketClaims + " write"
+	depHealthWrite   = "jetstream: kv " + BucketHealth + " write"
+	depRegistrations = "postgresql: registrations"
+)
+
+// note tells h how an operation on a dependency went.
+func (v *Verifier) note(h *worker.Health, dep string, err error) {
+	if err != nil {
+		h.Down(dep, err)
+		return
+	}
+	h.Up(dep)
+}
+
 // State is the stage's state for /readyz: running, waiting on JetStream
 // or PostgreSQL, or stopped.
 func (v *Verifier) State() worker.State { return v.health.State() }
@@ -228,11 +259,7 @@ func (v *Verifier) route(msg jetstream.Msg) {
 	}
 	camp, err := v.camps.get(ctx, in.Campaign)
 	if err != nil {
-		notFound := errors.Is(err, prereg.ErrCampaignNotFound)
-		if !notFound {
-			v.health.Down(worker.PostgreSQL, err)
-		}
-		v.retry(ctx, job{msg: msg, in: in}, notFound, "campaign", err)
+		v.retry(ctx, job{msg: msg, in: in}, errors.Is(err, prereg.ErrCampaignNotFound), "campaign", err)
 		return
 	}
 	// Start every provider's pool of the campaign at once: capacity must
@@ -417,8 +444,8 @@ func (v *Verifier) writeHealth(p *pool) {
 	v.m.errorRate.WithLabelValues(p.campaign, p.provider.Name).Set(h.ErrorRate)
 	ctx, cancel := context.WithTimeout(v.workCtx, 5*time.Second)
 	defer cancel()
-	if err := putJSON(ctx, v.kv.health, HealthKey(p.campaign, p.provider.Name), h); err != nil && ctx.Err() == nil {
-		v.health.Down(worker.JetStream, fmt.Errorf("write provider health: %w", err))
+	if err := putJSON(ctx, v.kv.health, HealthKey(p.campaign, p.provider.Name), h); ctx.Err() == nil {
+		v.note(v.aside, depHealthWrite, err)
 	}
 }
 
@@ -461,10 +488,13 @@ func (k *keyedMutex) lock(key string) func() {
 // campaignCache keeps campaigns for a while: verify reads one per message.
 type campaignCache struct {
 	src Campaigns
-	ttl time.Duration
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]cachedCampaign
+	// health learns when the store cannot give a campaign verify has no
+	// copy of: then intents of that campaign wait.
+	health *worker.Health
+	ttl    time.Duration
+	now    func() time.Time
+	mu     sync.Mutex
+	m      map[string]cachedCampaign
 }
 
 type cachedCampaign struct {
@@ -481,10 +511,17 @@ func (c *campaignCache) get(ctx context.Context, id string) (*campaign.Campaign,
 	}
 	fresh, err := c.src.Get(ctx, id)
 	if err != nil {
-		if ok && !errors.Is(err, prereg.ErrCampaignNotFound) {
+		notFound := errors.Is(err, prereg.ErrCampaignNotFound)
+		if ok && !notFound {
 			return e.c, nil // the store is unreachable: the last copy will do
 		}
+		if !notFound && c.health != nil {
+			c.health.Down(worker.PostgreSQL, fmt.Errorf("campaign: %w", err))
+		}
 		return nil, fmt.Errorf("campaign %q: %w", id, err)
+	}
+	if c.health != nil {
+		c.health.Up(worker.PostgreSQL)
 	}
 	c.mu.Lock()
 	c.m[id] = cachedCampaign{c: fresh, at: c.now()}
