@@ -277,9 +277,7 @@ func (v *Verifier) finish(ctx context.Context, j job, out prereg.Outcome, shard 
 	// a redelivery after AckWait (30 s), whose outcome is republished under
 	// the same Nats-Msg-Id inside the stream's 2-minute duplicate window
 	// and dropped, and whose token is answered from the cache.
-	if err := j.msg.Ack(); err != nil {
-		v.log.Warn("verify: ack", slog.Any("err", err))
-	}
+	v.note(v.health, depAcks, j.msg.Ack())
 	v.m.outcomes.WithLabelValues(string(out.Verdict), string(out.Reason)).Inc()
 }
 

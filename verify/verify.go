@@ -194,6 +194,7 @@ func (v *Verifier) Stop() {
 // on the same server works is not reported down and up by turns.
 const (
 	depOutcomes      = "jetstream: publish outcomes"
+	depAcks          = "jetstream: acknowledgements"
 	depAttempts      = "jetstream: kv " + BucketAttempts
 	depTokensRead    = "jetstream: kv " + BucketTokens + " read"
 	depTokensWrite   = "jetstream: kv " + BucketTokens + " write"
@@ -378,17 +379,13 @@ func (v *Verifier) nak(msg jetstream.Msg, cause string) {
 	if md, err := msg.Metadata(); err == nil {
 		n = md.NumDelivered
 	}
-	if err := msg.NakWithDelay(v.backoff(n)); err != nil {
-		v.log.Warn("verify: nak", slog.String("cause", cause), slog.Any("err", err))
-	}
+	v.note(v.health, depAcks, msg.NakWithDelay(v.backoff(n)))
 	v.m.naks.WithLabelValues(cause).Inc()
 }
 
 // nakFor puts a message back for a fixed delay; it counts as no failure.
 func (v *Verifier) nakFor(msg jetstream.Msg, cause string, d time.Duration) {
-	if err := msg.NakWithDelay(d); err != nil {
-		v.log.Warn("verify: nak", slog.String("cause", cause), slog.Any("err", err))
-	}
+	v.note(v.health, depAcks, msg.NakWithDelay(d))
 	v.m.naks.WithLabelValues(cause).Inc()
 }
 
