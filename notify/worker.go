@@ -331,12 +331,14 @@ func (w *Worker) claimLimit() int {
 }
 
 func (w *Worker) claimLoop(ctx context.Context, queue chan<- leased, results chan<- Result) {
-	pause := func() {
+	wait := func(d time.Duration) {
 		select {
 		case <-ctx.Done():
-		case <-time.After(w.cfg.PollInterval):
+		case <-time.After(d):
 		}
 	}
+	pause := func() { wait(w.cfg.PollInterval) }
+	failures := 0
 	for ctx.Err() == nil {
 		if b, ok := w.gw.(interface{ Open() bool }); ok && b.Open() {
 			pause()
@@ -349,9 +351,12 @@ func (w *Worker) claimLoop(ctx context.Context, queue chan<- leased, results cha
 			if ctx.Err() == nil {
 				w.health.Down(worker.PostgreSQL, fmt.Errorf("claim: %w", err))
 			}
-			pause()
+			// Every loop of every worker asks again: spread them out.
+			failures++
+			wait(worker.Backoff(failures, w.cfg.PollInterval, maxClaimWait))
 			continue
 		}
+		failures = 0
 		w.health.Up(worker.PostgreSQL)
 		if len(msgs) == 0 {
 			pause()
@@ -372,6 +377,9 @@ func (w *Worker) claimLoop(ctx context.Context, queue chan<- leased, results cha
 		}
 	}
 }
+
+// maxClaimWait caps the wait between claims while PostgreSQL fails them.
+const maxClaimWait = 10 * time.Second
 
 // sendLeased sends one queued message while its lease runs. Stop (the
 // end of stop) keeps a send from starting, never cuts one short.
