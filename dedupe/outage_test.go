@@ -72,3 +72,33 @@ func TestDedupeWaitsOutDatabaseOutage(t *testing.T) {
 	require.Zero(t, counterValue(t, reg, "prereg_dedupe_terminated_total"), "nothing terminated")
 	require.True(t, wk.State().Ready(), "ready again: %s", wk.State())
 }
+
+// TestDedupeStopsDuringOutage: Stop does not wait for a database that is
+// down; the batch it held goes back to the stream, and a worker started
+// after the outage decides everything.
+func TestDedupeStopsDuringOutage(t *testing.T) {
+	t.Parallel()
+	e, cluster := privateEnv(t)
+	c := loadCampaign(t, e.campaigns, 2, 4, 200)
+	cfg := dedupe.Config{AckWait: time.Second, BatchSize: 50}
+	first, err := dedupe.New(dedupe.Config{Store: e.store, JetStream: e.js.JS, Campaigns: e.campaigns, AckWait: time.Second, BatchSize: 50})
+	require.NoError(t, err)
+	require.NoError(t, first.Start(context.Background()))
+
+	require.NoError(t, cluster.Kill())
+	w := newWorld(c, 61, 60)
+	w.publish(t, e.js.JS)
+	require.Eventually(t, func() bool { return first.State().Status == worker.Waiting }, 10*time.Second, 20*time.Millisecond)
+	stopped := make(chan struct{})
+	go func() { first.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop waited on the database")
+	}
+	require.Equal(t, worker.Stopped, first.State().Status)
+
+	require.NoError(t, cluster.Start(context.Background()))
+	e.startWorker(t, e.js.JS, cfg)
+	score(t, e, w)
+}
