@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -65,7 +66,7 @@ func OpenFeed(ctx context.Context, cfg FeedConfig) (*Feed, error) {
 	}
 	// Missed heartbeats are reported, not swallowed: the Feed replaces the
 	// iterator rather than wait on one whose pull the server forgot.
-	cfg.Pull = append(cfg.Pull, jetstream.WithMessagesErrOnMissingHeartbeat(true))
+	cfg.Pull = slices.Concat(cfg.Pull, []jetstream.PullMessagesOpt{jetstream.WithMessagesErrOnMissingHeartbeat(true)})
 	f := &Feed{cfg: cfg, closed: make(chan struct{})}
 	it, err := f.open(ctx)
 	if err != nil {

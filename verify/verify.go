@@ -161,7 +161,7 @@ func (v *Verifier) Start(ctx context.Context) error {
 // StopTimeout; what is cut short is redelivered later) and returns when
 // every worker has returned. Safe to call more than once.
 func (v *Verifier) Stop() {
-	if !v.started.Load() {
+	if !v.started.Load() || v.feed == nil { // never started, or Start failed
 		return
 	}
 	v.stopOnce.Do(func() {
