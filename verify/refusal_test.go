@@ -30,7 +30,7 @@ func TestRefusalStormCostsNoIntentAnAttempt(t *testing.T) {
 			w.start(set)
 			const n = 60
 			w.submit(w.surge(n)...)
-			waitFor(t, 10*time.Second, "breaker open", func() bool { return w.health("pass").State == "open" })
+			require.Eventually(t, func() bool { return w.health("pass").State == "open" }, 10*time.Second, 10*time.Millisecond, "breaker open")
 			// Several half-open probes' worth of time: each meets the storm.
 			time.Sleep(2 * time.Second)
 			require.Empty(t, w.readOutcomes(), "no intent decided (unprocessable) during a refusal storm")

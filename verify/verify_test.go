@@ -350,11 +350,11 @@ func TestPoisonMessage(t *testing.T) {
 			w.start(set)
 			receipt := c.publish(w)
 			var o outcomeMsg
-			waitFor(t, 15*time.Second, "an outcome for the poison message", func() bool {
+			require.Eventually(t, func() bool {
 				var ok bool
 				o, ok = w.readOutcomes()[receipt]
 				return ok
-			})
+			}, 15*time.Second, 20*time.Millisecond, "an outcome for the poison message")
 			require.Equal(t, prereg.VerdictRejected, o.Verdict)
 			require.Equal(t, prereg.ReasonUnprocessable, o.Reason)
 			require.True(t, strings.HasPrefix(o.subject, prereg.SubjectVerified+"."))
