@@ -31,6 +31,7 @@ import (
 	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/stream"
+	"github.com/prereg/prereg/worker"
 )
 
 // Role is one of the process roles of `prereg serve --roles`.
@@ -120,7 +121,14 @@ type System struct {
 	mu       sync.Mutex
 	services []Service
 	ready    []func(context.Context) error
+	// workers are the started services that report a worker.State.
+	workers  []stateful
 	stopOnce sync.Once
+}
+
+// stateful is a service that says whether it can make progress.
+type stateful interface {
+	State() worker.State
 }
 
 // New builds a System; Start starts it.
@@ -164,6 +172,13 @@ func New(opts Options) (*System, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	// Every process shows how far behind each stage is.
+	if err := reg.Register(stream.NewLag(js)); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, fmt.Errorf("app: metrics: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -173,7 +188,9 @@ func (s *System) Has(r Role) bool { return slices.Contains(s.opts.Roles, r) }
 // Start declares the streams and starts every role. On error, what was
 // started is stopped again.
 func (s *System) Start(ctx context.Context) error {
-	if err := stream.Declare(ctx, s.js, s.opts.Stream); err != nil {
+	sc := s.opts.Stream
+	sc.Logger = cmp.Or(sc.Logger, s.log)
+	if err := stream.Declare(ctx, s.js, sc); err != nil {
 		return err
 	}
 	starters := map[Role]func(context.Context) error{
@@ -203,6 +220,9 @@ func (s *System) run(ctx context.Context, svc Service) error {
 	}
 	s.mu.Lock()
 	s.services = append(s.services, svc)
+	if w, ok := svc.(stateful); ok {
+		s.workers = append(s.workers, w)
+	}
 	s.mu.Unlock()
 	return nil
 }
@@ -238,7 +258,10 @@ func (s *System) Handler() http.Handler {
 }
 
 // serveReady answers 200 when JetStream (and, for workers, PostgreSQL)
-// answers now; it asks each time, so it turns true again without a restart.
+// answers now and every worker of the process's roles is running; it asks
+// each time, so it turns true again without a restart. The body names
+// what is wrong, then each worker's state: running, waiting on which
+// dependency since when, or stopped.
 func (s *System) serveReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -251,18 +274,32 @@ func (s *System) serveReady(w http.ResponseWriter, r *http.Request) {
 			problems = append(problems, "postgresql unreachable")
 		}
 	}
-	for _, f := range s.ready {
+	s.mu.Lock()
+	ready, workers := slices.Clone(s.ready), slices.Clone(s.workers)
+	s.mu.Unlock()
+	for _, f := range ready {
 		if err := f(ctx); err != nil {
 			problems = append(problems, err.Error())
 		}
 	}
+	states := make([]string, len(workers))
+	for i, wk := range workers {
+		st := wk.State()
+		states[i] = st.String()
+		if !st.Ready() {
+			problems = append(problems, "not making progress: "+st.String())
+		}
+	}
 	w.Header().Set("Content-Type", "text/plain")
+	body := "ready"
 	if len(problems) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(strings.Join(problems, "\n") + "\n"))
-		return
+		body = strings.Join(problems, "\n")
 	}
-	_, _ = w.Write([]byte("ready\n"))
+	if len(states) > 0 {
+		body += "\n\n" + strings.Join(states, "\n")
+	}
+	_, _ = w.Write([]byte(body + "\n"))
 }
 
 // Registry is the process's metrics registry.

@@ -18,6 +18,7 @@ import (
 // `prereg serve` reads from the environment, handed to the roles it runs.
 func (o *Options) Configure(cfg config.Config) {
 	o.Config = cfg
+	o.Stream = cfg.Stream
 	o.Intake.TrustedProxies = cfg.TrustedProxies
 	// Part of the submitted stream's declaration, so every process sets
 	// it, whatever its roles.

@@ -25,8 +25,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prereg/prereg/keys"
+	"github.com/prereg/prereg/stream"
 )
 
 // Config is the environment's part of the configuration, typed and
@@ -49,6 +51,9 @@ type Config struct {
 	Dedupe      Dedupe
 	SMS         SMS
 	GC          GC
+	// Stream are the streams' replicas, ages, storage bound and duplicate
+	// windows; zero fields keep stream's defaults.
+	Stream stream.Config
 
 	// Generated lists the secrets FromEnv made up for this process
 	// (demo and dev only).
@@ -206,6 +211,24 @@ var settings = []Setting{
 	{Name: "PREREG_SIM_CI_SECRET", Secret: true,
 		Description: "the simulated world's national CI secret, which gives a person the same identifier at every provider (`prereg sim idp`, `loadgen`). Unset: the demo's",
 		parse:       readWhereUsed},
+	{Name: "PREREG_STREAM_REPLICAS", Default: "1",
+		Description: "replicas of both streams (and verify's KV buckets): 1 on one node, 3 in a cluster",
+		parse:       streamReplicas},
+	{Name: "PREREG_STREAM_SUBMITTED_MAX_AGE", Default: "7d",
+		Description: "how long an unverified intent may wait, e.g. `14d`; raise it before a long outage of verify (`docs/STREAMS.md`)",
+		parse:       streamAge(func(s *stream.Config) *time.Duration { return &s.SubmittedMaxAge })},
+	{Name: "PREREG_STREAM_SUBMITTED_MAX_BYTES", Default: "8GiB",
+		Description: "the submitted stream's storage bound, e.g. `500MiB`",
+		parse:       streamMaxBytes},
+	{Name: "PREREG_STREAM_DUPLICATE_WINDOW", Default: "20s",
+		Description: "how long the submitted stream recognises a retried `Nats-Msg-Id`; it costs server memory (`docs/STREAMS.md`)",
+		parse:       streamAge(func(s *stream.Config) *time.Duration { return &s.DuplicateWindow })},
+	{Name: "PREREG_STREAM_VERIFIED_DUPLICATE_WINDOW", Default: "2m",
+		Description: "the verified stream's duplicate window; keep it above verify's AckWait",
+		parse:       streamAge(func(s *stream.Config) *time.Duration { return &s.VerifiedDuplicateWindow })},
+	{Name: "PREREG_STREAM_VERIFIED_MAX_AGE", Default: "30d",
+		Description: "how long outcomes are kept for `check` and replay",
+		parse:       streamAge(func(s *stream.Config) *time.Duration { return &s.VerifiedMaxAge })},
 	{Name: "GOGC",
 		Description: "the Go collector's target. Unset: 400 in a `serve` process without the intake role (workers allocate per message and keep little), the runtime's 100 otherwise; see `app/gc.go`",
 		parse:       func(c *Config, v string) error { c.GC.GOGC = v; return nil }},

@@ -63,4 +63,22 @@
 // when telling same_device from other_device), so a batch redelivered
 // after a crash between commit and ack leaves the first decisions in
 // place and registers nobody twice.
+//
+// # Failures
+//
+// An error that means PostgreSQL (or JetStream) could not do its part
+// (worker.Unavailable: connection refused or cut, pool acquire failure,
+// timeouts, errors pgx marks safe to retry, shutdown and resource
+// SQLSTATEs, deadlocks and serialization failures) never counts against an
+// outcome: the worker holds the batch in progress, waits with capped
+// backoff and a probe for as long as the outage lasts, logs it once per
+// change of state, and reports "waiting on postgresql" to /readyz. The
+// consumer's MaxDeliver is unlimited, since an outage redelivers messages
+// without their fault; the worker counts each outcome's own tries (a
+// statement that fails for the data's sake, a claim_seen waiting for its
+// verification) and after Config.MaxDeliver of them decides it
+// rejected/unprocessable. An outcome that does not decode is decided so at
+// once, its receipt taken from the Nats-Msg-Id header; only a message
+// without a receipt or campaign, or for a campaign that is not loaded,
+// is terminated, since there is nothing to record it in.
 package dedupe

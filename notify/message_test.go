@@ -114,15 +114,3 @@ func TestRenderAtTheSMSEdge(t *testing.T) {
 	_, err = notify.Render(c, notify.Appointment{Clinic: "x", Day: day, Band: 5})
 	require.Error(t, err, "a band the campaign does not have")
 }
-
-func TestBackoffIsCappedFullJitter(t *testing.T) {
-	t.Parallel()
-	for attempt := 1; attempt <= 70; attempt++ {
-		for range 50 {
-			d := notify.Backoff(attempt, 10*time.Millisecond, time.Second)
-			require.GreaterOrEqual(t, d, time.Duration(0))
-			ceiling := min(time.Second, 10*time.Millisecond<<min(attempt-1, 20))
-			require.Less(t, d, ceiling, "attempt %d", attempt)
-		}
-	}
-}

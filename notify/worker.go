@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	mrand "math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -23,6 +22,7 @@ import (
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/collector"
 	"github.com/prereg/prereg/keys"
+	"github.com/prereg/prereg/worker"
 )
 
 // Message is one claimed outbox row with what its text needs.
@@ -135,8 +135,8 @@ type Config struct {
 	SendTimeout time.Duration
 	// PollInterval is the pause when nothing is due.
 	PollInterval time.Duration
-	// Retries back off with full jitter: a random wait in
-	// [0, min(RetryCap, RetryBase·2^attempt)).
+	// Retries back off with capped full jitter (worker.Backoff): a random
+	// wait in (0, min(RetryCap, RetryBase·2^(attempt-1))].
 	RetryBase time.Duration
 	RetryCap  time.Duration
 	// BreakerPause is how long rows wait when the breaker is open.
@@ -181,6 +181,7 @@ type Worker struct {
 	sem       chan struct{} // Concurrency sends in flight across all loops
 	log       *slog.Logger
 	metrics   *metrics
+	health    *worker.Health
 
 	claimed, sent, duplicate, retried, failed, released, reclaimed, unanswered, breakerOpens atomic.Int64
 
@@ -242,6 +243,7 @@ func New(cfg Config) (*Worker, error) {
 		sem:       make(chan struct{}, cfg.Concurrency),
 		log:       cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 	}
+	w.health = worker.NewHealth("notify", w.log, cfg.Now)
 	if cfg.Registerer != nil {
 		if w.metrics, err = newMetrics(cfg.Registerer); err != nil {
 			return nil, err
@@ -297,6 +299,7 @@ func (w *Worker) Start(ctx context.Context) error {
 			}
 		})
 	}
+	w.health.Running()
 	recorded := make(chan struct{})
 	go func() { w.recordLoop(results); close(recorded) }()
 	go func() {
@@ -305,14 +308,21 @@ func (w *Worker) Start(ctx context.Context) error {
 		senders.Wait()
 		close(results)
 		<-recorded
+		w.health.Stopped()
 		close(w.done)
 	}()
 	w.log.Info("notify worker started", slog.String("owner", w.cfg.Owner), slog.Float64("rate", w.cfg.Rate))
 	return nil
 }
 
+// State is the worker's state for /readyz: running, waiting on
+// PostgreSQL, or stopped.
+func (w *Worker) State() worker.State { return w.health.State() }
+
 // Stop stops claiming, releases what is queued, waits for the sends in
-// flight and records every outcome. It is safe to call more than once.
+// flight (each finishes or times out on its own deadline: a call cut
+// short may have reached the gateway, and would be sent again) and
+// records every outcome. It is safe to call more than once.
 func (w *Worker) Stop() {
 	w.mu.Lock()
 	cancel, done := w.cancel, w.done
@@ -340,12 +350,14 @@ func (w *Worker) claimLimit() int {
 }
 
 func (w *Worker) claimLoop(ctx context.Context, queue chan<- leased, results chan<- Result) {
-	pause := func() {
+	wait := func(d time.Duration) {
 		select {
 		case <-ctx.Done():
-		case <-time.After(w.cfg.PollInterval):
+		case <-time.After(d):
 		}
 	}
+	pause := func() { wait(w.cfg.PollInterval) }
+	failures := 0
 	for ctx.Err() == nil {
 		if b, ok := w.gw.(interface{ Open() bool }); ok && b.Open() {
 			pause()
@@ -356,11 +368,15 @@ func (w *Worker) claimLoop(ctx context.Context, queue chan<- leased, results cha
 		msgs, err := w.store.Claim(ctx, w.cfg.Owner, now, until, w.claimLimit())
 		if err != nil {
 			if ctx.Err() == nil {
-				w.log.Error("notify: claim", slog.Any("err", err))
+				w.health.Down(worker.PostgreSQL, fmt.Errorf("claim: %w", err))
 			}
-			pause()
+			// Every loop of every worker asks again: spread them out.
+			failures++
+			wait(worker.Backoff(failures, w.cfg.PollInterval, maxClaimWait))
 			continue
 		}
+		failures = 0
+		w.health.Up(worker.PostgreSQL)
 		if len(msgs) == 0 {
 			pause()
 			continue
@@ -381,15 +397,19 @@ func (w *Worker) claimLoop(ctx context.Context, queue chan<- leased, results cha
 	}
 }
 
-// sendLeased sends one queued message while its lease runs.
-func (w *Worker) sendLeased(ctx context.Context, l leased) Result {
+// maxClaimWait caps the wait between claims while PostgreSQL fails them.
+const maxClaimWait = 10 * time.Second
+
+// sendLeased sends one queued message while its lease runs. Stop (the
+// end of stop) keeps a send from starting, never cuts one short.
+func (w *Worker) sendLeased(stop context.Context, l leased) Result {
 	deadline := l.until.Add(-w.cfg.SendTimeout)
-	if ctx.Err() != nil || !w.cfg.Now().Before(deadline) {
+	if stop.Err() != nil || !w.cfg.Now().Before(deadline) {
 		return Result{ID: l.ID, Outcome: OutcomeReleased, NextAttempt: w.cfg.Now(), Error: "not sent before the lease ran out"}
 	}
-	sctx, cancel := context.WithDeadline(ctx, deadline)
+	sctx, cancel := context.WithDeadline(context.WithoutCancel(stop), deadline)
 	defer cancel()
-	return w.send(sctx, l.Message)
+	return w.send(sctx, stop, l.Message)
 }
 
 // recordLoop collects outcomes into batches (full, or at least every
@@ -434,6 +454,11 @@ func (w *Worker) recordLoop(results <-chan Result) {
 	}
 }
 
+// depRecord is recording outcomes, told apart from claiming (PostgreSQL)
+// so that one failing while the other works is not reported down and up by
+// turns.
+const depRecord = "postgresql: record outcomes"
+
 // record writes one batch of outcomes, retrying a failed write twice.
 func (w *Worker) record(batch []Result) {
 	for attempt := range 3 {
@@ -441,11 +466,12 @@ func (w *Worker) record(batch []Result) {
 		err := w.store.Complete(ctx, w.cfg.Owner, w.cfg.Now(), batch)
 		cancel()
 		if err == nil {
+			w.health.Up(depRecord)
 			return
 		}
 		// Unrecorded outcomes keep their lease: the rows are sent again
 		// (same key) once it runs out, and counted as unconfirmed.
-		w.log.Error("notify: record outcomes", slog.Int("attempt", attempt+1), slog.Int("messages", len(batch)), slog.Any("err", err))
+		w.health.Down(depRecord, fmt.Errorf("record %d outcomes, attempt %d: %w", len(batch), attempt+1, err))
 		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
 	}
 }
@@ -481,11 +507,10 @@ func (w *Worker) DrainOnce(ctx context.Context) (int, error) {
 	}
 	w.claimed.Add(int64(len(msgs)))
 	// Sends stop a margin before the lease ends: after it, another worker
-	// may own the row.
+	// may own the row. The end of ctx releases what was not sent yet and
+	// leaves calls in flight to finish.
 	sendCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), leaseUntil.Add(-w.cfg.SendTimeout))
 	defer cancel()
-	stop := context.AfterFunc(ctx, cancel) // a stop releases what was not sent yet
-	defer stop()
 
 	results := make([]Result, len(msgs))
 	var breakerOpen atomic.Bool
@@ -500,7 +525,7 @@ func (w *Worker) DrainOnce(ctx context.Context) (int, error) {
 				results[i] = Result{ID: m.ID, Outcome: OutcomeReleased, NextAttempt: w.cfg.Now().Add(w.cfg.BreakerPause), Error: ErrBreakerOpen.Error()}
 				return
 			}
-			results[i] = w.send(sendCtx, m)
+			results[i] = w.send(sendCtx, ctx, m)
 			if results[i].Outcome == OutcomeReleased && results[i].Error == ErrBreakerOpen.Error() {
 				breakerOpen.Store(true)
 			}
@@ -551,7 +576,9 @@ func (r Result) outcomeLabel() string {
 }
 
 // send renders, opens the phone and calls the gateway for one message.
-func (w *Worker) send(ctx context.Context, m Message) Result {
+// Ctx bounds the whole send; the end of stop releases the message if its
+// call has not started, and leaves a call in flight alone.
+func (w *Worker) send(ctx, stop context.Context, m Message) Result {
 	res := Result{ID: m.ID}
 	if m.Cancelled {
 		return w.fail(res, m, errors.New("appointment cancelled"))
@@ -573,7 +600,16 @@ func (w *Worker) send(ctx context.Context, m Message) Result {
 	case err != nil:
 		return w.fail(res, m, errors.New("phone cannot be opened"))
 	}
-	if err := w.limiter.Wait(ctx); err != nil {
+	wctx, cancelWait := context.WithCancel(ctx)
+	unhook := context.AfterFunc(stop, cancelWait)
+	err = w.limiter.Wait(wctx)
+	unhook()
+	cancelWait()
+	switch {
+	case stop.Err() != nil:
+		res.Outcome, res.NextAttempt, res.Error = OutcomeReleased, w.cfg.Now(), "worker stopped"
+		return res
+	case err != nil:
 		res.Outcome, res.NextAttempt, res.Error = OutcomeReleased, w.cfg.Now(), "not sent before the lease ran out"
 		return res
 	}
@@ -595,8 +631,8 @@ func (w *Worker) send(ctx context.Context, m Message) Result {
 		res.Outcome, res.NextAttempt, res.Error = OutcomeReleased, w.cfg.Now().Add(w.cfg.BreakerPause), ErrBreakerOpen.Error()
 		return res
 	case ctx.Err() != nil:
-		// Stopped or the lease ran out mid-call: the gateway may or may
-		// not have it; the next claim resends under the same key.
+		// The lease ran out mid-call: the gateway may or may not have it;
+		// the next claim resends under the same key.
 		r := w.retry(res, m, errors.New("interrupted"))
 		r.Unanswered = true
 		w.unanswered.Add(1)
@@ -632,7 +668,7 @@ func unanswered(err error) bool {
 
 func (w *Worker) retry(res Result, m Message, err error) Result {
 	res.Outcome, res.Error = OutcomeRetry, err.Error()
-	res.NextAttempt = w.cfg.Now().Add(Backoff(m.Attempts+1, w.cfg.RetryBase, w.cfg.RetryCap))
+	res.NextAttempt = w.cfg.Now().Add(worker.Backoff(m.Attempts+1, w.cfg.RetryBase, w.cfg.RetryCap))
 	return res
 }
 
@@ -640,25 +676,6 @@ func (w *Worker) fail(res Result, m Message, err error) Result {
 	res.Outcome, res.Error = OutcomeFailed, err.Error()
 	w.log.Warn("notify: message failed permanently", slog.Int64("outbox", m.ID), slog.Int64("appointment", m.Appointment), slog.String("error", err.Error()))
 	return res
-}
-
-// Backoff is capped full jitter: a uniform wait in [0, min(cap,
-// base·2^(attempt-1))), so that retries of many messages spread out
-// instead of arriving together.
-func Backoff(attempt int, base, cap time.Duration) time.Duration {
-	d := cap
-	if attempt < 1 {
-		attempt = 1
-	}
-	if attempt-1 < 62 {
-		if e := base << (attempt - 1); e > 0 && e < cap {
-			d = e
-		}
-	}
-	if d <= 0 {
-		return 0
-	}
-	return time.Duration(mrand.Int64N(int64(d)))
 }
 
 func maxTime(a, b time.Time) time.Time {

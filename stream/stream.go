@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,9 @@ type Config struct {
 	// AtomicBatches lets the submitted stream take JetStream atomic batches
 	// (NATS 2.12 or later), for intake's group commit.
 	AtomicBatches bool
+	// Logger takes what Declare finds: a live stream whose settings differ
+	// from these, and which setting it kept.
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -113,14 +117,118 @@ func VerifiedConfig(c Config) jetstream.StreamConfig {
 	}
 }
 
-// Declare creates or updates both streams.
+// Declare creates both streams, or brings existing ones in line with c
+// without ever weakening them: of the replicas, the maximum ages, the
+// storage bound and the duplicate windows, the stronger of the live and the
+// configured setting is kept (more replicas, a longer age or window, more
+// bytes; zero or unlimited beats any bound), and every difference is
+// logged. Settings prereg does not declare (an operator's MaxMsgs,
+// placement, sources) are left as they are. A live stream whose retention
+// or storage differs is an error: those cannot change in place. Declaring
+// twice is the same as declaring once.
 func Declare(ctx context.Context, js jetstream.JetStream, c Config) error {
-	for _, sc := range []jetstream.StreamConfig{SubmittedConfig(c), VerifiedConfig(c)} {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("declare stream %s: %w", sc.Name, err)
+	log := cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
+	for _, want := range []jetstream.StreamConfig{SubmittedConfig(c), VerifiedConfig(c)} {
+		if err := declare(ctx, js, want, log); err != nil {
+			return fmt.Errorf("declare stream %s: %w", want.Name, err)
 		}
 	}
 	return nil
+}
+
+func declare(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, log *slog.Logger) error {
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, want)
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return err
+		}
+		// Another process created it meanwhile: compare with theirs.
+		s, err = js.Stream(ctx, want.Name)
+	}
+	if err != nil {
+		return err
+	}
+	live := s.CachedInfo().Config
+	merged, diffs, err := keepStronger(live, want)
+	if err != nil {
+		return err
+	}
+	for _, d := range diffs {
+		log.Warn("stream differs from the configuration; keeping the stronger setting",
+			slog.String("stream", want.Name), slog.String("setting", d.Setting),
+			slog.String("configured", d.Configured), slog.String("live", d.Live), slog.String("kept", d.Kept))
+	}
+	if reflect.DeepEqual(merged, live) {
+		return nil
+	}
+	if _, err := js.UpdateStream(ctx, merged); err != nil {
+		return fmt.Errorf("update: %w", err)
+	}
+	return nil
+}
+
+// Difference is a setting on which a live stream and the configuration
+// disagree.
+type Difference struct {
+	Setting                string
+	Configured, Live, Kept string
+}
+
+// keepStronger merges the configuration into a live stream's: the live
+// settings prereg does not declare stay, those it declares are set, and of
+// the limits an operator raises the stronger wins.
+func keepStronger(live, want jetstream.StreamConfig) (jetstream.StreamConfig, []Difference, error) {
+	if live.Retention != want.Retention {
+		return live, nil, fmt.Errorf("retention is %s, prereg needs %s: it cannot change in place; move the messages to a new stream or delete it", live.Retention, want.Retention)
+	}
+	if live.Storage != want.Storage {
+		return live, nil, fmt.Errorf("storage is %s, prereg needs %s: it cannot change in place", live.Storage, want.Storage)
+	}
+	merged := live
+	merged.Description = want.Description
+	merged.Subjects = want.Subjects
+	merged.Discard = want.Discard
+	merged.MaxMsgSize = want.MaxMsgSize
+	merged.AllowAtomicPublish = live.AllowAtomicPublish || want.AllowAtomicPublish
+	var diffs []Difference
+	note := func(setting string, configured, live, kept any) {
+		if configured != live {
+			diffs = append(diffs, Difference{setting, fmt.Sprint(configured), fmt.Sprint(live), fmt.Sprint(kept)})
+		}
+	}
+	merged.Replicas = max(live.Replicas, want.Replicas)
+	note("replicas", want.Replicas, live.Replicas, merged.Replicas)
+	merged.MaxAge = longer(live.MaxAge, want.MaxAge)
+	note("max_age", want.MaxAge, live.MaxAge, merged.MaxAge)
+	merged.MaxBytes = larger(live.MaxBytes, want.MaxBytes)
+	note("max_bytes", limit(want.MaxBytes), limit(live.MaxBytes), limit(merged.MaxBytes))
+	merged.Duplicates = max(live.Duplicates, want.Duplicates)
+	note("duplicate_window", want.Duplicates, live.Duplicates, merged.Duplicates)
+	return merged, diffs, nil
+}
+
+// longer is the longer of two maximum ages, zero (none) the longest.
+func longer(a, b time.Duration) time.Duration {
+	if a <= 0 || b <= 0 {
+		return 0
+	}
+	return max(a, b)
+}
+
+// larger is the larger of two byte bounds, -1 or 0 (none) the largest.
+func larger(a, b int64) int64 {
+	if a <= 0 || b <= 0 {
+		return -1
+	}
+	return max(a, b)
+}
+
+func limit(n int64) string {
+	if n <= 0 {
+		return "none"
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // SubmittedSubject is the subject of an intent in shard s.

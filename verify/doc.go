@@ -38,16 +38,55 @@
 // while a breaker is open as a delivery, and a long outage would turn good
 // intents into unprocessable ones. Instead verify counts, per receipt in
 // KV bucket verify_attempts, only the failures the message itself can be
-// to blame for: a sealed phone that cannot be opened, an unknown campaign
-// or provider, a provider 4xx other than invalid_token, and a provider
-// failure (5xx, timeout, bad answer) at a moment when the same provider
-// is otherwise healthy (enough recent successes, error rate below half the
-// trip ratio). An open breaker, a full bulkhead, a provider failing for
-// everyone, a JetStream hiccup or a shutdown never count. After
-// MaxAttempts counted failures, or at once for a payload that is not an
-// intent, the message ends as Outcome{rejected, unprocessable}, published
-// like any other outcome and then acknowledged. Every retry is a NAK with a
-// capped full-jitter delay, so a waiting message rests in the stream.
+// to blame for. After MaxAttempts counted failures, or at once for a
+// payload that is not an intent, the message ends as Outcome{rejected,
+// unprocessable}, published like any other outcome and then acknowledged.
+// Every retry is a NAK with a capped full-jitter delay (worker.Backoff),
+// so a waiting message rests in the stream.
+//
+// # Which answers count against whom
+//
+// Each outcome of a call (or of the work around it) counts against the
+// intent (its attempts), against the provider (its breaker), or neither:
+//
+//	answer                                 intent        breaker
+//	200 with a readable answer             -             success
+//	422 invalid_token                      - (decided)   success
+//	5xx, 408, 429, timeout, transport
+//	  error, unreadable 200                if healthy    failure
+//	other 4xx (400, 401, 403, 404, ...)    if healthy    success while refusals
+//	                                                     are rare, failure once
+//	                                                     they are widespread
+//	breaker open or half-open full         -             -
+//	bulkhead full, rate limit, shutdown    -             -
+//	sealed phone that does not open,
+//	  unknown campaign or provider,
+//	  answer without identity              counted       -
+//	JetStream or PostgreSQL unreachable    -             -
+//	payload that is not an intent          decided unprocessable at once
+//
+// "If healthy" means the same provider is otherwise healthy at that
+// moment: its breaker is closed, the rolling window holds at least
+// MinRequests answers, and both its failure rate and its share of refused
+// tokens are below half the trip ratio. A refusal of one token while the
+// provider answers everyone else is that intent's fault; a refusal of most
+// tokens is the provider's or the path's (a rotated credential, a WAF, a
+// changed API). Refusals are counted per distinct token over the window,
+// so one intent retried does not look like a storm; once at least
+// MinRequests distinct tokens were refused and they are at least the trip
+// ratio of the window's answers, refusals count as breaker failures and
+// the breaker opens at once. While it is open, or refusals are neither
+// rare nor widespread, no intent loses an attempt: it waits in the stream
+// like during any outage.
+//
+// # Recovery
+//
+// The consumer is read through a stream.Feed: when the iterator fails
+// (missed heartbeats, the consumer deleted, a leader change, a server
+// restart), the Feed declares the consumer again and opens a new iterator,
+// with backoff, for as long as it takes. Trouble with JetStream or
+// PostgreSQL is logged once per change of state (worker.Health), and
+// State tells /readyz whether the stage can make progress.
 //
 // # Provider health
 //

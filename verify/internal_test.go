@@ -102,18 +102,32 @@ func TestCallWindow(t *testing.T) {
 	now := time.Unix(1000, 0)
 	w := newCallWindow(10*time.Second, 10, func() time.Time { return now })
 	for range 3 {
-		w.add(true)
+		w.add(answerOK)
 	}
-	w.add(false)
-	ok, failed := w.counts()
-	require.Equal(t, [2]int{3, 1}, [2]int{ok, failed})
+	w.add(answerFailed)
+	w.add(answerRefused)
+	ok, failed, refused := w.counts()
+	require.Equal(t, [3]int{3, 1, 1}, [3]int{ok, failed, refused})
 	now = now.Add(5 * time.Second)
-	w.add(false)
-	ok, failed = w.counts()
-	require.Equal(t, [2]int{3, 2}, [2]int{ok, failed})
+	w.add(answerFailed)
+	ok, failed, refused = w.counts()
+	require.Equal(t, [3]int{3, 2, 1}, [3]int{ok, failed, refused})
 	now = now.Add(6 * time.Second) // the first second has left the window
-	ok, failed = w.counts()
-	require.Equal(t, [2]int{0, 1}, [2]int{ok, failed})
+	ok, failed, refused = w.counts()
+	require.Equal(t, [3]int{0, 1, 0}, [3]int{ok, failed, refused})
+}
+
+func TestTokenSetCountsEachTokenOncePerWindow(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	s := newTokenSet(10*time.Second, func() time.Time { return now })
+	require.True(t, s.add("a"))
+	require.False(t, s.add("a"), "the same token again")
+	require.True(t, s.add("b"))
+	now = now.Add(11 * time.Second)
+	require.False(t, s.add("a"), "still remembered one span later")
+	now = now.Add(11 * time.Second)
+	require.True(t, s.add("a"), "forgotten after two spans")
 }
 
 // TestAckWaitInsideVerifiedDuplicateWindow: an outcome republished after a

@@ -19,13 +19,23 @@ type buckets struct {
 
 func openBuckets(ctx context.Context, js jetstream.JetStream, s Settings) (*buckets, error) {
 	open := func(name, desc string, ttl time.Duration) (jetstream.KeyValue, error) {
+		replicas := s.Replicas
+		// A restart never scales a bucket down: an operator's (or a
+		// clustered process's) replicas stay.
+		if kv, err := js.KeyValue(ctx, name); err == nil {
+			if st, err := kv.Status(ctx); err == nil {
+				if info, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+					replicas = max(replicas, info.StreamInfo().Config.Replicas)
+				}
+			}
+		}
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      name,
 			Description: desc,
 			TTL:         ttl,
 			History:     1,
 			Storage:     jetstream.FileStorage,
-			Replicas:    s.Replicas,
+			Replicas:    replicas,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("verify: kv bucket %s: %w", name, err)

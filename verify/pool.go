@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,10 @@ type pool struct {
 	// stateChanged is signalled (without blocking) when the breaker
 	// changes state, so health is written at once.
 	stateChanged chan struct{}
+	// refusedTokens remembers, for about a window, which tokens were
+	// refused, so that the share of refusals counts distinct tokens: one
+	// intent retried does not make a storm.
+	refusedTokens *tokenSet
 }
 
 func newPool(campaignID string, p campaign.Provider, s BreakerSettings, now func() time.Time, isShutdown func(error) bool) *pool {
@@ -53,6 +58,7 @@ func newPool(campaignID string, p campaign.Provider, s BreakerSettings, now func
 		window:       newCallWindow(s.Window, s.Buckets, now),
 		stateChanged: make(chan struct{}, 1),
 	}
+	pl.refusedTokens = newTokenSet(s.Window, now)
 	pl.breaker = gobreaker.NewCircuitBreaker[providerAnswer](gobreaker.Settings{
 		Name:         prereg.ProviderHealthKey(campaignID, p.Name),
 		MaxRequests:  s.HalfOpenRequests,
@@ -61,12 +67,18 @@ func newPool(campaignID string, p campaign.Provider, s BreakerSettings, now func
 		Timeout:      s.OpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			done := c.TotalSuccesses + c.TotalFailures
-			return done >= s.MinRequests && float64(c.TotalFailures) >= s.FailureRatio*float64(done)
+			return done >= s.MinRequests && float64(c.TotalFailures) >= s.FailureRatio*float64(done) ||
+				pl.refusalsWidespread(s)
 		},
-		// An invalid token, a refused request: the provider answered.
+		// An invalid token is an answer. So is a refused request, while
+		// refusals are rare; refusals of most distinct tokens are the
+		// provider's (or the path's) trouble: a rotated credential, a WAF.
 		IsSuccessful: func(err error) bool {
 			var re *refusedError
-			return err == nil || errors.Is(err, errInvalidToken) || errors.As(err, &re)
+			if errors.As(err, &re) {
+				return !pl.refusalsWidespread(s)
+			}
+			return err == nil || errors.Is(err, errInvalidToken)
 		},
 		// Our own shutdown says nothing about the provider.
 		IsExcluded: isShutdown,
@@ -99,11 +111,16 @@ func (p *pool) call(ctx context.Context, token string) (providerAnswer, error) {
 	return p.breaker.Execute(func() (providerAnswer, error) {
 		a, err := p.client.verify(ctx, token)
 		var pe *providerError
+		var re *refusedError
 		switch {
 		case err == nil, errors.Is(err, errInvalidToken):
-			p.window.add(true)
+			p.window.add(answerOK)
+		case errors.As(err, &re):
+			if p.refusedTokens.add(token) {
+				p.window.add(answerRefused)
+			}
 		case errors.As(err, &pe) && ctx.Err() == nil:
-			p.window.add(false)
+			p.window.add(answerFailed)
 		}
 		return a, err
 	})
@@ -111,17 +128,27 @@ func (p *pool) call(ctx context.Context, token string) (providerAnswer, error) {
 
 // healthyForOthers reports whether a failure now is more likely the
 // message's fault than the provider's: the breaker is closed, the window
-// has enough successes, and its error rate is below half the trip ratio.
+// has enough successes, and both its error rate and its share of refused
+// tokens are below half the trip ratio.
 func (p *pool) healthyForOthers(s BreakerSettings) bool {
 	if p.breaker.State() != gobreaker.StateClosed {
 		return false
 	}
-	ok, failed := p.window.counts()
-	return ok >= int(s.MinRequests) && float64(failed) < s.FailureRatio/2*float64(ok+failed)
+	ok, failed, refused := p.window.counts()
+	half := s.FailureRatio / 2
+	return ok >= int(s.MinRequests) && float64(failed) < half*float64(ok+failed) && float64(refused) < half*float64(ok+refused)
+}
+
+// refusalsWidespread reports whether refusals are the provider's trouble,
+// not the intents': at least MinRequests distinct tokens refused in the
+// window, at least FailureRatio of the answers.
+func (p *pool) refusalsWidespread(s BreakerSettings) bool {
+	ok, _, refused := p.window.counts()
+	return refused >= int(s.MinRequests) && float64(refused) >= s.FailureRatio*float64(ok+refused)
 }
 
 func (p *pool) health(now time.Time) prereg.ProviderHealth {
-	ok, failed := p.window.counts()
+	ok, failed, _ := p.window.counts()
 	var r float64
 	if ok+failed > 0 {
 		r = float64(failed) / float64(ok+failed)
@@ -141,15 +168,24 @@ type callWindow struct {
 }
 
 type windowBucket struct {
-	at         int64 // step number the bucket holds
-	ok, failed int
+	at                  int64 // step number the bucket holds
+	ok, failed, refused int
 }
+
+// answer is how a call that reached the provider ended.
+type answer int
+
+const (
+	answerOK      answer = iota // an answer, invalid_token included
+	answerFailed                // a provider failure
+	answerRefused               // a 4xx refusal of a token not refused before
+)
 
 func newCallWindow(span time.Duration, n int, now func() time.Time) *callWindow {
 	return &callWindow{now: now, step: span / time.Duration(n), buckets: make([]windowBucket, n)}
 }
 
-func (w *callWindow) add(ok bool) {
+func (w *callWindow) add(a answer) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	at := w.now().UnixNano() / int64(w.step)
@@ -157,14 +193,17 @@ func (w *callWindow) add(ok bool) {
 	if b.at != at {
 		*b = windowBucket{at: at}
 	}
-	if ok {
+	switch a {
+	case answerOK:
 		b.ok++
-	} else {
+	case answerFailed:
 		b.failed++
+	case answerRefused:
+		b.refused++
 	}
 }
 
-func (w *callWindow) counts() (ok, failed int) {
+func (w *callWindow) counts() (ok, failed, refused int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	at := w.now().UnixNano() / int64(w.step)
@@ -172,7 +211,42 @@ func (w *callWindow) counts() (ok, failed int) {
 		if at-b.at < int64(len(w.buckets)) {
 			ok += b.ok
 			failed += b.failed
+			refused += b.refused
 		}
 	}
-	return ok, failed
+	return ok, failed, refused
+}
+
+// tokenSet remembers tokens (as seeded in-memory hashes, never the
+// tokens) for between one and two spans: two generations, the older
+// dropped when a span has passed.
+type tokenSet struct {
+	mu        sync.Mutex
+	now       func() time.Time
+	span      time.Duration
+	seed      maphash.Seed
+	since     time.Time
+	cur, prev map[uint64]struct{}
+}
+
+func newTokenSet(span time.Duration, now func() time.Time) *tokenSet {
+	return &tokenSet{now: now, span: span, seed: maphash.MakeSeed(), since: now(), cur: map[uint64]struct{}{}}
+}
+
+// add records a token and reports whether it was new.
+func (t *tokenSet) add(token string) bool {
+	h := maphash.String(t.seed, token)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now := t.now(); now.Sub(t.since) >= t.span {
+		t.prev, t.cur, t.since = t.cur, map[uint64]struct{}{}, now
+	}
+	if _, ok := t.cur[h]; ok {
+		return false
+	}
+	if _, ok := t.prev[h]; ok {
+		return false
+	}
+	t.cur[h] = struct{}{}
+	return true
 }

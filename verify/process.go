@@ -75,15 +75,12 @@ func (v *Verifier) process(j job) {
 	go func() {
 		defer close(claimDone)
 		var err error
-		if found, err = getJSON(ctx, v.kv.claims, claimKey, &seen); err != nil {
-			v.log.Warn("verify: claim cache", slog.Any("err", err))
-		}
+		found, err = getJSON(ctx, v.kv.claims, claimKey, &seen)
+		v.note(v.aside, depClaimsRead, err)
 	}()
 	var ans tokenAnswer
 	hit, err := getJSON(ctx, v.kv.tokens, cacheKey, &ans)
-	if err != nil {
-		v.log.Warn("verify: token cache", slog.Any("err", err))
-	}
+	v.note(v.aside, depTokensRead, err)
 	<-claimDone
 	v.m.cache.WithLabelValues("token", hitMiss(hit)).Inc()
 	if !hit {
@@ -114,9 +111,7 @@ func (v *Verifier) process(j job) {
 		defer func() { <-remembered }()
 		go func() {
 			defer close(remembered)
-			if err := putJSON(ctx, v.kv.tokens, cacheKey, ans); err != nil {
-				v.log.Warn("verify: remember token", slog.Any("err", err))
-			}
+			v.note(v.aside, depTokensWrite, putJSON(ctx, v.kv.tokens, cacheKey, ans))
 		}()
 	}
 	out, err := v.decide(in, j.camp, tokenKey, ans, digits)
@@ -143,8 +138,8 @@ func (v *Verifier) registered(ctx context.Context, campaign, identityKey string)
 		return false
 	}
 	ok, err := v.cfg.Registrations.Registered(ctx, campaign, identityKey)
+	v.note(v.aside, depRegistrations, err)
 	if err != nil {
-		v.log.Warn("verify: registration look-up", slog.Any("err", err))
 		return false
 	}
 	return ok
@@ -184,8 +179,10 @@ func (v *Verifier) ask(ctx context.Context, j job) (tokenAnswer, error) {
 	case v.workCtx.Err() != nil:
 		v.nak(j.msg, "shutdown")
 	case errors.As(err, &re):
+		// The intent's fault only while the provider answers others well;
+		// a refusal storm opens the breaker instead (see the package doc).
 		v.m.calls.WithLabelValues(append(labels, "refused")...).Inc()
-		v.retry(ctx, j, true, "refused", err)
+		v.retry(ctx, j, p.healthyForOthers(v.set.Breaker), "refused", err)
 	case errors.As(err, &pe):
 		v.m.calls.WithLabelValues(append(labels, "failure")...).Inc()
 		v.retry(ctx, j, p.healthyForOthers(v.set.Breaker), "provider_failure", err)
@@ -256,8 +253,9 @@ func (v *Verifier) finish(ctx context.Context, j job, out prereg.Outcome, shard 
 		v.nak(j.msg, "infrastructure")
 		return
 	}
-	if _, err := v.js.Publish(ctx, stream.VerifiedSubject(shard), data, jetstream.WithMsgID(out.Receipt)); err != nil {
-		v.log.Warn("verify: publish outcome", slog.Any("err", err))
+	_, err = v.js.Publish(ctx, stream.VerifiedSubject(shard), data, jetstream.WithMsgID(out.Receipt))
+	v.note(v.health, depOutcomes, err)
+	if err != nil {
 		v.nak(j.msg, "infrastructure")
 		return
 	}
@@ -270,9 +268,7 @@ func (v *Verifier) finish(ctx context.Context, j job, out prereg.Outcome, shard 
 		go func() {
 			defer close(remembered)
 			rec := claimRecord{IdentityKey: out.IdentityKey, Receipt: out.Receipt}
-			if err := putJSON(ctx, v.kv.claims, claimKey, rec); err != nil {
-				v.log.Warn("verify: remember claim", slog.Any("err", err))
-			}
+			v.note(v.aside, depClaimsWrite, putJSON(ctx, v.kv.claims, claimKey, rec))
 		}()
 	}
 	// A plain ack, not a double ack: waiting for the server's confirmation
@@ -281,9 +277,7 @@ func (v *Verifier) finish(ctx context.Context, j job, out prereg.Outcome, shard 
 	// a redelivery after AckWait (30 s), whose outcome is republished under
 	// the same Nats-Msg-Id inside the stream's 2-minute duplicate window
 	// and dropped, and whose token is answered from the cache.
-	if err := j.msg.Ack(); err != nil {
-		v.log.Warn("verify: ack", slog.Any("err", err))
-	}
+	v.note(v.health, depAcks, j.msg.Ack())
 	v.m.outcomes.WithLabelValues(string(out.Verdict), string(out.Reason)).Inc()
 }
 
@@ -299,8 +293,8 @@ func (v *Verifier) retry(ctx context.Context, j job, counted bool, cause string,
 	}
 	v.m.counted.Inc()
 	n, cerr := countFailure(ctx, v.kv.attempts, v.cfg.Hasher.Sum("verify-attempt", j.in.Receipt))
+	v.note(v.health, depAttempts, cerr)
 	if cerr != nil {
-		v.log.Warn("verify: count failure", slog.Any("err", cerr))
 		v.nak(j.msg, "infrastructure")
 		return
 	}

@@ -1,11 +1,14 @@
 package verify_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,6 +43,9 @@ type provider struct {
 	srv         *httptest.Server
 	inFlight    atomic.Int64
 	maxInFlight atomic.Int64
+	// refuse holds tokens the provider answers 403 (a refusal of that
+	// request alone) while it answers everyone else.
+	refuse sync.Map
 }
 
 func newProvider(tb testing.TB, name string) *provider {
@@ -48,6 +54,14 @@ func newProvider(tb testing.TB, name string) *provider {
 	h := p.Handler()
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/verify" {
+			body, _ := io.ReadAll(r.Body)
+			var req struct{ Token string }
+			_ = json.Unmarshal(body, &req)
+			if _, ok := p.refuse.Load(req.Token); ok {
+				http.Error(w, `{"error":"forbidden"}`, http.StatusForbidden)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 			n := p.inFlight.Add(1)
 			defer p.inFlight.Add(-1)
 			for {

@@ -6,18 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/stream"
+	"github.com/prereg/prereg/worker"
 )
 
 // Verifier is the verify stage: Start it once, Stop it once.
@@ -31,6 +30,13 @@ type Verifier struct {
 	kv      *buckets
 	camps   *campaign.Cache
 	claimMu keyedMutex
+	// health is the stage's own: what keeps it from making progress
+	// (JetStream for the consumer and the outcomes, PostgreSQL for a
+	// campaign it has no copy of), reported to /readyz. aside logs the
+	// trouble of what only saves work (the KV caches, the registration
+	// look-up, the health writes) once per state change, and is not.
+	health *worker.Health
+	aside  *worker.Health
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -45,7 +51,7 @@ type Verifier struct {
 
 	workCtx    context.Context // provider calls, publishes, KV: cancelled last
 	cancelWork context.CancelFunc
-	iter       jetstream.MessagesContext
+	feed       *stream.Feed
 	stopping   atomic.Bool
 	dispatched chan struct{} // closed when the dispatcher has returned
 	quit       chan struct{} // closed when Stop begins
@@ -76,6 +82,8 @@ func New(cfg Config) (*Verifier, error) {
 	if now == nil {
 		now = time.Now
 	}
+	log := cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
+	health := worker.NewHealth(ConsumerName, log, now)
 	// A campaign is read for every message: the cache asks the store once
 	// per CampaignTTL and rides out a short outage on the last good copy.
 	camps, err := campaign.NewCache(campaign.CacheConfig{Source: campaign.SourceFunc(cfg.Campaigns.Get), TTL: set.CampaignTTL, Now: now})
@@ -85,7 +93,9 @@ func New(cfg Config) (*Verifier, error) {
 	return &Verifier{
 		cfg:        cfg,
 		set:        set,
-		log:        cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
+		log:        log,
+		health:     health,
+		aside:      worker.NewHealth(ConsumerName+" (caches)", log, now),
 		now:        now,
 		m:          m,
 		js:         cfg.JetStream,
@@ -124,15 +134,20 @@ func (v *Verifier) Start(ctx context.Context) error {
 		return err
 	}
 	v.kv = kv
-	cons, err := v.js.CreateOrUpdateConsumer(ctx, stream.Submitted, ConsumerConfig(v.set))
+	feed, err := stream.OpenFeed(ctx, stream.FeedConfig{
+		JetStream: v.js,
+		Stream:    stream.Submitted,
+		Consumer:  ConsumerConfig(v.set),
+		Pull:      []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(v.set.Batch)},
+		Health:    v.health,
+		RetryBase: v.set.BackoffBase,
+		RetryCap:  v.set.BackoffCap,
+	})
 	if err != nil {
-		return fmt.Errorf("verify: declare consumer: %w", err)
+		return fmt.Errorf("verify: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(v.set.Batch))
-	if err != nil {
-		return fmt.Errorf("verify: consume: %w", err)
-	}
-	v.iter = it
+	v.feed = feed
+	v.health.Running()
 	// Work outlives ctx by design: Stop lets it finish, then cancels it.
 	v.workCtx, v.cancelWork = context.WithCancel(context.WithoutCancel(ctx))
 	go v.dispatch()
@@ -152,13 +167,13 @@ func (v *Verifier) Start(ctx context.Context) error {
 // StopTimeout; what is cut short is redelivered later) and returns when
 // every worker has returned. Safe to call more than once.
 func (v *Verifier) Stop() {
-	if !v.started.Load() {
+	if !v.started.Load() || v.feed == nil { // never started, or Start failed
 		return
 	}
 	v.stopOnce.Do(func() {
 		close(v.quit)
 		v.stopping.Store(true)
-		v.iter.Drain()
+		v.feed.Drain()
 		<-v.dispatched
 		v.mu.Lock()
 		for _, p := range v.pools {
@@ -176,8 +191,38 @@ func (v *Verifier) Stop() {
 		}
 		v.cancelWork()
 		v.background.Wait()
+		v.health.Stopped()
 	})
 }
+
+// The dependencies verify tells apart in its logs and /readyz: each is
+// down or up by the same operation, so that one that fails while another
+// on the same server works is not reported down and up by turns.
+const (
+	depOutcomes      = "jetstream: publish outcomes"
+	depAcks          = "jetstream: acknowledgements"
+	depAttempts      = "jetstream: kv " + BucketAttempts
+	depTokensRead    = "jetstream: kv " + BucketTokens + " read"
+	depTokensWrite   = "jetstream: kv " + BucketTokens + " write"
+	depClaimsRead    = "jetstream: kv " + BucketClaims + " read"
+	depClaimsWrite   = "jetstream: kv " + BucketClaims + " write"
+	depHealthWrite   = "jetstream: kv " + prereg.ProviderHealthBucket + " write"
+	depRegistrations = "postgresql: registrations"
+	depCampaigns     = "postgresql: campaigns"
+)
+
+// note tells h how an operation on a dependency went.
+func (v *Verifier) note(h *worker.Health, dep string, err error) {
+	if err != nil {
+		h.Down(dep, err)
+		return
+	}
+	h.Up(dep)
+}
+
+// State is the stage's state for /readyz: running, waiting on JetStream
+// or PostgreSQL, or stopped.
+func (v *Verifier) State() worker.State { return v.health.State() }
 
 // dispatch hands each message to the pool of its provider.
 func (v *Verifier) dispatch() {
@@ -189,17 +234,11 @@ func (v *Verifier) dispatch() {
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		msg, err := v.iter.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return
-		}
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			return
-		}
+		msg, err := v.feed.Next(0)
 		if err != nil {
-			v.log.Warn("verify: next message", slog.Any("err", err))
-			time.Sleep(100 * time.Millisecond)
-			continue
+			// The feed replaces a failed iterator itself: an error here
+			// means Stop drained it.
+			return
 		}
 		if v.stopping.Load() {
 			// Drained after Stop: hand it back at once for another process.
@@ -227,6 +266,11 @@ func (v *Verifier) route(msg jetstream.Msg) {
 		return
 	}
 	camp, err := v.camps.Get(ctx, in.Campaign)
+	if notFound := errors.Is(err, prereg.ErrCampaignNotFound); !notFound {
+		// The cache rides out a short outage on its last good copy: an
+		// error here means there is none, and the campaign's intents wait.
+		v.note(v.health, depCampaigns, err)
+	}
 	if err != nil {
 		v.retry(ctx, job{msg: msg, in: in}, errors.Is(err, prereg.ErrCampaignNotFound), "campaign", err)
 		return
@@ -335,13 +379,10 @@ func (v *Verifier) isShutdown(err error) bool {
 	return errors.Is(err, context.Canceled) && v.workCtx.Err() != nil
 }
 
-// backoff is a capped full-jitter delay for a message delivered n times.
+// backoff is the NAK delay of a message delivered n times: capped full
+// jitter, uniform in (0, min(BackoffCap, BackoffBase·2^n)].
 func (v *Verifier) backoff(n uint64) time.Duration {
-	ceil := v.set.BackoffBase << min(n, 20)
-	if ceil <= 0 || ceil > v.set.BackoffCap {
-		ceil = v.set.BackoffCap
-	}
-	return time.Duration(rand.Int64N(int64(ceil)) + 1)
+	return worker.Backoff(int(min(n, 62))+1, v.set.BackoffBase, v.set.BackoffCap)
 }
 
 // nak puts a message back with a backoff delay.
@@ -350,17 +391,13 @@ func (v *Verifier) nak(msg jetstream.Msg, cause string) {
 	if md, err := msg.Metadata(); err == nil {
 		n = md.NumDelivered
 	}
-	if err := msg.NakWithDelay(v.backoff(n)); err != nil {
-		v.log.Warn("verify: nak", slog.String("cause", cause), slog.Any("err", err))
-	}
+	v.note(v.health, depAcks, msg.NakWithDelay(v.backoff(n)))
 	v.m.naks.WithLabelValues(cause).Inc()
 }
 
 // nakFor puts a message back for a fixed delay; it counts as no failure.
 func (v *Verifier) nakFor(msg jetstream.Msg, cause string, d time.Duration) {
-	if err := msg.NakWithDelay(d); err != nil {
-		v.log.Warn("verify: nak", slog.String("cause", cause), slog.Any("err", err))
-	}
+	v.note(v.health, depAcks, msg.NakWithDelay(d))
 	v.m.naks.WithLabelValues(cause).Inc()
 }
 
@@ -416,8 +453,8 @@ func (v *Verifier) writeHealth(p *pool) {
 	v.m.errorRate.WithLabelValues(p.campaign, p.provider.Name).Set(h.ErrorRate)
 	ctx, cancel := context.WithTimeout(v.workCtx, 5*time.Second)
 	defer cancel()
-	if err := putJSON(ctx, v.kv.health, prereg.ProviderHealthKey(p.campaign, p.provider.Name), h); err != nil && ctx.Err() == nil {
-		v.log.Warn("verify: write provider health", slog.String("campaign", p.campaign), slog.String("provider", p.provider.Name), slog.Any("err", err))
+	if err := putJSON(ctx, v.kv.health, prereg.ProviderHealthKey(p.campaign, p.provider.Name), h); ctx.Err() == nil {
+		v.note(v.aside, depHealthWrite, err)
 	}
 }
 

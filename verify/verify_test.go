@@ -161,7 +161,9 @@ func TestBreakerTrips(t *testing.T) {
 		{"5xx storm trips", sim.Faults{ErrorRate: 1, ErrorStatus: 503}, true},
 		{"timeout storm trips", sim.Faults{TimeoutRate: 1}, true},
 		{"slow-drip storm trips", sim.Faults{DripRate: 1, DripEvery: sim.Duration(50 * time.Millisecond)}, true},
-		{"4xx storm does not", sim.Faults{ErrorRate: 1, ErrorStatus: 400}, false},
+		// A refusal of most distinct tokens is the provider's trouble (a
+		// rotated credential, a WAF), not every intent's.
+		{"4xx storm trips", sim.Faults{ErrorRate: 1, ErrorStatus: 401}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -345,22 +347,34 @@ func TestPoisonMessage(t *testing.T) {
 			return in.Receipt
 		}, sim.Faults{}},
 		{"provider refuses the request", func(w *world) string {
+			// Refused alone while the provider answers everyone else: the
+			// intent's fault.
 			p := w.person(1)
-			in := w.intent("pass", w.token("pass", p, 0), p.birthdate, p.phone)
-			w.submit(in)
+			tok := w.token("pass", p, 0)
+			w.provs["pass"].refuse.Store(tok, true)
+			in := w.intent("pass", tok, p.birthdate, p.phone)
+			others := w.surge(40)[2:]
+			w.submit(append(others, in)...)
 			return in.Receipt
-		}, sim.Faults{ErrorRate: 1, ErrorStatus: 400}},
+		}, sim.Faults{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t)
 			w.provs["pass"].setFaults(t, c.faults)
-			w.start(fastSettings())
+			set := fastSettings()
+			// The refused intent's failures count while the provider is
+			// healthy for others: keep their answers in the window.
+			set.Breaker.Window = 10 * time.Second
+			w.start(set)
 			receipt := c.publish(w)
-			got := w.outcomes(1, 15*time.Second)
-			o, ok := got[receipt]
-			require.True(t, ok, "outcome for the poison message")
+			var o outcomeMsg
+			require.Eventually(t, func() bool {
+				var ok bool
+				o, ok = w.readOutcomes()[receipt]
+				return ok
+			}, 15*time.Second, 20*time.Millisecond, "an outcome for the poison message")
 			require.Equal(t, prereg.VerdictRejected, o.Verdict)
 			require.Equal(t, prereg.ReasonUnprocessable, o.Reason)
 			require.True(t, strings.HasPrefix(o.subject, prereg.SubjectVerified+"."))
