@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,22 +18,31 @@ import (
 // FreezeRound freezes the window's draw input unless it is frozen already:
 // the registrations a run of the window would select now, their ids and
 // the hash of their canonical encoding, in one repeatable-read
-// transaction. A transaction advisory lock on the window makes replicas
-// that freeze at once wait for the first instead of each reading the whole
+// transaction. A session advisory lock on the window makes replicas that
+// freeze at once wait for the first instead of each reading the whole
 // window; the primary key keeps the first freeze in any case.
-func (s *AllocationStore) FreezeRound(ctx context.Context, campaignID, window string, at time.Time) error {
+func (s *AllocationStore) FreezeRound(ctx context.Context, campaignID, window string, at time.Time) (bool, error) {
+	// What every tick of every replica asks once the window is frozen.
+	var frozen bool
+	if err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM lottery_rounds WHERE campaign = $1 AND window_id = $2)`,
+		campaignID, window).Scan(&frozen); err != nil {
+		return false, fmt.Errorf("freeze round: look for it: %w", err)
+	}
+	if frozen {
+		return false, nil
+	}
 	// A session lock on a connection of its own, taken before the
 	// transaction: a repeatable-read snapshot taken before the wait would
 	// not see the round another replica froze meanwhile.
 	conn, err := s.Pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("freeze round: acquire: %w", err)
+		return false, fmt.Errorf("freeze round: acquire: %w", err)
 	}
 	defer conn.Release()
 	key := "prereg:lottery-round:" + campaignID + "/" + window
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key); err != nil {
 		_ = conn.Conn().Close(context.WithoutCancel(ctx)) // it may hold the lock after all
-		return fmt.Errorf("freeze round: lock: %w", err)
+		return false, fmt.Errorf("freeze round: lock: %w", err)
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -41,8 +51,8 @@ func (s *AllocationStore) FreezeRound(ctx context.Context, campaignID, window st
 			_ = conn.Conn().Close(ctx)
 		}
 	}()
+	var froze bool
 	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
-		var frozen bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM lottery_rounds WHERE campaign = $1 AND window_id = $2)`,
 			campaignID, window).Scan(&frozen); err != nil {
 			return fmt.Errorf("look for the round: %w", err)
@@ -54,7 +64,7 @@ func (s *AllocationStore) FreezeRound(ctx context.Context, campaignID, window st
 		if err != nil {
 			return err
 		}
-		slices.SortFunc(regs, func(a, b scheduler.Registration) int { return cmpInt64(a.ID, b.ID) })
+		slices.SortFunc(regs, func(a, b scheduler.Registration) int { return cmp.Compare(a.ID, b.ID) })
 		ids, entries := make([]int64, len(regs)), make([]scheduler.InputEntry, len(regs))
 		for i, r := range regs {
 			ids[i], entries[i] = r.ID, scheduler.InputEntryOf(r)
@@ -63,26 +73,18 @@ func (s *AllocationStore) FreezeRound(ctx context.Context, campaignID, window st
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO lottery_rounds (campaign, window_id, input_ids, input_hash, frozen_at)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (campaign, window_id) DO NOTHING`, campaignID, window, ids, hash, at); err != nil {
+		tag, err := tx.Exec(ctx, `INSERT INTO lottery_rounds (campaign, window_id, input_ids, input_hash, frozen_at)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (campaign, window_id) DO NOTHING`, campaignID, window, ids, hash, at)
+		if err != nil {
 			return fmt.Errorf("store round: %w", err)
 		}
+		froze = tag.RowsAffected() == 1
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("freeze round of %s/%s: %w", campaignID, window, err)
+		return false, fmt.Errorf("freeze round of %s/%s: %w", campaignID, window, err)
 	}
-	return nil
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return froze, nil
 }
 
 // Round reads the window's frozen round; scheduler.ErrNotFrozen when none.

@@ -128,29 +128,23 @@ func (a *Allocator) AdvanceRounds(ctx context.Context, campaignID string) error 
 		if now.Before(w.Closes) {
 			continue
 		}
-		if _, err := a.freeze(ctx, campaignID, w.ID); err != nil {
+		if err := a.freeze(ctx, campaignID, w.ID); err != nil {
 			return fmt.Errorf("advance rounds: %w", err)
 		}
 	}
 	return nil
 }
 
-// freeze freezes a window's draw input unless it is frozen already, and
-// returns the round in force.
-func (a *Allocator) freeze(ctx context.Context, campaignID, window string) (Round, error) {
-	r, err := a.store.Round(ctx, campaignID, window)
-	if !errors.Is(err, ErrNotFrozen) {
-		return r, err
+// freeze freezes a window's draw input unless it is frozen already.
+func (a *Allocator) freeze(ctx context.Context, campaignID, window string) error {
+	froze, err := a.store.FreezeRound(ctx, campaignID, window, a.cfg.Now())
+	if err != nil {
+		return err
 	}
-	if err := a.store.FreezeRound(ctx, campaignID, window, a.cfg.Now()); err != nil {
-		return r, err
+	if froze {
+		a.log.Info("lottery input frozen", slog.String("campaign", campaignID), slog.String("window", window))
 	}
-	if r, err = a.store.Round(ctx, campaignID, window); err != nil {
-		return r, err
-	}
-	a.log.Info("lottery input frozen", slog.String("campaign", campaignID), slog.String("window", window),
-		slog.Int("registrations", len(r.Input)), slog.String("input_hash", r.InputHash))
-	return r, nil
+	return nil
 }
 
 // RoundData is what the store keeps of a round for its publication.

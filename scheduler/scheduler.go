@@ -159,8 +159,9 @@ type Store interface {
 
 	// FreezeRound freezes the window's draw input, the registrations a run
 	// of it would select now (Snapshot's selection), with the hash of
-	// their canonical encoding (InputHash), unless it is frozen already.
-	FreezeRound(ctx context.Context, campaign, window string, at time.Time) error
+	// their canonical encoding (InputHash), unless it is frozen already;
+	// froze says whether this call froze it. Cheap when it is frozen.
+	FreezeRound(ctx context.Context, campaign, window string, at time.Time) (froze bool, err error)
 	// Round reads the window's frozen round; ErrNotFrozen when none.
 	Round(ctx context.Context, campaign, window string) (Round, error)
 	// RecordRoundRun records, unless a run is recorded already, the real
@@ -332,7 +333,9 @@ func (j *Job) begin(ctx context.Context) error {
 	// nothing froze it at the close (the result's input_frozen_at says so).
 	round, err := j.a.store.Round(ctx, req.Campaign, req.Window)
 	if errors.Is(err, ErrNotFrozen) && !j.a.cfg.Now().Before(j.window.Closes) {
-		round, err = j.a.freeze(ctx, req.Campaign, req.Window)
+		if err = j.a.freeze(ctx, req.Campaign, req.Window); err == nil {
+			round, err = j.a.store.Round(ctx, req.Campaign, req.Window)
+		}
 	}
 	switch {
 	case errors.Is(err, ErrNotFrozen):
