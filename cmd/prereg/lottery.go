@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	register(command{name: "lottery commit", summary: "commit a window's lottery seed (before it closes) and print its hash", run: cmdLotteryCommit})
+	register(command{name: "lottery commit", summary: "commit a window's lottery seed now and print its hash (the admin role commits it when the window opens)", run: cmdLotteryCommit})
 	register(command{name: "lottery show", summary: "list a campaign's lottery commitments (hash; seed once revealed)", run: cmdLotteryShow})
 }
 
