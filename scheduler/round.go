@@ -116,13 +116,7 @@ func (a *Allocator) AdvanceRounds(ctx context.Context, campaignID string) error 
 		if now.Before(w.Opens) {
 			continue
 		}
-		if _, err := a.store.Seed(ctx, campaignID, w.ID); errors.Is(err, ErrNoSeed) {
-			cm, err := a.CommitSeed(ctx, campaignID, w.ID)
-			if err != nil {
-				return fmt.Errorf("advance rounds: %w", err)
-			}
-			a.log.Info("lottery seed committed", slog.String("campaign", campaignID), slog.String("window", w.ID), slog.String("seed_hash", cm.Hash))
-		} else if err != nil {
+		if err := a.commitIfMissing(ctx, campaignID, w.ID); err != nil {
 			return fmt.Errorf("advance rounds: %w", err)
 		}
 		if now.Before(w.Closes) {
@@ -132,6 +126,49 @@ func (a *Allocator) AdvanceRounds(ctx context.Context, campaignID string) error 
 			return fmt.Errorf("advance rounds: %w", err)
 		}
 	}
+	return nil
+}
+
+// CommitOpenWindows commits a seed for every window of the campaign that
+// is open now and has none: what loading a campaign does, so that a window
+// already open when it is loaded has its commitment before the first
+// registration of it, even where no admin role runs. Windows that have
+// closed are left to AdvanceRounds (or a run's refusal): a seed committed
+// after the close is flagged, never quietly made.
+func (a *Allocator) CommitOpenWindows(ctx context.Context, campaignID string) ([]Commitment, error) {
+	c, err := a.store.Campaign(ctx, campaignID)
+	if err != nil {
+		return nil, fmt.Errorf("commit open windows: %w", err)
+	}
+	now := a.cfg.Now()
+	var out []Commitment
+	for _, w := range c.Windows {
+		if now.Before(w.Opens) || !now.Before(w.Closes) {
+			continue
+		}
+		if err := a.commitIfMissing(ctx, campaignID, w.ID); err != nil {
+			return out, fmt.Errorf("commit open windows: %w", err)
+		}
+		sd, err := a.store.Seed(ctx, campaignID, w.ID)
+		if err != nil {
+			return out, fmt.Errorf("commit open windows: %w", err)
+		}
+		out = append(out, sd.Commitment)
+	}
+	return out, nil
+}
+
+// commitIfMissing commits the window's seed unless one is committed.
+func (a *Allocator) commitIfMissing(ctx context.Context, campaignID, window string) error {
+	_, err := a.store.Seed(ctx, campaignID, window)
+	if !errors.Is(err, ErrNoSeed) {
+		return err
+	}
+	cm, err := a.CommitSeed(ctx, campaignID, window)
+	if err != nil {
+		return err
+	}
+	a.log.Info("lottery seed committed", slog.String("campaign", campaignID), slog.String("window", window), slog.String("seed_hash", cm.Hash))
 	return nil
 }
 

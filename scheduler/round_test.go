@@ -179,3 +179,32 @@ func TestPublishVerifyRound(t *testing.T) {
 		})
 	}
 }
+
+// Loading a campaign commits the windows open now, and only those.
+func TestCommitOpenWindows(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newWorld(t, 1, 1, seoul(1))
+	a := w.allocator(23, 10)
+
+	w.now = d9Opens.Add(-time.Second)
+	cms, err := a.CommitOpenWindows(ctx, campaignID)
+	require.NoError(t, err)
+	require.Empty(t, cms, "nothing is open yet")
+
+	w.now = d9Opens.Add(time.Hour)
+	cms, err = a.CommitOpenWindows(ctx, campaignID)
+	require.NoError(t, err)
+	require.Len(t, cms, 1)
+	require.Equal(t, "d9", cms[0].Window)
+	again, err := a.CommitOpenWindows(ctx, campaignID)
+	require.NoError(t, err)
+	require.Equal(t, cms, again, "the first seed stays")
+
+	w.now = d0Closes.Add(time.Hour)
+	cms, err = a.CommitOpenWindows(ctx, campaignID)
+	require.NoError(t, err)
+	require.Empty(t, cms, "closed windows are not committed late")
+	_, err = w.store.Seed(ctx, campaignID, "d0")
+	require.ErrorIs(t, err, scheduler.ErrNoSeed)
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/scheduler"
 )
@@ -80,4 +82,14 @@ func cmdLotteryShow(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	return nil
+}
+
+// commitOpenWindows commits the lottery seed of the campaign's windows
+// open now, at `campaign load`, and prints their hashes.
+func commitOpenWindows(ctx context.Context, env *Env, pool *pgxpool.Pool, campaignID string) error {
+	cms, err := scheduler.New(&postgres.AllocationStore{Pool: pool}, scheduler.Config{Logger: env.Logger}).CommitOpenWindows(ctx, campaignID)
+	for _, cm := range cms {
+		fmt.Fprintf(env.Stdout, "lottery seed of open window %s committed at %s, sha256 %s\n", cm.Window, cm.CommittedAt.UTC().Format(time.RFC3339), cm.Hash)
+	}
+	return err
 }
