@@ -344,8 +344,8 @@ func VerifyRound(f *RoundFile) error {
 		}
 		regs = append(regs, r)
 	}
-	for id := range excluded {
-		return mismatch("excluded registration %d is not in the input", id)
+	if ids := sortedKeys(excluded); len(ids) > 0 {
+		return mismatch("excluded registration %d is not in the input", ids[0])
 	}
 	clinics := make(map[string]int, len(inv.Clinics))
 	for i, c := range inv.Clinics {

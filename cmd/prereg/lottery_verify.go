@@ -48,15 +48,15 @@ func cmdLotteryPublish(ctx context.Context, env *Env, args []string) error {
 }
 
 func cmdLotteryVerify(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "lottery verify", "--campaign C --window W --dir DIR")
+	fs := newFlags(env, "lottery verify", "--campaign C --window W [--dir DIR]")
 	campaignID := fs.String("campaign", "", "campaign id (required)")
 	window := fs.String("window", "", "window id (required)")
-	dir := fs.String("dir", "", "directory holding the published round file (required)")
+	dir := fs.String("dir", ".", "directory holding the published round file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *campaignID == "" || *window == "" || *dir == "" {
-		return usagef("--campaign, --window and --dir are required")
+	if *campaignID == "" || *window == "" {
+		return usagef("--campaign and --window are required")
 	}
 	f, err := scheduler.ReadRoundFile(*dir, *campaignID, *window)
 	if err != nil {
