@@ -341,12 +341,15 @@ func readInventory(ctx context.Context, tx pgx.Tx, c *campaign.Campaign, run int
 // registrations (r.Input) of these.
 func selectRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) ([]scheduler.Registration, error) {
 	// The late ones first, with an anti-join: inside the OR below a
-	// subquery over the frozen lists would be evaluated row by row.
+	// subquery over the frozen lists would be evaluated row by row. The
+	// window's own round does not count: a late registration in it is
+	// exactly one this round took over.
 	rows, err := tx.Query(ctx, `SELECT g.id FROM registrations g
 		JOIN lottery_rounds r ON r.campaign = g.campaign AND r.window_id = g.window_id
 		WHERE g.campaign = $1 AND g.window_id <> $2 AND g.unassigned_reason IS NULL
 		  AND NOT EXISTS (SELECT 1 FROM appointments a WHERE a.registration_id = g.id)
-		  AND NOT EXISTS (SELECT 1 FROM lottery_rounds f, unnest(f.input_ids) AS x(id) WHERE f.campaign = $1 AND x.id = g.id)`,
+		  AND NOT EXISTS (SELECT 1 FROM lottery_rounds f, unnest(f.input_ids) AS x(id)
+		      WHERE f.campaign = $1 AND f.window_id <> $2 AND x.id = g.id)`,
 		r.Campaign, r.Window)
 	if err != nil {
 		return nil, fmt.Errorf("read late registrations: %w", err)

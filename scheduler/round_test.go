@@ -83,6 +83,16 @@ func TestAdvanceRounds(t *testing.T) {
 	for i := range 3 {
 		require.Contains(t, next.Input, round.Input[len(round.Input)-1]+int64(i)+1, "late registration in the next round")
 	}
+	_, err = w.db.Pool.Exec(ctx, `UPDATE slots SET capacity = capacity + 20`)
+	require.NoError(t, err)
+	res, err = a.Run(ctx, scheduler.Request{Campaign: campaignID, Window: "d0"})
+	require.NoError(t, err)
+	require.Equal(t, 48, res.Registrations, "the next round draws them")
+	require.Zero(t, res.UnassignedByReason[scheduler.ReasonNoCapacity], "room for all but those whose earliest date is after the schedule")
+	require.Positive(t, res.Assigned)
+	f, err := a.PublishRound(ctx, campaignID, "d0")
+	require.NoError(t, err)
+	require.NoError(t, scheduler.VerifyRound(&f))
 }
 
 // A published round verifies from its file alone, and any tampering with
