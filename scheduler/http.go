@@ -138,7 +138,7 @@ func (a *Admin) writeError(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrBusy):
 		httpapi.WriteError(w, httpapi.CodeConflict, map[string]any{"message": ErrBusy.Error()})
 	case errors.Is(err, ErrNoSeed):
-		httpapi.WriteError(w, httpapi.CodeConflict, map[string]any{"message": ErrNoSeed.Error() + ": the admin role commits one when the window opens (by hand: prereg lottery commit), or use policy fcfs"})
+		httpapi.WriteError(w, httpapi.CodeConflict, map[string]any{"message": ErrNoSeed.Error() + ": commit one (prereg lottery commit) or use policy fcfs"})
 	case errors.Is(err, ErrUnknownWindow), errors.Is(err, prereg.ErrCampaignNotFound), errors.Is(err, prereg.ErrNotFound):
 		httpapi.WriteError(w, httpapi.CodeNotFound, nil)
 	default:
