@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/campaign"
 )
 
 // ErrNotFrozen: the window's draw input is not frozen yet.
@@ -170,6 +171,25 @@ func (a *Allocator) commitIfMissing(ctx context.Context, campaignID, window stri
 	}
 	a.log.Info("lottery seed committed", slog.String("campaign", campaignID), slog.String("window", window), slog.String("seed_hash", cm.Hash))
 	return nil
+}
+
+// roundOf is the round a run of the window draws over: its frozen input,
+// frozen now if the window has closed and nothing froze it at the close
+// (the result's input_frozen_at says so); nil while the window is open.
+func (a *Allocator) roundOf(ctx context.Context, campaignID string, w campaign.Window) (*Round, error) {
+	r, err := a.store.Round(ctx, campaignID, w.ID)
+	if errors.Is(err, ErrNotFrozen) && !a.cfg.Now().Before(w.Closes) {
+		if err = a.freeze(ctx, campaignID, w.ID); err == nil {
+			r, err = a.store.Round(ctx, campaignID, w.ID)
+		}
+	}
+	switch {
+	case errors.Is(err, ErrNotFrozen):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	return &r, nil
 }
 
 // freeze freezes a window's draw input unless it is frozen already.

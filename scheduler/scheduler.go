@@ -329,22 +329,15 @@ func (j *Job) begin(ctx context.Context) error {
 			return err
 		}
 	}
-	// A window that has closed draws over its frozen input, frozen now if
-	// nothing froze it at the close (the result's input_frozen_at says so).
-	round, err := j.a.store.Round(ctx, req.Campaign, req.Window)
-	if errors.Is(err, ErrNotFrozen) && !j.a.cfg.Now().Before(j.window.Closes) {
-		if err = j.a.freeze(ctx, req.Campaign, req.Window); err == nil {
-			round, err = j.a.store.Round(ctx, req.Campaign, req.Window)
-		}
-	}
+	round, err := j.a.roundOf(ctx, req.Campaign, j.window)
 	switch {
-	case errors.Is(err, ErrNotFrozen):
 	case err != nil:
 		return err
+	case round == nil:
 	case interrupted && prev.StartedAt.Before(round.FrozenAt):
 		// Started before the freeze: it resumes with what it saw then.
 	default:
-		j.round = &round
+		j.round = round
 	}
 	if interrupted {
 		j.rec, j.resumed = prev, true
