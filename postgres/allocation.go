@@ -193,15 +193,21 @@ func (s *AllocationStore) AbandonDryRuns(ctx context.Context, campaignID string,
 	return nil
 }
 
-// CreateRun stores a new run; its bound is the campaign's highest
+// CreateRun stores a new run; its bound is the highest id of its frozen
+// input (r.Bound) when it draws over one, else the campaign's highest
 // registration id now.
 func (s *AllocationStore) CreateRun(ctx context.Context, r scheduler.RunRecord) (scheduler.RunRecord, error) {
+	var bound *int64
+	if r.Frozen {
+		bound = &r.Bound
+	}
 	out, err := scanRun(s.Pool.QueryRow(ctx, `INSERT INTO allocation_runs (campaign, window_id, policy, dry_run, seed_hash, started_at, bound)
-		VALUES ($1, $2, $3, $4, nullif($5, ''), $6, (SELECT coalesce(max(id), 0) FROM registrations WHERE campaign = $1))
-		RETURNING `+runColumns, r.Campaign, r.Window, r.Policy, r.DryRun, r.SeedHash, r.StartedAt))
+		VALUES ($1, $2, $3, $4, nullif($5, ''), $6, coalesce($7, (SELECT coalesce(max(id), 0) FROM registrations WHERE campaign = $1)))
+		RETURNING `+runColumns, r.Campaign, r.Window, r.Policy, r.DryRun, r.SeedHash, r.StartedAt, bound))
 	if err != nil {
 		return out, fmt.Errorf("create run: %w", err)
 	}
+	out.Frozen, out.Input = r.Frozen, r.Input
 	return out, nil
 }
 
@@ -237,9 +243,8 @@ func (s *AllocationStore) FinishRun(ctx context.Context, run int64, state schedu
 
 // Snapshot reads, in one repeatable-read transaction, the inventory and the
 // registrations of a run as they were when it started: the slots' use minus
-// the run's own appointments, and the registrations up to its bound that are
-// of its window or left unassigned by an earlier round, without an
-// appointment of another run.
+// the run's own appointments, and the registrations selectRegistrations
+// selects for it.
 func (s *AllocationStore) Snapshot(ctx context.Context, r scheduler.RunRecord) (scheduler.Snapshot, error) {
 	var snap scheduler.Snapshot
 	c, err := s.Campaign(ctx, r.Campaign)
@@ -252,7 +257,7 @@ func (s *AllocationStore) Snapshot(ctx context.Context, r scheduler.RunRecord) (
 			return err
 		}
 		snap.Inventory = inv
-		snap.Registrations, err = readRegistrations(ctx, tx, r)
+		snap.Registrations, err = selectRegistrations(ctx, tx, r)
 		return err
 	})
 	if err != nil {
@@ -326,14 +331,45 @@ func readInventory(ctx context.Context, tx pgx.Tx, c *campaign.Campaign, run int
 	return inv, nil
 }
 
-func readRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) ([]scheduler.Registration, error) {
-	rows, err := tx.Query(ctx, `SELECT g.id, g.region, coalesce(g.clinic, ''), g.earliest, g.received_at,
+// selectRegistrations is the one selection of the registrations a round
+// draws over, for a run and for freezing a round's input (r.ID 0, no
+// bound): those up to the bound, without an appointment of another run,
+// that are of the window, or left unassigned by an earlier round, or of
+// another window whose frozen round they missed (they registered after it
+// froze, a held decision released late, say: they go to the next round to
+// freeze). A run of a frozen round keeps only the frozen input's
+// registrations (r.Input) of these.
+func selectRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) ([]scheduler.Registration, error) {
+	// The late ones first, with an anti-join: inside the OR below a
+	// subquery over the frozen lists would be evaluated row by row. The
+	// window's own round does not count: a late registration in it is
+	// exactly one this round took over.
+	rows, err := tx.Query(ctx, `SELECT g.id FROM registrations g
+		JOIN lottery_rounds r ON r.campaign = g.campaign AND r.window_id = g.window_id
+		WHERE g.campaign = $1 AND g.window_id <> $2 AND g.unassigned_reason IS NULL
+		  AND NOT EXISTS (SELECT 1 FROM appointments a WHERE a.registration_id = g.id)
+		  AND NOT EXISTS (SELECT 1 FROM lottery_rounds f, unnest(f.input_ids) AS x(id)
+		      WHERE f.campaign = $1 AND f.window_id <> $2 AND x.id = g.id)`,
+		r.Campaign, r.Window)
+	if err != nil {
+		return nil, fmt.Errorf("read late registrations: %w", err)
+	}
+	late, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("read late registrations: %w", err)
+	}
+	// A join, not "= ANY": the frozen list may hold millions of ids.
+	from, args := `registrations g`, []any{r.Campaign, r.Window, r.ID, r.Bound, late}
+	if r.Frozen {
+		from, args = `unnest($6::int8[]) AS f(id) JOIN registrations g ON g.id = f.id`, append(args, r.Input)
+	}
+	rows, err = tx.Query(ctx, `SELECT g.id, g.region, coalesce(g.clinic, ''), g.earliest, g.received_at,
 		    g.window_id <> $2, g.unassigned_reason IS NOT NULL,
 		    a.run_id IS NOT NULL OR g.unassigned_run_id IS NOT DISTINCT FROM $3
-		FROM registrations g LEFT JOIN appointments a ON a.registration_id = g.id
+		FROM `+from+` LEFT JOIN appointments a ON a.registration_id = g.id
 		WHERE g.campaign = $1 AND g.id <= $4
-		  AND (g.window_id = $2 OR g.unassigned_reason IS NOT NULL OR a.run_id = $3)
-		  AND (a.id IS NULL OR a.run_id = $3)`, r.Campaign, r.Window, r.ID, r.Bound)
+		  AND (g.window_id = $2 OR g.unassigned_reason IS NOT NULL OR a.run_id = $3 OR g.id = ANY($5::int8[]))
+		  AND (a.id IS NULL OR a.run_id = $3)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read registrations: %w", err)
 	}

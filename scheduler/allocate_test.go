@@ -429,14 +429,20 @@ func TestConcurrentAllocations(t *testing.T) {
 	require.Equal(t, 100, second.Registrations)
 	require.Zero(t, second.Assigned)
 
-	// Truly at once, from many goroutines: never a double booking.
+	// Truly at once, from many goroutines: never a double booking. The
+	// next window's round takes d9's 100 left over and its own 200.
 	_, err = w.db.Pool.Exec(ctx, `UPDATE slots SET capacity = capacity + 5`)
 	require.NoError(t, err)
-	w.insert(t, crowd(200))
+	more := crowd(200)
+	for i := range more {
+		more[i].window = "d0"
+	}
+	w.insert(t, more)
+	w.commitSeed(t, a, "d0")
 	results := make(chan error, 4)
 	for range 4 {
 		go func() {
-			_, err := a.Run(ctx, scheduler.Request{Campaign: campaignID, Window: "d9"})
+			_, err := a.Run(ctx, scheduler.Request{Campaign: campaignID, Window: "d0"})
 			results <- err
 		}()
 	}

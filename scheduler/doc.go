@@ -7,11 +7,21 @@
 //
 // The registrations of a run are ordered by its policy: PolicyLottery (the
 // default) sorts them by SHA-256(seed ‖ registration id as 8 big-endian
-// bytes), where the seed is a random value committed — its SHA-256 hash
-// published — before the window closes, and revealed with the result, so
-// anyone can rerun the draw (docs/ALLOCATION.md); PolicyFCFS sorts them by
-// the arrival of their first submission. Dry runs use the committed seed
-// too, so no one can try seeds until one suits them.
+// bytes) (DrawOrder), where the seed is a random value committed — its
+// SHA-256 hash published — when the window opens, and revealed with the
+// result; PolicyFCFS sorts them by the arrival of their first submission.
+// Dry runs use the committed seed too, so no one can try seeds until one
+// suits them.
+//
+// # Rounds
+//
+// When the window closes, its draw input is frozen: the registrations a
+// run would select then, and the SHA-256 of their canonical encoding
+// (EncodeInput), published before the seed is revealed. Every run of the
+// window draws over that list; registrations added later go to the next
+// round. RoundClock does both on the clock (AdvanceRounds), PublishRound
+// assembles a round's public file, and VerifyRound recomputes it from the
+// file alone with DrawOrder and Plan (docs/ALLOCATION.md).
 //
 // # Assignment
 //

@@ -52,11 +52,11 @@ func DrawKey(seed []byte, registration int64) [32]byte {
 	return sha256.Sum256(buf)
 }
 
-// drawOrder returns the indexes of regs in the order of the lottery drawn
-// with seed. Hashing 1.9 million ids is the costly part, so it is spread
+// DrawOrder returns the indexes of regs in the order of the lottery drawn
+// with seed: the allocator's order, and what VerifyRound recomputes. Hashing 1.9 million ids is the costly part, so it is spread
 // over the CPUs; the keys are sorted as four big-endian words, which orders
 // them exactly as their bytes.
-func drawOrder(seed []byte, regs []Registration) []int {
+func DrawOrder(seed []byte, regs []Registration) []int {
 	type drawn struct {
 		key [4]uint64
 		id  int64

@@ -8,25 +8,26 @@ import (
 	"github.com/prereg/prereg/region"
 )
 
-// Inventory is a campaign's slots as they were when a run started.
+// Inventory is a campaign's slots as they were when a run started. Its
+// JSON is what a round file publishes and what a round keeps of its run.
 type Inventory struct {
-	Start time.Time // schedule day 0 (a civil date)
-	Days  int
-	Bands int
+	Start time.Time `json:"start"` // schedule day 0 (a civil date)
+	Days  int       `json:"days"`
+	Bands int       `json:"bands"`
 	// Clinics are sorted by ID.
-	Clinics []Clinic
+	Clinics []Clinic `json:"clinics"`
 	// Capacity and Used are indexed by Slot: clinic index × Days × Bands +
 	// day × Bands + band.
-	Capacity []int32
-	Used     []int32
+	Capacity []int32 `json:"capacity"`
+	Used     []int32 `json:"used"`
 }
 
 // Clinic is a vaccination site as the allocator sees it.
 type Clinic struct {
-	ID     string
-	Region string
-	Lat    float64
-	Lng    float64
+	ID     string  `json:"id"`
+	Region string  `json:"region"`
+	Lat    float64 `json:"lat"`
+	Lng    float64 `json:"lng"`
 }
 
 // Slot returns the index of a clinic's band of a day in Capacity and Used.

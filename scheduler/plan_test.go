@@ -147,9 +147,9 @@ func TestDrawOrder(t *testing.T) {
 	for i := range regs {
 		regs[i] = Registration{ID: int64(i + 1)}
 	}
-	a := drawOrder([]byte("seed one, thirty-two bytes long!"), regs)
-	require.Equal(t, a, drawOrder([]byte("seed one, thirty-two bytes long!"), regs), "the same seed draws the same order")
-	b := drawOrder([]byte("seed two, thirty-two bytes long!"), regs)
+	a := DrawOrder([]byte("seed one, thirty-two bytes long!"), regs)
+	require.Equal(t, a, DrawOrder([]byte("seed one, thirty-two bytes long!"), regs), "the same seed draws the same order")
+	b := DrawOrder([]byte("seed two, thirty-two bytes long!"), regs)
 	require.NotEqual(t, a, b, "another seed draws another order")
 	for k := 1; k < len(a); k++ {
 		ka, kb := DrawKey([]byte("seed one, thirty-two bytes long!"), regs[a[k-1]].ID), DrawKey([]byte("seed one, thirty-two bytes long!"), regs[a[k]].ID)
@@ -182,6 +182,6 @@ func BenchmarkPlan(b *testing.B) {
 	seed := []byte("benchmark seed, thirty-two bytes")
 	for b.Loop() {
 		inv := inventory(14, 3, cl, capacity)
-		Plan(inv, regs, drawOrder(seed, regs), 0, nil)
+		Plan(inv, regs, DrawOrder(seed, regs), 0, nil)
 	}
 }

@@ -26,6 +26,11 @@ type Result struct {
 	Seed                     string     `json:"seed,omitempty"`
 	SeedCommittedAt          *time.Time `json:"seed_committed_at,omitempty"`
 	SeedCommittedBeforeClose *bool      `json:"seed_committed_before_close,omitempty"`
+	// InputHash is the hash of the frozen draw input the run drew over,
+	// frozen at InputFrozenAt (the window's close, unless nothing froze it
+	// then); absent for a run of a window not closed yet.
+	InputHash     string     `json:"input_hash,omitempty"`
+	InputFrozenAt *time.Time `json:"input_frozen_at,omitempty"`
 
 	// Registrations is how many the run considered: the window's without an
 	// appointment, plus CarriedOver left unassigned by earlier rounds.

@@ -38,7 +38,9 @@ func runChild() int {
 		return 1
 	}
 	defer pool.Close()
-	a := scheduler.New(&postgres.AllocationStore{Pool: pool}, scheduler.Config{ChunkSize: 50})
+	// The parent's clock: the round the child freezes is the one an
+	// uninterrupted run freezes.
+	a := scheduler.New(&postgres.AllocationStore{Pool: pool}, scheduler.Config{ChunkSize: 50, Now: func() time.Time { return afterClose }})
 	_, err = a.Run(ctx, scheduler.Request{Campaign: campaignID, Window: "d9", Progress: func(done, total int) {
 		if done >= total/5 {
 			select {}

@@ -84,8 +84,12 @@ type RunRecord struct {
 	State    RunState `json:"state"`
 	// Bound is the highest registration id the run considers, fixed when
 	// it starts, so that a resumed run sees the same registrations.
-	Bound      int64           `json:"bound"`
-	SeedHash   string          `json:"seed_hash,omitempty"`
+	Bound    int64  `json:"bound"`
+	SeedHash string `json:"seed_hash,omitempty"`
+	// Frozen says that the run draws over its window's frozen round: the
+	// registrations of Input (ascending ids) only, Bound their highest.
+	Frozen     bool            `json:"-"`
+	Input      []int64         `json:"-"`
 	Total      int             `json:"total"`
 	Done       int             `json:"done"`
 	Result     json.RawMessage `json:"result,omitempty"`
@@ -157,6 +161,21 @@ type Store interface {
 	FinishRun(ctx context.Context, run int64, state RunState, result []byte, errText string, at time.Time) error
 	// Run reads a run; prereg.ErrNotFound when there is none.
 	Run(ctx context.Context, id int64) (RunRecord, error)
+
+	// FreezeRound freezes the window's draw input, the registrations a run
+	// of it would select now (Snapshot's selection), with the hash of
+	// their canonical encoding (InputHash), unless it is frozen already;
+	// froze says whether this call froze it. Cheap when it is frozen.
+	FreezeRound(ctx context.Context, campaign, window string, at time.Time) (froze bool, err error)
+	// Round reads the window's frozen round; ErrNotFrozen when none.
+	Round(ctx context.Context, campaign, window string) (Round, error)
+	// RecordRoundRun records, unless a run is recorded already, the real
+	// lottery run that draws the window's round and the inventory it plans
+	// against.
+	RecordRoundRun(ctx context.Context, campaign, window string, run int64, inv *Inventory, maxKm float64) error
+	// RoundData reads what a round file publishes; ErrNotFrozen when the
+	// window's input is not frozen.
+	RoundData(ctx context.Context, campaign, window string) (RoundData, error)
 }
 
 // Config configures an Allocator.
@@ -249,6 +268,7 @@ type Job struct {
 	c       *campaign.Campaign
 	window  campaign.Window
 	seed    Seed
+	round   *Round // the window's frozen input, nil before the close
 	resumed bool
 	release func()
 }
@@ -314,15 +334,46 @@ func (j *Job) begin(ctx context.Context) error {
 			return err
 		}
 	}
+	round, err := j.a.roundOf(ctx, req.Campaign, j.window)
+	switch {
+	case err != nil:
+		return err
+	case round == nil:
+	case interrupted && prev.StartedAt.Before(round.FrozenAt):
+		// Started before the freeze: it resumes with what it saw then.
+	default:
+		j.round = round
+	}
 	if interrupted {
 		j.rec, j.resumed = prev, true
+		j.frozen(prev.Bound)
 		j.a.log.Info("resuming interrupted allocation", slog.Int64("run", prev.ID), slog.String("campaign", prev.Campaign),
 			slog.String("window", prev.Window), slog.Int("done", prev.Done), slog.Int("total", prev.Total))
 		return nil
 	}
-	j.rec, err = st.CreateRun(ctx, RunRecord{Campaign: req.Campaign, Window: req.Window, Policy: req.Policy,
-		DryRun: req.DryRun, SeedHash: j.seed.Hash, StartedAt: j.a.cfg.Now()})
+	rec := RunRecord{Campaign: req.Campaign, Window: req.Window, Policy: req.Policy,
+		DryRun: req.DryRun, SeedHash: j.seed.Hash, StartedAt: j.a.cfg.Now()}
+	if j.round != nil {
+		rec.Frozen, rec.Input = true, j.round.Input
+		if n := len(rec.Input); n > 0 {
+			rec.Bound = rec.Input[n-1]
+		}
+	}
+	j.rec, err = st.CreateRun(ctx, rec)
+	j.frozen(j.rec.Bound)
 	return err
+}
+
+// frozen hands the job's round, if any, to its run record: a run's bound is
+// the highest id of the frozen input it draws over.
+func (j *Job) frozen(bound int64) {
+	if j.round == nil {
+		return
+	}
+	j.rec.Frozen, j.rec.Input = true, j.round.Input
+	if n := len(j.round.Input); n > 0 && j.round.Input[n-1] != bound {
+		j.a.log.Warn("run bound differs from its frozen input", slog.Int64("run", j.rec.ID), slog.Int64("bound", bound))
+	}
 }
 
 // Abandon releases a job that will not be executed; its run stays
@@ -378,7 +429,7 @@ func (j *Job) execute(ctx context.Context) (Result, error) {
 	regs := snap.Registrations
 	var order []int
 	if j.rec.Policy == PolicyLottery {
-		order = drawOrder(j.seed.Value, regs)
+		order = DrawOrder(j.seed.Value, regs)
 	} else {
 		order = arrivalOrder(regs)
 	}
@@ -401,10 +452,20 @@ func (j *Job) execute(ctx context.Context) (Result, error) {
 		before := j.seed.CommittedAt.Before(j.window.Closes)
 		res.SeedCommittedBeforeClose = &before
 	}
+	if j.round != nil {
+		res.InputHash, res.InputFrozenAt = j.round.InputHash, &j.round.FrozenAt
+	}
 	t2 := time.Now()
 	if j.rec.DryRun {
 		progress(len(regs), len(regs))
 		return res, nil
+	}
+	if j.rec.Policy == PolicyLottery && j.round != nil {
+		// Before the first chunk: what the round file publishes as the
+		// inventory this run planned against.
+		if err := st.RecordRoundRun(ctx, j.rec.Campaign, j.rec.Window, j.rec.ID, &snap.Inventory, j.a.cfg.MaxDistanceKm); err != nil {
+			return res, err
+		}
 	}
 	if err := j.write(ctx, &snap.Inventory, regs, order, plan); err != nil {
 		return res, err

@@ -42,7 +42,7 @@ func cmdCampaignLoad(ctx context.Context, env *Env, args []string) error {
 		verb = "created"
 	}
 	fmt.Fprintf(env.Stdout, "campaign %s %s: %d windows, %d providers, %d clinics, %d slots\n", c.ID, verb, len(c.Windows), len(c.Providers), res.Clinics, res.Slots)
-	return nil
+	return commitOpenWindows(ctx, env, pool, c.ID)
 }
 
 // campaignArg reads the one FILE argument of a campaign command and

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/scheduler"
 )
 
 func init() {
-	register(command{name: "lottery commit", summary: "commit a window's lottery seed (before it closes) and print its hash", run: cmdLotteryCommit})
+	register(command{name: "lottery commit", summary: "commit a window's lottery seed now and print its hash (the admin role commits it when the window opens)", run: cmdLotteryCommit})
 	register(command{name: "lottery show", summary: "list a campaign's lottery commitments (hash; seed once revealed)", run: cmdLotteryShow})
 }
 
@@ -80,4 +82,14 @@ func cmdLotteryShow(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	return nil
+}
+
+// commitOpenWindows commits the lottery seed of the campaign's windows
+// open now, at `campaign load`, and prints their hashes.
+func commitOpenWindows(ctx context.Context, env *Env, pool *pgxpool.Pool, campaignID string) error {
+	cms, err := scheduler.New(&postgres.AllocationStore{Pool: pool}, scheduler.Config{Logger: env.Logger}).CommitOpenWindows(ctx, campaignID)
+	for _, cm := range cms {
+		fmt.Fprintf(env.Stdout, "lottery seed of open window %s committed at %s, sha256 %s\n", cm.Window, cm.CommittedAt.UTC().Format(time.RFC3339), cm.Hash)
+	}
+	return err
 }
