@@ -63,6 +63,19 @@ type Config struct {
 	// AtomicBatches lets the submitted stream take JetStream atomic batches
 	// (NATS 2.12 or later), for intake's group commit.
 	AtomicBatches bool
+	// ReceiptBodiesMaxAge is how long the first body of an idempotent
+	// receipt is remembered (default 30 days): longer than any campaign,
+	// from its first window's opening to its last one's close.
+	ReceiptBodiesMaxAge time.Duration
+	// ReceiptBodiesMaxBytes bounds that bucket (default 4 GiB, some 40
+	// million receipts); at the limit idempotent submissions are shed.
+	ReceiptBodiesMaxBytes int64
+	// ReceiptLookupsMaxAge is how long a receipt's wrong birth dates are
+	// counted after the last one (default 7 days); longer than the
+	// longest lockout.
+	ReceiptLookupsMaxAge time.Duration
+	// ReceiptLookupsMaxBytes bounds that bucket (default 1 GiB).
+	ReceiptLookupsMaxBytes int64
 }
 
 func (c Config) withDefaults() Config {
@@ -72,6 +85,10 @@ func (c Config) withDefaults() Config {
 	c.SubmittedMaxBytes = cmp.Or(c.SubmittedMaxBytes, int64(8<<30))
 	c.VerifiedMaxAge = cmp.Or(c.VerifiedMaxAge, 30*24*time.Hour)
 	c.Replicas = cmp.Or(c.Replicas, 1)
+	c.ReceiptBodiesMaxAge = cmp.Or(c.ReceiptBodiesMaxAge, 30*24*time.Hour)
+	c.ReceiptBodiesMaxBytes = cmp.Or(c.ReceiptBodiesMaxBytes, int64(4<<30))
+	c.ReceiptLookupsMaxAge = cmp.Or(c.ReceiptLookupsMaxAge, 7*24*time.Hour)
+	c.ReceiptLookupsMaxBytes = cmp.Or(c.ReceiptLookupsMaxBytes, int64(1<<30))
 	return c
 }
 
@@ -112,14 +129,14 @@ func VerifiedConfig(c Config) jetstream.StreamConfig {
 	}
 }
 
-// Declare creates or updates both streams.
+// Declare creates or updates both streams and the receipt buckets (kv.go).
 func Declare(ctx context.Context, js jetstream.JetStream, c Config) error {
 	for _, sc := range []jetstream.StreamConfig{SubmittedConfig(c), VerifiedConfig(c)} {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("declare stream %s: %w", sc.Name, err)
 		}
 	}
-	return nil
+	return declareBuckets(ctx, js, c)
 }
 
 // SubmittedSubject is the subject of an intent in shard s.
