@@ -12,7 +12,11 @@
 // providers' health (GET /v1/campaigns/{id}, from memory, with an ETag), and
 // the status lookup (GET /v1/intents/{receipt}?birthdate=…), the one read of
 // the database, through the StatusReader a store implements. A receipt
-// carries its own MAC, so a forged one is answered 404 without a query.
+// carries its own MAC, so a forged one is answered 404 without a query;
+// a real one locks after a few wrong birth dates, counted in a JetStream
+// bucket every replica shares (lockout.go). An Idempotency-Key's first
+// body is recorded in another such bucket before publishing, so a reuse
+// of the key with another body is refused for the campaign's life.
 //
 // A process that runs intake listens with fasthttp (fast.go): submissions
 // are served natively, every other route by the same net/http handlers;

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -22,9 +23,13 @@ import (
 func TestGroupCommit(t *testing.T) {
 	t.Parallel()
 	js := streamtest.NewWith(t, stream.EmbeddedConfig{SyncAlways: true}, stream.Config{AtomicBatches: true})
-	// The CPU guard is off: 132 submissions at once under -race would have
-	// it shed some, and this test is about what is accepted.
-	e := setupOn(t, js, func(c *intake.Config) { c.DeviceRate, c.MaxQueueWait, c.GroupCommit = -1, -1, true })
+	// The CPU guard and the slow-ack bound are off: 132 submissions at
+	// once, each fsync'd, under -race would have them shed some, and this
+	// test is about what is accepted.
+	e := setupOn(t, js, func(c *intake.Config) {
+		c.DeviceRate, c.MaxQueueWait, c.GroupCommit = -1, -1, true
+		c.SlowAck = time.Minute
+	})
 
 	const n, retries = 120, 12
 	var wg sync.WaitGroup

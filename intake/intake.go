@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -26,12 +27,6 @@ import (
 	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/stream"
 )
-
-// HeaderBodyKey is the message header that carries a keyed hash of an
-// idempotent submission's normalised body, so that a replica which gets the
-// same Idempotency-Key with a different body can tell (422) by reading the
-// first message back from the stream.
-const HeaderBodyKey = "Prereg-Body-Key"
 
 // Config configures the intake. JetStream, Campaigns, Hasher and Sealer are
 // required; the rest have defaults.
@@ -90,6 +85,14 @@ type Config struct {
 	// LookupRate limits status lookups per address (default 2/s, burst 20).
 	LookupRate  float64
 	LookupBurst int
+	// LookupMaxFailures is how many wrong birth dates lock a receipt's
+	// lookups (default 5), on every replica; the lock lasts LookupLockout
+	// (default 1 min), doubled for each wrong birth date after it, at
+	// most LookupMaxLockout (default 24 h, shorter than the
+	// stream.ReceiptLookups bucket's TTL).
+	LookupMaxFailures int
+	LookupLockout     time.Duration
+	LookupMaxLockout  time.Duration
 	// LimiterSlots is the number of buckets of each limiter (default 2^20:
 	// 8 MiB each, whatever the number of devices or addresses).
 	LimiterSlots int
@@ -110,6 +113,9 @@ func (c Config) withDefaults() Config {
 	c.AddrBurst = cmp.Or(c.AddrBurst, 200)
 	c.LookupRate = cmp.Or(c.LookupRate, 2)
 	c.LookupBurst = cmp.Or(c.LookupBurst, 20)
+	c.LookupMaxFailures = cmp.Or(c.LookupMaxFailures, 5)
+	c.LookupLockout = cmp.Or(c.LookupLockout, time.Minute)
+	c.LookupMaxLockout = cmp.Or(c.LookupMaxLockout, 24*time.Hour)
 	c.LimiterSlots = cmp.Or(c.LimiterSlots, 1<<20)
 	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	if c.Now == nil {
@@ -130,6 +136,10 @@ type Service struct {
 	devices  *Limiter
 	addrs    *Limiter
 	lookups  *Limiter
+	// bodies and lockout are the receipt buckets (stream/kv.go), bound
+	// by Start.
+	bodies   jetstream.KeyValue
+	lockout  *lockout
 	adm      *admission
 	group    *grouper // with GroupCommit, from Start
 	guard    *cpuGuard
@@ -154,6 +164,8 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("intake: a campaign source is required")
 	case cfg.Hasher == nil || cfg.Sealer == nil:
 		return nil, errors.New("intake: the hasher and the sealer are required")
+	case cfg.LookupMaxFailures < 1 || cfg.LookupLockout <= 0 || cfg.LookupMaxLockout < cfg.LookupLockout:
+		return nil, errors.New("intake: the lookup lockout wants at least one failure and 0 < LookupLockout <= LookupMaxLockout")
 	}
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {
@@ -191,6 +203,9 @@ func (s *Service) Start(ctx context.Context) error {
 		if err := s.checkGroupCommit(loadCtx); err != nil {
 			return fmt.Errorf("intake: %w", err)
 		}
+	}
+	if err := s.bindBuckets(loadCtx); err != nil {
+		return fmt.Errorf("intake: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -447,12 +462,11 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 		return
 	}
 	receipt, bodyKey := s.receiptOf(c, &v, r.idemKey)
-	intent := s.intentOf(c, win, &v, receipt, addr, now)
-	ack, ok := s.publishIntent(w, c, &intent, bodyKey)
-	if !ok {
+	if bodyKey != nil && !s.firstBody(r.ctx, w, receipt, bodyKey) {
 		return
 	}
-	if ack.Duplicate && bodyKey != "" && !s.sameSubmission(r.ctx, w, ack, bodyKey) {
+	intent := s.intentOf(c, win, &v, receipt, addr, now)
+	if !s.publishIntent(w, c, &intent) {
 		return
 	}
 	writeAccepted(w, receipt)
@@ -535,15 +549,16 @@ func validateSubmission(w http.ResponseWriter, req Request, c *campaign.Campaign
 }
 
 // receiptOf gives the submission its receipt: random, or with an
-// Idempotency-Key the same for every retry, with the key of the body
-// that tells a retry from a reuse of the key for another intent.
-func (s *Service) receiptOf(c *campaign.Campaign, v *Valid, idemKey string) (receipt, bodyKey string) {
+// Idempotency-Key the same for every retry, with the keyed hash of the
+// body that tells a retry from a reuse of the key for another intent
+// (128 bits: a collision is as hopeless as guessing a receipt).
+func (s *Service) receiptOf(c *campaign.Campaign, v *Valid, idemKey string) (receipt string, bodyKey []byte) {
 	if idemKey == "" {
-		return s.receipts.Random(), ""
+		return s.receipts.Random(), nil
 	}
 	receipt = s.receipts.Idempotent(c.ID, v.DeviceID, idemKey)
-	bodyKey = s.cfg.Hasher.Sum(keys.PurposeReceipt, "body", v.Provider, v.IdentityToken, v.Request.Birthdate,
-		v.Phone, v.Region, v.Clinic, v.Earliest)
+	bodyKey = s.cfg.Hasher.Raw(keys.PurposeReceipt, "body", v.Provider, v.IdentityToken, v.Request.Birthdate,
+		v.Phone, v.Region, v.Clinic, v.Earliest)[:16]
 	return receipt, bodyKey
 }
 
@@ -572,21 +587,17 @@ func (s *Service) intentOf(c *campaign.Campaign, win campaign.Window, v *Valid, 
 
 // publishIntent appends the intent to its shard's subject, de-duplicated
 // by receipt, and waits for the acknowledgement; a failure sheds.
-func (s *Service) publishIntent(w http.ResponseWriter, c *campaign.Campaign, intent *prereg.Intent, bodyKey string) (*jetstream.PubAck, bool) {
+func (s *Service) publishIntent(w http.ResponseWriter, c *campaign.Campaign, intent *prereg.Intent) bool {
 	data, err := stream.Encode(*intent)
 	if err != nil {
 		// A prereg.Intent of strings always encodes; this is unreachable.
 		s.shed(w, shedPublish)
-		return nil, false
+		return false
 	}
 	msg := nats.NewMsg(stream.SubmittedSubject(prereg.Shard(intent.Receipt, c.Shards)))
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, intent.Receipt)
-	if bodyKey != "" {
-		msg.Header.Set(HeaderBodyKey, bodyKey)
-	}
-	ack, err := s.publish(msg)
-	if err != nil {
+	if _, err := s.publish(msg); err != nil {
 		var se *errShed
 		reason := shedPublish
 		if errors.As(err, &se) {
@@ -596,47 +607,39 @@ func (s *Service) publishIntent(w http.ResponseWriter, c *campaign.Campaign, int
 			s.log.Warn("publish failed", slog.String("campaign", c.ID), slog.Any("err", err))
 		}
 		s.shed(w, reason)
-		return nil, false
-	}
-	return ack, true
-}
-
-// sameSubmission reports whether a retry the stream de-duplicated carries
-// the body of the first submission of its Idempotency-Key; otherwise the
-// key was reused for another intent, which is refused.
-func (s *Service) sameSubmission(ctx context.Context, w http.ResponseWriter, ack *jetstream.PubAck, bodyKey string) bool {
-	same, err := s.sameBody(ctx, ack, bodyKey)
-	if err != nil {
-		s.log.Warn("read back the first submission of an idempotency key", slog.Any("err", err))
-		s.shed(w, shedPublish)
-		return false
-	}
-	if !same {
-		httpapi.WriteError(w, httpapi.CodeIdempotencyKeyReused, nil)
 		return false
 	}
 	return true
 }
 
-// sameBody reads the first message with this receipt back from the stream
-// and compares its body key. When verify has already consumed it (the
-// stream is a work queue) there is nothing to compare: the retry is
-// answered as the same submission, which the stream de-duplicated anyway.
-func (s *Service) sameBody(ctx context.Context, ack *jetstream.PubAck, bodyKey string) (bool, error) {
+// firstBody records bodyKey as the body of receipt's first submission,
+// or finds the one recorded, in the stream.ReceiptBodies bucket that
+// every replica shares: the same body is a retry, to be published again
+// (the stream or dedupe drops the copy), another body a reuse of the
+// Idempotency-Key, refused 422 before anything reaches the stream. The
+// entry is created once and outlives the campaign, so the answer is the
+// same after the stream's duplicate window and after verify consumed the
+// first message.
+func (s *Service) firstBody(ctx context.Context, w http.ResponseWriter, receipt string, bodyKey []byte) bool {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
-	st, err := s.cfg.JetStream.Stream(ctx, ack.Stream)
-	if err != nil {
-		return false, fmt.Errorf("stream %s: %w", ack.Stream, err)
+	_, err := s.bodies.Create(ctx, receipt, bodyKey)
+	if err == nil {
+		return true
 	}
-	m, err := st.GetMsg(ctx, ack.Sequence)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return true, nil
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		var e jetstream.KeyValueEntry
+		if e, err = s.bodies.Get(ctx, receipt); err == nil {
+			if !bytes.Equal(e.Value(), bodyKey) {
+				httpapi.WriteError(w, httpapi.CodeIdempotencyKeyReused, nil)
+				return false
+			}
+			return true
+		}
 	}
-	if err != nil {
-		return false, fmt.Errorf("get message %d: %w", ack.Sequence, err)
-	}
-	return m.Header.Get(HeaderBodyKey) == bodyKey, nil
+	s.log.Warn("record the first body of an idempotency key", slog.Any("err", err))
+	s.shed(w, shedIdempotency)
+	return false
 }
 
 // nextWindow is the next_window of a 403.

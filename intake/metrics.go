@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "prereg_intake_rate_limited_total",
-			Help: "Requests answered 429, by the limit that was hit (device, address, lookup).",
+			Help: "Requests answered 429, by the limit that was hit (device, address, lookup, receipt: a receipt locked after wrong birth dates).",
 		}, []string{"limit"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "prereg_intake_publishes_in_flight",

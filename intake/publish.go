@@ -24,6 +24,9 @@ const (
 	shedPublish     = "publish_failed"
 	shedDraining    = "draining" // shutting down
 	shedCPU         = "cpu"      // requests wait too long for a CPU
+	// shedIdempotency: the first body of an Idempotency-Key could not be
+	// recorded or read (stream.ReceiptBodies unreachable or full).
+	shedIdempotency = "idempotency_store"
 )
 
 // errShed is a publish refused or failed in a way that the client should

@@ -52,47 +52,20 @@ type slotAnswer struct {
 }
 
 func (s *Service) serveStatus(w http.ResponseWriter, r *http.Request) {
+	// Every answer of the lookup, refusals included, carries the same
+	// headers, so that none of them tells one refusal from another.
+	w.Header().Set("Cache-Control", "no-store")
 	addr := ClientAddr(r, s.cfg.TrustedProxies)
 	if ok, wait := s.lookups.Allow(addr.String()); !ok {
-		s.limited(w, "lookup", wait)
+		s.lookupLimited(w, "lookup", wait)
 		return
 	}
 	receipt := r.PathValue("receipt")
-	if !s.receipts.Valid(receipt) {
-		// A receipt we did not issue: no query, no hint.
-		httpapi.WriteError(w, httpapi.CodeNotFound, nil)
+	d, ok := s.checkOwner(r.Context(), w, receipt, r.URL.Query().Get("birthdate"))
+	if !ok {
 		return
 	}
-	birth, err := campaign.ParseDate(r.URL.Query().Get("birthdate"))
-	if err != nil {
-		invalid(w, FieldErrors{"birthdate": "want the birth date given at submission, as YYYY-MM-DD"})
-		return
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	ans := statusAnswer{Receipt: receipt, Status: prereg.StatusReceived}
-	if s.cfg.Statuses == nil {
-		httpapi.WriteJSON(w, http.StatusOK, ans)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	d, err := s.cfg.Statuses.Status(ctx, receipt)
-	switch {
-	case errors.Is(err, prereg.ErrNotFound):
-		httpapi.WriteJSON(w, http.StatusOK, ans)
-		return
-	case err != nil:
-		s.log.Warn("status lookup failed", slog.Any("err", err))
-		w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
-		httpapi.WriteError(w, httpapi.CodeOverloaded, nil)
-		return
-	case !d.Birthdate.IsZero() && !d.Birthdate.Equal(birth):
-		// The wrong birth date learns nothing, not even that the receipt
-		// was decided.
-		httpapi.WriteError(w, httpapi.CodeNotFound, nil)
-		return
-	}
-	ans.Campaign, ans.Status, ans.Reason = d.Campaign, d.Status, d.Reason
+	ans := statusAnswer{Receipt: receipt, Campaign: d.Campaign, Status: d.Status, Reason: d.Reason}
 	if d.Slot != nil {
 		sa := &slotAnswer{Clinic: d.Slot.Clinic, Day: d.Slot.Day.Format(prereg.DateLayout), Band: d.Slot.Band}
 		if e, ok := s.cat.cur.Load().get(d.Campaign); ok && d.Slot.Band >= 0 && d.Slot.Band < len(e.c.Schedule.Bands) {
@@ -101,4 +74,108 @@ func (s *Service) serveStatus(w http.ResponseWriter, r *http.Request) {
 		ans.Slot = sa
 	}
 	httpapi.WriteJSON(w, http.StatusOK, ans)
+}
+
+// checkOwner is intake's "receipt + birth date" check, which every route
+// that shows or changes a submission by its receipt goes through: it
+// returns the submission when birthdate (YYYY-MM-DD) is the one it was
+// made with, or Status received while it is undecided (there is no
+// birth date to compare yet, and "received" says nothing of it).
+// Otherwise it writes the refusal and returns false:
+//
+//   - 400 for a malformed birth date, whatever the receipt;
+//   - 404 not_found for a receipt this system did not issue, answered
+//     without any I/O, and the same 404 (status, body, headers) for a
+//     wrong birth date;
+//   - 429 rate_limited with Retry-After while the receipt is locked, for
+//     the right and the wrong birth date alike, answered before the
+//     decision is read: a receipt locks after Config.LookupMaxFailures
+//     wrong birth dates, on every replica (lockout.go);
+//   - 503 overloaded when the decisions or the lockout cannot be read:
+//     never an answer that skips the count.
+func (s *Service) checkOwner(ctx context.Context, w http.ResponseWriter, receipt, birthdate string) (Decided, bool) {
+	birth, err := campaign.ParseDate(birthdate)
+	if err != nil {
+		invalid(w, FieldErrors{"birthdate": "want the birth date given at submission, as YYYY-MM-DD"})
+		return Decided{}, false
+	}
+	if !s.receipts.Valid(receipt) {
+		notFound(w)
+		return Decided{}, false
+	}
+	received := Decided{Status: prereg.StatusReceived}
+	if s.cfg.Statuses == nil {
+		return received, true
+	}
+	a, wait, err := s.lockout.reserve(ctx, receipt)
+	switch {
+	case err != nil:
+		s.log.Warn("status lookup: lockout unavailable", slog.Any("err", err))
+		s.unavailable(w)
+		return Decided{}, false
+	case wait > 0:
+		s.lookupLimited(w, "receipt", wait)
+		return Decided{}, false
+	}
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	d, err := s.cfg.Statuses.Status(qctx, receipt)
+	switch {
+	case errors.Is(err, prereg.ErrNotFound):
+		s.refund(ctx, a)
+		return received, true
+	case err != nil:
+		s.refund(ctx, a)
+		s.log.Warn("status lookup failed", slog.Any("err", err))
+		s.unavailable(w)
+		return Decided{}, false
+	case !d.Birthdate.IsZero() && !d.Birthdate.Equal(birth):
+		// The attempt stays counted; the answer is the forged receipt's.
+		notFound(w)
+		return Decided{}, false
+	}
+	s.refund(ctx, a)
+	return d, true
+}
+
+// refund hands back an attempt that was not a wrong birth date. When it
+// cannot, the attempt stays counted against the receipt, which errs on
+// the side of its owner's privacy.
+func (s *Service) refund(ctx context.Context, a attempt) {
+	if err := s.lockout.refund(context.WithoutCancel(ctx), a); err != nil {
+		s.log.Warn("status lookup: could not hand back a lookup attempt", slog.Any("err", err))
+	}
+}
+
+// notFoundBody is the 404 of the lookup, the same bytes for a receipt
+// this system did not issue and for a wrong birth date.
+var notFoundBody = []byte(`{"error":"` + httpapi.CodeNotFound + `"}` + "\n")
+
+func notFound(w http.ResponseWriter) {
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = w.Write(notFoundBody)
+}
+
+// lookupLimitedBody is the 429 of the lookup, the same bytes for the
+// per-address limit and a locked receipt: a client cannot tell which.
+var lookupLimitedBody = []byte(`{"error":"` + httpapi.CodeRateLimited + `","limit":"lookup"}` + "\n")
+
+// lookupLimited answers 429; limit labels the metric only.
+func (s *Service) lookupLimited(w http.ResponseWriter, limit string, wait time.Duration) {
+	s.m.rateLimited.WithLabelValues(limit).Inc()
+	h := w.Header()
+	h.Set("Retry-After", retryAfter(wait))
+	h["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusTooManyRequests)
+	_, _ = w.Write(lookupLimitedBody)
+}
+
+// unavailable answers 503 overloaded with Retry-After.
+func (s *Service) unavailable(w http.ResponseWriter) {
+	h := w.Header()
+	h["Retry-After"] = s.retryAfter
+	h["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write(overloadedBody)
 }

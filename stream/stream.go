@@ -68,6 +68,19 @@ type Config struct {
 	// Logger takes what Declare finds: a live stream whose settings differ
 	// from these, and which setting it kept.
 	Logger *slog.Logger
+	// ReceiptBodiesMaxAge is how long the first body of an idempotent
+	// receipt is remembered (default 30 days): longer than any campaign,
+	// from its first window's opening to its last one's close.
+	ReceiptBodiesMaxAge time.Duration
+	// ReceiptBodiesMaxBytes bounds that bucket (default 4 GiB, some 40
+	// million receipts); at the limit idempotent submissions are shed.
+	ReceiptBodiesMaxBytes int64
+	// ReceiptLookupsMaxAge is how long a receipt's wrong birth dates are
+	// counted after the last one (default 7 days); longer than the
+	// longest lockout.
+	ReceiptLookupsMaxAge time.Duration
+	// ReceiptLookupsMaxBytes bounds that bucket (default 1 GiB).
+	ReceiptLookupsMaxBytes int64
 }
 
 func (c Config) withDefaults() Config {
@@ -77,6 +90,10 @@ func (c Config) withDefaults() Config {
 	c.SubmittedMaxBytes = cmp.Or(c.SubmittedMaxBytes, int64(8<<30))
 	c.VerifiedMaxAge = cmp.Or(c.VerifiedMaxAge, 30*24*time.Hour)
 	c.Replicas = cmp.Or(c.Replicas, 1)
+	c.ReceiptBodiesMaxAge = cmp.Or(c.ReceiptBodiesMaxAge, 30*24*time.Hour)
+	c.ReceiptBodiesMaxBytes = cmp.Or(c.ReceiptBodiesMaxBytes, int64(4<<30))
+	c.ReceiptLookupsMaxAge = cmp.Or(c.ReceiptLookupsMaxAge, 7*24*time.Hour)
+	c.ReceiptLookupsMaxBytes = cmp.Or(c.ReceiptLookupsMaxBytes, int64(1<<30))
 	return c
 }
 
@@ -125,7 +142,8 @@ func VerifiedConfig(c Config) jetstream.StreamConfig {
 // logged. Settings prereg does not declare (an operator's MaxMsgs,
 // placement, sources) are left as they are. A live stream whose retention
 // or storage differs is an error: those cannot change in place. Declaring
-// twice is the same as declaring once.
+// twice is the same as declaring once. The receipt buckets (kv.go) are
+// declared with the streams.
 func Declare(ctx context.Context, js jetstream.JetStream, c Config) error {
 	log := cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	for _, want := range []jetstream.StreamConfig{SubmittedConfig(c), VerifiedConfig(c)} {
@@ -133,7 +151,7 @@ func Declare(ctx context.Context, js jetstream.JetStream, c Config) error {
 			return fmt.Errorf("declare stream %s: %w", want.Name, err)
 		}
 	}
-	return nil
+	return declareBuckets(ctx, js, c)
 }
 
 func declare(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, log *slog.Logger) error {
