@@ -53,7 +53,7 @@ type slotAnswer struct {
 
 func (s *Service) serveStatus(w http.ResponseWriter, r *http.Request) {
 	addr := ClientAddr(r, s.cfg.TrustedProxies)
-	if ok, wait := s.lookups.Allow(addr.String()); !ok {
+	if ok, wait := s.lookups.Allow(AddrKey(addr, s.cfg.IPv6Prefix)); !ok {
 		s.limited(w, "lookup", wait)
 		return
 	}

@@ -112,7 +112,7 @@ func serveSystem(ctx context.Context, env *Env, opts app.Options, addr string, g
 
 // roleOptions fills the roles' options that the configuration sets.
 func roleOptions(opts *app.Options, cfg config.Config) {
-	opts.Intake.TrustedProxies = cfg.TrustedProxies
+	opts.Intake.TrustedProxies, opts.Intake.IPv6Prefix = cfg.TrustedProxies, cfg.IPv6Prefix
 	// Part of the submitted stream's declaration, so every process sets
 	// it, whatever its roles.
 	opts.Stream.AtomicBatches, opts.Intake.GroupCommit = cfg.GroupCommit, cfg.GroupCommit
