@@ -31,6 +31,7 @@ type Verifier struct {
 	kv      *buckets
 	camps   *campaign.Cache
 	claimMu keyedMutex
+	spend   *spendGuard
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -90,6 +91,7 @@ func New(cfg Config) (*Verifier, error) {
 		m:          m,
 		js:         cfg.JetStream,
 		camps:      camps,
+		spend:      newSpendGuard(set.ProviderCallsPerPrefix, set.ProviderCallsPerCampaign),
 		pools:      map[string]*pool{},
 		freed:      make(chan struct{}, 1),
 		dispatched: make(chan struct{}),

@@ -116,6 +116,8 @@ func roleOptions(opts *app.Options, cfg config.Config) {
 	// Part of the submitted stream's declaration, so every process sets
 	// it, whatever its roles.
 	opts.Stream.AtomicBatches, opts.Intake.GroupCommit = cfg.GroupCommit, cfg.GroupCommit
+	opts.Verify.ProviderCallsPerPrefix = cfg.Verify.CallsPerPrefix
+	opts.Verify.ProviderCallsPerCampaign = cfg.Verify.CallsPerCampaign
 	if slices.Contains(opts.Roles, app.RoleDedupe) {
 		opts.Dedupe.Shards = cfg.Dedupe.Shards
 		opts.Dedupe.Workers = cfg.Dedupe.Workers
