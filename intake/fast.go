@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -165,7 +166,22 @@ func (w *fastWriter) Write(b []byte) (int, error) {
 // fastError answers a request the front could not read: too large (413),
 // headers too long (431), anything else malformed (400), as JSON errors
 // like every other answer.
+//
+// A read that timed out gets no answer at all: the connection is closed,
+// as net/http does. fasthttp calls this for a fresh connection on which
+// nothing arrived within ReadTimeout too, and HTTP clients dial spare
+// connections they may never use: a 400 there reached the client on a
+// connection it held idle, which it reports as an unsolicited response
+// (net/http: "Unsolicited response received on idle HTTP channel").
 func fastError(ctx *fasthttp.RequestCtx, err error) {
+	if isTimeout(err) {
+		// fasthttp still writes the response it asked for; on a closed
+		// connection that write fails and nothing leaves.
+		if c := ctx.Conn(); c != nil {
+			_ = c.Close()
+		}
+		return
+	}
 	w := getFastWriter(ctx)
 	defer putFastWriter(w)
 	var small *fasthttp.ErrSmallBuffer
@@ -183,6 +199,11 @@ func fastError(ctx *fasthttp.RequestCtx, err error) {
 		httpapi.WriteError(w, httpapi.CodeInvalid, map[string]any{"fields": FieldErrors{"request": "not a valid HTTP request"}})
 	}
 	ctx.SetConnectionClose()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // Draining what a client still sends of a body too large, before the 413
