@@ -17,6 +17,9 @@ import (
 type IntakeOptions struct {
 	// TrustedProxies are the peers whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
+	// IPv6Prefix is the IPv6 prefix length one client is limited as
+	// (intake.Config.IPv6Prefix).
+	IPv6Prefix int
 	// Per-device and per-address token buckets (tokens per second, burst);
 	// a negative rate disables the limit (benchmarks, load tests from one
 	// address).
@@ -65,6 +68,7 @@ func (s *System) startIntake(ctx context.Context) error {
 		AddrRate:       o.AddrRate,
 		AddrBurst:      o.AddrBurst,
 		TrustedProxies: o.TrustedProxies,
+		IPv6Prefix:     o.IPv6Prefix,
 		GroupCommit:    o.GroupCommit,
 		SlowAck:        o.SlowAck,
 		MaxQueueWait:   o.MaxQueueWait,

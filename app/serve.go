@@ -19,7 +19,9 @@ import (
 func (o *Options) Configure(cfg config.Config) {
 	o.Config = cfg
 	o.Stream = cfg.Stream
-	o.Intake.TrustedProxies = cfg.TrustedProxies
+	o.Intake.TrustedProxies, o.Intake.IPv6Prefix = cfg.TrustedProxies, cfg.IPv6Prefix
+	o.Verify.ProviderCallsPerPrefix = cfg.Verify.CallsPerPrefix
+	o.Verify.ProviderCallsPerCampaign = cfg.Verify.CallsPerCampaign
 	// Part of the submitted stream's declaration, so every process sets
 	// it, whatever its roles.
 	o.Stream.AtomicBatches, o.Intake.GroupCommit = cfg.GroupCommit, cfg.GroupCommit

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -212,7 +213,11 @@ func startBenchIntake(ctx context.Context, s Setup, mode, dbURL string) (*benchS
 		cleanup()
 		return nil, err
 	}
-	intakeOpts := app.IntakeOptions{DeviceRate: -1, AddrRate: -1, GroupCommit: syncAlways}
+	// The load generator on loopback stands for the load balancer: a
+	// trusted proxy, whose thousands of connections are not capped per
+	// address.
+	intakeOpts := app.IntakeOptions{DeviceRate: -1, AddrRate: -1, GroupCommit: syncAlways,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
 	if !protect {
 		intakeOpts.SlowAck, intakeOpts.MaxQueueWait = 2*time.Second, -1
 	}

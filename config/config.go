@@ -45,10 +45,14 @@ type Config struct {
 	// TrustedProxies are the load balancers whose X-Forwarded-For names
 	// the client, for the per-address limit.
 	TrustedProxies []netip.Prefix
+	// IPv6Prefix is the IPv6 prefix length one client is limited as
+	// (0: intake's default, /64).
+	IPv6Prefix int
 	// GroupCommit publishes intents that arrive together as one atomic
 	// batch, and declares the submitted stream to take them.
 	GroupCommit bool
 	Dedupe      Dedupe
+	Verify      Verify
 	SMS         SMS
 	GC          GC
 	// Stream are the streams' replicas, ages, storage bound and duplicate
@@ -68,6 +72,13 @@ type Dedupe struct {
 	Shards    []int // nil: every shard
 	Workers   int   // 0: one
 	BatchSize int   // 0: the default
+}
+
+// Verify are the verify role's guards on the identity provider's spend
+// (zero: verify's defaults).
+type Verify struct {
+	CallsPerPrefix   int     // provider calls per address prefix per minute
+	CallsPerCampaign float64 // provider calls per campaign per second
 }
 
 // SMS are the SMS gateway's settings (notify and admin roles).
@@ -159,6 +170,19 @@ var settings = []Setting{
 			}
 			return nil
 		}},
+	{Name: "PREREG_IPV6_PREFIX", Default: "64",
+		Description: "how many leading bits of an IPv6 client address name one client for the per-address limits and the address hash verify limits by (IPv4 counts by address), 32 to 128",
+		parse: func(c *Config, v string) error {
+			if v == "" {
+				return nil
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 32 || n > 128 {
+				return fmt.Errorf("want a prefix length from 32 to 128, got %q", v)
+			}
+			c.IPv6Prefix = n
+			return nil
+		}},
 	{Name: "PREREG_GROUP_COMMIT", Default: "false",
 		Description: "`true`: intents that arrive together go out as one atomic batch, for a JetStream with `sync_interval: always`. Part of the submitted stream's declaration: set it alike on every process",
 		parse: func(c *Config, v string) (err error) {
@@ -182,6 +206,20 @@ var settings = []Setting{
 	{Name: "PREREG_DEDUPE_BATCH", Default: "1000",
 		Description: "the most outcomes dedupe decides in one transaction",
 		parse:       func(c *Config, v string) (err error) { c.Dedupe.BatchSize, err = positive(v); return err }},
+	{Name: "PREREG_VERIFY_PREFIX_CALLS", Default: "60",
+		Description: "identity provider calls a verify process makes per client address prefix (see `PREREG_IPV6_PREFIX`) per minute; beyond it the intent waits, and a prefix whose tokens are almost all invalid gets a tenth of it (docs/SECURITY.md)",
+		parse:       func(c *Config, v string) (err error) { c.Verify.CallsPerPrefix, err = positive(v); return err }},
+	{Name: "PREREG_VERIFY_CAMPAIGN_CALLS", Default: "1000",
+		Description: "identity provider calls a verify process makes per campaign per second; beyond it intents wait",
+		parse: func(c *Config, v string) (err error) {
+			if v == "" {
+				return nil
+			}
+			if c.Verify.CallsPerCampaign, err = strconv.ParseFloat(v, 64); err != nil || !(c.Verify.CallsPerCampaign > 0) || math.IsInf(c.Verify.CallsPerCampaign, 0) {
+				return fmt.Errorf("want calls per second > 0, got %q", v)
+			}
+			return nil
+		}},
 	{Name: "PREREG_SMS_URL",
 		Description: "the SMS gateway's base URL; required by the notify role",
 		parse:       func(c *Config, v string) error { c.SMS.URL = v; return nil }},

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,26 @@ const (
 	maxRequestBody = 64 << 10
 	// readBuffer bounds a request's line and headers (431 beyond).
 	readBuffer = 8 << 10
+	// maxConns bounds the connections served at once, whatever their
+	// state: each costs a goroutine and, while a request is being read,
+	// its buffers (about 25 KiB in all), so a flood of connections stays
+	// within an intake process's 200 MiB. Beyond it fasthttp answers 503
+	// and closes.
+	maxConns = 4096
+	// maxConnsPerAddr bounds the connections of one client address
+	// (AddrKey: an IPv6 /64), so that one client cannot take maxConns;
+	// peers that are trusted proxies are not counted (Listener). Many
+	// people share an address behind carrier NAT, but a browser holds a
+	// few connections, and only while it is busy (idleTimeout).
+	maxConnsPerAddr = 128
+	// readTimeout bounds the wait for a request's first byte on a new
+	// connection and then the read of the whole request, headers and
+	// body: a slowloris client that trickles its headers is cut off at
+	// it. An intent is at most 4 KiB.
+	readTimeout = 10 * time.Second
+	// idleTimeout bounds the wait for the next request on a kept-alive
+	// connection: an idle connection still holds a goroutine.
+	idleTimeout = 5 * time.Second
 )
 
 // FastServer is the HTTP server of a process that runs intake: POST
@@ -64,12 +85,86 @@ func (s *Service) FastServer(next http.Handler, log *slog.Logger) *fasthttp.Serv
 		NoDefaultContentType:  true,
 		MaxRequestBodySize:    maxRequestBody,
 		ReadBufferSize:        readBuffer,
-		ReadTimeout:           15 * time.Second,
+		Concurrency:           maxConns,
+		ReadTimeout:           readTimeout,
 		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           120 * time.Second,
-		CloseOnShutdown:       true,
-		Logger:                fastLogger{log},
+		IdleTimeout:           idleTimeout,
+		// An idle connection gives its read and write buffers back, so
+		// that thousands of them cost goroutines only.
+		ReduceMemoryUsage: true,
+		CloseOnShutdown:   true,
+		Logger:            fastLogger{log},
 	}
+}
+
+// Listener caps the connections each client address holds at once at
+// maxConnsPerAddr (fasthttp's MaxConnsPerIP would count a load balancer as
+// one client). A peer that is a trusted proxy is not capped; any other is
+// counted by AddrKey, so an IPv6 client cannot spread its connections over
+// its /64. A connection over the cap is closed at once, unanswered. Serve
+// FastServer (or any server of the intake's routes) on it.
+func (s *Service) Listener(ln net.Listener) net.Listener {
+	return &capListener{Listener: ln, max: maxConnsPerAddr, trusted: s.cfg.TrustedProxies, v6Bits: s.cfg.IPv6Prefix, open: map[string]int{}}
+}
+
+type capListener struct {
+	net.Listener
+	max     int
+	trusted []netip.Prefix
+	v6Bits  int
+
+	mu   sync.Mutex
+	open map[string]int // connections open per address key
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var peer netip.Addr
+		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			peer = ta.AddrPort().Addr().Unmap()
+		}
+		if !peer.IsValid() || inPrefixes(peer, l.trusted) {
+			return c, nil
+		}
+		key := AddrKey(peer, l.v6Bits)
+		l.mu.Lock()
+		n := l.open[key]
+		if n >= l.max {
+			l.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		l.open[key] = n + 1
+		l.mu.Unlock()
+		return &cappedConn{Conn: c, release: func() { l.release(key) }}, nil
+	}
+}
+
+func (l *capListener) release(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[key] <= 1 {
+		delete(l.open, key)
+		return
+	}
+	l.open[key]--
+}
+
+// cappedConn gives its address's place back once, however often it is
+// closed.
+type cappedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *cappedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
 }
 
 // isSubmitPath reports whether a request URI's path is exactly
@@ -165,7 +260,22 @@ func (w *fastWriter) Write(b []byte) (int, error) {
 // fastError answers a request the front could not read: too large (413),
 // headers too long (431), anything else malformed (400), as JSON errors
 // like every other answer.
+//
+// A read that timed out gets no answer at all: the connection is closed,
+// as net/http does. fasthttp calls this for a fresh connection on which
+// nothing arrived within ReadTimeout too, and HTTP clients dial spare
+// connections they may never use: a 400 there reached the client on a
+// connection it held idle, which it reports as an unsolicited response
+// (net/http: "Unsolicited response received on idle HTTP channel").
 func fastError(ctx *fasthttp.RequestCtx, err error) {
+	if isTimeout(err) {
+		// fasthttp still writes the response it asked for; on a closed
+		// connection that write fails and nothing leaves.
+		if c := ctx.Conn(); c != nil {
+			_ = c.Close()
+		}
+		return
+	}
 	w := getFastWriter(ctx)
 	defer putFastWriter(w)
 	var small *fasthttp.ErrSmallBuffer
@@ -183,6 +293,11 @@ func fastError(ctx *fasthttp.RequestCtx, err error) {
 		httpapi.WriteError(w, httpapi.CodeInvalid, map[string]any{"fields": FieldErrors{"request": "not a valid HTTP request"}})
 	}
 	ctx.SetConnectionClose()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // Draining what a client still sends of a body too large, before the 413

@@ -98,6 +98,10 @@ type Config struct {
 	LimiterSlots int
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
+	// IPv6Prefix is how many leading bits of an IPv6 client address the
+	// per-address limits and the published address hash key on
+	// (AddrPrefix; default DefaultIPv6Prefix). IPv4 keys on the address.
+	IPv6Prefix int
 }
 
 func (c Config) withDefaults() Config {
@@ -117,6 +121,7 @@ func (c Config) withDefaults() Config {
 	c.LookupLockout = cmp.Or(c.LookupLockout, time.Minute)
 	c.LookupMaxLockout = cmp.Or(c.LookupMaxLockout, 24*time.Hour)
 	c.LimiterSlots = cmp.Or(c.LimiterSlots, 1<<20)
+	c.IPv6Prefix = cmp.Or(c.IPv6Prefix, DefaultIPv6Prefix)
 	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	if c.Now == nil {
 		c.Now = time.Now
@@ -494,7 +499,7 @@ func (s *Service) admit(w http.ResponseWriter, r submission) (netip.Addr, bool) 
 		return netip.Addr{}, false
 	}
 	addr := r.addr()
-	if ok, wait := s.addrs.Allow(addr.String()); !ok {
+	if ok, wait := s.addrs.Allow(AddrKey(addr, s.cfg.IPv6Prefix)); !ok {
 		s.limited(w, "address", wait)
 		return netip.Addr{}, false
 	}
@@ -580,7 +585,7 @@ func (s *Service) intentOf(c *campaign.Campaign, win campaign.Window, v *Valid, 
 		ReceivedAt:    now.UTC(),
 	}
 	if addr.IsValid() {
-		intent.AddrKey = s.cfg.Hasher.Sum(keys.PurposeAddr, c.ID, addr.String())
+		intent.AddrKey = s.cfg.Hasher.Sum(keys.PurposeAddr, c.ID, AddrKey(addr, s.cfg.IPv6Prefix))
 	}
 	return intent
 }

@@ -147,6 +147,52 @@ func retryAfter(d time.Duration) string {
 	return strconv.Itoa(max(s, 1))
 }
 
+// DefaultIPv6Prefix is how many leading bits of an IPv6 address name one
+// client for the per-address limits: a /64 is what one subscriber line
+// or one host is given (RFC 6177), and its 2^64 addresses are free for
+// that client to rotate through.
+const DefaultIPv6Prefix = 64
+
+// AddrPrefix is the network a client address is limited as: an IPv4
+// address (or an IPv4-mapped IPv6 one) by itself, an IPv6 address by its
+// first v6Bits bits (DefaultIPv6Prefix when v6Bits is not in 1..128).
+// Every per-address limit keys on it, and so does the keyed address hash
+// intake publishes, so that one IPv6 network cannot buy itself 2^64
+// buckets. The zero Addr gives the zero Prefix.
+func AddrPrefix(a netip.Addr, v6Bits int) netip.Prefix {
+	if !a.IsValid() {
+		return netip.Prefix{}
+	}
+	a = a.Unmap().WithZone("")
+	bits := a.BitLen()
+	if a.Is6() {
+		bits = v6Bits
+		if bits < 1 || bits > 128 {
+			bits = DefaultIPv6Prefix
+		}
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return netip.Prefix{} // unreachable: bits fits the address
+	}
+	return p
+}
+
+// AddrKey is AddrPrefix as a limiter's key and the input of the
+// published address hash: an IPv4 address as itself (so that its key is
+// what it was before IPv6 was keyed by prefix), an IPv6 network in CIDR
+// form; "" for the zero Addr.
+func AddrKey(a netip.Addr, v6Bits int) string {
+	p := AddrPrefix(a, v6Bits)
+	switch {
+	case !p.IsValid():
+		return ""
+	case p.Addr().Is4():
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
 // ClientAddr is the address a request came from: the peer's, unless the
 // peer is a trusted proxy, in which case the right-most address of
 // X-Forwarded-For that is not itself a trusted proxy. A client can put

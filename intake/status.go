@@ -56,7 +56,7 @@ func (s *Service) serveStatus(w http.ResponseWriter, r *http.Request) {
 	// headers, so that none of them tells one refusal from another.
 	w.Header().Set("Cache-Control", "no-store")
 	addr := ClientAddr(r, s.cfg.TrustedProxies)
-	if ok, wait := s.lookups.Allow(addr.String()); !ok {
+	if ok, wait := s.lookups.Allow(AddrKey(addr, s.cfg.IPv6Prefix)); !ok {
 		s.lookupLimited(w, "lookup", wait)
 		return
 	}

@@ -113,6 +113,12 @@ type Settings struct {
 	StopTimeout time.Duration
 	// Replicas of the KV buckets [1].
 	Replicas int
+	// ProviderCallsPerPrefix and ProviderCallsPerCampaign are the spend
+	// guard's budgets (spend.go): provider calls per client address prefix
+	// per minute [60] and per campaign per second [1000], in this process.
+	// A call over budget waits; negative disables the budget.
+	ProviderCallsPerPrefix   int
+	ProviderCallsPerCampaign float64
 }
 
 // BreakerSettings configure each provider's circuit breaker.
@@ -155,6 +161,8 @@ func (s Settings) withDefaults() Settings {
 	s.AttemptsTTL = cmp.Or(s.AttemptsTTL, 24*time.Hour)
 	s.StopTimeout = cmp.Or(s.StopTimeout, 15*time.Second)
 	s.Replicas = cmp.Or(s.Replicas, 1)
+	s.ProviderCallsPerPrefix = cmp.Or(s.ProviderCallsPerPrefix, 60)
+	s.ProviderCallsPerCampaign = cmp.Or(s.ProviderCallsPerCampaign, 1000)
 	return s
 }
 

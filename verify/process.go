@@ -101,10 +101,17 @@ func (v *Verifier) process(j job) {
 			v.finish(ctx, j, out, prereg.Shard(seen.IdentityKey, j.camp.Shards), "")
 			return
 		}
+		if ok, wait, cause := v.spend.allow(v.now(), in.Campaign, in.AddrKey); !ok {
+			// Over the provider budget: back later, never held against
+			// the intent (spend.go).
+			v.nakFor(j.msg, cause, wait+v.backoff(deliveries(j.msg)))
+			return
+		}
 		ans, err = v.ask(ctx, j)
 		if err != nil {
 			return // ask has put the message back or given up on it
 		}
+		v.spend.answered(v.now(), in.AddrKey, ans.Invalid)
 		// Remember the answer while the outcome is published; a crash
 		// before it lands costs one more call on redelivery, nothing else.
 		remembered := make(chan struct{})

@@ -37,6 +37,7 @@ type Verifier struct {
 	// look-up, the health writes) once per state change, and is not.
 	health *worker.Health
 	aside  *worker.Health
+	spend  *spendGuard
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -100,6 +101,7 @@ func New(cfg Config) (*Verifier, error) {
 		m:          m,
 		js:         cfg.JetStream,
 		camps:      camps,
+		spend:      newSpendGuard(set.ProviderCallsPerPrefix, set.ProviderCallsPerCampaign),
 		pools:      map[string]*pool{},
 		freed:      make(chan struct{}, 1),
 		dispatched: make(chan struct{}),
