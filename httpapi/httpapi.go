@@ -5,6 +5,8 @@
 package httpapi
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -99,6 +101,7 @@ func Fail(w http.ResponseWriter, err error, extra map[string]any) string {
 // WriteJSON writes v as JSON with the status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
@@ -137,4 +140,37 @@ func RequireRole(tokens *config.AdminTokens, h http.Handler, roles ...config.Rol
 		}
 		WriteError(w, CodeForbidden, map[string]any{"role": role})
 	})
+}
+
+// StyleHash is the Content-Security-Policy source that allows one inline
+// <style> block: 'sha256-…' of its exact text.
+func StyleHash(css string) string {
+	sum := sha256.Sum256([]byte(css))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}
+
+// HTMLPolicy is the strict Content-Security-Policy of prereg's HTML
+// answers: everything from this origin only, scripts only from files (no
+// inline script, no eval), inline styles only those whose hashes are
+// given, no plugins, no framing, no <base> rewriting, forms posting only
+// here. A page that injected markup could run nothing and send nothing
+// elsewhere.
+func HTMLPolicy(styleHashes ...string) string {
+	style := "'self'"
+	if len(styleHashes) > 0 {
+		style += " " + strings.Join(styleHashes, " ")
+	}
+	return "default-src 'self'; script-src 'self'; style-src " + style +
+		"; img-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+}
+
+// SetHTMLHeaders sets what every HTML answer carries: its type, the
+// policy (HTMLPolicy), nosniff so that no other answer is ever run as
+// HTML or script, and no referrer, so that a receipt in a URL never
+// leaves the page.
+func SetHTMLHeaders(h http.Header, policy string) {
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", policy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
 }
