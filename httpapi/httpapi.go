@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/prereg/prereg"
@@ -116,29 +117,39 @@ func WriteError(w http.ResponseWriter, code string, extra map[string]any) {
 }
 
 // RequireRole wraps an admin handler: 401 without a valid bearer token,
-// 403 when its role is not among roles.
+// 403 when its role is not among roles. The handler finds the role with
+// RoleFrom and the token's id with TokenIDFrom (its label, see
+// config.AdminTokens.Lookup). Admin.Mount does the same with the audit
+// log's keyed token ids.
 func RequireRole(tokens *config.AdminTokens, h http.Handler, roles ...config.Role) http.Handler {
+	return (&Admin{Tokens: tokens}).require(h, roles)
+}
+
+func (a *Admin) require(h http.Handler, roles []config.Role) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
 		token, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok || tokens == nil {
+		if !ok || a.Tokens == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="prereg-admin"`)
 			WriteError(w, CodeUnauthorized, nil)
 			return
 		}
-		role, ok := tokens.Role(strings.TrimSpace(token))
+		token = strings.TrimSpace(token)
+		role, label, ok := a.Tokens.Lookup(token)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="prereg-admin", error="invalid_token"`)
 			WriteError(w, CodeUnauthorized, nil)
 			return
 		}
-		for _, allowed := range roles {
-			if role == allowed {
-				h.ServeHTTP(w, r.WithContext(withRole(r.Context(), role)))
-				return
-			}
+		if !slices.Contains(roles, role) {
+			WriteError(w, CodeForbidden, map[string]any{"role": role})
+			return
 		}
-		WriteError(w, CodeForbidden, map[string]any{"role": role})
+		id := label
+		if a.TokenID != nil {
+			id = a.TokenID(token)
+		}
+		h.ServeHTTP(w, r.WithContext(withRole(r.Context(), role, id)))
 	})
 }
 
