@@ -10,10 +10,10 @@ import (
 	"github.com/prereg/prereg/postgres"
 )
 
-// mountDedupeAdmin mounts the dedupe stage's admin routes: the auditor's
+// dedupeAdminRoutes are the dedupe stage's admin routes: the auditor's
 // report (auditor and operator) and the held-review workflow (operator).
 // A review is recorded beside the held decision with who did it.
-func (s *System) mountDedupeAdmin(ctx context.Context) error {
+func (s *System) dedupeAdminRoutes(ctx context.Context) ([]httpapi.AdminRoute, error) {
 	a := &dedupe.Admin{
 		Store: &postgres.DedupeStore{Pool: s.pool},
 		Now:   s.now,
@@ -22,10 +22,11 @@ func (s *System) mountDedupeAdmin(ctx context.Context) error {
 			return "admin:" + string(httpapi.RoleFrom(r.Context()))
 		},
 	}
-	tokens := s.opts.Config.AdminTokens
-	s.admin.Handle("GET /admin/v1/reports/dedupe", httpapi.RequireRole(tokens, http.HandlerFunc(a.ServeReport), config.RoleAuditor, config.RoleOperator))
-	s.admin.Handle("GET /admin/v1/held", httpapi.RequireRole(tokens, http.HandlerFunc(a.ServeHeld), config.RoleOperator))
-	s.admin.Handle("POST /admin/v1/held/{submission}/release", httpapi.RequireRole(tokens, http.HandlerFunc(a.ServeRelease), config.RoleOperator))
-	s.admin.Handle("POST /admin/v1/held/{submission}/reject", httpapi.RequireRole(tokens, http.HandlerFunc(a.ServeReject), config.RoleOperator))
-	return nil
+	operator, anyone := []config.Role{config.RoleOperator}, []config.Role{config.RoleAuditor, config.RoleOperator}
+	return []httpapi.AdminRoute{
+		{Pattern: "GET /admin/v1/reports/dedupe", Roles: anyone, Handler: http.HandlerFunc(a.ServeReport)},
+		{Pattern: "GET /admin/v1/held", Roles: operator, Handler: http.HandlerFunc(a.ServeHeld)},
+		{Pattern: "POST /admin/v1/held/{submission}/release", Action: "held.release", Roles: operator, Handler: http.HandlerFunc(a.ServeRelease)},
+		{Pattern: "POST /admin/v1/held/{submission}/reject", Action: "held.reject", Roles: operator, Handler: http.HandlerFunc(a.ServeReject)},
+	}, nil
 }

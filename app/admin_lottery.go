@@ -10,7 +10,7 @@ import (
 	"github.com/prereg/prereg/scheduler"
 )
 
-// mountLotteryAdmin starts the lottery rounds' clock and serves the rounds'
+// lotteryAdminRoutes start the lottery rounds' clock and serves the rounds'
 // public files to auditors.
 //
 // The clock runs in the admin role: it is the role that already does the
@@ -21,7 +21,7 @@ import (
 // so a replica more costs one cheap read per window and tick. Its first
 // pass is at start, so a campaign loaded with a window already open gets
 // its seed then; every later load within DefaultRoundEvery.
-func (s *System) mountLotteryAdmin(ctx context.Context) error {
+func (s *System) lotteryAdminRoutes(ctx context.Context) ([]httpapi.AdminRoute, error) {
 	log := s.log.With("role", string(RoleAdmin), "stage", "scheduler")
 	store := &postgres.AllocationStore{Pool: s.pool}
 	alloc := scheduler.New(store, scheduler.Config{Logger: log, Now: s.now})
@@ -42,9 +42,9 @@ func (s *System) mountLotteryAdmin(ctx context.Context) error {
 		},
 	}
 	if err := s.run(ctx, clock); err != nil {
-		return err
+		return nil, err
 	}
-	s.admin.Handle("GET /admin/v1/lottery/{campaign}/{window}", httpapi.RequireRole(s.opts.Config.AdminTokens,
-		scheduler.RoundHandler(alloc, log), config.RoleOperator, config.RoleAuditor))
-	return nil
+	return []httpapi.AdminRoute{
+		{Pattern: "GET /admin/v1/lottery/{campaign}/{window}", Roles: []config.Role{config.RoleOperator, config.RoleAuditor}, Handler: scheduler.RoundHandler(alloc, log)},
+	}, nil
 }

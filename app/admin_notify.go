@@ -10,19 +10,21 @@ import (
 	"github.com/prereg/prereg/postgres"
 )
 
-// mountNotifyAdmin mounts the notify stage's routes on the admin side: the
-// operator's resend, and the gateway's delivery-report webhook, which is
-// authenticated by the gateway's HMAC signature instead of a bearer token.
-func (s *System) mountNotifyAdmin(ctx context.Context) error {
+// notifyAdminRoutes are the notify stage's routes on the admin side: the
+// operator's resend, and (mounted directly, not a bearer-token route) the
+// gateway's delivery-report webhook, which is authenticated by the
+// gateway's HMAC signature instead.
+func (s *System) notifyAdminRoutes(ctx context.Context) ([]httpapi.AdminRoute, error) {
 	store := &postgres.OutboxStore{Pool: s.pool}
 	log := s.log.With("role", string(RoleAdmin))
 	if len(s.opts.Notify.WebhookSecret) == 0 {
 		log.Warn("no PREREG_SMS_SECRET: delivery reports will be refused")
 	}
-	s.admin.Handle("POST /admin/v1/outbox/resend", httpapi.RequireRole(s.opts.Config.AdminTokens,
-		notify.ResendHandler(store, func(r *http.Request) string {
-			return "admin:" + string(httpapi.RoleFrom(r.Context()))
-		}, log), config.RoleOperator))
 	s.admin.Handle("POST /v1/sms/reports", notify.ReportHandler(store, s.opts.Notify.WebhookSecret, s.now, log))
-	return nil
+	return []httpapi.AdminRoute{
+		{Pattern: "POST /admin/v1/outbox/resend", Action: "outbox.resend", Roles: []config.Role{config.RoleOperator},
+			Handler: notify.ResendHandler(store, func(r *http.Request) string {
+				return "admin:" + string(httpapi.RoleFrom(r.Context()))
+			}, log)},
+	}, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/prereg/prereg/config"
+	"github.com/prereg/prereg/httpapi"
 	"github.com/prereg/prereg/intake"
 	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/postgres"
@@ -117,6 +118,9 @@ type System struct {
 
 	public *http.ServeMux // citizen side
 	admin  *http.ServeMux // admin API, console, webhook
+	// adminAPI guards the admin routes (tokens, audit log); nil without
+	// the admin role.
+	adminAPI *httpapi.Admin
 
 	mu       sync.Mutex
 	services []Service

@@ -12,13 +12,21 @@ import (
 	"time"
 
 	"github.com/prereg/prereg/config"
+	"github.com/prereg/prereg/stream"
 )
 
 // Configure fills the roles' options that the configuration sets: what
 // `prereg serve` reads from the environment, handed to the roles it runs.
 func (o *Options) Configure(cfg config.Config) {
 	o.Config = cfg
-	o.Stream = cfg.Stream
+	o.Stream = stream.Config{
+		Replicas:                cfg.Stream.Replicas,
+		SubmittedMaxAge:         cfg.Stream.SubmittedMaxAge,
+		SubmittedMaxBytes:       cfg.Stream.SubmittedMaxBytes,
+		DuplicateWindow:         cfg.Stream.DuplicateWindow,
+		VerifiedDuplicateWindow: cfg.Stream.VerifiedDuplicateWindow,
+		VerifiedMaxAge:          cfg.Stream.VerifiedMaxAge,
+	}
 	o.Intake.TrustedProxies, o.Intake.IPv6Prefix = cfg.TrustedProxies, cfg.IPv6Prefix
 	o.Verify.ProviderCallsPerPrefix = cfg.Verify.CallsPerPrefix
 	o.Verify.ProviderCallsPerCampaign = cfg.Verify.CallsPerCampaign

@@ -2,7 +2,11 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+
+	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/config"
 
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/verify"
@@ -22,7 +26,7 @@ func (s *System) startVerify(ctx context.Context) error {
 	set.Replicas = max(set.Replicas, s.opts.Stream.Replicas)
 	v, err := verify.New(verify.Config{
 		JetStream: s.js,
-		Campaigns: s.campaigns,
+		Campaigns: providerRule{s.campaigns, &s.opts.Config},
 		Hasher:    s.hasher,
 		Sealer:    s.sealer,
 		// Registered people let a seen claim skip the provider.
@@ -36,4 +40,26 @@ func (s *System) startVerify(ctx context.Context) error {
 		return err
 	}
 	return s.run(ctx, v)
+}
+
+// providerRule hands verify only campaigns whose identity providers pass
+// config.CheckProviderURL: outside demo and dev, a provider reached in the
+// clear is refused before any token is sent to it. Its intents wait in the
+// stream (verify retries) until the campaign is loaded with https URLs.
+type providerRule struct {
+	campaigns *postgres.CampaignStore
+	cfg       *config.Config
+}
+
+func (p providerRule) Get(ctx context.Context, id string) (*campaign.Campaign, error) {
+	c, err := p.campaigns.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for _, pr := range c.Providers {
+		if err := p.cfg.CheckProviderURL(pr.URL); err != nil {
+			return nil, fmt.Errorf("campaign %s, provider %s: %w", id, pr.Name, err)
+		}
+	}
+	return c, nil
 }

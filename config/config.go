@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/prereg/prereg/keys"
-	"github.com/prereg/prereg/stream"
 )
 
 // Config is the environment's part of the configuration, typed and
@@ -57,11 +56,14 @@ type Config struct {
 	GC          GC
 	// Stream are the streams' replicas, ages, storage bound and duplicate
 	// windows; zero fields keep stream's defaults.
-	Stream stream.Config
+	Stream Stream
 
 	// Generated lists the secrets FromEnv made up for this process
 	// (demo and dev only).
 	Generated []string
+	// Production is true outside demo and dev (FromEnv with
+	// requireSecrets): the rules for keys and outside URLs are strict.
+	Production bool
 
 	// shown is each setting's value as Log prints it, secrets redacted.
 	shown map[string]string
@@ -224,8 +226,14 @@ var settings = []Setting{
 		Description: "the SMS gateway's base URL; required by the notify role",
 		parse:       func(c *Config, v string) error { c.SMS.URL = v; return nil }},
 	{Name: "PREREG_SMS_SECRET", Secret: true,
-		Description: "the gateway's signing secret for delivery reports (`POST /v1/sms/reports`); unset, the admin role refuses them. `prereg sim sms` signs with it",
-		parse:       func(c *Config, v string) error { c.SMS.Secret = []byte(v); return nil }},
+		Description: "the gateway's signing secret for delivery reports (`POST /v1/sms/reports`), at least 32 characters; unset, the admin role refuses them. `prereg sim sms` signs with it",
+		parse: func(c *Config, v string) error {
+			if v != "" && len(v) < MinSMSSecret {
+				return fmt.Errorf("want at least %d characters, got %d", MinSMSSecret, len(v))
+			}
+			c.SMS.Secret = []byte(v)
+			return nil
+		}},
 	{Name: "PREREG_SMS_RATE", Default: "100",
 		Description: "the SMS account's limit in messages per second, or `inf` for none",
 		parse: func(c *Config, v string) (err error) {
@@ -254,19 +262,19 @@ var settings = []Setting{
 		parse:       streamReplicas},
 	{Name: "PREREG_STREAM_SUBMITTED_MAX_AGE", Default: "7d",
 		Description: "how long an unverified intent may wait, e.g. `14d`; raise it before a long outage of verify (`docs/STREAMS.md`)",
-		parse:       streamAge(func(s *stream.Config) *time.Duration { return &s.SubmittedMaxAge })},
+		parse:       streamAge(func(s *Stream) *time.Duration { return &s.SubmittedMaxAge })},
 	{Name: "PREREG_STREAM_SUBMITTED_MAX_BYTES", Default: "8GiB",
 		Description: "the submitted stream's storage bound, e.g. `500MiB`",
 		parse:       streamMaxBytes},
 	{Name: "PREREG_STREAM_DUPLICATE_WINDOW", Default: "20s",
 		Description: "how long the submitted stream recognises a retried `Nats-Msg-Id`; it costs server memory (`docs/STREAMS.md`)",
-		parse:       streamAge(func(s *stream.Config) *time.Duration { return &s.DuplicateWindow })},
+		parse:       streamAge(func(s *Stream) *time.Duration { return &s.DuplicateWindow })},
 	{Name: "PREREG_STREAM_VERIFIED_DUPLICATE_WINDOW", Default: "2m",
 		Description: "the verified stream's duplicate window; keep it above verify's AckWait",
-		parse:       streamAge(func(s *stream.Config) *time.Duration { return &s.VerifiedDuplicateWindow })},
+		parse:       streamAge(func(s *Stream) *time.Duration { return &s.VerifiedDuplicateWindow })},
 	{Name: "PREREG_STREAM_VERIFIED_MAX_AGE", Default: "30d",
 		Description: "how long outcomes are kept for `check` and replay",
-		parse:       streamAge(func(s *stream.Config) *time.Duration { return &s.VerifiedMaxAge })},
+		parse:       streamAge(func(s *Stream) *time.Duration { return &s.VerifiedMaxAge })},
 	{Name: "GOGC",
 		Description: "the Go collector's target. Unset: 400 in a `serve` process without the intake role (workers allocate per message and keep little), the runtime's 100 otherwise; see `app/gc.go`",
 		parse:       func(c *Config, v string) error { c.GC.GOGC = v; return nil }},
@@ -303,6 +311,7 @@ func FromEnv(getenv Getenv, requireSecrets bool) (cfg Config, err error) {
 		getenv = os.Getenv
 	}
 	cfg.shown = map[string]string{}
+	cfg.Production = requireSecrets
 	var errs []error
 	for _, s := range settings {
 		v, shown, err := read(getenv, s)
@@ -332,11 +341,61 @@ func FromEnv(getenv Getenv, requireSecrets bool) (cfg Config, err error) {
 		if cfg.shown["PREREG_ENC_KEY"] == "" {
 			errs = append(errs, errors.New("PREREG_ENC_KEY (or PREREG_ENC_KEY_FILE) is required: id:base64 of exactly 32 random bytes"))
 		}
+		errs = append(errs, demoKey("PREREG_HMAC_KEY", cfg.HMACKeys), demoKey("PREREG_ENC_KEY", cfg.EncKeys))
 	}
 	if cfg.AdminTokens == nil {
 		cfg.AdminTokens = &AdminTokens{}
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// MinSMSSecret is the shortest PREREG_SMS_SECRET: the signature of a
+// delivery report is only as strong as the secret, and a report marks
+// messages delivered.
+const MinSMSSecret = 32
+
+// demoKeyIDs are the key ids demo and dev give the keys they make up: a
+// key copied from a dev process's environment into production would be
+// one that the dev machine, and whoever saw it, also holds.
+var demoKeyIDs = []string{"dev", "demo", "test", "example"}
+
+// demoKey refuses, outside demo and dev, a key with a demo id or a secret
+// that is one byte repeated (a placeholder such as 32 zero bytes). The
+// error names the key id, never its bytes.
+func demoKey(name string, ks []keys.Key) error {
+	for _, k := range ks {
+		if slices.Contains(demoKeyIDs, strings.ToLower(k.ID)) {
+			return fmt.Errorf("%s: key %q has a demo or dev key id: production needs keys of its own, e.g. k1:$(head -c32 /dev/urandom | base64)", name, k.ID)
+		}
+		if len(k.Secret) > 0 && strings.Count(string(k.Secret), string(k.Secret[:1])) == len(k.Secret) {
+			return fmt.Errorf("%s: key %q is one byte repeated, a placeholder: production needs random keys", name, k.ID)
+		}
+	}
+	return nil
+}
+
+// CheckProviderURL is the rule for an identity provider's URL: https,
+// except in demo and dev (whose simulated providers speak plain http) and
+// towards this host's loopback (a sidecar that terminates TLS). Identity
+// tokens travel on these calls: outside demo and dev they must not cross
+// a network in the clear.
+func (c *Config) CheckProviderURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("identity provider URL %q: want an http or https URL", RedactURL(raw))
+	}
+	switch {
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme != "http":
+		return fmt.Errorf("identity provider URL %q: want https", RedactURL(raw))
+	case !c.Production:
+		return nil
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); (err == nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
+		return nil
+	}
+	return fmt.Errorf("identity provider URL %q: plain http outside demo and dev; want https", RedactURL(raw))
 }
 
 // generate makes up the secrets demo and dev may run without.
@@ -364,24 +423,70 @@ func read(getenv Getenv, s Setting) (v, shown string, err error) {
 	v = strings.TrimSpace(getenv(s.Name))
 	shown = v
 	if s.URL && v != "" {
-		shown = redactURL(v)
+		shown = RedactURL(v)
 	}
 	return v, shown, nil
 }
 
-// redactURL drops a URL's password, for logs.
-func redactURL(v string) string {
-	u, err := url.Parse(v)
-	if err != nil || u.Scheme == "" {
-		if strings.Contains(v, "password") {
-			return "(redacted)" // a key=value connection string with a password
+// RedactURL is a URL as errors and logs may show it: userinfo (a user and
+// password, or a bare token as in nats://TOKEN@host) becomes "redacted",
+// and so do the values of query parameters that carry credentials
+// (password, token, secret, key, sig…). A key=value connection string
+// keeps its keys and loses the values of the same parameters. It is the
+// one function every error and log line that names a server goes through.
+func RedactURL(v string) string {
+	if strings.Contains(v, ",") && strings.Contains(v, "://") {
+		// A NATS server list: each URL on its own.
+		parts := strings.Split(v, ",")
+		for i, p := range parts {
+			parts[i] = RedactURL(strings.TrimSpace(p))
 		}
-		return v
+		return strings.Join(parts, ",")
 	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "redacted")
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme == "" || u.Opaque != "" {
+		if strings.Contains(v, "://") {
+			return "(redacted)" // a URL too broken to take apart safely
+		}
+		return redactKeyValues(v)
+	}
+	if u.User != nil {
+		u.User = url.User("redacted")
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			if credentialParam(k) {
+				q[k] = []string{"redacted"}
+			}
+		}
+		u.RawQuery = q.Encode()
 	}
 	return u.String()
+}
+
+// credentialParam reports whether a query or connection-string parameter
+// carries a credential.
+func credentialParam(name string) bool {
+	name = strings.ToLower(name)
+	for _, w := range []string{"pass", "token", "secret", "key", "sig", "auth", "cred", "nkey", "jwt"} {
+		if strings.Contains(name, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// redactKeyValues redacts the credential values of a key=value connection
+// string such as "host=db user=prereg password=…".
+func redactKeyValues(v string) string {
+	fields := strings.Fields(v)
+	for i, f := range fields {
+		if k, _, ok := strings.Cut(f, "="); ok && credentialParam(k) {
+			fields[i] = k + "=redacted"
+		}
+	}
+	return strings.Join(fields, " ")
 }
 
 // Secret reads NAME, or the file named by NAME_FILE (trailing newline

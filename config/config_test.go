@@ -60,7 +60,7 @@ func TestSettingsAreComplete(t *testing.T) {
 func TestFromEnv(t *testing.T) {
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "sms")
-	require.NoError(t, os.WriteFile(secretFile, []byte("file-secret-value\n"), 0o600))
+	require.NoError(t, os.WriteFile(secretFile, []byte("file-secret-value-of-32-characters\n"), 0o600))
 
 	for _, tc := range []struct {
 		name    string
@@ -91,7 +91,7 @@ func TestFromEnv(t *testing.T) {
 			require.Len(t, c.TrustedProxies, 2)
 			require.True(t, c.GroupCommit)
 			require.Equal(t, config.Dedupe{Shards: []int{0, 1, 2, 3, 8}, Workers: 2, BatchSize: 500}, c.Dedupe)
-			require.Equal(t, "file-secret-value", string(c.SMS.Secret), "read from PREREG_SMS_SECRET_FILE, newline trimmed")
+			require.Equal(t, "file-secret-value-of-32-characters", string(c.SMS.Secret), "read from PREREG_SMS_SECRET_FILE, newline trimmed")
 			require.True(t, math.IsInf(c.SMS.Rate, 1))
 			require.Equal(t, 8, c.SMS.Concurrency)
 			require.Equal(t, config.GC{GOGC: "200"}, c.GC)
@@ -147,7 +147,7 @@ func TestLogLevel(t *testing.T) {
 
 func TestLogRedactsSecrets(t *testing.T) {
 	c, err := config.FromEnv(env(map[string]string{
-		"PREREG_HMAC_KEY": hmacKey, "PREREG_ENC_KEY": encKey, "PREREG_SMS_SECRET": "sms-signing-secret",
+		"PREREG_HMAC_KEY": hmacKey, "PREREG_ENC_KEY": encKey, "PREREG_SMS_SECRET": "sms-signing-secret-of-32-characters",
 		"DATABASE_URL": "postgres://prereg:db-password@db:5432/prereg", "NATS_URL": "nats://user:nats-password@n:4222",
 	}), false)
 	require.NoError(t, err)
@@ -161,5 +161,5 @@ func TestLogRedactsSecrets(t *testing.T) {
 	require.Contains(t, log, "name=PREREG_SMS_SECRET value=(redacted) source=environment")
 	require.Contains(t, log, "name=PREREG_ADMIN_TOKENS value=(redacted) source=generated")
 	require.Contains(t, log, "name=PREREG_SMS_RATE value=100 source=default")
-	require.Contains(t, log, "postgres://prereg:redacted@db:5432/prereg")
+	require.Contains(t, log, "postgres://redacted@db:5432/prereg")
 }

@@ -6,13 +6,20 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/prereg/prereg/stream"
 )
 
-// The streams' settings (docs/STREAMS.md says when to raise each). Unset,
-// stream's defaults hold; a live stream stronger than these keeps its own
-// settings (stream.Declare).
+// Stream are the streams' settings (docs/STREAMS.md says when to raise
+// each); app hands them to stream.Config. Zero fields keep stream's
+// defaults, and a live stream stronger than these keeps its own settings
+// (stream.Declare).
+type Stream struct {
+	Replicas                int
+	SubmittedMaxAge         time.Duration
+	SubmittedMaxBytes       int64
+	DuplicateWindow         time.Duration
+	VerifiedDuplicateWindow time.Duration
+	VerifiedMaxAge          time.Duration
+}
 
 func streamReplicas(c *Config, v string) error {
 	if v == "" {
@@ -28,7 +35,7 @@ func streamReplicas(c *Config, v string) error {
 
 // streamAge parses a positive duration with days ("7d") into the field
 // that at picks.
-func streamAge(at func(*stream.Config) *time.Duration) func(*Config, string) error {
+func streamAge(at func(*Stream) *time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		if v == "" {
 			return nil

@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg/config"
-	"github.com/prereg/prereg/stream"
 )
 
 func TestStreamSettings(t *testing.T) {
@@ -15,10 +14,10 @@ func TestStreamSettings(t *testing.T) {
 	cases := []struct {
 		name    string
 		env     map[string]string
-		want    stream.Config
+		want    config.Stream
 		wantErr string
 	}{
-		{"unset keeps the defaults", nil, stream.Config{}, ""},
+		{"unset keeps the defaults", nil, config.Stream{}, ""},
 		{"every setting", map[string]string{
 			"PREREG_STREAM_REPLICAS":                  "3",
 			"PREREG_STREAM_SUBMITTED_MAX_AGE":         "14d",
@@ -26,15 +25,15 @@ func TestStreamSettings(t *testing.T) {
 			"PREREG_STREAM_DUPLICATE_WINDOW":          "45s",
 			"PREREG_STREAM_VERIFIED_DUPLICATE_WINDOW": "5m",
 			"PREREG_STREAM_VERIFIED_MAX_AGE":          "60d",
-		}, stream.Config{
+		}, config.Stream{
 			Replicas: 3, SubmittedMaxAge: 14 * 24 * time.Hour, SubmittedMaxBytes: 32 << 30,
 			DuplicateWindow: 45 * time.Second, VerifiedDuplicateWindow: 5 * time.Minute, VerifiedMaxAge: 60 * 24 * time.Hour,
 		}, ""},
-		{"plain bytes", map[string]string{"PREREG_STREAM_SUBMITTED_MAX_BYTES": "1000000"}, stream.Config{SubmittedMaxBytes: 1000000}, ""},
-		{"replicas out of range", map[string]string{"PREREG_STREAM_REPLICAS": "7"}, stream.Config{}, "PREREG_STREAM_REPLICAS"},
-		{"age without unit", map[string]string{"PREREG_STREAM_SUBMITTED_MAX_AGE": "7"}, stream.Config{}, "PREREG_STREAM_SUBMITTED_MAX_AGE"},
-		{"negative window", map[string]string{"PREREG_STREAM_DUPLICATE_WINDOW": "-1s"}, stream.Config{}, "PREREG_STREAM_DUPLICATE_WINDOW"},
-		{"unknown unit", map[string]string{"PREREG_STREAM_SUBMITTED_MAX_BYTES": "8GB"}, stream.Config{}, "PREREG_STREAM_SUBMITTED_MAX_BYTES"},
+		{"plain bytes", map[string]string{"PREREG_STREAM_SUBMITTED_MAX_BYTES": "1000000"}, config.Stream{SubmittedMaxBytes: 1000000}, ""},
+		{"replicas out of range", map[string]string{"PREREG_STREAM_REPLICAS": "7"}, config.Stream{}, "PREREG_STREAM_REPLICAS"},
+		{"age without unit", map[string]string{"PREREG_STREAM_SUBMITTED_MAX_AGE": "7"}, config.Stream{}, "PREREG_STREAM_SUBMITTED_MAX_AGE"},
+		{"negative window", map[string]string{"PREREG_STREAM_DUPLICATE_WINDOW": "-1s"}, config.Stream{}, "PREREG_STREAM_DUPLICATE_WINDOW"},
+		{"unknown unit", map[string]string{"PREREG_STREAM_SUBMITTED_MAX_BYTES": "8GB"}, config.Stream{}, "PREREG_STREAM_SUBMITTED_MAX_BYTES"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/subtle"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -52,13 +53,25 @@ func ParseAdminTokens(s string) (*AdminTokens, error) {
 // Role returns the role of a bearer token. Every entry is compared, in
 // constant time, so the answer's timing says nothing about which matched.
 func (t *AdminTokens) Role(token string) (Role, bool) {
+	r, _, ok := t.Lookup(token)
+	return r, ok
+}
+
+// Lookup returns a bearer token's role and label: the role and the
+// token's place among that role's tokens in PREREG_ADMIN_TOKENS
+// ("operator-2"), a name that says which token acted without revealing
+// it. Every entry is compared, in constant time.
+func (t *AdminTokens) Lookup(token string) (Role, string, bool) {
 	var found Role
+	var label string
+	seen := map[Role]int{}
 	for _, e := range t.entries {
+		seen[e.role]++
 		if subtle.ConstantTimeCompare(e.token, []byte(token)) == 1 {
-			found = e.role
+			found, label = e.role, string(e.role)+"-"+strconv.Itoa(seen[e.role])
 		}
 	}
-	return found, found != ""
+	return found, label, found != ""
 }
 
 // Tokens lists role:token pairs, for `prereg dev` to print the tokens it

@@ -85,6 +85,10 @@ func (a *Admin) ServeReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", ContentType(format))
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if format == FormatHTML {
+		httpapi.SetHTMLHeaders(w.Header(), ReportPolicy)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	if err := rep.Write(w, format); err != nil {
 		a.Log.Warn("dedupe report: write", slog.Any("err", err))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/httpapi"
 )
 
 // Report is the auditor's dedupe report: what came in, what became of it
@@ -255,29 +256,48 @@ func (r *Report) writeCSV(w io.Writer) error {
 	return cw.Error()
 }
 
+// reportStyle is the HTML report's one inline style block. Bar widths are
+// classes (w0 … w100, whole percents) rather than style attributes, so
+// that the admin API can serve the report under a policy that allows
+// this block by its hash and no other inline style (ReportPolicy).
+var reportStyle = func() string {
+	var b strings.Builder
+	b.WriteString(`
+body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}
+table{border-collapse:collapse;margin:1rem 0}td,th{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}
+td:first-child,th:first-child{text-align:left}.bar{display:inline-block;height:.8rem;background:#3b82f6}
+.dup{background:#f59e0b}.held{background:#ef4444}.rej{background:#6b7280}.bars{width:16rem}
+`)
+	for i := 0; i <= 100; i++ {
+		fmt.Fprintf(&b, ".w%d{width:%d%%}", i, i)
+	}
+	b.WriteString("\n")
+	return b.String()
+}()
+
+// ReportPolicy is the Content-Security-Policy the HTML report is served
+// under: httpapi.HTMLPolicy with the report's own style block.
+var ReportPolicy = httpapi.HTMLPolicy(httpapi.StyleHash(reportStyle))
+
 var reportHTML = template.Must(template.New("report").Funcs(template.FuncMap{
-	"pct": func(part, whole int64) string {
-		if whole == 0 {
-			return "0"
+	// pct is part of whole in whole percents, the bars' width classes.
+	"pct": func(part, whole int64) int {
+		if whole <= 0 {
+			return 0
 		}
-		return strconv.FormatFloat(100*float64(part)/float64(whole), 'f', 1, 64)
+		return int(min(100, max(0, (100*part+whole/2)/whole)))
 	},
 	"hour":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:00") },
 	"reasons": reasons,
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Dedupe report: {{.Campaign}}</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}
-table{border-collapse:collapse;margin:1rem 0}td,th{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}
-td:first-child,th:first-child{text-align:left}.bar{display:inline-block;height:.8rem;background:#3b82f6}
-.dup{background:#f59e0b}.held{background:#ef4444}.rej{background:#6b7280}
-</style></head><body>
+<style>` + reportStyle + `</style></head><body>
 <h1>Dedupe report: {{.Campaign}}{{if .Window}}, window {{.Window}}{{end}}</h1>
 <p>Generated {{.GeneratedAt.UTC.Format "2006-01-02 15:04:05"}} UTC. Keys are keyed hashes; no personal data.</p>
 <table>
 <tr><th>submissions</th><td>{{.Totals.Submissions}}</td><td></td></tr>
 <tr><th>accepted</th><td>{{.Totals.Accepted}}</td><td></td></tr>
-<tr><th>people registered</th><td>{{.Totals.PeopleRegistered}}</td><td><span class="bar" style="width:{{pct .Totals.PeopleRegistered .Totals.Submissions}}%"></span></td></tr>
+<tr><th>people registered</th><td>{{.Totals.PeopleRegistered}}</td><td><span class="bar w{{pct .Totals.PeopleRegistered .Totals.Submissions}}"></span></td></tr>
 <tr><th>duplicates</th><td>{{.Totals.DuplicateTotal}}</td><td>{{reasons .Totals.Duplicates}}</td></tr>
 <tr><th>held</th><td>{{.Totals.HeldTotal}}</td><td>{{reasons .Totals.Held}} (pending {{.Reviews.Pending}}, released {{.Reviews.Released}}, rejected {{.Reviews.Rejected}})</td></tr>
 <tr><th>rejected</th><td>{{.Totals.RejectedTotal}}</td><td>{{reasons .Totals.Rejected}}</td></tr>
@@ -287,7 +307,7 @@ td:first-child,th:first-child{text-align:left}.bar{display:inline-block;height:.
 <h2>Per window</h2>
 <table><tr><th>window</th><th>submissions</th><th>people</th><th>duplicates</th><th>held</th><th>rejected</th><th></th></tr>
 {{range .Windows}}<tr><td>{{.Window}}</td><td>{{.Submissions}}</td><td>{{.PeopleRegistered}}</td><td>{{.DuplicateTotal}}</td><td>{{.HeldTotal}}</td><td>{{.RejectedTotal}}</td>
-<td style="width:16rem"><span class="bar" style="width:{{pct .Registered .Submissions}}%"></span><span class="bar dup" style="width:{{pct .DuplicateTotal .Submissions}}%"></span><span class="bar held" style="width:{{pct .HeldTotal .Submissions}}%"></span><span class="bar rej" style="width:{{pct .RejectedTotal .Submissions}}%"></span></td></tr>
+<td class="bars"><span class="bar w{{pct .Registered .Submissions}}"></span><span class="bar dup w{{pct .DuplicateTotal .Submissions}}"></span><span class="bar held w{{pct .HeldTotal .Submissions}}"></span><span class="bar rej w{{pct .RejectedTotal .Submissions}}"></span></td></tr>
 {{end}}</table>
 <h2>Per hour (UTC)</h2>
 <table><tr><th>hour</th><th>submissions</th><th>registered</th><th>duplicates</th><th>held</th><th>rejected</th></tr>

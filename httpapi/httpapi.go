@@ -5,9 +5,12 @@
 package httpapi
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/prereg/prereg"
@@ -99,6 +102,7 @@ func Fail(w http.ResponseWriter, err error, extra map[string]any) string {
 // WriteJSON writes v as JSON with the status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
@@ -113,28 +117,71 @@ func WriteError(w http.ResponseWriter, code string, extra map[string]any) {
 }
 
 // RequireRole wraps an admin handler: 401 without a valid bearer token,
-// 403 when its role is not among roles.
+// 403 when its role is not among roles. The handler finds the role with
+// RoleFrom and the token's id with TokenIDFrom (its label, see
+// config.AdminTokens.Lookup). Admin.Mount does the same with the audit
+// log's keyed token ids.
 func RequireRole(tokens *config.AdminTokens, h http.Handler, roles ...config.Role) http.Handler {
+	return (&Admin{Tokens: tokens}).require(h, roles)
+}
+
+func (a *Admin) require(h http.Handler, roles []config.Role) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
 		token, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok || tokens == nil {
+		if !ok || a.Tokens == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="prereg-admin"`)
 			WriteError(w, CodeUnauthorized, nil)
 			return
 		}
-		role, ok := tokens.Role(strings.TrimSpace(token))
+		token = strings.TrimSpace(token)
+		role, label, ok := a.Tokens.Lookup(token)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="prereg-admin", error="invalid_token"`)
 			WriteError(w, CodeUnauthorized, nil)
 			return
 		}
-		for _, allowed := range roles {
-			if role == allowed {
-				h.ServeHTTP(w, r.WithContext(withRole(r.Context(), role)))
-				return
-			}
+		if !slices.Contains(roles, role) {
+			WriteError(w, CodeForbidden, map[string]any{"role": role})
+			return
 		}
-		WriteError(w, CodeForbidden, map[string]any{"role": role})
+		id := label
+		if a.TokenID != nil {
+			id = a.TokenID(token)
+		}
+		h.ServeHTTP(w, r.WithContext(withRole(r.Context(), role, id)))
 	})
+}
+
+// StyleHash is the Content-Security-Policy source that allows one inline
+// <style> block: 'sha256-…' of its exact text.
+func StyleHash(css string) string {
+	sum := sha256.Sum256([]byte(css))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}
+
+// HTMLPolicy is the strict Content-Security-Policy of prereg's HTML
+// answers: everything from this origin only, scripts only from files (no
+// inline script, no eval), inline styles only those whose hashes are
+// given, no plugins, no framing, no <base> rewriting, forms posting only
+// here. A page that injected markup could run nothing and send nothing
+// elsewhere.
+func HTMLPolicy(styleHashes ...string) string {
+	style := "'self'"
+	if len(styleHashes) > 0 {
+		style += " " + strings.Join(styleHashes, " ")
+	}
+	return "default-src 'self'; script-src 'self'; style-src " + style +
+		"; img-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+}
+
+// SetHTMLHeaders sets what every HTML answer carries: its type, the
+// policy (HTMLPolicy), nosniff so that no other answer is ever run as
+// HTML or script, and no referrer, so that a receipt in a URL never
+// leaves the page.
+func SetHTMLHeaders(h http.Header, policy string) {
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", policy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
 }

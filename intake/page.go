@@ -13,6 +13,7 @@ import (
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/httpapi"
 )
 
 //go:embed page/index.html page/intake.js
@@ -21,7 +22,25 @@ var pageFiles embed.FS
 var (
 	pageTemplate = template.Must(template.ParseFS(pageFiles, "page/index.html"))
 	pageScript   = func() []byte { b, _ := pageFiles.ReadFile("page/intake.js"); return b }()
+	// pagePolicy allows the page's one inline <style> block by its hash
+	// (it holds no template action, so the rendered text is the file's)
+	// and its script only as the file /assets/intake.js.
+	pagePolicy = httpapi.HTMLPolicy(httpapi.StyleHash(inlineStyle(pageFiles, "page/index.html")))
 )
+
+// inlineStyle is the text of a file's <style> block, for its hash.
+func inlineStyle(fsys embed.FS, name string) string {
+	b, err := fsys.ReadFile(name)
+	if err != nil {
+		panic(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "<style>")
+	css, _, ok2 := strings.Cut(rest, "</style>")
+	if !ok || !ok2 || strings.Contains(css, "{{") {
+		panic(name + ": want one <style> block without template actions")
+	}
+	return css
+}
 
 // pageText is the page's wording in one language.
 type pageText struct {
@@ -152,10 +171,8 @@ func (s *Service) servePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
+	httpapi.SetHTMLHeaders(h, pagePolicy)
 	h.Set("Cache-Control", "no-cache")
-	h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(buf.Bytes())
 }
 

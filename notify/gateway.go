@@ -179,7 +179,7 @@ func (g *Gateway) post(ctx context.Context, m Outgoing) (Accepted, error) {
 	}
 	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusAccepted || resp.StatusCode == http.StatusCreated {
 		var a Accepted
-		if err := json.Unmarshal(data, &a); err != nil || a.MessageID == "" {
+		if err := json.Unmarshal(data, &a); err != nil || !safeMessageID(a.MessageID) {
 			return Accepted{}, &SendError{Status: resp.StatusCode, Code: "bad_answer"}
 		}
 		return a, nil
@@ -188,7 +188,7 @@ func (g *Gateway) post(ctx context.Context, m Outgoing) (Accepted, error) {
 		Error string `json:"error"`
 	}
 	_ = json.Unmarshal(data, &e)
-	se := &SendError{Status: resp.StatusCode, Code: e.Error}
+	se := &SendError{Status: resp.StatusCode, Code: SanitizeCode(e.Error)}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
@@ -198,4 +198,55 @@ func (g *Gateway) post(ctx context.Context, m Outgoing) (Accepted, error) {
 		se.Permanent = true
 	}
 	return Accepted{}, se
+}
+
+// maxCodeLen bounds a gateway's error code and message id: long enough
+// for any code a gateway documents, too short to carry a message body.
+const maxCodeLen = 64
+
+// SanitizeCode makes a gateway's error code safe for logs and the
+// outbox's last_error: the gateway is outside prereg and may echo what it
+// was sent. Only ASCII letters, digits and "_.-" are kept (anything else
+// becomes "_"); a code with five digits or more (a phone number, whole or
+// split by separators) has every digit replaced by "#"; the result is at
+// most maxCodeLen bytes.
+func SanitizeCode(code string) string {
+	code = code[:min(len(code), maxCodeLen)]
+	digits := 0
+	for _, c := range []byte(code) {
+		if c >= '0' && c <= '9' {
+			digits++
+		}
+	}
+	hideDigits := digits >= 5
+	b := []byte(code)
+	for i, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			if hideDigits {
+				b[i] = '#'
+			}
+		case !safeByte(c):
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+func safeByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-'
+}
+
+// safeMessageID reports whether a gateway's message id may be stored and
+// logged as it is: bounded, of the safe characters only.
+func safeMessageID(id string) bool {
+	if id == "" || len(id) > maxCodeLen {
+		return false
+	}
+	for _, c := range []byte(id) {
+		if !safeByte(c) {
+			return false
+		}
+	}
+	return true
 }

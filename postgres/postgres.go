@@ -25,6 +25,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/prereg/prereg/config"
 )
 
 // LocalURL is the server every development and CI machine runs.
@@ -144,18 +146,9 @@ func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("ping %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("ping %s: %w", config.RedactURL(dsn), err)
 	}
 	return pool, nil
-}
-
-// redact drops a password from a URL for error messages.
-func redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		u.User = url.User(u.User.Username())
-		return u.String()
-	}
-	return "the database"
 }
 
 // Migrate applies the embedded migrations that the database lacks, each in

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/config"
 )
 
 // Stream names.
@@ -384,7 +385,7 @@ func Connect(ctx context.Context, url string, log *slog.Logger, opts ...nats.Opt
 	}, opts...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect nats at %s: %w (set NATS_URL to a NATS >= %s with JetStream, or leave it unset for demo/dev to embed one)", url, err, MinServerVersion)
+		return nil, fmt.Errorf("connect nats at %s: %w (set NATS_URL to a NATS >= %s with JetStream, or leave it unset for demo/dev to embed one)", config.RedactURL(url), err, MinServerVersion)
 	}
 	if err := CheckServer(ctx, nc); err != nil {
 		nc.Close()

@@ -70,7 +70,12 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 			_ = bar.Set(done)
 		}
 	}
-	res, err := a.Run(ctx, req)
+	var res scheduler.Result
+	err = (&postgres.AuditStore{Pool: pool}).Command(ctx, "allocation.start",
+		fmt.Sprintf("campaign=%s window=%s dry_run=%t policy=%s", *campaignID, *window, *dry, pol), func() (err error) {
+			res, err = a.Run(ctx, req)
+			return err
+		})
 	if bar != nil {
 		_ = bar.Finish()
 	}

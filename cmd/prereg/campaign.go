@@ -33,7 +33,11 @@ func cmdCampaignLoad(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer closeDB()
-	res, err := (&postgres.CampaignStore{Pool: pool}).Load(ctx, c)
+	var res postgres.LoadResult
+	err = (&postgres.AuditStore{Pool: pool}).Command(ctx, "campaign.load", "campaign="+c.ID, func() (err error) {
+		res, err = (&postgres.CampaignStore{Pool: pool}).Load(ctx, c)
+		return err
+	})
 	if err != nil {
 		return err
 	}

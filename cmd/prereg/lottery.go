@@ -36,7 +36,11 @@ func cmdLotteryCommit(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer closeDB()
-	cm, err := scheduler.New(&postgres.AllocationStore{Pool: pool}, scheduler.Config{Logger: env.Logger}).CommitSeed(ctx, *campaignID, *window)
+	var cm scheduler.Commitment
+	err = (&postgres.AuditStore{Pool: pool}).Command(ctx, "lottery.commit", "campaign="+*campaignID+" window="+*window, func() (err error) {
+		cm, err = scheduler.New(&postgres.AllocationStore{Pool: pool}, scheduler.Config{Logger: env.Logger}).CommitSeed(ctx, *campaignID, *window)
+		return err
+	})
 	if err != nil {
 		return err
 	}

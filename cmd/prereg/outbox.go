@@ -33,10 +33,14 @@ func cmdOutboxResend(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer closeDB()
-	res, err := (&postgres.OutboxStore{Pool: pool}).Resend(ctx, notify.ResendRequest{
-		Appointment: *appt,
-		RequestedBy: "cli:" + cmp.Or(*by, env.Getenv("USER"), "unknown"),
-		Reason:      *reason,
+	var res notify.Resent
+	err = (&postgres.AuditStore{Pool: pool}).Command(ctx, "outbox.resend", fmt.Sprintf("appointment=%d", *appt), func() (err error) {
+		res, err = (&postgres.OutboxStore{Pool: pool}).Resend(ctx, notify.ResendRequest{
+			Appointment: *appt,
+			RequestedBy: "cli:" + cmp.Or(*by, env.Getenv("USER"), "unknown"),
+			Reason:      *reason,
+		})
+		return err
 	})
 	switch {
 	case errors.Is(err, prereg.ErrNotFound):
