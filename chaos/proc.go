@@ -143,41 +143,6 @@ func (p *Proc) signal(sig syscall.Signal, grace time.Duration) {
 	p.mu.Unlock()
 }
 
-// Running reports whether the process was started and has not exited.
-func (p *Proc) Running() bool {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Wait waits for the process to exit by itself and returns its exit code.
-func (p *Proc) Wait(ctx context.Context) (int, error) {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	if done == nil {
-		return p.ExitCode(), nil
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return 0, fmt.Errorf("%s: %w", p.Name, ctx.Err())
-	}
-	p.mu.Lock()
-	p.cmd, p.done = nil, nil
-	p.mu.Unlock()
-	return p.ExitCode(), nil
-}
-
 // ExitCode is the exit code of the last run (-1 for a signal).
 func (p *Proc) ExitCode() int {
 	p.mu.Lock()

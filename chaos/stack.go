@@ -400,19 +400,19 @@ func (s *Stack) writeCampaign() error {
 	return nil
 }
 
-// ErrExit is a prereg command that exited with a code other than 0.
-type ErrExit struct {
+// ExitError is a prereg command that exited with a code other than 0.
+type ExitError struct {
 	Args   []string
 	Code   int
 	Output string
 }
 
-func (e *ErrExit) Error() string {
+func (e *ExitError) Error() string {
 	return fmt.Sprintf("prereg %s: exit %d\n%s", strings.Join(e.Args, " "), e.Code, e.Output)
 }
 
 // Prereg runs one prereg command with the stack's environment and returns
-// its standard output; a non-zero exit is an *ErrExit.
+// its standard output; a non-zero exit is an *ExitError.
 func (s *Stack) Prereg(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, s.suite.Bin.Prereg, args...)
 	cmd.Env = s.env
@@ -421,7 +421,7 @@ func (s *Stack) Prereg(ctx context.Context, args ...string) (string, error) {
 	err := cmd.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return out.String(), &ErrExit{Args: args, Code: ee.ExitCode(), Output: lastLines(out.String()+errOut.String(), 30)}
+		return out.String(), &ExitError{Args: args, Code: ee.ExitCode(), Output: lastLines(out.String()+errOut.String(), 30)}
 	}
 	if err != nil {
 		return out.String(), fmt.Errorf("prereg %s: %w", strings.Join(args, " "), err)
@@ -772,7 +772,7 @@ type CheckReport struct {
 // Check runs `prereg check --settled` and returns the failed invariants.
 func (s *Stack) Check(ctx context.Context) ([]string, error) {
 	out, err := s.Prereg(ctx, "check", "--campaign", s.Campaign, "--settled", "--format", "json")
-	var ee *ErrExit
+	var ee *ExitError
 	if err != nil && !(errors.As(err, &ee) && ee.Code == 3) {
 		return nil, err
 	}
