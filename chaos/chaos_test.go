@@ -36,7 +36,7 @@ var (
 	// long: the PostgreSQL outage outlasts every retry budget (dedupe's
 	// NAK back-off over its MaxDeliver adds up to about four minutes).
 	long = scale{Submissions: 6000, Rate: 60, KillEvery: 4 * time.Second, PGOutage: 330 * time.Second,
-		NodeDown: 15 * time.Second, Phase: 20 * time.Second, To: Timeouts{Settle: 10 * time.Minute, SMS: 4 * time.Minute}}
+		NodeDown: 15 * time.Second, Phase: 20 * time.Second, To: Timeouts{Settle: 5 * time.Minute, SMS: 4 * time.Minute}}
 )
 
 // TestChaos runs every case in order against one private PostgreSQL

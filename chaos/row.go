@@ -99,7 +99,7 @@ func (s *Stack) Conclude(row *Row, receipts []string, faultEnd time.Time, to Tim
 	row.Decided, row.Lost = decided, len(uniq)-decided
 	row.Recover = time.Since(faultEnd)
 	if err != nil {
-		row.Failf("%d accepted intents without a decision after %s", row.Lost, to.Settle)
+		row.Failf("%d accepted intents without a decision (%v)", row.Lost, err)
 		if n, perr := s.Pending(ctx); perr == nil {
 			row.Notef("%d messages still pending at the consumers", n)
 		}

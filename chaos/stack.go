@@ -38,7 +38,6 @@ type Suite struct {
 	Root    string
 	Bin     Binaries
 	PG      *postgres.Cluster
-	PGLog   string // the cluster's log file
 	Long    bool
 	binDir  string
 	pgDir   string
@@ -68,15 +67,13 @@ func NewSuite(ctx context.Context, long bool) (*Suite, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
-	// The cluster's folder is the suite's own (removed at Close), so that
-	// its log can be read after an outage.
+	// The cluster's folder is the suite's own, removed at Close.
 	s.PG, err = postgres.StartCluster(ctx, postgres.ClusterConfig{Dir: pgDir, Settings: []string{"fsync = on"}})
 	if err != nil {
 		os.RemoveAll(dir)
 		os.RemoveAll(pgDir)
 		return nil, err
 	}
-	s.PGLog = filepath.Join(pgDir, "postgres.log")
 	s.binDir, s.pgDir = dir, pgDir
 	return s, nil
 }
@@ -630,25 +627,33 @@ func (s *Stack) Decided(ctx context.Context, receipts []string) (decided map[str
 }
 
 // Settle waits until every receipt has a decision and the consumers have
-// no more than AllowPending messages pending, or timeout. It returns how
-// many receipts were decided.
+// no more than AllowPending messages pending, or timeout. It gives up
+// early when nothing is left in flight and no decision came for quietFor:
+// what is undecided then was dropped, and waiting longer will not change
+// it. It returns how many receipts were decided.
 func (s *Stack) Settle(receipts []string, timeout time.Duration) (int, error) {
+	const quietFor = 20 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	last := 0
+	last, lastChange := -1, time.Now()
 	for {
 		decided, _, err := s.Decided(ctx, receipts)
 		if err == nil {
-			last = len(decided)
-			if last == len(receipts) {
-				if n, perr := s.Pending(ctx); perr == nil && n <= s.AllowPending {
-					return last, nil
-				}
+			if len(decided) != last {
+				last, lastChange = len(decided), time.Now()
+			}
+			n, perr := s.Pending(ctx)
+			idle := perr == nil && n <= s.AllowPending
+			switch {
+			case last == len(receipts) && idle:
+				return last, nil
+			case idle && time.Since(lastChange) > quietFor:
+				return last, fmt.Errorf("chaos: %d of %d receipts decided, nothing in flight for %s", last, len(receipts), quietFor)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return last, fmt.Errorf("chaos: %d of %d receipts decided after %s", last, len(receipts), timeout)
+			return max(last, 0), fmt.Errorf("chaos: %d of %d receipts decided after %s", max(last, 0), len(receipts), timeout)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
