@@ -317,3 +317,29 @@ func WriteDump(w io.Writer, subs []Submission, target string) error {
 	}
 	return nil
 }
+
+// ReceiptLine is one accepted submission of a load run: the sequence
+// number of the submission in the surge and the receipt of its 202. It
+// holds nothing personal, so a fault suite can keep it beside its logs and
+// match every receipt against the decisions in the database.
+type ReceiptLine struct {
+	Seq     int    `json:"seq"`
+	Receipt string `json:"receipt"`
+}
+
+// WriteReceipts writes one JSON line per answer that was a 202 with a
+// receipt, in Seq order, and returns how many it wrote.
+func WriteReceipts(w io.Writer, answers []Answer) (int, error) {
+	enc := json.NewEncoder(w)
+	n := 0
+	for _, a := range answers {
+		if a.Status != http.StatusAccepted || a.Receipt == "" {
+			continue
+		}
+		if err := enc.Encode(ReceiptLine{Seq: a.Seq, Receipt: a.Receipt}); err != nil {
+			return n, fmt.Errorf("write receipts: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -169,3 +169,26 @@ func TestWriteDump(t *testing.T) {
 	require.NoError(t, sc.Err())
 	require.Equal(t, len(w.surge.Submissions), i)
 }
+
+func TestWriteReceipts(t *testing.T) {
+	t.Parallel()
+	answers := []Answer{
+		{Seq: 0, Status: http.StatusAccepted, Receipt: "r0"},
+		{Seq: 1, Status: http.StatusTooManyRequests},
+		{Seq: 2, Status: 0},
+		{Seq: 3, Status: http.StatusAccepted, Receipt: "r3"},
+		{Seq: 4, Status: http.StatusAccepted}, // a 202 whose body could not be read has no receipt to match
+	}
+	var buf bytes.Buffer
+	n, err := WriteReceipts(&buf, answers)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	var got []ReceiptLine
+	sc := bufio.NewScanner(&buf)
+	for sc.Scan() {
+		var l ReceiptLine
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &l))
+		got = append(got, l)
+	}
+	require.Equal(t, []ReceiptLine{{Seq: 0, Receipt: "r0"}, {Seq: 3, Receipt: "r3"}}, got)
+}

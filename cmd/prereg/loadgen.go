@@ -23,7 +23,7 @@ func init() {
 }
 
 func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "loadgen", "[--target URL] [--campaign demo|FILE] [--submissions N] [--seed S] [--rate R | --connections C] [--dump FILE] [--format text|json]")
+	fs := newFlags(env, "loadgen", "[--target URL] [--campaign demo|FILE] [--submissions N] [--seed S] [--rate R | --connections C] [--receipts FILE] [--dump FILE] [--format text|json]")
 	target := fs.String("target", "http://127.0.0.1:8080", "base URL of a running intake (loopback only unless --allow-remote)")
 	campaignArg := fs.String("campaign", "demo", `"demo" (the campaign prereg dev loads) or a campaign file (YAML)`)
 	providers := fs.String("providers", "pass,kakao", "with --campaign demo: the identity providers' names")
@@ -32,6 +32,7 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 	rate := fs.Float64("rate", 0, "open loop: submissions per second (default: closed loop)")
 	connections := fs.Int("connections", 0, "closed loop: concurrent connections (default 64)")
 	duration := fs.Duration("duration", 10*time.Minute, "stop sending after this long")
+	receipts := fs.String("receipts", "", "write every 202's submission number and receipt as JSON lines {seq, receipt} to FILE (no personal data), for matching against decisions")
 	dump := fs.String("dump", "", `write the requests as JSON lines {method, url, path, headers, body} to FILE ("-" for stdout) instead of sending them`)
 	allowRemote := fs.Bool("allow-remote", false, "allow a target that is not a loopback address")
 	format := fs.String("format", "text", "output: text or json")
@@ -84,6 +85,11 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 	res, err := sim.RunLoad(ctx, surge.Submissions, cfg)
 	if err != nil {
 		return err
+	}
+	if *receipts != "" {
+		if err := writeReceiptsFile(*receipts, res.Answers); err != nil {
+			return err
+		}
 	}
 	rep := world.SummarizeLoad(surge, res, *target, *seed, cfg)
 	if *format == "json" {
@@ -159,6 +165,27 @@ func writeDumpFile(env *Env, path string, surge *sim.Surge, target string) error
 			return fmt.Errorf("dump: %w", err)
 		}
 		fmt.Fprintf(env.Stderr, "loadgen: wrote %d requests to %s\n", len(surge.Submissions), path)
+	}
+	return nil
+}
+
+// writeReceiptsFile writes the receipts of the 202s to path.
+func writeReceiptsFile(path string, answers []sim.Answer) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("receipts: %w", err)
+	}
+	bw := bufio.NewWriter(f)
+	if _, err := sim.WriteReceipts(bw, answers); err != nil {
+		f.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("receipts: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("receipts: %w", err)
 	}
 	return nil
 }

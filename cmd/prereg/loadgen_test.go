@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -60,6 +61,39 @@ func TestLoadgenSend(t *testing.T) {
 	require.Equal(t, "closed", rep.Mode)
 	require.Positive(t, rep.Mismatches, "this server accepts what intake must refuse")
 	require.Equal(t, sim.MixCounts(200)[sim.ClassFirst], rep.Mix["first"])
+}
+
+func TestLoadgenReceipts(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if k := n.Add(1); k%2 == 0 {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":"invalid"}`)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintf(w, `{"receipt":"r%d","status":"received"}`, n.Load())
+	}))
+	t.Cleanup(srv.Close)
+	file := filepath.Join(t.TempDir(), "receipts.jsonl")
+	code, out := runCLI(t, nil, "loadgen", "--target", srv.URL, "--submissions", "100", "--connections", "1", "--receipts", file, "--format", "json")
+	require.Equal(t, exitOK, code, out)
+	var rep loadgenReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	data, err := os.ReadFile(file)
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		var l sim.ReceiptLine
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &l))
+		require.NotEmpty(t, l.Receipt)
+		require.False(t, seen[l.Receipt], "receipt written twice")
+		seen[l.Receipt] = true
+	}
+	require.Equal(t, rep.Statuses["202"], len(seen), "one line per 202")
+	require.Equal(t, 50, len(seen))
 }
 
 func TestLoadgenUsage(t *testing.T) {
