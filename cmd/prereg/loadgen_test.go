@@ -79,7 +79,7 @@ func TestLoadgenReceipts(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "receipts.jsonl")
 	code, out := runCLI(t, nil, "loadgen", "--target", srv.URL, "--submissions", "100", "--connections", "1", "--receipts", file, "--format", "json")
 	require.Equal(t, exitOK, code, out)
-	var rep loadgenReport
+	var rep world.LoadReport
 	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
 	data, err := os.ReadFile(file)
 	require.NoError(t, err)
