@@ -194,7 +194,7 @@ func (s *System) Has(r Role) bool { return slices.Contains(s.opts.Roles, r) }
 func (s *System) Start(ctx context.Context) error {
 	sc := s.opts.Stream
 	sc.Logger = cmp.Or(sc.Logger, s.log)
-	if err := stream.Declare(ctx, s.js, sc); err != nil {
+	if err := stream.DeclareWhenReady(ctx, s.js, sc); err != nil {
 		return err
 	}
 	starters := map[Role]func(context.Context) error{
