@@ -22,8 +22,9 @@ const (
 	shedUnreachable = "unreachable"  // no connection to JetStream
 	shedAckTimeout  = "ack_timeout"  // no ack within the publish timeout
 	shedPublish     = "publish_failed"
-	shedDraining    = "draining" // shutting down
-	shedCPU         = "cpu"      // requests wait too long for a CPU
+	shedDraining    = "draining"    // shutting down
+	shedCPU         = "cpu"         // requests wait too long for a CPU
+	shedKeyMissing  = "key_missing" // the campaign's HMAC key is not configured here
 )
 
 // errShed is a publish refused or failed in a way that the client should
