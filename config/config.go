@@ -14,6 +14,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -117,7 +118,7 @@ var settings = []Setting{
 		Description: "NATS ≥ 2.10 with JetStream; required by `serve`. Unset: an embedded server (demo, dev, bench, tests only)",
 		parse:       func(c *Config, v string) error { c.NatsURL = v; return nil }},
 	{Name: "PREREG_HMAC_KEY", Secret: true,
-		Description: "`id:base64` (≥ 32 bytes), keyed hashes of identities, devices, addresses; comma-separated to keep old keys",
+		Description: "`id:base64` of ≥ 32 random bytes, keyed hashes of identities, devices, addresses, receipts. Comma-separated, current first: a campaign keeps the key it was loaded with, receipts check under every key (docs/SECURITY.md, \"Keys and rotation\"). `serve` refuses a short key, text, or the `dev`/`demo` keys",
 		parse: func(c *Config, v string) (err error) {
 			if v != "" {
 				c.HMACKeys, err = keys.ParseKeys(v, 32)
@@ -125,12 +126,20 @@ var settings = []Setting{
 			return err
 		}},
 	{Name: "PREREG_ENC_KEY", Secret: true,
-		Description: "`id:base64` (32 bytes), AES-256-GCM for phones; old keys after the first still open old values",
+		Description: "`id:base64` of exactly 32 random bytes, AES-256-GCM for phones. Comma-separated, current first: the first seals, every key opens, and notify re-seals kept phones under the first. `serve` refuses text or the `dev`/`demo` keys",
 		parse: func(c *Config, v string) (err error) {
-			if v != "" {
-				c.EncKeys, err = keys.ParseKeys(v, 32)
+			if v == "" {
+				return nil
 			}
-			return err
+			if c.EncKeys, err = keys.ParseKeys(v, 32); err != nil {
+				return err
+			}
+			for _, k := range c.EncKeys {
+				if len(k.Secret) != 32 {
+					return fmt.Errorf("key %q: want exactly 32 bytes for AES-256, got %d", k.ID, len(k.Secret))
+				}
+			}
+			return nil
 		}},
 	{Name: "PREREG_ADMIN_TOKENS", Secret: true,
 		Description: "`role:token,…` with roles `operator` and `auditor`, tokens of at least 16 characters",
@@ -294,6 +303,7 @@ func FromEnv(getenv Getenv, requireSecrets bool) (cfg Config, err error) {
 		if cfg.shown["PREREG_ENC_KEY"] == "" {
 			errs = append(errs, errors.New("PREREG_ENC_KEY (or PREREG_ENC_KEY_FILE) is required: id:base64 of exactly 32 random bytes"))
 		}
+		errs = append(errs, madeUpKeys(cfg.HMACKeys, cfg.EncKeys)...)
 	}
 	if cfg.AdminTokens == nil {
 		cfg.AdminTokens = &AdminTokens{}
@@ -301,11 +311,54 @@ func FromEnv(getenv Getenv, requireSecrets bool) (cfg Config, err error) {
 	return cfg, errors.Join(errs...)
 }
 
+// devKeyIDs are the ids of the keys demo and dev make up (generate), and
+// of keys written for a demonstration: serve refuses them, whoever
+// printed or copied them.
+var devKeyIDs = []string{"dev", "demo"}
+
+// madeUpKeys refuses, for serve, keys that are not secrets: a demo's or
+// dev's id, a secret that is text (a passphrase, a sentence, a phrase of
+// a README) or a short pattern repeated, and one secret used as both
+// keys. Random bytes are none of these but with a chance below 2^-40:
+// 32 random bytes all printable (95 of 256 values) is (95/256)^32, and
+// fewer than 16 distinct values among 32 is rarer still.
+func madeUpKeys(hmacKeys, encKeys []keys.Key) []error {
+	var errs []error
+	check := func(name string, ks []keys.Key) {
+		for _, k := range ks {
+			distinct := map[byte]bool{}
+			text := true
+			for _, b := range k.Secret {
+				distinct[b] = true
+				text = text && b >= 0x20 && b < 0x7f
+			}
+			switch {
+			case slices.Contains(devKeyIDs, k.ID):
+				errs = append(errs, fmt.Errorf("%s: key %q is a demo or dev key id: give serve keys of its own, e.g. k1:$(head -c32 /dev/urandom | base64)", name, k.ID))
+			case text:
+				errs = append(errs, fmt.Errorf("%s: key %q is text, not random bytes: use e.g. $(head -c32 /dev/urandom | base64)", name, k.ID))
+			case len(distinct) < 16:
+				errs = append(errs, fmt.Errorf("%s: key %q repeats a few byte values, not random bytes: use e.g. $(head -c32 /dev/urandom | base64)", name, k.ID))
+			}
+		}
+	}
+	check("PREREG_HMAC_KEY", hmacKeys)
+	check("PREREG_ENC_KEY", encKeys)
+	for _, h := range hmacKeys {
+		for _, e := range encKeys {
+			if bytes.Equal(h.Secret, e.Secret) {
+				errs = append(errs, fmt.Errorf("PREREG_HMAC_KEY key %q and PREREG_ENC_KEY key %q are the same secret: each needs its own", h.ID, e.ID))
+			}
+		}
+	}
+	return errs
+}
+
 // generate makes up the secrets demo and dev may run without.
 func generate(name string) string {
 	switch name {
 	case "PREREG_HMAC_KEY", "PREREG_ENC_KEY":
-		return "dev:" + keys.Random(32)
+		return devKeyIDs[0] + ":" + keys.Random(32)
 	case "PREREG_ADMIN_TOKENS":
 		tokens := "operator:" + strings.TrimRight(keys.Random(18), "=") + ",auditor:" + strings.TrimRight(keys.Random(18), "=")
 		return strings.NewReplacer("+", "-", "/", "_").Replace(tokens)
