@@ -165,11 +165,11 @@ func New(opts Options) (*System, error) {
 		pool:      opts.Pool,
 		nc:        opts.NC,
 		js:        js,
-		hasher:    keys.NewHasher(opts.Config.HMACKeys[0]),
+		hasher:    keys.NewHasher(opts.Config.HMACKeys...),
 		sealer:    sealer,
 		registry:  reg,
 		now:       opts.Now,
-		campaigns: &postgres.CampaignStore{Pool: opts.Pool},
+		campaigns: &postgres.CampaignStore{Pool: opts.Pool, HMACKeyID: opts.Config.HMACKeys[0].ID},
 		public:    http.NewServeMux(),
 		admin:     http.NewServeMux(),
 	}

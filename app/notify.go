@@ -8,6 +8,7 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/notify"
 	"github.com/prereg/prereg/postgres"
 )
@@ -66,6 +67,10 @@ func (s *System) startNotify(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	log := s.log.With("role", string(RoleNotify))
+	// One alarm for the stage: a phone under a key this process lacks
+	// stops both the sends and the re-sealing.
+	alarm := &keys.Alarm{Stage: "notify", Logger: log}
 	w, err = notify.New(notify.Config{
 		Outbox:       &postgres.OutboxStore{Pool: s.pool},
 		Gateway:      gw,
@@ -82,13 +87,22 @@ func (s *System) startNotify(ctx context.Context) error {
 		RetryCap:     o.RetryCap,
 		AfterAccept:  o.AfterAccept,
 		Now:          s.now,
-		Logger:       s.log.With("role", string(RoleNotify)),
+		Logger:       log,
 		Registerer:   s.registry,
+		Keys:         alarm,
 	})
 	if err != nil {
 		return err
 	}
-	return s.run(ctx, w)
+	if err := s.run(ctx, w); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.ready = append(s.ready, w.Ready)
+	s.mu.Unlock()
+	// Phones kept under an old key move to the current one, so that the
+	// old key can be retired (docs/SECURITY.md, "Keys and rotation").
+	return s.run(ctx, &notify.Resealer{Store: &postgres.PhoneStore{Pool: s.pool}, Sealer: s.sealer, Keys: alarm, Logger: log})
 }
 
 // NotifyCounts summarises the outbox (all campaigns when campaign is "").

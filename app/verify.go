@@ -39,7 +39,13 @@ func (s *System) startVerify(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.run(ctx, v)
+	if err := s.run(ctx, v); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.ready = append(s.ready, v.Ready) // false while stopped for a missing key
+	s.mu.Unlock()
+	return nil
 }
 
 // providerRule hands verify only campaigns whose identity providers pass

@@ -40,6 +40,11 @@ type Campaign struct {
 	Notify    Notify
 	// Spec is the file this campaign was validated from, as stored.
 	Spec File
+	// HMACKey is the id of the HMAC key the campaign's identity, device
+	// and address keys are made with. The store pins it when it first
+	// keeps the campaign, so that a key rotation never changes them; ""
+	// (a campaign no store has pinned) means the current key.
+	HMACKey string
 }
 
 // Cohort is the range of birth dates the campaign is for, inclusive.

@@ -14,6 +14,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -130,7 +131,7 @@ var settings = []Setting{
 		Description: "NATS ≥ 2.10 with JetStream; required by `serve`. Unset: an embedded server (demo, dev, bench, tests only)",
 		parse:       func(c *Config, v string) error { c.NatsURL = v; return nil }},
 	{Name: "PREREG_HMAC_KEY", Secret: true,
-		Description: "`id:base64` (≥ 32 bytes), keyed hashes of identities, devices, addresses; comma-separated to keep old keys",
+		Description: "`id:base64` of ≥ 32 random bytes, keyed hashes of identities, devices, addresses, receipts. Comma-separated, current first: a campaign keeps the key it was loaded with, receipts check under every key (docs/SECURITY.md, \"Keys and rotation\"). `serve` refuses a short key, text, or the `dev`/`demo` keys",
 		parse: func(c *Config, v string) (err error) {
 			if v != "" {
 				c.HMACKeys, err = keys.ParseKeys(v, 32)
@@ -138,12 +139,20 @@ var settings = []Setting{
 			return err
 		}},
 	{Name: "PREREG_ENC_KEY", Secret: true,
-		Description: "`id:base64` (32 bytes), AES-256-GCM for phones; old keys after the first still open old values",
+		Description: "`id:base64` of exactly 32 random bytes, AES-256-GCM for phones. Comma-separated, current first: the first seals, every key opens, and notify re-seals kept phones under the first. `serve` refuses text or the `dev`/`demo` keys",
 		parse: func(c *Config, v string) (err error) {
-			if v != "" {
-				c.EncKeys, err = keys.ParseKeys(v, 32)
+			if v == "" {
+				return nil
 			}
-			return err
+			if c.EncKeys, err = keys.ParseKeys(v, 32); err != nil {
+				return err
+			}
+			for _, k := range c.EncKeys {
+				if len(k.Secret) != 32 {
+					return fmt.Errorf("key %q: want exactly 32 bytes for AES-256, got %d", k.ID, len(k.Secret))
+				}
+			}
+			return nil
 		}},
 	{Name: "PREREG_ADMIN_TOKENS", Secret: true,
 		Description: "`role:token,…` with roles `operator` and `auditor`, tokens of at least 16 characters",
@@ -341,7 +350,7 @@ func FromEnv(getenv Getenv, requireSecrets bool) (cfg Config, err error) {
 		if cfg.shown["PREREG_ENC_KEY"] == "" {
 			errs = append(errs, errors.New("PREREG_ENC_KEY (or PREREG_ENC_KEY_FILE) is required: id:base64 of exactly 32 random bytes"))
 		}
-		errs = append(errs, demoKey("PREREG_HMAC_KEY", cfg.HMACKeys), demoKey("PREREG_ENC_KEY", cfg.EncKeys))
+		errs = append(errs, madeUpKeys(cfg.HMACKeys, cfg.EncKeys)...)
 	}
 	if cfg.AdminTokens == nil {
 		cfg.AdminTokens = &AdminTokens{}
@@ -353,26 +362,6 @@ func FromEnv(getenv Getenv, requireSecrets bool) (cfg Config, err error) {
 // delivery report is only as strong as the secret, and a report marks
 // messages delivered.
 const MinSMSSecret = 32
-
-// demoKeyIDs are the key ids demo and dev give the keys they make up: a
-// key copied from a dev process's environment into production would be
-// one that the dev machine, and whoever saw it, also holds.
-var demoKeyIDs = []string{"dev", "demo", "test", "example"}
-
-// demoKey refuses, outside demo and dev, a key with a demo id or a secret
-// that is one byte repeated (a placeholder such as 32 zero bytes). The
-// error names the key id, never its bytes.
-func demoKey(name string, ks []keys.Key) error {
-	for _, k := range ks {
-		if slices.Contains(demoKeyIDs, strings.ToLower(k.ID)) {
-			return fmt.Errorf("%s: key %q has a demo or dev key id: production needs keys of its own, e.g. k1:$(head -c32 /dev/urandom | base64)", name, k.ID)
-		}
-		if len(k.Secret) > 0 && strings.Count(string(k.Secret), string(k.Secret[:1])) == len(k.Secret) {
-			return fmt.Errorf("%s: key %q is one byte repeated, a placeholder: production needs random keys", name, k.ID)
-		}
-	}
-	return nil
-}
 
 // CheckProviderURL is the rule for an identity provider's URL: https,
 // except in demo and dev (whose simulated providers speak plain http) and
@@ -398,11 +387,54 @@ func (c *Config) CheckProviderURL(raw string) error {
 	return fmt.Errorf("identity provider URL %q: plain http outside demo and dev; want https", RedactURL(raw))
 }
 
+// devKeyIDs are the ids of the keys demo and dev make up (generate), and
+// of keys written for a demonstration: serve refuses them, whoever
+// printed or copied them.
+var devKeyIDs = []string{"dev", "demo", "test", "example"}
+
+// madeUpKeys refuses, for serve, keys that are not secrets: a demo's or
+// dev's id, a secret that is text (a passphrase, a sentence, a phrase of
+// a README) or a short pattern repeated, and one secret used as both
+// keys. Random bytes are none of these but with a chance below 2^-40:
+// 32 random bytes all printable (95 of 256 values) is (95/256)^32, and
+// fewer than 16 distinct values among 32 is rarer still.
+func madeUpKeys(hmacKeys, encKeys []keys.Key) []error {
+	var errs []error
+	check := func(name string, ks []keys.Key) {
+		for _, k := range ks {
+			distinct := map[byte]bool{}
+			text := true
+			for _, b := range k.Secret {
+				distinct[b] = true
+				text = text && b >= 0x20 && b < 0x7f
+			}
+			switch {
+			case slices.Contains(devKeyIDs, strings.ToLower(k.ID)):
+				errs = append(errs, fmt.Errorf("%s: key %q is a demo or dev key id: give serve keys of its own, e.g. k1:$(head -c32 /dev/urandom | base64)", name, k.ID))
+			case text:
+				errs = append(errs, fmt.Errorf("%s: key %q is text, not random bytes: use e.g. $(head -c32 /dev/urandom | base64)", name, k.ID))
+			case len(distinct) < 16:
+				errs = append(errs, fmt.Errorf("%s: key %q repeats a few byte values, not random bytes: use e.g. $(head -c32 /dev/urandom | base64)", name, k.ID))
+			}
+		}
+	}
+	check("PREREG_HMAC_KEY", hmacKeys)
+	check("PREREG_ENC_KEY", encKeys)
+	for _, h := range hmacKeys {
+		for _, e := range encKeys {
+			if bytes.Equal(h.Secret, e.Secret) {
+				errs = append(errs, fmt.Errorf("PREREG_HMAC_KEY key %q and PREREG_ENC_KEY key %q are the same secret: each needs its own", h.ID, e.ID))
+			}
+		}
+	}
+	return errs
+}
+
 // generate makes up the secrets demo and dev may run without.
 func generate(name string) string {
 	switch name {
 	case "PREREG_HMAC_KEY", "PREREG_ENC_KEY":
-		return "dev:" + keys.Random(32)
+		return devKeyIDs[0] + ":" + keys.Random(32)
 	case "PREREG_ADMIN_TOKENS":
 		tokens := "operator:" + strings.TrimRight(keys.Random(18), "=") + ",auditor:" + strings.TrimRight(keys.Random(18), "=")
 		return strings.NewReplacer("+", "-", "/", "_").Replace(tokens)

@@ -411,8 +411,8 @@ func runSurge(t *testing.T) (*app.System, map[string]labelValues) {
 
 	cfg, err := config.FromEnv(func(k string) string {
 		return map[string]string{
-			"PREREG_HMAC_KEY": "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-			"PREREG_ENC_KEY":  "e1:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=",
+			"PREREG_HMAC_KEY": "k1:YBxBktAqeaCkuj0NG7KTbm0v3kaPAnCZpoDz6m46LyU=",
+			"PREREG_ENC_KEY":  "e1:LenVyg91Q5pH+1LblCmtNMEsL4Gt1zrEbEagstdC7Z0=",
 		}[k]
 	}, true)
 	require.NoError(t, err)

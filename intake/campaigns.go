@@ -15,6 +15,7 @@ import (
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/keys"
 )
 
 // CampaignSource lists the campaigns; postgres.CampaignStore implements it.
@@ -44,6 +45,9 @@ type entry struct {
 	c    *campaign.Campaign
 	json []byte // GET /v1/campaigns/{id}
 	etag string
+	// hasher is the campaign's pinned HMAC key; nil when this process
+	// lacks it, and submissions are shed.
+	hasher *keys.Hasher
 }
 
 // catalog is an immutable snapshot of the campaigns; a refresh swaps in a
@@ -138,6 +142,10 @@ type refresher struct {
 	log     *slog.Logger
 	cur     atomic.Pointer[catalog]
 	errors  atomic.Int64
+	// hasher resolves each campaign's pinned key; keys is raised while
+	// a campaign is pinned to a key this process was not given.
+	hasher *keys.Hasher
+	keys   *keys.Alarm
 }
 
 // refresh reads the campaigns and the providers' health and swaps in a new
@@ -150,15 +158,20 @@ func (r *refresher) refresh(ctx context.Context) error {
 	}
 	health := r.health(ctx, cs)
 	next := &catalog{byID: make(map[string]*entry, len(cs))}
+	var missing []error
 	for _, c := range cs {
 		e, err := newEntry(c, health, r.commitments(ctx, c.ID))
 		if err != nil {
 			return err
 		}
+		if e.hasher, err = r.hasher.Pinned(c.HMACKey); err != nil {
+			missing = append(missing, err)
+		}
 		next.byID[c.ID] = e
 		next.order = append(next.order, e)
 	}
 	r.cur.Store(next)
+	r.keys.Set(missing)
 	return nil
 }
 

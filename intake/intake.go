@@ -42,6 +42,8 @@ type Config struct {
 	// Statuses answers the status lookup; without it every well-formed
 	// receipt is "received".
 	Statuses StatusReader
+	// Hasher makes the keyed hashes: each campaign's with the key it is
+	// pinned to (campaign.Campaign.HMACKey), receipts checked under all.
 	Hasher   *keys.Hasher
 	Sealer   *keys.Sealer
 	Registry prometheus.Registerer
@@ -192,7 +194,8 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxQueueWait > 0 {
 		s.guard = newCPUGuard(cfg.MaxQueueWait)
 	}
-	s.cat = refresher{source: cfg.Campaigns, lottery: cfg.Lottery, js: cfg.JetStream, log: cfg.Logger}
+	s.cat = refresher{source: cfg.Campaigns, lottery: cfg.Lottery, js: cfg.JetStream, log: cfg.Logger,
+		hasher: cfg.Hasher, keys: &keys.Alarm{Stage: "intake", Logger: cfg.Logger}}
 	return s, nil
 }
 
@@ -274,7 +277,7 @@ func (s *Service) Ready(context.Context) error {
 	if s.now().UnixNano() < s.adm.storageFullUntil.Load() {
 		return errors.New("intake: shedding: stream storage full")
 	}
-	return nil
+	return s.cat.keys.Err()
 }
 
 // Refresh re-reads the campaigns and providers' health now.
@@ -452,6 +455,12 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 		return
 	}
 	c := e.c
+	if e.hasher == nil {
+		// The campaign is pinned to a key this process lacks: the
+		// operator's to fix (the alarm says so), the client's to retry.
+		s.shed(w, shedKeyMissing)
+		return
+	}
 	v, ok := validateSubmission(w, req, c, r.idemKey)
 	if !ok {
 		return
@@ -466,11 +475,11 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 		s.windowClosed(w, c, v.Birth, now)
 		return
 	}
-	receipt, bodyKey := s.receiptOf(c, &v, r.idemKey)
+	receipt, bodyKey := s.receiptOf(e.hasher, c, &v, r.idemKey)
 	if bodyKey != nil && !s.firstBody(r.ctx, w, receipt, bodyKey) {
 		return
 	}
-	intent := s.intentOf(c, win, &v, receipt, addr, now)
+	intent := s.intentOf(e.hasher, c, win, &v, receipt, addr, now)
 	if !s.publishIntent(w, c, &intent) {
 		return
 	}
@@ -556,20 +565,24 @@ func validateSubmission(w http.ResponseWriter, req Request, c *campaign.Campaign
 // receiptOf gives the submission its receipt: random, or with an
 // Idempotency-Key the same for every retry, with the keyed hash of the
 // body that tells a retry from a reuse of the key for another intent
-// (128 bits: a collision is as hopeless as guessing a receipt).
-func (s *Service) receiptOf(c *campaign.Campaign, v *Valid, idemKey string) (receipt string, bodyKey []byte) {
+// (128 bits: a collision is as hopeless as guessing a receipt). Both are
+// made with the campaign's pinned key h, so a retry is the same
+// submission across a key rotation.
+func (s *Service) receiptOf(h *keys.Hasher, c *campaign.Campaign, v *Valid, idemKey string) (receipt string, bodyKey []byte) {
 	if idemKey == "" {
 		return s.receipts.Random(), nil
 	}
-	receipt = s.receipts.Idempotent(c.ID, v.DeviceID, idemKey)
-	bodyKey = s.cfg.Hasher.Raw(keys.PurposeReceipt, "body", v.Provider, v.IdentityToken, v.Request.Birthdate,
+	receipt = Receipts{Hasher: h}.Idempotent(c.ID, v.DeviceID, idemKey)
+	bodyKey = h.Raw(keys.PurposeReceipt, "body", v.Provider, v.IdentityToken, v.Request.Birthdate,
 		v.Phone, v.Region, v.Clinic, v.Earliest)[:16]
 	return receipt, bodyKey
 }
 
-// intentOf is the intent published: the phone sealed, the device and the
-// address only as keyed hashes.
-func (s *Service) intentOf(c *campaign.Campaign, win campaign.Window, v *Valid, receipt string, addr netip.Addr, now time.Time) prereg.Intent {
+// intentOf is the intent published: the phone sealed with the current
+// key, the device and the address only as keyed hashes under the
+// campaign's pinned key h, so that caps and limits count across a
+// rotation.
+func (s *Service) intentOf(h *keys.Hasher, c *campaign.Campaign, win campaign.Window, v *Valid, receipt string, addr netip.Addr, now time.Time) prereg.Intent {
 	intent := prereg.Intent{
 		Receipt:       receipt,
 		Campaign:      c.ID,
@@ -581,11 +594,11 @@ func (s *Service) intentOf(c *campaign.Campaign, win campaign.Window, v *Valid, 
 		Region:        v.Region,
 		Clinic:        v.Clinic,
 		Earliest:      v.Earliest,
-		DeviceKey:     s.cfg.Hasher.Sum(keys.PurposeDevice, c.ID, v.DeviceID),
+		DeviceKey:     h.Sum(keys.PurposeDevice, c.ID, v.DeviceID),
 		ReceivedAt:    now.UTC(),
 	}
 	if addr.IsValid() {
-		intent.AddrKey = s.cfg.Hasher.Sum(keys.PurposeAddr, c.ID, AddrKey(addr, s.cfg.IPv6Prefix))
+		intent.AddrKey = h.Sum(keys.PurposeAddr, c.ID, AddrKey(addr, s.cfg.IPv6Prefix))
 	}
 	return intent
 }

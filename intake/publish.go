@@ -27,6 +27,7 @@ const (
 	// shedIdempotency: the first body of an Idempotency-Key could not be
 	// recorded or read (stream.ReceiptBodies unreachable or full).
 	shedIdempotency = "idempotency_store"
+	shedKeyMissing  = "key_missing" // the campaign's HMAC key is not configured here
 )
 
 // errShed is a publish refused or failed in a way that the client should

@@ -1,8 +1,8 @@
 package intake
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 
 	"github.com/prereg/prereg/keys"
@@ -20,7 +20,10 @@ const (
 	ReceiptLen = ((receiptIDLen+receiptMACLen)*8 + 5) / 6
 )
 
-// Receipts issues and checks receipts (docs/DESIGN.md, "Receipts and idempotency").
+// Receipts issues and checks receipts (docs/DESIGN.md, "Receipts and
+// idempotency"). A receipt is made with Hasher's key and checked under
+// every key of its set, so receipts issued before a key rotation stay
+// valid for as long as their key is configured.
 type Receipts struct {
 	Hasher *keys.Hasher
 }
@@ -42,8 +45,9 @@ func (r Receipts) Idempotent(campaignID, deviceID, key string) string {
 	return r.seal(r.Hasher.Raw(keys.PurposeReceipt, "idempotent", campaignID, deviceID, key)[:receiptIDLen])
 }
 
-// Valid reports whether s is a receipt this system issued (with the current
-// HMAC key).
+// Valid reports whether s is a receipt this system issued, under any
+// configured HMAC key. Every key is tried, whichever matches, so the time
+// taken says nothing about which key made it, nor how close a forgery came.
 func (r Receipts) Valid(s string) bool {
 	if len(s) != ReceiptLen {
 		return false
@@ -52,16 +56,20 @@ func (r Receipts) Valid(s string) bool {
 	if err != nil || len(b) != receiptIDLen+receiptMACLen {
 		return false
 	}
-	return hmac.Equal(b[receiptIDLen:], r.mac(b[:receiptIDLen]))
+	valid := 0
+	for _, h := range r.Hasher.Each() {
+		valid |= subtle.ConstantTimeCompare(b[receiptIDLen:], mac(h, b[:receiptIDLen]))
+	}
+	return valid == 1
 }
 
 func (r Receipts) seal(id []byte) string {
 	b := make([]byte, 0, receiptIDLen+receiptMACLen)
 	b = append(b, id...)
-	b = append(b, r.mac(id)...)
+	b = append(b, mac(r.Hasher, id)...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (r Receipts) mac(id []byte) []byte {
-	return r.Hasher.Raw(keys.PurposeReceipt, "check", string(id))[:receiptMACLen]
+func mac(h *keys.Hasher, id []byte) []byte {
+	return h.Raw(keys.PurposeReceipt, "check", string(id))[:receiptMACLen]
 }

@@ -149,6 +149,10 @@ type Config struct {
 	Logger      *slog.Logger
 	// Registerer gets the worker's metrics when set.
 	Registerer prometheus.Registerer
+	// Keys is raised when a phone names an encryption key this process
+	// lacks: the worker then stops claiming, and Ready says why. Share it
+	// with the Resealer; the worker makes its own when nil.
+	Keys *keys.Alarm
 }
 
 // Stats are a worker's counts since it was made.
@@ -244,6 +248,9 @@ func New(cfg Config) (*Worker, error) {
 		log:       cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 	}
 	w.health = worker.NewHealth("notify", w.log, cfg.Now)
+	if cfg.Keys == nil {
+		w.cfg.Keys = &keys.Alarm{Stage: "notify", Logger: w.log}
+	}
 	if cfg.Registerer != nil {
 		if w.metrics, err = newMetrics(cfg.Registerer); err != nil {
 			return nil, err
@@ -269,6 +276,9 @@ func (w *Worker) Stats() Stats {
 		Reclaimed: w.reclaimed.Load(), Unanswered: w.unanswered.Load(), BreakerOpens: w.breakerOpens.Load(),
 	}
 }
+
+// Ready is an error while the worker is stopped for a missing key.
+func (w *Worker) Ready(context.Context) error { return w.cfg.Keys.Err() }
 
 // Pending is the number of messages still to send.
 func (w *Worker) Pending(ctx context.Context) (int, error) { return w.store.Pending(ctx) }
@@ -360,6 +370,12 @@ func (w *Worker) claimLoop(ctx context.Context, queue chan<- leased, results cha
 	failures := 0
 	for ctx.Err() == nil {
 		if b, ok := w.gw.(interface{ Open() bool }); ok && b.Open() {
+			pause()
+			continue
+		}
+		if w.cfg.Keys.Raised() {
+			// A phone under a key this process lacks: claiming more would
+			// only hand them back; a restart with the key mends it.
 			pause()
 			continue
 		}
@@ -496,6 +512,9 @@ func (w *Worker) DrainOnce(ctx context.Context) (int, error) {
 	if b, ok := w.gw.(interface{ Open() bool }); ok && b.Open() {
 		return 0, nil
 	}
+	if err := w.cfg.Keys.Err(); err != nil {
+		return 0, err
+	}
 	now := w.cfg.Now()
 	leaseUntil := now.Add(w.cfg.Lease)
 	msgs, err := w.store.Claim(ctx, w.cfg.Owner, now, leaseUntil, w.claimLimit())
@@ -594,9 +613,12 @@ func (w *Worker) send(ctx, stop context.Context, m Message) Result {
 	res.Type = text.Type
 	phone, err := w.phones.Open(m.Phone, []byte(m.Campaign))
 	switch {
-	case errors.Is(err, keys.ErrUnknownKey):
-		// A key not configured (yet) on this worker: another may have it.
-		return w.retry(res, m, errors.New("phone sealed with an unknown key id"))
+	case w.cfg.Keys.Raise(err):
+		// A key this worker lacks: the operator's error, not the
+		// message's. Hand it back uncounted, at once, for a worker that
+		// has the key; this one stops claiming.
+		res.Outcome, res.NextAttempt, res.Error = OutcomeReleased, w.cfg.Now(), "phone sealed with a key id not configured here"
+		return res
 	case err != nil:
 		return w.fail(res, m, errors.New("phone cannot be opened"))
 	}

@@ -17,6 +17,14 @@ import (
 // CampaignStore loads campaigns into PostgreSQL and reads them back.
 type CampaignStore struct {
 	Pool *pgxpool.Pool
+	// HMACKeyID is the id of the current HMAC key (keys.Hasher.ID), which
+	// a campaign is pinned to when it is first loaded, or first read when
+	// it was loaded before it could be pinned (by a command without keys,
+	// or before migration 0009). A campaign's pin never changes after, so
+	// its identity, device and address keys survive a key rotation.
+	// Without it (commands that hold no keys) campaigns are left to be
+	// pinned by the first process that has keys.
+	HMACKeyID string
 }
 
 // LoadResult says what a load changed.
@@ -52,10 +60,12 @@ func (s *CampaignStore) Load(ctx context.Context, c *campaign.Campaign) (LoadRes
 			return fmt.Errorf("campaign %s already has registrations in %d shards, the file asks for %d: %w", c.ID, oldShards, c.Shards, prereg.ErrConflict)
 		}
 		var inserted bool
-		err = tx.QueryRow(ctx, `INSERT INTO campaigns (id, name, spec, shards, device_cap) VALUES ($1, $2, $3, $4, $5)
+		// A reload keeps the campaign's key: only an unpinned one takes
+		// the current key here.
+		err = tx.QueryRow(ctx, `INSERT INTO campaigns (id, name, spec, shards, device_cap, hmac_key) VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''))
 			ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, spec = EXCLUDED.spec, shards = EXCLUDED.shards,
-			    device_cap = EXCLUDED.device_cap, loaded_at = now()
-			RETURNING (xmax = 0)`, c.ID, c.Name, spec, c.Shards, c.DeviceCap).Scan(&inserted)
+			    device_cap = EXCLUDED.device_cap, loaded_at = now(), hmac_key = COALESCE(campaigns.hmac_key, EXCLUDED.hmac_key)
+			RETURNING (xmax = 0)`, c.ID, c.Name, spec, c.Shards, c.DeviceCap, s.HMACKeyID).Scan(&inserted)
 		if err != nil {
 			return fmt.Errorf("upsert campaign: %w", err)
 		}
@@ -127,45 +137,91 @@ func loadClinics(ctx context.Context, tx pgx.Tx, c *campaign.Campaign) (clinics,
 	return len(c.Clinics), len(c.Clinics) * days * bands, nil
 }
 
-// Get reads a campaign (without its clinics).
+// Get reads a campaign (without its clinics), with its HMAC key id.
 func (s *CampaignStore) Get(ctx context.Context, id string) (*campaign.Campaign, error) {
-	var spec []byte
-	err := s.Pool.QueryRow(ctx, `SELECT spec FROM campaigns WHERE id = $1`, id).Scan(&spec)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, prereg.ErrCampaignNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get campaign: %w", err)
-	}
-	return decodeSpec(spec)
-}
-
-// List reads every campaign (without clinics), with the time of the latest
-// load so that a cache can tell when to refresh.
-func (s *CampaignStore) List(ctx context.Context) ([]*campaign.Campaign, time.Time, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT spec, loaded_at FROM campaigns ORDER BY id`)
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("list campaigns: %w", err)
-	}
-	defer rows.Close()
-	var out []*campaign.Campaign
-	var latest time.Time
-	for rows.Next() {
+	for pinned := false; ; pinned = true {
 		var spec []byte
-		var at time.Time
-		if err := rows.Scan(&spec, &at); err != nil {
-			return nil, time.Time{}, fmt.Errorf("list campaigns: %w", err)
+		var key *string
+		err := s.Pool.QueryRow(ctx, `SELECT spec, hmac_key FROM campaigns WHERE id = $1`, id).Scan(&spec, &key)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, prereg.ErrCampaignNotFound
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get campaign: %w", err)
+		}
+		if key == nil && s.HMACKeyID != "" && !pinned {
+			if err := s.pin(ctx); err != nil {
+				return nil, err
+			}
+			continue // read the pin, which a concurrent process may have set first
 		}
 		c, err := decodeSpec(spec)
 		if err != nil {
+			return nil, err
+		}
+		if key != nil {
+			c.HMACKey = *key
+		}
+		return c, nil
+	}
+}
+
+// List reads every campaign (without clinics) with its HMAC key id, and
+// the time of the latest load so that a cache can tell when to refresh.
+func (s *CampaignStore) List(ctx context.Context) ([]*campaign.Campaign, time.Time, error) {
+	out, latest, unpinned, err := s.list(ctx)
+	if err == nil && unpinned && s.HMACKeyID != "" {
+		if err := s.pin(ctx); err != nil {
 			return nil, time.Time{}, err
+		}
+		out, latest, _, err = s.list(ctx)
+	}
+	return out, latest, err
+}
+
+func (s *CampaignStore) list(ctx context.Context) (out []*campaign.Campaign, latest time.Time, unpinned bool, err error) {
+	rows, err := s.Pool.Query(ctx, `SELECT spec, loaded_at, hmac_key FROM campaigns ORDER BY id`)
+	if err != nil {
+		return nil, time.Time{}, false, fmt.Errorf("list campaigns: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var spec []byte
+		var at time.Time
+		var key *string
+		if err := rows.Scan(&spec, &at, &key); err != nil {
+			return nil, time.Time{}, false, fmt.Errorf("list campaigns: %w", err)
+		}
+		c, err := decodeSpec(spec)
+		if err != nil {
+			return nil, time.Time{}, false, err
+		}
+		if key != nil {
+			c.HMACKey = *key
+		} else {
+			unpinned = true
 		}
 		out = append(out, c)
 		if at.After(latest) {
 			latest = at
 		}
 	}
-	return out, latest, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, time.Time{}, false, fmt.Errorf("list campaigns: %w", err)
+	}
+	return out, latest, unpinned, nil
+}
+
+// pin gives every campaign without a key id the current one. Their keys
+// were made with the key that was current before rotation was possible,
+// which is this process's current key as long as migration 0009 ran
+// before the first rotation (docs/SECURITY.md, "Keys and rotation").
+// Processes racing to pin agree: the first one's key stays.
+func (s *CampaignStore) pin(ctx context.Context) error {
+	if _, err := s.Pool.Exec(ctx, `UPDATE campaigns SET hmac_key = $1 WHERE hmac_key IS NULL`, s.HMACKeyID); err != nil {
+		return fmt.Errorf("pin campaigns to HMAC key %q: %w", s.HMACKeyID, err)
+	}
+	return nil
 }
 
 // Clinics reads a campaign's clinics.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/keys"
 )
 
 // Names that other stages and operators rely on.
@@ -33,11 +34,6 @@ type Campaigns interface {
 	Get(ctx context.Context, id string) (*campaign.Campaign, error)
 }
 
-// Hasher makes keyed hashes (keys.Hasher).
-type Hasher interface {
-	Sum(purpose string, parts ...string) string
-}
-
 // Opener opens sealed values (keys.Sealer).
 type Opener interface {
 	Open(v prereg.Sealed, aad []byte) ([]byte, error)
@@ -53,8 +49,11 @@ type Registrations interface {
 type Config struct {
 	JetStream jetstream.JetStream
 	Campaigns Campaigns
-	Hasher    Hasher
-	Sealer    Opener
+	// Hasher makes the keyed hashes: each campaign's identity, token and
+	// claim keys under the key it is pinned to (campaign.Campaign.HMACKey).
+	Hasher *keys.Hasher
+	// Sealer opens phones under any configured key (keys.Sealer).
+	Sealer Opener
 	// Registrations, when set, lets a claim already verified be decided as
 	// claim_seen without a call, but only for a person already registered:
 	// a duplicate of someone whose earlier submission was held or is still

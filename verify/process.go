@@ -55,15 +55,22 @@ func (v *Verifier) process(j job) {
 	defer cancel()
 	in := j.in
 	phone, err := v.cfg.Sealer.Open(in.Phone, []byte(in.Campaign))
+	if errors.Is(err, keys.ErrUnknownKey) {
+		v.keyMissing(j.msg, err)
+		return
+	}
 	if err != nil {
 		v.retry(ctx, j, true, "phone", err)
 		return
 	}
 	digits := phoneDigits(string(phone))
-	tokenKey := v.cfg.Hasher.Sum(keys.PurposeToken, in.IdentityToken)
+	// Every key of the person is made under the campaign's pinned key, and
+	// the cache of answers is keyed by it too: an answer remembered under
+	// one key never gives an identity key of another.
+	tokenKey := j.hasher.Sum(keys.PurposeToken, in.IdentityToken)
 	// The device belongs to the claim: birth date and phone alone are
 	// shared by twins who give the family's phone (see doc.go).
-	claimKey := v.cfg.Hasher.Sum(keys.PurposeClaim, in.Campaign, in.Provider, in.Birthdate, digits, in.DeviceKey)
+	claimKey := j.hasher.Sum(keys.PurposeClaim, in.Campaign, in.Provider, in.Birthdate, digits, in.DeviceKey)
 	unlock := v.claimMu.lock(claimKey)
 	defer unlock()
 
@@ -121,7 +128,7 @@ func (v *Verifier) process(j job) {
 			v.note(v.aside, depTokensWrite, putJSON(ctx, v.kv.tokens, cacheKey, ans))
 		}()
 	}
-	out, err := v.decide(in, j.camp, tokenKey, ans, digits)
+	out, err := v.decide(in, j.camp, j.hasher, tokenKey, ans, digits)
 	if err != nil {
 		v.retry(ctx, j, true, "answer", err)
 		return
@@ -172,9 +179,9 @@ func (v *Verifier) ask(ctx context.Context, j job) (tokenAnswer, error) {
 			return tokenAnswer{}, perr
 		}
 		return tokenAnswer{
-			IdentityKey: v.cfg.Hasher.Sum(keys.PurposeIdentity, a.PersonID),
+			IdentityKey: j.hasher.Sum(keys.PurposeIdentity, a.PersonID),
 			Birthdate:   bd.Format(prereg.DateLayout),
-			PhoneKey:    v.cfg.Hasher.Sum(purposePhone, phoneDigits(a.Phone)),
+			PhoneKey:    j.hasher.Sum(purposePhone, phoneDigits(a.Phone)),
 		}, nil
 	case errors.Is(err, errInvalidToken):
 		v.m.callSeconds.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
@@ -200,7 +207,7 @@ func (v *Verifier) ask(ctx context.Context, j job) (tokenAnswer, error) {
 }
 
 // decide turns the provider's answer into an outcome.
-func (v *Verifier) decide(in prereg.Intent, camp *campaign.Campaign, tokenKey string, ans tokenAnswer, digits string) (prereg.Outcome, error) {
+func (v *Verifier) decide(in prereg.Intent, camp *campaign.Campaign, h *keys.Hasher, tokenKey string, ans tokenAnswer, digits string) (prereg.Outcome, error) {
 	out := v.baseOutcome(in, tokenKey)
 	if ans.Invalid {
 		out.Verdict, out.Reason = prereg.VerdictRejected, prereg.ReasonInvalidToken
@@ -215,7 +222,7 @@ func (v *Verifier) decide(in prereg.Intent, camp *campaign.Campaign, tokenKey st
 	}
 	out.IdentityKey = ans.IdentityKey
 	out.Birthdate = ans.Birthdate
-	out.PhoneVerified = ans.PhoneKey != "" && ans.PhoneKey == v.cfg.Hasher.Sum(purposePhone, digits)
+	out.PhoneVerified = ans.PhoneKey != "" && ans.PhoneKey == h.Sum(purposePhone, digits)
 	claimed, _ := time.Parse(prereg.DateLayout, in.Birthdate)
 	switch {
 	case !bd.Equal(claimed):
@@ -299,6 +306,8 @@ func (v *Verifier) retry(ctx context.Context, j job, counted bool, cause string,
 		return
 	}
 	v.m.counted.Inc()
+	// The current key, pinned or not: a receipt's count must not depend
+	// on whether its campaign was read yet. A rotation restarts counts.
 	n, cerr := countFailure(ctx, v.kv.attempts, v.cfg.Hasher.Sum("verify-attempt", j.in.Receipt))
 	v.note(v.health, depAttempts, cerr)
 	if cerr != nil {
@@ -332,6 +341,7 @@ func (v *Verifier) unreadable(ctx context.Context, msg jetstream.Msg, partial pr
 	if partial.Campaign != "" {
 		if c, cerr := v.camps.Get(ctx, partial.Campaign); cerr == nil {
 			j.camp = c
+			j.hasher, _ = v.cfg.Hasher.Pinned(c.HMACKey) // nil: the outcome goes without a token key
 		}
 	}
 	v.giveUp(ctx, j)
@@ -340,8 +350,8 @@ func (v *Verifier) unreadable(ctx context.Context, msg jetstream.Msg, partial pr
 // giveUp publishes Outcome{rejected, unprocessable} and acknowledges.
 func (v *Verifier) giveUp(ctx context.Context, j job) {
 	out := v.baseOutcome(j.in, "")
-	if j.in.IdentityToken != "" {
-		out.TokenKey = v.cfg.Hasher.Sum(keys.PurposeToken, j.in.IdentityToken)
+	if j.in.IdentityToken != "" && j.hasher != nil {
+		out.TokenKey = j.hasher.Sum(keys.PurposeToken, j.in.IdentityToken)
 	}
 	out.Verdict, out.Reason = prereg.VerdictRejected, prereg.ReasonUnprocessable
 	shards := 1

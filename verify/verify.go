@@ -15,6 +15,7 @@ import (
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/stream"
 	"github.com/prereg/prereg/worker"
 )
@@ -38,6 +39,9 @@ type Verifier struct {
 	health *worker.Health
 	aside  *worker.Health
 	spend  *spendGuard
+	// keys is raised when a phone or a campaign names a key this process
+	// lacks: the dispatcher then stops taking messages (keyMissing).
+	keys *keys.Alarm
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -102,6 +106,7 @@ func New(cfg Config) (*Verifier, error) {
 		js:         cfg.JetStream,
 		camps:      camps,
 		spend:      newSpendGuard(set.ProviderCallsPerPrefix, set.ProviderCallsPerCampaign),
+		keys:       &keys.Alarm{Stage: "verify", Logger: cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))},
 		pools:      map[string]*pool{},
 		freed:      make(chan struct{}, 1),
 		dispatched: make(chan struct{}),
@@ -239,7 +244,7 @@ func (v *Verifier) dispatch() {
 		msg, err := v.feed.Next(0)
 		if err != nil {
 			// The feed replaces a failed iterator itself: an error here
-			// means Stop drained it.
+			// means Stop, or a missing key (keyMissing), drained it.
 			return
 		}
 		if v.stopping.Load() {
@@ -248,8 +253,31 @@ func (v *Verifier) dispatch() {
 			v.m.naks.WithLabelValues("shutdown").Inc()
 			continue
 		}
+		if v.keys.Raised() {
+			// Drained after a missing key: the same.
+			_ = msg.Nak()
+			v.m.naks.WithLabelValues("key_missing").Inc()
+			continue
+		}
 		v.route(msg)
 	}
+}
+
+// Ready is an error while the stage is stopped for a missing key.
+func (v *Verifier) Ready(context.Context) error { return v.keys.Err() }
+
+// keyMissing hands a message back at once, uncounted, for a process that
+// has the key it needs (err, an unknown key id), raises the alarm and
+// stops this process taking messages: a key missing is the operator's
+// error, which no message may pay for, and which only a restart with the
+// key mends. What the consumer had buffered goes back the same way.
+func (v *Verifier) keyMissing(msg jetstream.Msg, err error) {
+	v.keys.Raise(err)
+	if nerr := msg.Nak(); nerr != nil {
+		v.log.Warn("verify: nak", slog.String("cause", "key_missing"), slog.Any("err", nerr))
+	}
+	v.m.naks.WithLabelValues("key_missing").Inc()
+	v.feed.Drain()
 }
 
 // job is one message on its way through a pool.
@@ -258,6 +286,8 @@ type job struct {
 	in   prereg.Intent
 	camp *campaign.Campaign
 	pool *pool
+	// hasher is the campaign's pinned HMAC key.
+	hasher *keys.Hasher
 }
 
 func (v *Verifier) route(msg jetstream.Msg) {
@@ -277,6 +307,11 @@ func (v *Verifier) route(msg jetstream.Msg) {
 		v.retry(ctx, job{msg: msg, in: in}, errors.Is(err, prereg.ErrCampaignNotFound), "campaign", err)
 		return
 	}
+	hasher, err := v.cfg.Hasher.Pinned(camp.HMACKey)
+	if err != nil {
+		v.keyMissing(msg, err)
+		return
+	}
 	// Start every provider's pool of the campaign at once: capacity must
 	// count them all before one slow provider can fill what there is.
 	for _, pr := range camp.Providers {
@@ -284,11 +319,11 @@ func (v *Verifier) route(msg jetstream.Msg) {
 	}
 	prov, ok := camp.Provider(in.Provider)
 	if !ok {
-		v.retry(ctx, job{msg: msg, in: in, camp: camp}, true, "provider", errors.New("the campaign has no such provider"))
+		v.retry(ctx, job{msg: msg, in: in, camp: camp, hasher: hasher}, true, "provider", errors.New("the campaign has no such provider"))
 		return
 	}
 	p := v.pool(camp.ID, prov)
-	j := job{msg: msg, in: in, camp: camp, pool: p}
+	j := job{msg: msg, in: in, camp: camp, pool: p, hasher: hasher}
 	v.inFlight.Add(1)
 	v.m.inFlight.Inc()
 	if v.enqueue(p, j) {

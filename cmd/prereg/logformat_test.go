@@ -23,8 +23,8 @@ func TestRunLogsJSONWhenAsked(t *testing.T) {
 			var stderr bytes.Buffer
 			vars := map[string]string{
 				"PREREG_LOG_FORMAT": format,
-				"PREREG_HMAC_KEY":   "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-				"PREREG_ENC_KEY":    "e1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+				"PREREG_HMAC_KEY":   "k1:ngmfcs4kiRjoLiy4C9scm3O3Y3Pdsm9JjWt2gMnl/ic=",
+				"PREREG_ENC_KEY":    "e1:tKyaa4+6sd1i0QlQVnnnjfRchFY/wS5/Rvx7ZCzGnQg=",
 			}
 			env := &Env{Stdout: io.Discard, Stderr: &stderr, Getenv: func(k string) string { return vars[k] }}
 			require.Equal(t, exitFailure, run(env, []string{"serve"}))
