@@ -39,10 +39,10 @@ func TestFromEnvProductionRules(t *testing.T) {
 	}{
 		{name: "dev key id in production", production: true,
 			vars:    map[string]string{"PREREG_HMAC_KEY": "dev:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "PREREG_ENC_KEY": encKey},
-			wantErr: []string{`PREREG_HMAC_KEY: key "dev" has a demo or dev key id`}},
+			wantErr: []string{`PREREG_HMAC_KEY: key "dev" is a demo or dev key id`}},
 		{name: "placeholder key in production", production: true,
 			vars:    map[string]string{"PREREG_HMAC_KEY": hmacKey, "PREREG_ENC_KEY": zeros},
-			wantErr: []string{`PREREG_ENC_KEY: key "k1" is one byte repeated`}},
+			wantErr: []string{`PREREG_ENC_KEY: key "k1" repeats a few byte values`}},
 		{name: "short delivery-report secret", production: true,
 			vars:    map[string]string{"PREREG_HMAC_KEY": hmacKey, "PREREG_ENC_KEY": encKey, "PREREG_SMS_SECRET": "short-secret"},
 			wantErr: []string{"PREREG_SMS_SECRET: want at least 32 characters, got 12"}},
