@@ -67,31 +67,10 @@ func cmdCheck(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 	} else {
-		printCheck(env, rep)
+		check.PrintReport(env.Stdout, rep)
 	}
 	if !rep.OK {
 		return &invariantError{names: rep.Failed()}
 	}
 	return nil
-}
-
-func printCheck(env *Env, rep *check.Report) {
-	fmt.Fprintf(env.Stdout, "campaign %s: %d outcomes in the stream, %d in flight\n", rep.Campaign, rep.Outcomes, rep.InFlight)
-	for _, inv := range rep.Invariants {
-		mark := "ok  "
-		if !inv.OK {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(env.Stdout, "%s invariant %d: %s", mark, inv.ID, inv.Name)
-		if !inv.OK {
-			fmt.Fprintf(env.Stdout, " (%d violations)", inv.Violations)
-		}
-		fmt.Fprintln(env.Stdout)
-		for _, e := range inv.Examples {
-			fmt.Fprintf(env.Stdout, "       %s\n", e)
-		}
-		if inv.Note != "" {
-			fmt.Fprintf(env.Stdout, "       note: %s\n", inv.Note)
-		}
-	}
 }

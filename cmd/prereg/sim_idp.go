@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -103,19 +102,7 @@ func cmdSimIdP(ctx context.Context, env *Env, args []string) error {
 	return enc.Encode(idp.Stats())
 }
 
-// serveUntilDone serves on ln until ctx ends (or the server fails), then
-// shuts the server down with a short grace: the sim commands' main loop.
+// serveUntilDone is sim.Serve, the sim commands' main loop.
 func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
-		}
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	return sim.Serve(ctx, srv, ln)
 }
