@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,22 +24,19 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 	window := fs.String("window", "", "window id (required)")
 	dry := fs.Bool("dry-run", false, "plan and report, write nothing")
 	policy := fs.String("policy", string(scheduler.PolicyLottery), "lottery (by the committed seed) or fcfs (by first submission)")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs)
 	wait := fs.Bool("wait", false, "wait for another allocation of the campaign instead of failing")
 	chunk := fs.Int("chunk", scheduler.DefaultChunkSize, "registrations written per transaction")
 	maxKm := fs.Float64("max-distance-km", 0, "farthest region a registration may be sent to (0: any)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *campaignID == "" || *window == "" {
-		return usagef("--campaign and --window are required")
+	if err := requireFlags(fs, "campaign", "window"); err != nil {
+		return err
 	}
 	pol, err := scheduler.ParsePolicy(*policy)
 	if err != nil {
 		return usagef("--policy: %v", err)
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("--format %q: want text or json", *format)
 	}
 	if *chunk < 1 || *maxKm < 0 {
 		return usagef("want --chunk >= 1 and --max-distance-km >= 0")
@@ -83,13 +79,7 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 		}
 		return err
 	}
-	if *format == "json" {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
-	}
-	scheduler.PrintResult(env.Stdout, res)
-	return nil
+	return writeOutput(env, *format, res, func(w io.Writer) { scheduler.PrintResult(w, res) })
 }
 
 // terminal returns w as a file when it is a terminal: where a progress bar

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,16 +20,13 @@ func init() {
 func cmdCheck(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "check", "--campaign C [--format text|json] [--settled]")
 	campaignID := fs.String("campaign", "", "campaign id (required)")
-	format := fs.String("format", "text", "output: text or json")
+	format := formatFlag(fs)
 	settled := fs.Bool("settled", false, "the pipeline is drained: intents still in flight count as lost")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *campaignID == "" {
-		return usagef("--campaign is required")
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("--format must be text or json")
+	if err := requireFlags(fs, "campaign"); err != nil {
+		return err
 	}
 	pool, closeDB, err := env.Database(ctx, false)
 	if err != nil {
@@ -60,14 +57,8 @@ func cmdCheck(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *format == "json" {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	} else {
-		check.PrintReport(env.Stdout, rep)
+	if err := writeOutput(env, *format, rep, func(w io.Writer) { check.PrintReport(w, rep) }); err != nil {
+		return err
 	}
 	if !rep.OK {
 		return &invariantError{names: rep.Failed()}
