@@ -36,3 +36,14 @@ func TestServeStopsOnCancel(t *testing.T) {
 		t.Fatal("Serve did not return after its context ended")
 	}
 }
+
+// The --outage flag of prereg sim idp reads repeated and comma-separated
+// outages, and refuses a malformed one.
+func TestOutagesFlag(t *testing.T) {
+	t.Parallel()
+	var o sim.Outages
+	require.NoError(t, o.Set("10s-40s"))
+	require.NoError(t, o.Set("1m-2m,3m-4m"))
+	require.Equal(t, "10s-40s,1m0s-2m0s,3m0s-4m0s", o.String())
+	require.Error(t, o.Set("40s-10s"))
+}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prereg/prereg/config"
@@ -16,28 +15,6 @@ import (
 
 func init() {
 	register(command{name: "sim idp", summary: "the simulated identity provider, with fault flags (latency, errors, timeouts, outages, slow bodies)", run: cmdSimIdP})
-}
-
-// outageFlags collects repeated --outage FROM-TO flags.
-type outageFlags []sim.Outage
-
-func (o *outageFlags) String() string {
-	parts := make([]string, len(*o))
-	for i, x := range *o {
-		parts[i] = fmt.Sprintf("%s-%s", time.Duration(x.From), time.Duration(x.To))
-	}
-	return strings.Join(parts, ",")
-}
-
-func (o *outageFlags) Set(s string) error {
-	for _, part := range strings.Split(s, ",") {
-		x, err := sim.ParseOutage(part)
-		if err != nil {
-			return err
-		}
-		*o = append(*o, x)
-	}
-	return nil
 }
 
 func cmdSimIdP(ctx context.Context, env *Env, args []string) error {
@@ -52,7 +29,7 @@ func cmdSimIdP(ctx context.Context, env *Env, args []string) error {
 	down := fs.Bool("down", false, "answer everything 503 until PUT /v1/faults lifts it")
 	dripRate := fs.Float64("drip-rate", 0, "fraction of successful answers whose body trickles out a byte at a time")
 	dripEvery := fs.Duration("drip-every", 100*time.Millisecond, "pause between the bytes of a dripped body")
-	var outages outageFlags
+	var outages sim.Outages
 	fs.Var(&outages, "outage", "answer 503 from FROM to TO after start, e.g. 10s-40s (repeatable, or comma-separated)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
