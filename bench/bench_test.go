@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/prereg/prereg/bench"
 	"github.com/prereg/prereg/postgres/pgtest"
@@ -27,7 +28,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv(asServer) == "1" {
 		os.Exit(serveIntake())
 	}
-	pgtest.Main(m)
+	pgtest.VerifyMain(m, append(pgtest.IgnoreFastHTTP(),
+		// The load generator's fasthttp client: each host's idle
+		// connection cleaner sleeps MaxIdleConnDuration (a minute) before
+		// it sees the client closed, and the default dialer's address
+		// cache cleaner lives as long as the process.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
+	)...)
 }
 
 // serveIntake is this binary as a bench server: "ready URL", then serve

@@ -48,7 +48,7 @@ import (
 	"github.com/prereg/prereg/stream/streamtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { pgtest.VerifyMain(m, pgtest.IgnoreFastHTTP()...) }
 
 // promql is Prometheus's own PromQL parser (promql/parser): the rules and
 // panels must parse as the server that loads them parses them.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/httpapi"
 	"github.com/prereg/prereg/keys"
 )
 
@@ -55,13 +57,40 @@ type entry struct {
 type catalog struct {
 	byID  map[string]*entry
 	order []*entry
+	at    time.Time // when the campaigns were read
+	// stale is set once refreshes have failed for longer than
+	// campaign.DefaultCacheMaxStale: the campaigns are then unavailable.
+	stale bool
 }
 
+// get returns a campaign while the catalog may be served.
 func (c *catalog) get(id string) (*entry, bool) {
-	if c == nil {
+	if c == nil || c.stale {
 		return nil, false
 	}
 	e, ok := c.byID[id]
+	return e, ok
+}
+
+// shedCampaignsStale is the shed metric's reason for a request refused
+// because the campaigns could not be read for too long.
+const shedCampaignsStale = "campaigns_stale"
+
+// campaign returns the campaign a request names. When it cannot, it
+// answers itself and reports false: 404 for a campaign that does not
+// exist, 503 with Retry-After while the campaigns are too stale to serve
+// (see refresher). It reads one atomic pointer and allocates nothing on
+// the way to a campaign.
+func (s *Service) campaign(w http.ResponseWriter, id string) (*entry, bool) {
+	cat := s.cat.cur.Load()
+	if cat != nil && cat.stale {
+		s.shed(w, shedCampaignsStale)
+		return nil, false
+	}
+	e, ok := cat.get(id)
+	if !ok {
+		httpapi.WriteError(w, httpapi.CodeNotFound, map[string]any{"what": "campaign"})
+	}
 	return e, ok
 }
 
@@ -135,11 +164,21 @@ func newEntry(c *campaign.Campaign, health map[string]prereg.ProviderHealth, lot
 }
 
 // refresher keeps the catalog current.
+//
+// It follows campaign.Cache's rule: when a refresh fails, the last good
+// catalog is served while it is younger than campaign.DefaultCacheMaxStale,
+// since refusing every submission on a short database outage loses more
+// than taking them against campaigns a few minutes old. Past that bound the
+// failing refresh marks the catalog stale and every campaign is answered as
+// unavailable (503 with Retry-After) until a refresh succeeds. The bound is
+// checked on refresh, not per request, so that the hot path stays one
+// atomic load; it is therefore honoured to within one refresh interval.
 type refresher struct {
 	source  CampaignSource
 	lottery Commitments // nil: no commitments shown
 	js      jetstream.JetStream
 	log     *slog.Logger
+	now     func() time.Time
 	cur     atomic.Pointer[catalog]
 	errors  atomic.Int64
 	// hasher resolves each campaign's pinned key; keys is raised while
@@ -150,19 +189,29 @@ type refresher struct {
 
 // refresh reads the campaigns and the providers' health and swaps in a new
 // catalog. Health is best effort: without the bucket every provider is
-// "unknown".
+// "unknown". On an error it applies the staleness bound.
 func (r *refresher) refresh(ctx context.Context) error {
+	next, err := r.read(ctx)
+	if err != nil {
+		r.expire()
+		return err
+	}
+	r.cur.Store(next)
+	return nil
+}
+
+func (r *refresher) read(ctx context.Context) (*catalog, error) {
 	cs, _, err := r.source.List(ctx)
 	if err != nil {
-		return fmt.Errorf("refresh campaigns: %w", err)
+		return nil, fmt.Errorf("refresh campaigns: %w", err)
 	}
 	health := r.health(ctx, cs)
-	next := &catalog{byID: make(map[string]*entry, len(cs))}
+	next := &catalog{byID: make(map[string]*entry, len(cs)), at: r.now()}
 	var missing []error
 	for _, c := range cs {
 		e, err := newEntry(c, health, r.commitments(ctx, c.ID))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if e.hasher, err = r.hasher.Pinned(c.HMACKey); err != nil {
 			missing = append(missing, err)
@@ -170,9 +219,19 @@ func (r *refresher) refresh(ctx context.Context) error {
 		next.byID[c.ID] = e
 		next.order = append(next.order, e)
 	}
-	r.cur.Store(next)
 	r.keys.Set(missing)
-	return nil
+	return next, nil
+}
+
+// expire marks the catalog stale once it is older than the bound.
+func (r *refresher) expire() {
+	cur := r.cur.Load()
+	if cur == nil || cur.stale || r.now().Sub(cur.at) < campaign.DefaultCacheMaxStale {
+		return
+	}
+	r.log.Error("campaigns unreadable for too long; answering them as unavailable",
+		slog.Time("read_at", cur.at), slog.Duration("max_stale", campaign.DefaultCacheMaxStale))
+	r.cur.Store(&catalog{byID: cur.byID, order: cur.order, at: cur.at, stale: true})
 }
 
 // commitments reads a campaign's lottery commitments, best effort: a
@@ -236,7 +295,7 @@ func (r *refresher) loop(ctx context.Context, every time.Duration, done chan<- s
 		case <-t.C:
 			if err := r.refresh(ctx); err != nil && ctx.Err() == nil {
 				r.errors.Add(1)
-				r.log.Warn("campaign refresh failed; serving the last known campaigns", slog.Any("err", err))
+				r.log.Warn("campaign refresh failed", slog.Any("err", err))
 			}
 		}
 	}

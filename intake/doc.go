@@ -3,7 +3,9 @@
 // and per-address token buckets), gives it a receipt, publishes it to
 // JetStream with Nats-Msg-Id = the receipt, and answers 202 only after the
 // stream's ack. It never touches the database on the submit path: campaigns
-// are kept in memory and refreshed in the background, and when JetStream
+// are kept in memory and refreshed in the background (while the refreshes
+// fail, the last good campaigns are served up to campaign.Cache's bound,
+// then answered 503), and when JetStream
 // slows down, is unreachable or its stream is full, intake sheds load with
 // 503 and Retry-After instead of queueing in memory; so it does when the
 // process has less CPU than its requests need (lag.go).

@@ -194,7 +194,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxQueueWait > 0 {
 		s.guard = newCPUGuard(cfg.MaxQueueWait)
 	}
-	s.cat = refresher{source: cfg.Campaigns, lottery: cfg.Lottery, js: cfg.JetStream, log: cfg.Logger,
+	s.cat = refresher{source: cfg.Campaigns, lottery: cfg.Lottery, js: cfg.JetStream, log: cfg.Logger, now: cfg.Now,
 		hasher: cfg.Hasher, keys: &keys.Alarm{Stage: "intake", Logger: cfg.Logger}}
 	return s, nil
 }
@@ -449,9 +449,8 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 	if !ok {
 		return
 	}
-	e, ok := s.cat.cur.Load().get(req.Campaign)
+	e, ok := s.campaign(w, req.Campaign)
 	if !ok {
-		httpapi.WriteError(w, httpapi.CodeNotFound, map[string]any{"what": "campaign"})
 		return
 	}
 	c := e.c
@@ -678,9 +677,8 @@ func (s *Service) windowClosed(w http.ResponseWriter, c *campaign.Campaign, birt
 }
 
 func (s *Service) serveCampaign(w http.ResponseWriter, r *http.Request) {
-	e, ok := s.cat.cur.Load().get(r.PathValue("id"))
+	e, ok := s.campaign(w, r.PathValue("id"))
 	if !ok {
-		httpapi.WriteError(w, httpapi.CodeNotFound, map[string]any{"what": "campaign"})
 		return
 	}
 	h := w.Header()

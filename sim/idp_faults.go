@@ -59,6 +59,34 @@ func ParseOutage(s string) (Outage, error) {
 	return Outage{From: Duration(from), To: Duration(to)}, nil
 }
 
+// Outages is a list of outages given as a flag (flag.Value): repeated, or
+// comma-separated, FROM-TO each.
+type Outages []Outage
+
+// String is the outages as Set reads them.
+func (o *Outages) String() string {
+	if o == nil {
+		return ""
+	}
+	parts := make([]string, len(*o))
+	for i, x := range *o {
+		parts[i] = fmt.Sprintf("%s-%s", time.Duration(x.From), time.Duration(x.To))
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set adds the comma-separated outages of s.
+func (o *Outages) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		x, err := ParseOutage(part)
+		if err != nil {
+			return err
+		}
+		*o = append(*o, x)
+	}
+	return nil
+}
+
 // Validate reports faults that make no sense.
 func (f Faults) Validate() error {
 	for name, r := range map[string]float64{"error_rate": f.ErrorRate, "timeout_rate": f.TimeoutRate, "drip_rate": f.DripRate} {

@@ -16,7 +16,7 @@ import (
 	"github.com/prereg/prereg/world"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) { pgtest.VerifyMain(m, pgtest.IgnoreFastHTTP()...) }
 
 // A lottery seed committed before the window closes is published on the
 // campaign endpoint (its hash only), so that nobody can try seeds later.

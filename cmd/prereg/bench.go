@@ -27,9 +27,6 @@ func init() {
 // benchSetup is what the benchmarks take from the environment; progress
 // goes to stderr in text format only, so that JSON output stays clean.
 func benchSetup(env *Env, format string) (bench.Setup, error) {
-	if format != "text" && format != "json" {
-		return bench.Setup{}, usagef("--format %q: want text or json", format)
-	}
 	cfg, _, err := env.Config(false)
 	if err != nil {
 		return bench.Setup{}, err
@@ -46,17 +43,6 @@ func benchSetup(env *Env, format string) (bench.Setup, error) {
 	return s, nil
 }
 
-// printBench writes a benchmark's result as indented JSON, or for people.
-func printBench(env *Env, format string, res any, text func(io.Writer)) error {
-	if format == "json" {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
-	}
-	text(env.Stdout)
-	return nil
-}
-
 func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "bench intake", "[--duration D] [--connections C] [--rounds N] [--overload-duration D] [--format text|json]")
 	var o bench.IntakeOptions
@@ -64,7 +50,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&o.Connections, "connections", 64, "closed-loop connections of the load generator")
 	fs.IntVar(&o.Rounds, "rounds", 5, "rounds; each runs bare, naive, intake, intake_synced in turn")
 	fs.DurationVar(&o.Overload, "overload-duration", 60e9, "open-loop overload run at twice the measured capacity (0 skips it)")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs)
 	fs.StringVar(&o.OverloadServer, "overload-server", "overload", "the server of the overload run: overload (intake), bare (the generator's own limit), or refuse (how many submissions one core can refuse: the ceiling of any shedding inside the process)")
 	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write a CPU profile of each server to DIR/MODE.prof and its live heap at the end to DIR/MODE.heap.prof")
 	fs.BoolVar(&o.BareFasthttp, "bare-fasthttp", false, "also run the bare handler on fasthttp (the server intake runs on) in every round, and print intake's ratio to it")
@@ -94,7 +80,7 @@ func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return printBench(env, *format, res, func(w io.Writer) { bench.PrintIntake(w, res, modes, o.Overload) })
+	return writeOutput(env, *format, res, func(w io.Writer) { bench.PrintIntake(w, res, modes, o.Overload) })
 }
 
 // cmdBenchIntakeServer runs one of the intake bench's servers until
@@ -136,7 +122,7 @@ func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "the provider's concurrency limit (bulkhead)")
 	fs.DurationVar(&o.Latency, "latency", 5e7, "the provider's latency in the second phase")
 	fs.IntVar(&o.Runs, "runs", 3, "runs of each phase; the medians are reported")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs)
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole bench to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -152,7 +138,7 @@ func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return printBench(env, *format, res, func(w io.Writer) { bench.PrintVerify(w, o, res) })
+	return writeOutput(env, *format, res, func(w io.Writer) { bench.PrintVerify(w, o, res) })
 }
 
 func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
@@ -166,7 +152,7 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&o.BloomPeople, "bloom-people", 0, "people the Bloom filters are sized for (default: the bench's people)")
 	fs.Float64Var(&o.BloomFPR, "bloom-fpr", campaign.DefaultBloomFPRate, "Bloom filters' target false-positive rate")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the synthetic mix")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs)
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the deciding phase to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -182,7 +168,7 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return printBench(env, *format, res, func(w io.Writer) { bench.PrintDedupe(w, res) })
+	return writeOutput(env, *format, res, func(w io.Writer) { bench.PrintDedupe(w, res) })
 }
 
 func cmdBenchAllocate(ctx context.Context, env *Env, args []string) error {
@@ -194,7 +180,7 @@ func cmdBenchAllocate(ctx context.Context, env *Env, args []string) error {
 	fs.Float64Var(&o.CapacityScale, "capacity-scale", 1, "multiplies every clinic's capacity (1: about 9.8 million places over 14 days)")
 	fs.IntVar(&o.Chunk, "chunk", scheduler.DefaultChunkSize, "registrations written per transaction")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the inventory and the registrations")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs)
 	fs.BoolVar(&o.Keep, "keep", false, "keep the bench database for inspection (its name goes to stderr)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -213,7 +199,7 @@ func cmdBenchAllocate(ctx context.Context, env *Env, args []string) error {
 	if res.DatabaseURL != "" {
 		fmt.Fprintf(env.Stderr, "bench database: %s\n", res.DatabaseURL)
 	}
-	return printBench(env, *format, res, func(w io.Writer) { bench.PrintAllocate(w, o, res) })
+	return writeOutput(env, *format, res, func(w io.Writer) { bench.PrintAllocate(w, o, res) })
 }
 
 func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
@@ -223,7 +209,7 @@ func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "sends in flight, for notify and for the ceiling loop alike")
 	fs.IntVar(&o.Batch, "batch", 512, "rows each claim loop claims at once")
 	fs.IntVar(&o.Loops, "loops", 4, "notify's claim loops (they share --concurrency)")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs)
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the notify run to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,16 +20,13 @@ func init() {
 func cmdCheck(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "check", "--campaign C [--format text|json] [--settled]")
 	campaignID := fs.String("campaign", "", "campaign id (required)")
-	format := fs.String("format", "text", "output: text or json")
+	format := formatFlag(fs)
 	settled := fs.Bool("settled", false, "the pipeline is drained: intents still in flight count as lost")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *campaignID == "" {
-		return usagef("--campaign is required")
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("--format must be text or json")
+	if err := requireFlags(fs, "campaign"); err != nil {
+		return err
 	}
 	pool, closeDB, err := env.Database(ctx, false)
 	if err != nil {
@@ -60,38 +57,11 @@ func cmdCheck(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *format == "json" {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	} else {
-		printCheck(env, rep)
+	if err := writeOutput(env, *format, rep, func(w io.Writer) { check.PrintReport(w, rep) }); err != nil {
+		return err
 	}
 	if !rep.OK {
 		return &invariantError{names: rep.Failed()}
 	}
 	return nil
-}
-
-func printCheck(env *Env, rep *check.Report) {
-	fmt.Fprintf(env.Stdout, "campaign %s: %d outcomes in the stream, %d in flight\n", rep.Campaign, rep.Outcomes, rep.InFlight)
-	for _, inv := range rep.Invariants {
-		mark := "ok  "
-		if !inv.OK {
-			mark = "FAIL"
-		}
-		fmt.Fprintf(env.Stdout, "%s invariant %d: %s", mark, inv.ID, inv.Name)
-		if !inv.OK {
-			fmt.Fprintf(env.Stdout, " (%d violations)", inv.Violations)
-		}
-		fmt.Fprintln(env.Stdout)
-		for _, e := range inv.Examples {
-			fmt.Fprintf(env.Stdout, "       %s\n", e)
-		}
-		if inv.Note != "" {
-			fmt.Fprintf(env.Stdout, "       note: %s\n", inv.Note)
-		}
-	}
 }

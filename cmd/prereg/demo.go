@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"time"
 
@@ -17,7 +16,7 @@ func cmdDemo(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "demo", "[--submissions N] [--seed S] [--format text|json] [--keep] [--sync-always]")
 	n := fs.Int("submissions", 100_000, "submissions in the surge (about 2.5 per person)")
 	seed := fs.Int64("seed", 1, "seed of the population and the surge")
-	format := fs.String("format", "text", "output: text or json")
+	format := formatFlag(fs)
 	keep := fs.Bool("keep", false, "keep the demo's database (its name is printed) instead of dropping it")
 	conns := fs.Int("connections", 64, "closed-loop connections of the load generator")
 	rate := fs.Float64("rate", 0, "open-loop submissions per second instead of closed-loop")
@@ -28,9 +27,6 @@ func cmdDemo(ctx context.Context, env *Env, args []string) error {
 	}
 	if *n < 1 {
 		return usagef("--submissions must be at least 1")
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("--format must be text or json")
 	}
 	cfg, _, err := env.Config(false)
 	if err != nil {
@@ -49,14 +45,8 @@ func cmdDemo(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *format == "json" {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(sum); err != nil {
-			return err
-		}
-	} else {
-		world.PrintDemo(env.Stdout, sum)
+	if err := writeOutput(env, *format, sum, func(w io.Writer) { world.PrintDemo(w, sum) }); err != nil {
+		return err
 	}
 	if !sum.InvariantOK {
 		return &invariantError{names: sum.Violations}

@@ -135,32 +135,3 @@ func printHelp(w io.Writer) {
 	fmt.Fprintln(w, "PREREG_ADMIN_TOKENS (role:token,...); secrets also as *_FILE. Exit codes: 0 ok, 1 failure,")
 	fmt.Fprintln(w, "2 usage, 3 invariant failed.")
 }
-
-// newFlags makes a FlagSet for a command whose -h prints to stdout and whose
-// errors become usage errors.
-func newFlags(env *Env, name, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet("prereg "+name, flag.ContinueOnError)
-	fs.SetOutput(env.Stdout)
-	fs.Usage = func() {
-		fmt.Fprintf(env.Stdout, "Usage: prereg %s %s\n\n", name, usage)
-		fs.SetOutput(env.Stdout)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args, turning flag errors into usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		return err
-	}
-	if err != nil {
-		return usagef("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
-}

@@ -56,12 +56,9 @@ func cmdOutboxResend(ctx context.Context, env *Env, args []string) error {
 func cmdOutboxStatus(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "outbox status", "[--campaign C] [--format text|json]")
 	campaignID := fs.String("campaign", "", "one campaign (default: all)")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("--format %q: want text or json", *format)
 	}
 	pool, closeDB, err := env.Database(ctx, true)
 	if err != nil {

@@ -19,18 +19,13 @@ func cmdReportDedupe(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "report dedupe", "--campaign C [--window W] [--format text|json|csv|html] [--top N]")
 	campaignID := fs.String("campaign", "", "campaign id (required)")
 	window := fs.String("window", "", "one window only (default: all)")
-	format := fs.String("format", dedupe.FormatText, "text, json, csv or html")
+	format := formatFlag(fs, dedupe.FormatText, dedupe.FormatJSON, dedupe.FormatCSV, dedupe.FormatHTML)
 	top := fs.Int("top", 10, "devices with the most distinct people to list")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *campaignID == "" {
-		return usagef("--campaign is required")
-	}
-	switch *format {
-	case dedupe.FormatText, dedupe.FormatJSON, dedupe.FormatCSV, dedupe.FormatHTML:
-	default:
-		return usagef("--format %q: want text, json, csv or html", *format)
+	if err := requireFlags(fs, "campaign"); err != nil {
+		return err
 	}
 	pool, closeDB, err := env.Database(ctx, true)
 	if err != nil {

@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prereg/prereg/config"
@@ -17,28 +15,6 @@ import (
 
 func init() {
 	register(command{name: "sim idp", summary: "the simulated identity provider, with fault flags (latency, errors, timeouts, outages, slow bodies)", run: cmdSimIdP})
-}
-
-// outageFlags collects repeated --outage FROM-TO flags.
-type outageFlags []sim.Outage
-
-func (o *outageFlags) String() string {
-	parts := make([]string, len(*o))
-	for i, x := range *o {
-		parts[i] = fmt.Sprintf("%s-%s", time.Duration(x.From), time.Duration(x.To))
-	}
-	return strings.Join(parts, ",")
-}
-
-func (o *outageFlags) Set(s string) error {
-	for _, part := range strings.Split(s, ",") {
-		x, err := sim.ParseOutage(part)
-		if err != nil {
-			return err
-		}
-		*o = append(*o, x)
-	}
-	return nil
 }
 
 func cmdSimIdP(ctx context.Context, env *Env, args []string) error {
@@ -53,7 +29,7 @@ func cmdSimIdP(ctx context.Context, env *Env, args []string) error {
 	down := fs.Bool("down", false, "answer everything 503 until PUT /v1/faults lifts it")
 	dripRate := fs.Float64("drip-rate", 0, "fraction of successful answers whose body trickles out a byte at a time")
 	dripEvery := fs.Duration("drip-every", 100*time.Millisecond, "pause between the bytes of a dripped body")
-	var outages outageFlags
+	var outages sim.Outages
 	fs.Var(&outages, "outage", "answer 503 from FROM to TO after start, e.g. 10s-40s (repeatable, or comma-separated)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -103,19 +79,7 @@ func cmdSimIdP(ctx context.Context, env *Env, args []string) error {
 	return enc.Encode(idp.Stats())
 }
 
-// serveUntilDone serves on ln until ctx ends (or the server fails), then
-// shuts the server down with a short grace: the sim commands' main loop.
+// serveUntilDone is sim.Serve, the sim commands' main loop.
 func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
-		}
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	return sim.Serve(ctx, srv, ln)
 }

@@ -46,6 +46,19 @@ func VerifyMain(m *testing.M, opts ...goleak.Option) {
 	}))...)
 }
 
+// IgnoreFastHTTP is the goleak options of a package whose tests run
+// intake's fasthttp front (prereg serve, the world, the deploy trial).
+func IgnoreFastHTTP() []goleak.Option {
+	return []goleak.Option{
+		// fasthttp's worker pool cleaner notices its server stopped only
+		// when it wakes, up to MaxIdleWorkerDuration (10 s) later.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		// fasthttp keeps the Date header's clock in one goroutine per
+		// process, started with the first server and never stopped.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+	}
+}
+
 // Stop stops a private cluster the tests started (nothing for a shared
 // server), for a TestMain that exits through something else, such as
 // goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { pgtest.Stop() })).

@@ -1,8 +1,7 @@
-package main
+package world_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/prereg/prereg/config"
 	"github.com/prereg/prereg/postgres/pgtest"
 	"github.com/prereg/prereg/sim"
 	"github.com/prereg/prereg/world"
@@ -50,13 +50,11 @@ func browser(tb testing.TB) string {
 func TestBrowserSubmitAndLookUp(t *testing.T) {
 	chrome := browser(t)
 	srv := pgtest.Server(t)
-	env := &Env{Stdout: io.Discard, Stderr: io.Discard, Logger: slog.New(slog.DiscardHandler),
-		Getenv: func(k string) string { return map[string]string{"DATABASE_URL": srv.URL}[k] }}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cfg, _, err := env.Config(false)
+	cfg, err := config.FromEnv(func(string) string { return "" }, false)
 	require.NoError(t, err)
-	w, err := world.Start(ctx, world.Options{Config: cfg, DatabaseURL: srv.URL, Logger: env.Logger, Clinics: 50, Seed: 7})
+	w, err := world.Start(ctx, world.Options{Config: cfg, DatabaseURL: srv.URL, Logger: slog.New(slog.DiscardHandler), Clinics: 50, Seed: 7})
 	require.NoError(t, err)
 	defer w.Close()
 
