@@ -101,3 +101,18 @@ func DemoCampaign(now time.Time, providerURLs map[string]string, clinics []campa
 	}
 	return c, nil
 }
+
+// ConfiguredIdP is the simulated provider name, signing with idpSecret and
+// ciSecret (PREREG_SIM_IDP_SECRET and PREREG_SIM_CI_SECRET) or, where one
+// is empty, the demo's, so that `prereg sim idp` and `prereg loadgen`
+// agree on the tokens they sign and accept.
+func ConfiguredIdP(name, idpSecret, ciSecret string) *IdP {
+	token, ci := DemoTokenSecret(name), DemoCISecret
+	if idpSecret != "" {
+		token = []byte(idpSecret)
+	}
+	if ciSecret != "" {
+		ci = []byte(ciSecret)
+	}
+	return NewIdP(name, token, ci)
+}

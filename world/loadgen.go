@@ -2,8 +2,12 @@ package world
 
 import (
 	"fmt"
+	"io"
+	"sort"
+	"strings"
 	"time"
 
+	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/sim"
 )
 
@@ -65,4 +69,57 @@ func SummarizeLoad(surge *sim.Surge, res *sim.LoadResult, target string, seed in
 		}
 	}
 	return rep
+}
+
+// SurgeWorld is the campaign a load run's surge is for and the providers
+// that sign its tokens. campaignArg is "demo" (the campaign `prereg dev`
+// loads, with the named providers) or a campaign file. idpSecret and
+// ciSecret are the simulated providers' secrets; empty, the demo's, as for
+// `prereg sim idp`.
+func SurgeWorld(campaignArg, providers, idpSecret, ciSecret string, now time.Time) (*campaign.Campaign, map[string]*sim.IdP, error) {
+	var c *campaign.Campaign
+	var err error
+	if campaignArg == "demo" {
+		urls := map[string]string{}
+		for _, name := range strings.Split(providers, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				urls[name] = "http://127.0.0.1:9101" // not called: the load generator only issues tokens
+			}
+		}
+		if c, err = sim.DemoCampaign(now, urls, nil); err != nil {
+			return nil, nil, err
+		}
+	} else if c, err = campaign.LoadFile(campaignArg); err != nil {
+		return nil, nil, err
+	}
+	idps := map[string]*sim.IdP{}
+	for _, p := range c.Providers {
+		idps[p.Name] = sim.ConfiguredIdP(p.Name, idpSecret, ciSecret)
+	}
+	return c, idps, nil
+}
+
+// Print writes the report for people: the rate, the latency and each
+// status answered against the number the truth expected.
+func (r LoadReport) Print(w io.Writer) {
+	fmt.Fprintf(w, "  sent %d of %d in %.1fs (%.0f/s), %d requests with retries, %d transport errors\n",
+		r.Sent, r.Submitted, r.Seconds, r.PerSecond, r.Attempts, r.Errors)
+	fmt.Fprintf(w, "  latency p50 %.1f ms, p99 %.1f ms\n", r.P50Ms, r.P99Ms)
+	fmt.Fprintf(w, "  %-8s %10s %10s\n", "status", "answered", "expected")
+	statuses := map[string]bool{}
+	for k := range r.Statuses {
+		statuses[k] = true
+	}
+	for k := range r.Expected {
+		statuses[k] = true
+	}
+	sorted := make([]string, 0, len(statuses))
+	for k := range statuses {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	for _, k := range sorted {
+		fmt.Fprintf(w, "  %-8s %10d %10d\n", k, r.Statuses[k], r.Expected[k])
+	}
+	fmt.Fprintf(w, "  %d distinct receipts; %d answers differ from the truth's expectation\n", r.Accepted, r.Mismatches)
 }

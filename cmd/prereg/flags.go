@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 )
@@ -99,5 +101,31 @@ func writeOutput(env *Env, format string, res any, text func(io.Writer)) error {
 		return enc.Encode(res)
 	}
 	text(env.Stdout)
+	return nil
+}
+
+// writeFile writes through a buffer to path ("-": standard output) and
+// reports a failure to write, flush or close alike.
+func writeFile(env *Env, path string, write func(io.Writer) error) error {
+	out := env.Stdout
+	var f *os.File
+	if path != "-" {
+		var err error
+		if f, err = os.Create(path); err != nil {
+			return err
+		}
+		defer f.Close()
+		out = f
+	}
+	bw := bufio.NewWriterSize(out, 1<<20)
+	if err := write(bw); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if f != nil {
+		return f.Close()
+	}
 	return nil
 }

@@ -1,19 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"sort"
-	"strings"
 	"time"
 
-	"github.com/prereg/prereg/campaign"
-	"github.com/prereg/prereg/config"
 	"github.com/prereg/prereg/sim"
 	"github.com/prereg/prereg/world"
 )
@@ -53,9 +47,13 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 	}
 
 	now := time.Now()
-	c, idps, err := loadgenWorld(env, *campaignArg, *providers, now)
+	idpSecret, ciSecret, err := simSecrets(env)
 	if err != nil {
 		return err
+	}
+	c, idps, err := world.SurgeWorld(*campaignArg, *providers, idpSecret, ciSecret, now)
+	if err != nil {
+		return campaignError(err)
 	}
 	pop, err := sim.NewPopulation(*seed, sim.PeopleFor(*submissions, c, now), c.Cohort)
 	if err != nil {
@@ -67,7 +65,13 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 	}
 
 	if *dump != "" {
-		return writeDumpFile(env, *dump, surge, *target)
+		if err := writeFile(env, *dump, func(w io.Writer) error { return sim.WriteDump(w, surge.Submissions, *target) }); err != nil {
+			return fmt.Errorf("dump: %w", err)
+		}
+		if *dump != "-" {
+			fmt.Fprintf(env.Stderr, "loadgen: wrote %d requests to %s\n", len(surge.Submissions), *dump)
+		}
+		return nil
 	}
 
 	cfg := sim.LoadConfig{Target: *target, Rate: *rate, Connections: *connections, Duration: *duration, AllowRemote: *allowRemote}
@@ -87,8 +91,8 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if *receipts != "" {
-		if err := writeReceiptsFile(*receipts, res.Answers); err != nil {
-			return err
+		if err := writeFile(env, *receipts, func(w io.Writer) error { _, err := sim.WriteReceipts(w, res.Answers); return err }); err != nil {
+			return fmt.Errorf("receipts: %w", err)
 		}
 	}
 	rep := world.SummarizeLoad(surge, res, *target, *seed, cfg)
@@ -97,118 +101,6 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	printLoadgen(env.Stdout, rep)
+	rep.Print(env.Stdout)
 	return nil
-}
-
-// loadgenWorld is the campaign the surge is for and the providers that
-// sign its tokens: the demo's secrets unless PREREG_SIM_IDP_SECRET and
-// PREREG_SIM_CI_SECRET (or _FILE) say otherwise, as for `prereg sim idp`.
-func loadgenWorld(env *Env, arg, providers string, now time.Time) (*campaign.Campaign, map[string]*sim.IdP, error) {
-	var c *campaign.Campaign
-	var err error
-	if arg == "demo" {
-		urls := map[string]string{}
-		for _, name := range strings.Split(providers, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				urls[name] = "http://127.0.0.1:9101" // not called: the load generator only issues tokens
-			}
-		}
-		if c, err = sim.DemoCampaign(now, urls, nil); err != nil {
-			return nil, nil, usagef("%v", err)
-		}
-	} else if c, err = campaign.LoadFile(arg); err != nil {
-		return nil, nil, campaignError(err)
-	}
-	secret, err := config.Secret(env.Getenv, "PREREG_SIM_IDP_SECRET")
-	if err != nil {
-		return nil, nil, usagef("%v", err)
-	}
-	ci, err := config.Secret(env.Getenv, "PREREG_SIM_CI_SECRET")
-	if err != nil {
-		return nil, nil, usagef("%v", err)
-	}
-	idps := map[string]*sim.IdP{}
-	for _, p := range c.Providers {
-		tokenSecret, ciSecret := sim.DemoTokenSecret(p.Name), sim.DemoCISecret
-		if secret != "" {
-			tokenSecret = []byte(secret)
-		}
-		if ci != "" {
-			ciSecret = []byte(ci)
-		}
-		idps[p.Name] = sim.NewIdP(p.Name, tokenSecret, ciSecret)
-	}
-	return c, idps, nil
-}
-
-func writeDumpFile(env *Env, path string, surge *sim.Surge, target string) error {
-	var w io.Writer = env.Stdout
-	var f *os.File
-	if path != "-" {
-		var err error
-		if f, err = os.Create(path); err != nil {
-			return fmt.Errorf("dump: %w", err)
-		}
-		defer f.Close()
-		w = f
-	}
-	bw := bufio.NewWriterSize(w, 1<<20)
-	if err := sim.WriteDump(bw, surge.Submissions, target); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("dump: %w", err)
-	}
-	if f != nil {
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("dump: %w", err)
-		}
-		fmt.Fprintf(env.Stderr, "loadgen: wrote %d requests to %s\n", len(surge.Submissions), path)
-	}
-	return nil
-}
-
-// writeReceiptsFile writes the receipts of the 202s to path.
-func writeReceiptsFile(path string, answers []sim.Answer) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("receipts: %w", err)
-	}
-	bw := bufio.NewWriter(f)
-	if _, err := sim.WriteReceipts(bw, answers); err != nil {
-		f.Close()
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("receipts: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("receipts: %w", err)
-	}
-	return nil
-}
-
-func printLoadgen(w io.Writer, r world.LoadReport) {
-	fmt.Fprintf(w, "  sent %d of %d in %.1fs (%.0f/s), %d requests with retries, %d transport errors\n",
-		r.Sent, r.Submitted, r.Seconds, r.PerSecond, r.Attempts, r.Errors)
-	fmt.Fprintf(w, "  latency p50 %.1f ms, p99 %.1f ms\n", r.P50Ms, r.P99Ms)
-	fmt.Fprintf(w, "  %-8s %10s %10s\n", "status", "answered", "expected")
-	keys := map[string]bool{}
-	for k := range r.Statuses {
-		keys[k] = true
-	}
-	for k := range r.Expected {
-		keys[k] = true
-	}
-	sorted := make([]string, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
-	}
-	sort.Strings(sorted)
-	for _, k := range sorted {
-		fmt.Fprintf(w, "  %-8s %10d %10d\n", k, r.Statuses[k], r.Expected[k])
-	}
-	fmt.Fprintf(w, "  %d distinct receipts; %d answers differ from the truth's expectation\n", r.Accepted, r.Mismatches)
 }

@@ -42,25 +42,11 @@ func cmdSimIdP(ctx context.Context, env *Env, args []string) error {
 	if err := faults.Validate(); err != nil {
 		return usagef("%v", err)
 	}
-	// The demo's secrets by default, so that `prereg loadgen` issues tokens
-	// this provider accepts; PREREG_SIM_IDP_SECRET and PREREG_SIM_CI_SECRET
-	// (or their _FILE variants) override them.
-	secret, err := config.Secret(env.Getenv, "PREREG_SIM_IDP_SECRET")
+	idpSecret, ciSecret, err := simSecrets(env)
 	if err != nil {
-		return usagef("%v", err)
+		return err
 	}
-	ci, err := config.Secret(env.Getenv, "PREREG_SIM_CI_SECRET")
-	if err != nil {
-		return usagef("%v", err)
-	}
-	tokenSecret, ciSecret := sim.DemoTokenSecret(*name), sim.DemoCISecret
-	if secret != "" {
-		tokenSecret = []byte(secret)
-	}
-	if ci != "" {
-		ciSecret = []byte(ci)
-	}
-	idp := sim.NewIdP(*name, tokenSecret, ciSecret)
+	idp := sim.ConfiguredIdP(*name, idpSecret, ciSecret)
 	if err := idp.SetFaults(faults); err != nil {
 		return usagef("%v", err)
 	}
@@ -71,7 +57,7 @@ func cmdSimIdP(ctx context.Context, env *Env, args []string) error {
 	srv := &http.Server{Handler: idp.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(env.Stdout, "simulated identity provider %q on http://%s (POST /v1/verify, GET /v1/stats, GET|PUT /v1/faults)\n", *name, ln.Addr())
 	env.Logger.Info("sim idp ready", slog.String("provider", *name), slog.String("addr", ln.Addr().String()))
-	if err := serveUntilDone(ctx, srv, ln); err != nil {
+	if err := sim.Serve(ctx, srv, ln); err != nil {
 		return err
 	}
 	enc := json.NewEncoder(env.Stdout)
@@ -79,7 +65,14 @@ func cmdSimIdP(ctx context.Context, env *Env, args []string) error {
 	return enc.Encode(idp.Stats())
 }
 
-// serveUntilDone is sim.Serve, the sim commands' main loop.
-func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener) error {
-	return sim.Serve(ctx, srv, ln)
+// simSecrets are the simulated providers' secrets, PREREG_SIM_IDP_SECRET
+// and PREREG_SIM_CI_SECRET (or their _FILE variants); empty: the demo's.
+func simSecrets(env *Env) (idpSecret, ciSecret string, err error) {
+	if idpSecret, err = config.Secret(env.Getenv, "PREREG_SIM_IDP_SECRET"); err != nil {
+		return "", "", usagef("%v", err)
+	}
+	if ciSecret, err = config.Secret(env.Getenv, "PREREG_SIM_CI_SECRET"); err != nil {
+		return "", "", usagef("%v", err)
+	}
+	return idpSecret, ciSecret, nil
 }

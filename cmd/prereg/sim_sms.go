@@ -59,7 +59,7 @@ func cmdSimSMS(ctx context.Context, env *Env, args []string) error {
 	srv := &http.Server{Handler: g.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(env.Stdout, "simulated SMS gateway on http://%s (POST /v1/messages, GET /v1/stats, PUT /v1/faults)\n", ln.Addr())
 	env.Logger.Info("sim sms ready", slog.String("addr", ln.Addr().String()), slog.Bool("idempotency", !*noIdem), slog.Float64("rate", *rate))
-	if err := serveUntilDone(ctx, srv, ln); err != nil {
+	if err := sim.Serve(ctx, srv, ln); err != nil {
 		return err
 	}
 	enc := json.NewEncoder(env.Stdout)
