@@ -44,6 +44,8 @@ type stage struct {
 	// otherwise valid intent, so that one mutation is all that is wrong.
 	bases   [][]byte
 	auditor string // an auditor's bearer token
+	// webhook is the delivery-report secret of the net/http process.
+	webhook []byte
 }
 
 func setup(t *testing.T) *stage {
@@ -60,13 +62,14 @@ func setup(t *testing.T) *stage {
 	t.Cleanup(w.Close)
 
 	// The process without intake: the admin role, served by net/http.
+	webhook := []byte(keys.Random(32))
 	sys, err := app.New(app.Options{
 		Roles:  []app.Role{app.RoleAdmin},
 		Pool:   w.Pool,
 		NC:     w.NC,
 		Config: cfg,
 		Intake: app.IntakeOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
-		Notify: app.NotifyOptions{WebhookSecret: []byte(keys.Random(32))},
+		Notify: app.NotifyOptions{WebhookSecret: webhook},
 	})
 	require.NoError(t, err)
 	require.NoError(t, sys.Start(ctx))
@@ -85,7 +88,7 @@ func setup(t *testing.T) *stage {
 	_, isNetHTTP := hs.(*http.Server)
 	require.True(t, isNetHTTP, "a process without intake serves with net/http")
 
-	st := &stage{w: w, targets: []target{
+	st := &stage{w: w, webhook: webhook, targets: []target{
 		{name: "fast", addr: w.BaseURL[len("http://"):]},
 		{name: "nethttp", addr: ln.Addr().String()},
 	}}
