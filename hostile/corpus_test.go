@@ -37,6 +37,9 @@ const (
 type hcase struct {
 	name string
 	raw  []byte
+	// lazy makes the bytes of a large case when it is sent, so that a
+	// full corpus is not held in memory at once.
+	lazy func() []byte
 	want expect
 	// trickle sends the request one byte at a time with this pause
 	// (slowloris): the server must cut the connection or answer.
@@ -290,20 +293,28 @@ var rules = []struct {
 	}},
 	{"huge body", func(g *generator) hcase {
 		n := intake.MaxBody + 1 + g.rng.IntN(8<<20)
-		body := bytes.Repeat([]byte(`{"a":"`), n/6+1)[:n]
-		return hcase{raw: request("POST", g.pick([]string{"/v1/intents", "/v1/sms/reports", "/admin/v1/allocations"}), [][2]string{jsonCT}, body), want: reject, mayReset: true}
+		path := g.pick([]string{"/v1/intents", "/v1/sms/reports", "/admin/v1/allocations"})
+		return hcase{lazy: func() []byte {
+			return request("POST", path, [][2]string{jsonCT}, bytes.Repeat([]byte(`{"a":"`), n/6+1)[:n])
+		}, want: reject, mayReset: true}
 	}},
 	{"huge url", func(g *generator) hcase {
-		return hcase{raw: request("GET", "/v1/intents/"+strings.Repeat("A", 8<<10+g.rng.IntN(1<<20)), nil, nil), want: reject, mayClose: true, mayReset: true, rawOnly: true}
+		n := 8<<10 + g.rng.IntN(1<<20)
+		return hcase{lazy: func() []byte {
+			return request("GET", "/v1/intents/"+strings.Repeat("A", n), nil, nil)
+		}, want: reject, mayClose: true, mayReset: true, rawOnly: true}
 	}},
 	{"header flood", func(g *generator) hcase {
 		n, size := 100+g.rng.IntN(20000), 1+g.rng.IntN(200)
-		hs := make([][2]string, 0, n+1)
-		for i := range n {
-			hs = append(hs, [2]string{"X-Flood-" + strconv.Itoa(i), strings.Repeat("v", size)})
-		}
 		r := routes[g.rng.IntN(len(routes))]
-		return hcase{raw: request(r.method, g.path(r.path), hs, nil), want: noFault, mayClose: true, mayReset: true, rawOnly: true}
+		path := g.path(r.path)
+		return hcase{lazy: func() []byte {
+			hs := make([][2]string, 0, n)
+			for i := range n {
+				hs = append(hs, [2]string{"X-Flood-" + strconv.Itoa(i), strings.Repeat("v", size)})
+			}
+			return request(r.method, path, hs, nil)
+		}, want: noFault, mayClose: true, mayReset: true, rawOnly: true}
 	}},
 	{"truncated body", func(g *generator) hcase {
 		b := g.base()
@@ -424,3 +435,11 @@ func handWritten(tb testing.TB, campaign string) []hcase {
 }
 
 func newRand(seed int64) *rand.Rand { return rand.New(rand.NewPCG(uint64(seed), 0x736c6f77)) }
+
+// bytes is the request as sent.
+func (c hcase) bytes() []byte {
+	if c.lazy != nil {
+		return c.lazy()
+	}
+	return c.raw
+}

@@ -43,15 +43,16 @@ func sendRaw(addr string, c hcase) outcome {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(start.Add(answerBound))
+	raw := c.bytes()
 	go func() {
 		if c.trickle > 0 {
-			for i := range c.raw {
-				if _, err := conn.Write(c.raw[i : i+1]); err != nil {
+			for i := range raw {
+				if _, err := conn.Write(raw[i : i+1]); err != nil {
 					return
 				}
 				time.Sleep(c.trickle)
 			}
-		} else if _, err := conn.Write(c.raw); err != nil {
+		} else if _, err := conn.Write(raw); err != nil {
 			return
 		}
 		if c.halfClose {
@@ -101,7 +102,7 @@ var client = &http.Client{
 
 // sendClient sends the case through net/http's client.
 func sendClient(addr string, c hcase) outcome {
-	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(c.raw)))
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(c.bytes())))
 	if err != nil {
 		return outcome{notSent: true}
 	}
