@@ -181,12 +181,12 @@ func TestHostileCorpus(t *testing.T) {
 	if s == 0 {
 		s = time.Now().UnixNano()
 	}
-	n, slow := 400, 1
+	n, slow, maxBody := 300, 1, 1<<20
 	if *full {
-		n, slow = 20000, 16
+		n, slow, maxBody = 20000, 16, 8<<20
 	}
 	g := &generator{bases: st.bases, campaign: st.w.Campaign.ID}
-	cases := generate(s, n, st.bases, st.w.Campaign.ID)
+	cases := generate(s, n, maxBody, st.bases, st.w.Campaign.ID)
 	cases = append(cases, handWritten(t, st.w.Campaign.ID)...)
 	g.rng = newRand(s)
 	for i := range slow {
