@@ -44,6 +44,9 @@ type hcase struct {
 	// trickle sends the request one byte at a time with this pause
 	// (slowloris): the server must cut the connection or answer.
 	trickle time.Duration
+	// trickleFrom is where the trickle starts: what comes before is sent
+	// at once (a slow body behind complete headers).
+	trickleFrom int
 	// halfClose closes the sending side once the request is out: a body
 	// shorter than its Content-Length is truncated, not merely slow.
 	halfClose bool
@@ -385,7 +388,7 @@ func slowloris(g *generator, body bool) hcase {
 	if !body {
 		return hcase{name: "slowloris headers", raw: raw, want: reject, trickle: 300 * time.Millisecond, mayClose: true, rawOnly: true}
 	}
-	return hcase{name: "slowloris body", raw: raw, want: reject, trickle: 300 * time.Millisecond, mayClose: true, rawOnly: true}
+	return hcase{name: "slowloris body", raw: raw, want: reject, trickle: 300 * time.Millisecond, trickleFrom: bytes.Index(raw, []byte("\r\n\r\n")) + 4, mayClose: true, rawOnly: true}
 }
 
 // generate makes n cases from the seed, every rule in turn so that a small

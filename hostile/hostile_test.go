@@ -46,7 +46,10 @@ func sendRaw(addr string, c hcase) outcome {
 	raw := c.bytes()
 	go func() {
 		if c.trickle > 0 {
-			for i := range raw {
+			if _, err := conn.Write(raw[:c.trickleFrom]); err != nil {
+				return
+			}
+			for i := c.trickleFrom; i < len(raw); i++ {
 				if _, err := conn.Write(raw[i : i+1]); err != nil {
 					return
 				}
@@ -181,7 +184,7 @@ func TestHostileCorpus(t *testing.T) {
 	if s == 0 {
 		s = time.Now().UnixNano()
 	}
-	n, slow, maxBody := 300, 1, 1<<20
+	n, slow, maxBody := 300, 2, 1<<20
 	if *full {
 		n, slow, maxBody = 20000, 16, 8<<20
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -68,7 +67,6 @@ func setup(t *testing.T) *stage {
 		Pool:   w.Pool,
 		NC:     w.NC,
 		Config: cfg,
-		Intake: app.IntakeOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
 		Notify: app.NotifyOptions{WebhookSecret: webhook},
 	})
 	require.NoError(t, err)
