@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -120,6 +121,13 @@ type DemoOptions struct {
 	Rate        float64
 	SyncAlways  bool
 	Progress    io.Writer // progress lines; nil: none
+	// Client, when set, sends the surge (sim.LoadConfig.Client): a test
+	// that must see every answer the surge received reads them through it.
+	Client *http.Client
+	// Inspect, when set, is called once the run is scored and before the
+	// world is closed, so that a test can search everything the run left
+	// behind (streams, tables, reports) in the world the demo built.
+	Inspect func(ctx context.Context, w *World, s *sim.Surge) error
 }
 
 // Demo runs the whole pipeline on a fresh world and scores it.
@@ -169,7 +177,7 @@ func Demo(ctx context.Context, o DemoOptions) (*DemoSummary, error) {
 	// Phase 1: the surge through the HTTP intake.
 	fmt.Fprintf(out, "  1/4 intake: sending %d submissions to %s ...\n", len(surge.Submissions), w.BaseURL)
 	t0 := time.Now()
-	load, err := sim.RunLoad(ctx, surge.Submissions, sim.LoadConfig{Target: w.BaseURL, Connections: o.Connections, Rate: o.Rate})
+	load, err := sim.RunLoad(ctx, surge.Submissions, sim.LoadConfig{Target: w.BaseURL, Connections: o.Connections, Rate: o.Rate, Client: o.Client})
 	if err != nil {
 		return nil, fmt.Errorf("surge: %w", err)
 	}
@@ -297,6 +305,11 @@ func Demo(ctx context.Context, o DemoOptions) (*DemoSummary, error) {
 	sum.InvariantOK = len(sum.Violations) == 0
 	sum.Seconds.Total = time.Since(start).Seconds()
 	sum.Seconds = roundSeconds(sum.Seconds)
+	if o.Inspect != nil {
+		if err := o.Inspect(ctx, w, surge); err != nil {
+			return sum, fmt.Errorf("inspect: %w", err)
+		}
+	}
 	return sum, nil
 }
 
