@@ -52,8 +52,8 @@ func TestAddressLimitsKeyIPv6ByPrefix(t *testing.T) {
 	require.Equal(t, "address", a.Body["limit"])
 	require.Equal(t, http.StatusAccepted, e.post(t, body(nil), "X-Forwarded-For", "2001:db8:1:3::1").Status, "another /64 has its own")
 
-	require.Equal(t, http.StatusNotFound, e.get(t, "/v1/intents/forged", "X-Forwarded-For", "2001:db8:9:9::1").Status)
-	l := e.get(t, "/v1/intents/forged", "X-Forwarded-For", "2001:db8:9:9::2")
+	require.Equal(t, http.StatusNotFound, e.get(t, "/v1/intents/forged?birthdate=1990-08-19", "X-Forwarded-For", "2001:db8:9:9::1").Status)
+	l := e.get(t, "/v1/intents/forged?birthdate=1990-08-19", "X-Forwarded-For", "2001:db8:9:9::2")
 	require.Equal(t, http.StatusTooManyRequests, l.Status, "the status lookup's limit keys on the /64 too")
 
 	msgs := e.messages(t)
