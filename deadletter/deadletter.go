@@ -50,7 +50,7 @@ type Letter struct {
 	MsgID         string     `json:"msg_id,omitempty"`
 	Reason        string     `json:"reason"`
 	Detail        string     `json:"detail,omitempty"`
-	Payload       []byte     `json:"payload,omitempty"`
+	Payload       []byte     `json:"-"` // for a re-drive only, never listed
 	PayloadSHA256 []byte     `json:"payload_sha256"`
 	PayloadLen    int        `json:"payload_len"`
 	FirstSeenAt   time.Time  `json:"first_seen_at"`
