@@ -36,8 +36,20 @@ const (
 	ReasonUnrecordable = "unrecordable"
 )
 
-// maxDetail bounds a letter's detail (the column's limit).
-const maxDetail = 512
+// The columns' limits: a message is recorded whatever its headers hold,
+// so that a long one cannot keep it from being recorded forever.
+const (
+	maxSubject = 256
+	maxMsgID   = 128
+	maxDetail  = 512
+)
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
 
 // Letter is one dead letter. Payload is kept only for the verified stream,
 // whose outcomes hold no raw personal data; a submitted intent may hold an
@@ -65,23 +77,20 @@ func New(streamName string, m jetstream.Msg, reason string, cause error, now tim
 	sum := sha256.Sum256(data)
 	l := Letter{
 		Stream:        streamName,
-		Subject:       m.Subject(),
+		Subject:       truncate(m.Subject(), maxSubject),
 		Reason:        reason,
 		PayloadSHA256: sum[:],
 		PayloadLen:    len(data),
 		FirstSeenAt:   now.UTC(),
 	}
 	if h := m.Headers(); h != nil {
-		l.MsgID = h.Get(jetstream.MsgIDHeader)
+		l.MsgID = truncate(h.Get(jetstream.MsgIDHeader), maxMsgID)
 	}
 	if md, err := m.Metadata(); err == nil {
 		l.StreamSeq = md.Sequence.Stream
 	}
 	if cause != nil {
-		l.Detail = cause.Error()
-		if len(l.Detail) > maxDetail {
-			l.Detail = l.Detail[:maxDetail]
-		}
+		l.Detail = truncate(cause.Error(), maxDetail)
 	}
 	if streamName == stream.Verified {
 		l.Payload = append([]byte(nil), data...)
