@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,11 +45,13 @@ const (
 	maxDetail  = 512
 )
 
+// truncate cuts s to n bytes of valid UTF-8 (PostgreSQL's text refuses
+// anything else).
 func truncate(s string, n int) string {
 	if len(s) > n {
-		return s[:n]
+		s = s[:n]
 	}
-	return s
+	return strings.ToValidUTF8(s, "")
 }
 
 // Letter is one dead letter. Payload is kept only for the verified stream,
