@@ -12,8 +12,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/deadletter"
 	"github.com/prereg/prereg/postgres"
+	"github.com/prereg/prereg/postgres/pgtest"
 	"github.com/prereg/prereg/stream"
 	"github.com/prereg/prereg/stream/streamtest"
 )
@@ -33,26 +35,45 @@ func letter(streamName string, seq uint64, msgID, reason string, payload []byte)
 	return l
 }
 
+// dlCampaign loads a small campaign with nothing decided yet.
+func dlCampaign(t *testing.T, db *pgtest.DB, id string) {
+	t.Helper()
+	c, err := campaign.Parse([]byte(`
+id: `+id+`
+cohort: {born_from: 1972-01-01, born_to: 2003-12-31}
+windows:
+  - {id: all, opens: "2021-08-09 20:00", closes: "2021-08-21 18:00", catch_up: true}
+providers:
+  - {name: pass, url: "http://127.0.0.1:9"}
+schedule: {start: 2021-08-26, days: 2, bands: ["09:00-12:00"]}
+clinics:
+  - {id: c1, name: Clinic one, region: "11680", lat: 37.5, lng: 127.0, capacity: 1}
+`), "")
+	require.NoError(t, err)
+	_, err = (&postgres.CampaignStore{Pool: db.Pool}).Load(context.Background(), c)
+	require.NoError(t, err)
+}
+
 // An undecided outcome recorded as a dead letter is accounted for:
 // invariant 1 holds, and the report counts it.
 func TestCheckCountsDeadLetterAsAccounted(t *testing.T) {
 	t.Parallel()
-	db := checkFixture(t)
+	const id = "dl-check"
+	db := pgtest.New(t)
+	dlCampaign(t, db, id)
 	js := streamtest.New(t, stream.Config{})
 	ctx := context.Background()
-	for _, r := range []string{"r-a1", "r-b1", "r-a2", "r-poison"} {
-		data, err := json.Marshal(prereg.Outcome{Receipt: r, Campaign: checkCampaign, Verdict: prereg.VerdictVerified, IdentityKey: "id-a", DecidedAt: time.Now()})
-		require.NoError(t, err)
-		_, err = js.JS.Publish(ctx, stream.VerifiedSubject(0), data)
-		require.NoError(t, err)
-	}
+	data, err := json.Marshal(prereg.Outcome{Receipt: "r-poison", Campaign: id, Verdict: prereg.VerdictVerified, IdentityKey: "id-a", DecidedAt: time.Now()})
+	require.NoError(t, err)
+	_, err = js.JS.Publish(ctx, stream.VerifiedSubject(0), data)
+	require.NoError(t, err)
 	vars := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": js.ClientURL()}
-	code, out := runCLI(t, vars, "check", "--campaign", checkCampaign, "--settled")
+	code, out := runCLI(t, vars, "check", "--campaign", id, "--settled")
 	require.Equal(t, exitInvariant, code, "without its dead letter the outcome is lost:\n%s", out)
 
 	store := &postgres.DeadLetterStore{Pool: db.Pool}
 	require.NoError(t, store.Record(ctx, letter(stream.Verified, 4, "r-poison", deadletter.ReasonNoCampaign, []byte("{}"))))
-	code, out = runCLI(t, vars, "check", "--campaign", checkCampaign, "--settled", "--format", "json")
+	code, out = runCLI(t, vars, "check", "--campaign", id, "--settled", "--format", "json")
 	require.Equal(t, exitOK, code, out)
 	var rep struct {
 		DeadLetters int `json:"dead_letters"`
@@ -67,7 +88,7 @@ func TestCheckCountsDeadLetterAsAccounted(t *testing.T) {
 // subject and marked, once; a submitted one cannot be re-driven.
 func TestDeadLetterListAndRedrive(t *testing.T) {
 	t.Parallel()
-	db := checkFixture(t)
+	db := pgtest.New(t)
 	js := streamtest.New(t, stream.Config{})
 	ctx := context.Background()
 	vars := map[string]string{"DATABASE_URL": db.URL, "NATS_URL": js.ClientURL()}
@@ -76,7 +97,7 @@ func TestDeadLetterListAndRedrive(t *testing.T) {
 	require.Contains(t, out, "no dead letters")
 
 	store := &postgres.DeadLetterStore{Pool: db.Pool}
-	outcome := []byte(`{"receipt":"r-late","campaign":"` + checkCampaign + `","verdict":"verified","identity_key":"id-c"}`)
+	outcome := []byte(`{"receipt":"r-late","campaign":"c-late","verdict":"verified","identity_key":"id-c"}`)
 	require.NoError(t, store.Record(ctx, letter(stream.Submitted, 3, "", deadletter.ReasonNoReceipt, []byte(`{"identity_token":"tok-secret"`))))
 	require.NoError(t, store.Record(ctx, letter(stream.Verified, 9, "r-late", deadletter.ReasonNoCampaign, outcome)))
 	code, out = runCLI(t, vars, "deadletter", "list", "--format", "json")
