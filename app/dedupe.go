@@ -67,6 +67,7 @@ func (s *System) startDedupeWorker(ctx context.Context, shards []int) error {
 		Logger:      s.log.With("role", string(RoleDedupe)),
 		Now:         s.now,
 		Registerer:  s.registry,
+		DeadLetters: &postgres.DeadLetterStore{Pool: s.pool},
 	})
 	if err != nil {
 		return err

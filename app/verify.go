@@ -31,6 +31,7 @@ func (s *System) startVerify(ctx context.Context) error {
 		Sealer:    s.sealer,
 		// Registered people let a seen claim skip the provider.
 		Registrations: &postgres.RegistrationStore{Pool: s.pool},
+		DeadLetters:   &postgres.DeadLetterStore{Pool: s.pool},
 		Logger:        s.log.With(slog.String("role", "verify")),
 		Registerer:    s.registry,
 		Now:           s.now,

@@ -40,9 +40,13 @@ type Report struct {
 	// InFlight counts accepted intents not yet decided: still in the
 	// submitted stream, or verified but not yet written by dedupe. They are
 	// not violations while the pipeline runs; `check --settled` counts them.
-	InFlight int       `json:"in_flight"`
-	Outcomes int       `json:"outcomes"`
-	Checked  time.Time `json:"checked_at"`
+	InFlight int `json:"in_flight"`
+	// DeadLetters counts outcomes not decided but recorded as dead letters
+	// (docs/STREAMS.md, "Dead letters"): accounted for, not lost, and left
+	// to an operator to re-drive.
+	DeadLetters int       `json:"dead_letters"`
+	Outcomes    int       `json:"outcomes"`
+	Checked     time.Time `json:"checked_at"`
 }
 
 // Failed names the invariants that failed, e.g. "2 one registration per person".
@@ -93,7 +97,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, campaignID string, opts Option
 		}
 		r.Invariants = append(r.Invariants, inv)
 	}
-	r.InFlight, r.Outcomes = c.inFlight, c.outcomes
+	r.InFlight, r.Outcomes, r.DeadLetters = c.inFlight, c.outcomes, c.deadLettered
 	r.OK = len(r.Failed()) == 0
 	return r, nil
 }
@@ -103,8 +107,9 @@ type checker struct {
 	campaign string
 	opts     Options
 
-	inFlight int
-	outcomes int
+	inFlight     int
+	outcomes     int
+	deadLettered int
 	// streamScanned is set once the verified stream was read.
 	streamScanned bool
 	streamLeaks   []string
@@ -257,6 +262,10 @@ func (c *checker) matchStream(ctx context.Context) (missing, extra []string, err
 		}
 		undecided = append(undecided, o.Receipt)
 	}
+	undecided, err = c.withoutDeadLetters(ctx, undecided)
+	if err != nil {
+		return nil, nil, err
+	}
 	pending, err := pendingSubmitted(ctx, c.opts.JS)
 	if err != nil {
 		return nil, nil, err
@@ -274,6 +283,35 @@ func (c *checker) matchStream(ctx context.Context) (missing, extra []string, err
 		}
 	}
 	return missing, extra, nil
+}
+
+// withoutDeadLetters drops the receipts recorded as dead letters of the
+// verified stream: such an outcome is accounted for, neither in flight nor
+// lost.
+func (c *checker) withoutDeadLetters(ctx context.Context, receipts []string) ([]string, error) {
+	if len(receipts) == 0 {
+		return receipts, nil
+	}
+	rows, err := c.pool.Query(ctx, `SELECT DISTINCT msg_id FROM dead_letters WHERE stream = $1 AND msg_id = ANY($2)`, stream.Verified, receipts)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	dead, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	c.deadLettered = len(dead)
+	isDead := make(map[string]bool, len(dead))
+	for _, r := range dead {
+		isDead[r] = true
+	}
+	out := receipts[:0:0]
+	for _, r := range receipts {
+		if !isDead[r] {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // pendingSubmitted counts messages still in the submitted stream (all

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/deadletter"
 	"github.com/prereg/prereg/stream"
 	"github.com/prereg/prereg/worker"
 )
@@ -59,6 +60,9 @@ type Config struct {
 	Now         func() time.Time
 	// Registerer takes the worker's metrics; none when nil.
 	Registerer prometheus.Registerer
+	// DeadLetters records a message before it is terminated undecided;
+	// when nil such a message is terminated with a log line only.
+	DeadLetters DeadLetters
 }
 
 func (c Config) withDefaults() Config {
@@ -112,6 +116,7 @@ type Worker struct {
 	filters *Filters
 	metrics *metrics
 	health  *worker.Health
+	dead    *prometheus.CounterVec
 
 	campaigns *campaign.Cache
 
@@ -148,6 +153,10 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	dead, err := deadletter.Counter(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: %w", err)
+	}
 	campaigns, err := campaign.NewCache(campaign.CacheConfig{Source: campaign.SourceFunc(cfg.Campaigns.Get), TTL: cfg.CampaignTTL, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("dedupe: %w", err)
@@ -157,6 +166,7 @@ func New(cfg Config) (*Worker, error) {
 		log:       cfg.Logger,
 		filters:   NewFilters(cfg.BloomFPRate),
 		metrics:   m,
+		dead:      dead,
 		health:    worker.NewHealth(cfg.Durable, cfg.Logger, cfg.Now),
 		campaigns: campaigns,
 		tries:     map[uint64]int{},
@@ -313,7 +323,9 @@ func (w *Worker) try(ctx context.Context, msgs []jetstream.Msg) ([]jetstream.Msg
 		case worker.Unavailable(err):
 			held, heldErr = append(held, m), err
 		default:
-			w.giveUp(m, err)
+			if err := w.giveUp(ctx, m, err); err != nil {
+				held, heldErr = append(held, m), err
+			}
 		}
 	}
 	if len(items) == 0 {
@@ -440,20 +452,26 @@ func (w *Worker) unreadable(m jetstream.Msg, o *prereg.Outcome) bool {
 
 // giveUp handles a message that cannot become an item for a reason of its
 // own (undecodable without receipt or campaign, or for a campaign that is
-// not loaded): retried until MaxDeliver tries, then terminated and logged
-// without its content. Nothing can be recorded for it: there is no
-// campaign to record it in.
-func (w *Worker) giveUp(m jetstream.Msg, err error) {
+// not loaded): retried until MaxDeliver tries, then recorded as a dead
+// letter, terminated and logged without its content. No decision can be
+// recorded for it: there is no campaign to record it in. It returns an
+// error when the dead letter could not be recorded for want of the
+// database: the message waits.
+func (w *Worker) giveUp(ctx context.Context, m jetstream.Msg, err error) error {
 	seq := streamSeq(m)
 	w.tries[seq]++
 	if w.tries[seq] < w.cfg.MaxDeliver && !isPermanent(err) {
 		_ = m.NakWithDelay(w.backoff(w.tries[seq]))
-		return
+		return nil
+	}
+	if ok, derr := w.deadLetter(ctx, m, giveUpReason(m, err), err); !ok {
+		return derr
 	}
 	delete(w.tries, seq)
 	w.metrics.poison.Inc()
 	w.log.Error("dedupe: message terminated", slog.Uint64("stream_seq", seq), slog.String("subject", m.Subject()), slog.Any("err", err))
 	_ = m.TermWithReason("dedupe: " + err.Error())
+	return nil
 }
 
 func isPermanent(err error) bool {
@@ -481,6 +499,9 @@ func (w *Worker) retryOrReject(ctx context.Context, it *item, err error) error {
 		return nil
 	case worker.Unavailable(err2):
 		return err2
+	}
+	if ok, derr := w.deadLetter(ctx, it.msg, deadletter.ReasonUnrecordable, err2); !ok {
+		return derr
 	}
 	delete(w.tries, seq)
 	w.metrics.poison.Inc()

@@ -60,7 +60,10 @@ type Config struct {
 	// on its way could never be resolved without the provider. Without it
 	// every claim is verified.
 	Registrations Registrations
-	Logger        *slog.Logger
+	// DeadLetters records a message that is no intent before it is
+	// terminated; when nil it is terminated with a log line only.
+	DeadLetters DeadLetters
+	Logger      *slog.Logger
 	// Registerer takes the stage's metrics; a private registry when nil.
 	Registerer prometheus.Registerer
 	// Now is the clock for outcomes and health; time.Now when nil.

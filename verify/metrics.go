@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/prereg/prereg/collector"
+	"github.com/prereg/prereg/deadletter"
 )
 
 // metrics are the stage's Prometheus series. Labels carry campaign ids,
@@ -20,6 +21,7 @@ type metrics struct {
 	state       *prometheus.GaugeVec // campaign, provider
 	errorRate   *prometheus.GaugeVec // campaign, provider
 	inFlight    prometheus.Gauge
+	deadLetters *prometheus.CounterVec // stream, reason
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -81,6 +83,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	if m.inFlight, err = collector.Register(reg, m.inFlight); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if m.deadLetters, err = deadletter.Counter(reg); err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	return m, nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/deadletter"
 	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/stream"
 )
@@ -330,9 +331,7 @@ func (v *Verifier) unreadable(ctx context.Context, msg jetstream.Msg, partial pr
 	receipt := cmp.Or(msg.Headers().Get(jetstream.MsgIDHeader), partial.Receipt)
 	if receipt == "" {
 		// Not a 202'd intent (intake always names it): nothing to decide.
-		v.log.Error("verify: message without receipt terminated", slog.Uint64("stream_seq", streamSeq(msg)), slog.String("subject", msg.Subject()), slog.Any("err", err))
-		_ = msg.TermWithReason("no receipt")
-		v.m.naks.WithLabelValues("terminated").Inc()
+		v.terminate(ctx, msg, deadletter.ReasonNoReceipt, err)
 		return
 	}
 	partial.Receipt = receipt
