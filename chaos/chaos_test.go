@@ -540,18 +540,31 @@ func casePoison(t *testing.T, suite *Suite, sc scale) Row {
 			row.Notef("poison in %s: recorded as a decision", p.stream)
 			continue
 		}
-		evidence := poisonEvidence(s, p.stream, seqs[p.id])
-		if len(evidence) == 0 {
-			row.Failf("poison in %s (stream seq %d): no decision and no log line: silently dropped", p.stream, seqs[p.id])
+		if where, reason, ok := deadLetter(ctx, s, p.stream, seqs[p.id], p.id); ok {
+			row.Notef("poison in %s (stream seq %d): a dead letter in %s (%s), listed by `prereg deadletter list`", p.stream, seqs[p.id], where, reason)
 			continue
 		}
-		row.Notef("poison in %s (stream seq %d): no decision; GAP: no dead-letter entry to list or re-drive, only log lines: %s", p.stream, seqs[p.id], strings.Join(evidence, " | "))
+		evidence := poisonEvidence(s, p.stream, seqs[p.id])
+		row.Failf("poison in %s (stream seq %d): no decision and no dead letter: dropped (log: %s)", p.stream, seqs[p.id], strings.Join(evidence, " | "))
 	}
 	if n, err := s.Pending(ctx); err == nil && n > 0 {
 		row.Notef("%d message(s) still unacknowledged at the end", n)
 	}
 	row.Notef("JetStream termination advisories seen: %d", terminated.Load())
 	return row
+}
+
+// deadLetter finds the dead letter a poison message ended as: its own
+// (stream, sequence), or, for an intent verify could not read, the
+// unprocessable outcome it became, which names the same receipt.
+func deadLetter(ctx context.Context, s *Stack, streamName string, seq uint64, msgID string) (where, reason string, ok bool) {
+	db, err := s.DB(ctx)
+	if err != nil {
+		return "", "", false
+	}
+	err = db.QueryRow(ctx, `SELECT stream, reason FROM dead_letters
+		WHERE (stream = $1 AND stream_seq = $2) OR msg_id = $3 ORDER BY id LIMIT 1`, streamName, int64(seq), msgID).Scan(&where, &reason)
+	return where, reason, err == nil
 }
 
 // poisonEvidence is what the role processes logged about the message at
