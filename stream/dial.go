@@ -10,7 +10,7 @@ import (
 
 // ErrNoServer is Dial's answer when no URL is given and an embedded server
 // is not allowed: production processes need a NATS server of their own.
-var ErrNoServer = errors.New("NATS_URL is not set: point it at a NATS server >= 2.10 with JetStream (nats-server -js)")
+var ErrNoServer = errors.New("NATS_URL is not set: point it at a NATS server >= 2.10 with JetStream (nats-server -js); prereg demo and dev embed one")
 
 // Dial connects to the NATS server at url. With url empty and embedded
 // set (demo, dev, benchmarks), it starts an embedded JetStream server in a

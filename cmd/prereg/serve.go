@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -30,9 +29,6 @@ func cmdServe(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	cfg.Log(env.Logger)
-	if cfg.NatsURL == "" {
-		return errors.New("NATS_URL is not set: serve needs a NATS server >= 2.10 with JetStream (prereg demo and dev embed one)")
-	}
 	pool, closeDB, err := env.Database(ctx, false)
 	if err != nil {
 		return err
