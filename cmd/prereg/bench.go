@@ -10,9 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/prereg/prereg/bench"
-	"github.com/prereg/prereg/campaign"
-	"github.com/prereg/prereg/scheduler"
-	"github.com/prereg/prereg/sim"
 )
 
 func init() {
@@ -46,29 +43,17 @@ func benchSetup(env *Env, format string) (bench.Setup, error) {
 func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "bench intake", "[--duration D] [--connections C] [--rounds N] [--overload-duration D] [--format text|json]")
 	var o bench.IntakeOptions
-	fs.DurationVar(&o.Duration, "duration", 4e9, "measured time of each mode in each round")
-	fs.IntVar(&o.Connections, "connections", 64, "closed-loop connections of the load generator")
-	fs.IntVar(&o.Rounds, "rounds", 5, "rounds; each runs bare, naive, intake, intake_synced in turn")
-	fs.DurationVar(&o.Overload, "overload-duration", 60e9, "open-loop overload run at twice the measured capacity (0 skips it)")
+	o.Flags(fs)
 	format := formatFlag(fs)
-	fs.StringVar(&o.OverloadServer, "overload-server", "overload", "the server of the overload run: overload (intake), bare (the generator's own limit), or refuse (how many submissions one core can refuse: the ceiling of any shedding inside the process)")
-	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write a CPU profile of each server to DIR/MODE.prof and its live heap at the end to DIR/MODE.heap.prof")
-	fs.BoolVar(&o.BareFasthttp, "bare-fasthttp", false, "also run the bare handler on fasthttp (the server intake runs on) in every round, and print intake's ratio to it")
-	fs.IntVar(&o.OverloadConnections, "overload-connections", 2048, "connections of the overload run's open-loop generator (each carries one request at a time)")
-	fs.Float64Var(&o.OverloadRate, "overload-rate", 0, "offer this many requests/s in the overload run instead of twice the measured capacity (0: twice the capacity), to compare settings at one rate")
-	fs.BoolVar(&o.RefuseFloor, "refuse-floor", true, "after the overload run, offer the same rate to intake refusing every submission: the latency floor of this machine and generator at that rate")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if err := o.Check(); err != nil {
+		return usagef("%v", err)
 	}
 	s, err := benchSetup(env, *format)
 	if err != nil {
 		return err
-	}
-	if o.OverloadServer != "overload" && o.OverloadServer != "bare" && o.OverloadServer != "refuse" {
-		return usagef("--overload-server %q: want overload, bare or refuse", o.OverloadServer)
-	}
-	if o.Duration < 5e8 || o.Connections < 1 || o.OverloadConnections < 1 || o.OverloadRate < 0 || o.Rounds < 0 || o.Overload < 0 {
-		return usagef("want --duration >= 500ms, --connections >= 1, --overload-connections >= 1, --overload-rate >= 0, --rounds >= 0 (0: overload run only), --overload-duration >= 0")
 	}
 	// The servers are this binary: `prereg bench intake-server`.
 	self, err := os.Executable()
@@ -117,22 +102,17 @@ func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
 func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "bench verify", "[--intents N] [--intents-50ms N] [--concurrency 64] [--runs 3] [--format text|json]")
 	var o bench.VerifyOptions
-	fs.IntVar(&o.Intents, "intents", 20_000, "intents verified in the 0 ms phase")
-	fs.IntVar(&o.Intents50ms, "intents-50ms", 12_800, "intents verified in the 50 ms phase (10 s at the ceiling)")
-	fs.IntVar(&o.Concurrency, "concurrency", 64, "the provider's concurrency limit (bulkhead)")
-	fs.DurationVar(&o.Latency, "latency", 5e7, "the provider's latency in the second phase")
-	fs.IntVar(&o.Runs, "runs", 3, "runs of each phase; the medians are reported")
+	o.Flags(fs)
 	format := formatFlag(fs)
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole bench to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if err := o.Check(); err != nil {
+		return usagef("%v", err)
 	}
 	s, err := benchSetup(env, *format)
 	if err != nil {
 		return err
-	}
-	if o.Intents < 1 || o.Intents50ms < 1 || o.Concurrency < 1 || o.Runs < 1 || o.Latency <= 0 {
-		return usagef("want positive --intents, --intents-50ms, --concurrency, --runs and --latency")
 	}
 	res, err := bench.Verify(ctx, s, o)
 	if err != nil {
@@ -144,25 +124,17 @@ func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
 func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "bench dedupe", "[--submissions N] [--format text|json]")
 	var o bench.DedupeOptions
-	fs.IntVar(&o.Submissions, "submissions", bench.FullDedupeSize, "verified submissions to decide (about two minutes on 2 cores; 200000 for a quick look)")
-	fs.IntVar(&o.Shards, "shards", 16, "identity shards")
-	fs.IntVar(&o.Batch, "batch", 1000, "dedupe batch size")
-	fs.IntVar(&o.Workers, "workers", 4, "dedupe workers, each owning a disjoint set of shards")
-	fs.IntVar(&o.RebuildRows, "rebuild-rows", 2_000_000, "registrations for the Bloom rebuild measurement")
-	fs.IntVar(&o.BloomPeople, "bloom-people", 0, "people the Bloom filters are sized for (default: the bench's people)")
-	fs.Float64Var(&o.BloomFPR, "bloom-fpr", campaign.DefaultBloomFPRate, "Bloom filters' target false-positive rate")
-	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the synthetic mix")
+	o.Flags(fs)
 	format := formatFlag(fs)
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the deciding phase to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if err := o.Check(); err != nil {
+		return usagef("%v", err)
 	}
 	s, err := benchSetup(env, *format)
 	if err != nil {
 		return err
-	}
-	if o.Submissions < 1000 || o.Shards < 1 || o.Batch < 1 || o.Workers < 1 || o.Workers > o.Shards || o.RebuildRows < 1 || o.BloomFPR <= 0 || o.BloomFPR >= 1 {
-		return usagef("want --submissions >= 1000 and positive --shards, --batch, --rebuild-rows, 0 < --bloom-fpr < 1")
 	}
 	res, err := bench.Dedupe(ctx, s, o)
 	if err != nil {
@@ -174,23 +146,17 @@ func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
 func cmdBenchAllocate(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "bench allocate", "[--registrations N] [--format text|json]")
 	var o bench.AllocateOptions
-	fs.IntVar(&o.Registrations, "registrations", bench.DefaultAllocateSize, fmt.Sprintf("registrations of the window (one full day: %d, about ten times as long)", bench.FullAllocateSize))
-	fs.IntVar(&o.Clinics, "clinics", sim.DefaultClinics, "clinics of the generated inventory")
-	fs.IntVar(&o.Days, "days", 14, "days of the schedule")
-	fs.Float64Var(&o.CapacityScale, "capacity-scale", 1, "multiplies every clinic's capacity (1: about 9.8 million places over 14 days)")
-	fs.IntVar(&o.Chunk, "chunk", scheduler.DefaultChunkSize, "registrations written per transaction")
-	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the inventory and the registrations")
+	o.Flags(fs)
 	format := formatFlag(fs)
-	fs.BoolVar(&o.Keep, "keep", false, "keep the bench database for inspection (its name goes to stderr)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if err := o.Check(); err != nil {
+		return usagef("%v", err)
 	}
 	s, err := benchSetup(env, *format)
 	if err != nil {
 		return err
-	}
-	if o.Registrations < 1 || o.Clinics < 1 || o.Days < 1 || o.CapacityScale < 0 || o.Chunk < 1 {
-		return usagef("want positive --registrations, --clinics, --days, --chunk and --capacity-scale >= 0")
 	}
 	res, err := bench.Allocate(ctx, s, o)
 	if err != nil {
@@ -205,21 +171,17 @@ func cmdBenchAllocate(ctx context.Context, env *Env, args []string) error {
 func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "bench notify", "[--messages N] [--concurrency C] [--format text|json]")
 	var o bench.NotifyOptions
-	fs.IntVar(&o.Messages, "messages", 100_000, "outbox rows to drain")
-	fs.IntVar(&o.Concurrency, "concurrency", 64, "sends in flight, for notify and for the ceiling loop alike")
-	fs.IntVar(&o.Batch, "batch", 512, "rows each claim loop claims at once")
-	fs.IntVar(&o.Loops, "loops", 4, "notify's claim loops (they share --concurrency)")
+	o.Flags(fs)
 	format := formatFlag(fs)
-	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the notify run to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if err := o.Check(); err != nil {
+		return usagef("%v", err)
 	}
 	s, err := benchSetup(env, *format)
 	if err != nil {
 		return err
-	}
-	if o.Messages < 100 || o.Concurrency < 1 || o.Batch < 1 || o.Loops < 1 {
-		return usagef("want --messages >= 100 and positive --concurrency, --batch, --loops")
 	}
 	res, err := bench.Notify(ctx, s, o)
 	if err != nil {
