@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	mrand "math/rand/v2"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/prereg/prereg/campaign"
+	"github.com/prereg/prereg/config"
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/region"
 	"github.com/prereg/prereg/scheduler"
@@ -103,6 +105,8 @@ func Allocate(ctx context.Context, s Setup, o AllocateOptions) (*AllocateResult,
 
 	if o.Keep {
 		out.DatabaseURL = db.URL
+		// Said whatever the output format: JSON on stdout stays clean.
+		s.logger().Info("bench database kept", slog.String("url", config.RedactURL(db.URL)))
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,9 +16,10 @@ import (
 func init() {
 	register(command{name: "bench intake", summary: "intake's 202s/s against a bare handler and the naive INSERT-per-request design; overload run", run: cmdBenchIntake})
 	register(command{name: "bench intake-server", summary: "(used by bench intake) one of its servers in a process of its own", run: cmdBenchIntakeServer})
-	register(command{name: "bench verify", summary: "verified intents per second through the breaker against the simulated provider, at 0 ms and 50 ms, vs the concurrency ceiling", run: cmdBenchVerify})
-	register(command{name: "bench dedupe", summary: "dedupe's decisions per second against a PostgreSQL COPY; Bloom filter size, FPR, rebuild", run: cmdBenchDedupe})
-	register(command{name: "bench allocate", summary: "batch allocation of one 10부제 day against a COPY of the rows it writes", run: cmdBenchAllocate})
+	register(command{name: "bench verify", summary: "verified intents per second through the breaker against the simulated provider, at 0 ms and 50 ms, vs the concurrency ceiling", run: benchCommand("bench verify", "[--intents N] [--intents-50ms N] [--concurrency 64] [--runs 3] [--format text|json]", bench.Verify, bench.PrintVerify)})
+	register(command{name: "bench dedupe", summary: "dedupe's decisions per second against a PostgreSQL COPY; Bloom filter size, FPR, rebuild", run: benchCommand("bench dedupe", "[--submissions N] [--format text|json]", bench.Dedupe,
+		func(w io.Writer, _ bench.DedupeOptions, res *bench.DedupeResult) { bench.PrintDedupe(w, res) })})
+	register(command{name: "bench allocate", summary: "batch allocation of one 10부제 day against a COPY of the rows it writes", run: benchCommand("bench allocate", "[--registrations N] [--format text|json]", bench.Allocate, bench.PrintAllocate)})
 	register(command{name: "bench notify", summary: "notify's messages per second from the outbox against the simulated gateway's bare ceiling", run: cmdBenchNotify})
 }
 
@@ -38,6 +40,40 @@ func benchSetup(env *Env, format string) (bench.Setup, error) {
 		s.Progress = env.Stderr
 	}
 	return s, nil
+}
+
+// benchOptions are a benchmark's options: they define their flags and
+// refuse values the benchmark cannot run with.
+type benchOptions[O any] interface {
+	*O
+	Flags(*flag.FlagSet)
+	Check() error
+}
+
+// benchCommand is a `prereg bench` command: flags, the check, the run
+// and its output, text or JSON.
+func benchCommand[O any, P benchOptions[O], R any](name, usage string, run func(context.Context, bench.Setup, O) (R, error), print func(io.Writer, O, R)) func(context.Context, *Env, []string) error {
+	return func(ctx context.Context, env *Env, args []string) error {
+		fs := newFlags(env, name, usage)
+		var o O
+		P(&o).Flags(fs)
+		format := formatFlag(fs)
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if err := P(&o).Check(); err != nil {
+			return usagef("%v", err)
+		}
+		s, err := benchSetup(env, *format)
+		if err != nil {
+			return err
+		}
+		res, err := run(ctx, s, o)
+		if err != nil {
+			return err
+		}
+		return writeOutput(env, *format, res, func(w io.Writer) { print(w, o, res) })
+	}
 }
 
 func cmdBenchIntake(ctx context.Context, env *Env, args []string) error {
@@ -97,75 +133,6 @@ func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintln(env.Stdout, "ready "+srv.URL)
 	<-ctx.Done()
 	return bench.WriteHeapProfile(*heapProfile)
-}
-
-func cmdBenchVerify(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "bench verify", "[--intents N] [--intents-50ms N] [--concurrency 64] [--runs 3] [--format text|json]")
-	var o bench.VerifyOptions
-	o.Flags(fs)
-	format := formatFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := o.Check(); err != nil {
-		return usagef("%v", err)
-	}
-	s, err := benchSetup(env, *format)
-	if err != nil {
-		return err
-	}
-	res, err := bench.Verify(ctx, s, o)
-	if err != nil {
-		return err
-	}
-	return writeOutput(env, *format, res, func(w io.Writer) { bench.PrintVerify(w, o, res) })
-}
-
-func cmdBenchDedupe(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "bench dedupe", "[--submissions N] [--format text|json]")
-	var o bench.DedupeOptions
-	o.Flags(fs)
-	format := formatFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := o.Check(); err != nil {
-		return usagef("%v", err)
-	}
-	s, err := benchSetup(env, *format)
-	if err != nil {
-		return err
-	}
-	res, err := bench.Dedupe(ctx, s, o)
-	if err != nil {
-		return err
-	}
-	return writeOutput(env, *format, res, func(w io.Writer) { bench.PrintDedupe(w, res) })
-}
-
-func cmdBenchAllocate(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "bench allocate", "[--registrations N] [--format text|json]")
-	var o bench.AllocateOptions
-	o.Flags(fs)
-	format := formatFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := o.Check(); err != nil {
-		return usagef("%v", err)
-	}
-	s, err := benchSetup(env, *format)
-	if err != nil {
-		return err
-	}
-	res, err := bench.Allocate(ctx, s, o)
-	if err != nil {
-		return err
-	}
-	if res.DatabaseURL != "" {
-		fmt.Fprintf(env.Stderr, "bench database: %s\n", res.DatabaseURL)
-	}
-	return writeOutput(env, *format, res, func(w io.Writer) { bench.PrintAllocate(w, o, res) })
 }
 
 func cmdBenchNotify(ctx context.Context, env *Env, args []string) error {
