@@ -353,19 +353,30 @@ func scanStream(ctx context.Context, js jetstream.JetStream, name string, fn fun
 	if err != nil {
 		return fmt.Errorf("stream %s: ordered consumer: %w", name, err)
 	}
+	// Each fetch asks for no more than remain up to last, and every batch is
+	// read to its end: a batch left unread keeps its fetch waiting, in the
+	// client, until it expires.
+	var seen uint64
 	for {
-		batch, err := cons.Fetch(2000, jetstream.FetchMaxWait(2*time.Second))
+		want := int(min(2000, last-seen))
+		batch, err := cons.Fetch(want, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return fmt.Errorf("stream %s: fetch: %w", name, err)
 		}
-		got := 0
+		got, done := 0, false
 		for m := range batch.Messages() {
 			got++
-			fn(m.Data())
-			md, err := m.Metadata()
-			if err == nil && md.Sequence.Stream >= last {
-				return nil
+			if done {
+				continue
 			}
+			fn(m.Data())
+			if md, err := m.Metadata(); err == nil {
+				seen = md.Sequence.Stream
+				done = seen >= last
+			}
+		}
+		if done {
+			return nil
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return fmt.Errorf("stream %s: fetch: %w", name, err)
