@@ -418,6 +418,11 @@ func (w *Worker) parse(ctx context.Context, m jetstream.Msg) (*item, error) {
 		}
 		w.log.Warn("dedupe: undecodable outcome, deciding it unprocessable", slog.Uint64("stream_seq", seq), slog.String("subject", m.Subject()), slog.Any("err", err))
 	}
+	if it.o.Campaign == "" {
+		// No campaign will ever be loaded under no name: a dead letter
+		// now, not after the tries meant for a campaign still to load.
+		return nil, fmt.Errorf("%w: the outcome names no campaign", stream.ErrMalformed)
+	}
 	c, err := w.campaign(ctx, it.o.Campaign)
 	if err != nil {
 		return nil, err
