@@ -24,12 +24,9 @@ func cmdDeadLetterList(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "deadletter list", "[--stream S] [--limit N] [--format text|json]")
 	streamName := fs.String("stream", "", "one stream: "+stream.Submitted+" or "+stream.Verified+" (default: both)")
 	limit := fs.Int("limit", 100, "at most this many, newest first")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("--format %q: want text or json", *format)
 	}
 	if *streamName != "" && *streamName != stream.Submitted && *streamName != stream.Verified {
 		return usagef("--stream %q: want %s or %s", *streamName, stream.Submitted, stream.Verified)
