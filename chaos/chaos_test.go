@@ -32,7 +32,7 @@ type scale struct {
 
 var (
 	short = scale{Submissions: 160, Rate: 40, KillEvery: time.Second, PGOutage: 6 * time.Second,
-		NodeDown: 2 * time.Second, Phase: 2 * time.Second, To: Timeouts{Settle: 45 * time.Second, SMS: 30 * time.Second}}
+		NodeDown: 2 * time.Second, Phase: 2 * time.Second, To: Timeouts{Settle: 90 * time.Second, SMS: 30 * time.Second}}
 	// long: the PostgreSQL outage outlasts every retry budget (dedupe's
 	// NAK back-off over its MaxDeliver adds up to about four minutes).
 	long = scale{Submissions: 6000, Rate: 60, KillEvery: 4 * time.Second, PGOutage: 330 * time.Second,

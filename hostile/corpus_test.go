@@ -396,7 +396,7 @@ func slowloris(g *generator, body bool) hcase {
 	if !body {
 		return hcase{name: "slowloris headers", raw: raw, want: reject, trickle: 300 * time.Millisecond, mayClose: true, rawOnly: true}
 	}
-	return hcase{name: "slowloris body", raw: raw, want: reject, trickle: 300 * time.Millisecond, trickleFrom: bytes.Index(raw, []byte("\r\n\r\n")) + 4, mayClose: true, rawOnly: true}
+	return hcase{name: "slowloris body", raw: raw, want: reject, trickle: 300 * time.Millisecond, trickleFrom: bytes.Index(raw, []byte("\r\n\r\n")) + 4, mayClose: true, mayReset: true, rawOnly: true}
 }
 
 // generate makes n cases from the seed, every rule in turn so that a small
