@@ -68,10 +68,15 @@
 // "If healthy" means the same provider is otherwise healthy at that
 // moment: its breaker is closed, the rolling window holds at least
 // MinRequests answers, and both its failure rate and its share of refused
-// tokens are below half the trip ratio. A refusal of one token while the
-// provider answers everyone else is that intent's fault; a refusal of most
-// tokens is the provider's or the path's (a rotated credential, a WAF, a
-// changed API). Refusals are counted per distinct token over the window,
+// tokens are below half the trip ratio; and, for a message that failed
+// before, the provider answered the others at least as well as it failed
+// them since that failure. The last part matters when an outage begins:
+// the window is still full of the successes before it, and the few
+// intents in flight would otherwise spend all their attempts on fast
+// retries before the failures weigh enough to show. A refusal of one
+// token while the provider answers everyone else is that intent's fault;
+// a refusal of most tokens is the provider's or the path's (a rotated
+// credential, a WAF, a changed API). Refusals are counted per distinct token over the window,
 // so one intent retried does not look like a storm; once at least
 // MinRequests distinct tokens were refused and they are at least the trip
 // ratio of the window's answers, refusals count as breaker failures and

@@ -99,33 +99,44 @@ func putJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) erro
 	return err
 }
 
-// countFailure adds one to a message's failure count and returns the new
-// count. Compare-and-set, so two processes that fail the same message at
+// countFailure records a message's failure at now and returns its count
+// of failures it is to blame for. The first failure counts; a later one
+// counts only when blame, given the time of the message's previous
+// failure, says so; either way the record keeps the latest failure's
+// time. Compare-and-set, so two processes that fail the same message at
 // once (a redelivery racing a slow worker) both count.
-func countFailure(ctx context.Context, kv jetstream.KeyValue, key string) (int, error) {
+func countFailure(ctx context.Context, kv jetstream.KeyValue, key string, now time.Time, blame func(prev time.Time) bool) (n int, counted bool, err error) {
 	for range 5 {
 		e, err := kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			if _, err := kv.Create(ctx, key, []byte("1")); err == nil {
-				return 1, nil
+			if _, err := kv.Create(ctx, key, failureRecord(1, now)); err == nil {
+				return 1, true, nil
 			} else if !errors.Is(err, jetstream.ErrKeyExists) {
-				return 0, err
+				return 0, false, err
 			}
 			continue
 		}
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
-		var n int
-		if _, err := fmt.Sscan(string(e.Value()), &n); err != nil {
-			n = 0
+		// "count unix-nanoseconds"; a record with the count alone (or
+		// unreadable) has no time, and every answer since counts.
+		var prev int64
+		n = 0
+		_, _ = fmt.Sscan(string(e.Value()), &n, &prev)
+		counted = blame(time.Unix(0, prev))
+		if counted {
+			n++
 		}
-		n++
-		if _, err := kv.Update(ctx, key, []byte(fmt.Sprint(n)), e.Revision()); err == nil {
-			return n, nil
+		if _, err := kv.Update(ctx, key, failureRecord(n, now), e.Revision()); err == nil {
+			return n, counted, nil
 		} else if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
-			return 0, err
+			return 0, false, err
 		}
 	}
-	return 0, errors.New("count failure: too much contention")
+	return 0, false, errors.New("count failure: too much contention")
+}
+
+func failureRecord(n int, at time.Time) []byte {
+	return fmt.Appendf(nil, "%d %d", n, at.UnixNano())
 }

@@ -139,6 +139,17 @@ func (p *pool) healthyForOthers(s BreakerSettings) bool {
 	return ok >= int(s.MinRequests) && float64(failed) < half*float64(ok+failed) && float64(refused) < half*float64(ok+refused)
 }
 
+// othersFaredBetter reports whether, since a message last failed at
+// prev, the provider answered the others at least as well as it failed
+// them: a failure that repeats while others fail too is the onset of an
+// outage, which a window still full of earlier successes cannot show,
+// and must not count against the message. (Its own failures are among
+// the bad answers, hence the one spared.)
+func (p *pool) othersFaredBetter(prev time.Time) bool {
+	ok, bad := p.window.sinceCounts(prev)
+	return bad <= ok+1
+}
+
 // refusalsWidespread reports whether refusals are the provider's trouble,
 // not the intents': at least MinRequests distinct tokens refused in the
 // window, at least FailureRatio of the answers.
@@ -165,6 +176,20 @@ type callWindow struct {
 	now     func() time.Time
 	step    time.Duration
 	buckets []windowBucket
+	// recent holds the last answers with their times, for sinceCounts:
+	// a bucket is too coarse to tell the answers after a given failure
+	// from those just before it.
+	recent [recentAnswers]timedAnswer
+	next   int
+}
+
+// recentAnswers bounds the answers sinceCounts can look back over; at a
+// surge's rate that is a second or so, enough to see an outage begin.
+const recentAnswers = 512
+
+type timedAnswer struct {
+	at int64 // UnixNano; 0 in a slot never written
+	a  answer
 }
 
 type windowBucket struct {
@@ -193,6 +218,8 @@ func (w *callWindow) add(a answer) {
 	if b.at != at {
 		*b = windowBucket{at: at}
 	}
+	w.recent[w.next] = timedAnswer{at: w.now().UnixNano(), a: a}
+	w.next = (w.next + 1) % len(w.recent)
 	switch a {
 	case answerOK:
 		b.ok++
@@ -215,6 +242,25 @@ func (w *callWindow) counts() (ok, failed, refused int) {
 		}
 	}
 	return ok, failed, refused
+}
+
+// sinceCounts counts the answers recorded after t among the last
+// recentAnswers: answers, and failures or refusals.
+func (w *callWindow) sinceCounts(t time.Time) (ok, bad int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	after := t.UnixNano()
+	for _, r := range w.recent {
+		if r.at <= after {
+			continue
+		}
+		if r.a == answerOK {
+			ok++
+		} else {
+			bad++
+		}
+	}
+	return ok, bad
 }
 
 // tokenSet remembers tokens (as seeded in-memory hashes, never the

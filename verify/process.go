@@ -197,10 +197,10 @@ func (v *Verifier) ask(ctx context.Context, j job) (tokenAnswer, error) {
 		// The intent's fault only while the provider answers others well;
 		// a refusal storm opens the breaker instead (see the package doc).
 		v.m.calls.WithLabelValues(append(labels, "refused")...).Inc()
-		v.retry(ctx, j, p.healthyForOthers(v.set.Breaker), "refused", err)
+		v.retryCall(ctx, j, p, "refused", err)
 	case errors.As(err, &pe):
 		v.m.calls.WithLabelValues(append(labels, "failure")...).Inc()
-		v.retry(ctx, j, p.healthyForOthers(v.set.Breaker), "provider_failure", err)
+		v.retryCall(ctx, j, p, "provider_failure", err)
 	default: // the rate limit's wait would outlast the message's deadline
 		v.nak(j.msg, "rate_limited")
 	}
@@ -296,6 +296,17 @@ func (v *Verifier) finish(ctx context.Context, j job, out prereg.Outcome, shard 
 	v.m.outcomes.WithLabelValues(string(out.Verdict), string(out.Reason)).Inc()
 }
 
+// retryCall puts back a message whose provider call failed. The failure
+// is the message's only while the provider answers the others well: by
+// the rolling window now, and since the message's previous failure.
+func (v *Verifier) retryCall(ctx context.Context, j job, p *pool, cause string, err error) {
+	if !p.healthyForOthers(v.set.Breaker) {
+		v.retry(ctx, j, false, cause, err)
+		return
+	}
+	v.count(ctx, j, p.othersFaredBetter, cause, err)
+}
+
 // retry puts a message back with a delay. When counted, the failure is
 // held against the message, and the message ends as unprocessable once it
 // has MaxAttempts of them.
@@ -306,15 +317,28 @@ func (v *Verifier) retry(ctx context.Context, j job, counted bool, cause string,
 		v.nak(j.msg, cause)
 		return
 	}
-	v.m.counted.Inc()
+	v.count(ctx, j, func(time.Time) bool { return true }, cause, err)
+}
+
+// count records a failure the message may be to blame for (as blame says,
+// given the time of its previous failure), and ends the message as
+// unprocessable once it has MaxAttempts counted failures.
+func (v *Verifier) count(ctx context.Context, j job, blame func(prev time.Time) bool, cause string, err error) {
+	attrs := []any{slog.Uint64("stream_seq", streamSeq(j.msg)), slog.String("cause", cause), slog.Any("err", err)}
 	// The current key, pinned or not: a receipt's count must not depend
 	// on whether its campaign was read yet. A rotation restarts counts.
-	n, cerr := countFailure(ctx, v.kv.attempts, v.cfg.Hasher.Sum("verify-attempt", j.in.Receipt))
+	n, counted, cerr := countFailure(ctx, v.kv.attempts, v.cfg.Hasher.Sum("verify-attempt", j.in.Receipt), v.now(), blame)
 	v.note(v.health, depAttempts, cerr)
 	if cerr != nil {
 		v.nak(j.msg, "infrastructure")
 		return
 	}
+	if !counted {
+		v.log.Debug("verify: retry later", attrs...)
+		v.nak(j.msg, cause)
+		return
+	}
+	v.m.counted.Inc()
 	if n < v.set.MaxAttempts {
 		v.log.Info("verify: message failed, retry later", append(attrs, slog.Int("failures", n))...)
 		v.nak(j.msg, "message_failure")

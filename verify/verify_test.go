@@ -283,6 +283,33 @@ func TestFlappingProvider(t *testing.T) {
 	require.Zero(t, w.submittedLeft())
 }
 
+// TestOutageOnsetCountsAgainstNoIntent: a provider that goes down after
+// a busy spell still has a window full of successes, by which it looks
+// healthy for a while; the few intents then in flight fail again and
+// again on fast retries. Those failures are the provider's, and none may
+// count against an intent more than once.
+func TestOutageOnsetCountsAgainstNoIntent(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, providerSpec{name: "pass", concurrency: 8, rate: 2000})
+	pass := w.provs["pass"]
+	set := fastSettings()
+	set.Breaker.MinRequests, set.Breaker.Window = 20, 10*time.Second // the successes stay in the window
+	w.start(set)
+	const busy, late = 300, 6
+	surge := w.surge(busy + late)
+	w.submit(surge[:busy]...)
+	w.outcomes(busy, 20*time.Second)
+	pass.setFaults(t, sim.Faults{Down: true})
+	w.submit(surge[busy:]...)
+	require.Eventually(t, func() bool { return pass.Stats().Failed >= 4*late || len(w.readOutcomes()) > busy },
+		10*time.Second, 5*time.Millisecond, "waiting for the late intents to fail a few times each (or be decided)")
+	pass.setFaults(t, sim.Faults{})
+	got := w.outcomes(busy+late, 20*time.Second)
+	for _, o := range got {
+		require.Equal(t, prereg.VerdictVerified, o.Verdict, "receipt %s: %s", o.Receipt, o.Reason)
+	}
+}
+
 // TestWorkerKilledMidBatch: a verify process loses its connection in the
 // middle of a batch; another takes over. Nothing is lost and nothing is
 // published downstream twice.
