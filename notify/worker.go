@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -182,6 +183,7 @@ type Worker struct {
 	phones    Opener
 	campaigns *campaign.Cache
 	limiter   *rate.Limiter
+	pace      *pace         // adapts limiter to the gateway's 429s
 	sem       chan struct{} // Concurrency sends in flight across all loops
 	log       *slog.Logger
 	metrics   *metrics
@@ -247,6 +249,7 @@ func New(cfg Config) (*Worker, error) {
 		sem:       make(chan struct{}, cfg.Concurrency),
 		log:       cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 	}
+	w.pace = newPace(w.limiter, lim)
 	w.health = worker.NewHealth("notify", w.log, cfg.Now)
 	if cfg.Keys == nil {
 		w.cfg.Keys = &keys.Alarm{Stage: "notify", Logger: w.log}
@@ -647,7 +650,15 @@ func (w *Worker) send(ctx, stop context.Context, m Message) Result {
 		if acc.Duplicate {
 			w.duplicate.Add(1)
 		}
+		w.pace.taken(w.cfg.Now())
 		res.Outcome, res.MessageID = OutcomeSent, acc.MessageID
+		return res
+	case rateLimited(err):
+		// Not the message's failure: see pace.go.
+		w.pace.refused(w.cfg.Now())
+		var se *SendError
+		errors.As(err, &se)
+		res.Outcome, res.NextAttempt, res.Error = OutcomeReleased, w.cfg.Now().Add(rateLimitedWait(se.RetryAfter)), "rate limited by the gateway"
 		return res
 	case errors.Is(err, ErrBreakerOpen):
 		res.Outcome, res.NextAttempt, res.Error = OutcomeReleased, w.cfg.Now().Add(w.cfg.BreakerPause), ErrBreakerOpen.Error()
@@ -673,6 +684,12 @@ func (w *Worker) send(ctx, stop context.Context, m Message) Result {
 		}
 		return r
 	}
+}
+
+// rateLimited reports whether the gateway refused a send with 429.
+func rateLimited(err error) bool {
+	var se *SendError
+	return errors.As(err, &se) && se.Status == http.StatusTooManyRequests
 }
 
 // unanswered reports whether a failed call may have reached the gateway

@@ -386,6 +386,32 @@ func TestRateLimitIsReachedAndNeverExceeded(t *testing.T) {
 	require.LessOrEqual(t, span, 1.5*ideal, "the limit was not reached: %.2fs for %.2fs of tokens", span, ideal)
 }
 
+// TestGatewayRateLimitIsNotAFailure: a gateway whose account limit is
+// far below notify's own rate refuses most sends with 429. Those are not
+// failed attempts (no message backs off for minutes because it met the
+// limit often), and the worker slows down to the limit instead of
+// spending most of its calls on refusals.
+func TestGatewayRateLimitIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	const n, limit = 60, 20.0
+	w := newWorld(t, worldConfig{n: n, gateway: sim.GatewayConfig{Rate: limit, Burst: 1}})
+	wk := w.worker(t, notify.Config{Rate: 400, Burst: 1, BatchSize: 64, Concurrency: 8, RetryBase: 2 * time.Second, RetryCap: time.Minute},
+		notify.GatewayConfig{TripAfter: 1000})
+	drain(t, wk, 30*time.Second)
+	w.requireEachOnce(t)
+	var attempts int
+	require.NoError(t, w.db.Pool.QueryRow(context.Background(), `SELECT sum(attempts) FROM outbox`).Scan(&attempts))
+	require.Equal(t, n, attempts, "a 429 is not an attempt")
+	refused := 0
+	for _, a := range w.gw.Attempts() {
+		if a.Status == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	require.Positive(t, refused, "the gateway's limit was met")
+	require.Less(t, refused, 4*n, "the worker slowed to the limit rather than ask %d times", refused)
+}
+
 func TestTwoWorkersNeverSendTheSameMessage(t *testing.T) {
 	t.Parallel()
 	const n = 300
