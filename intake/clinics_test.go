@@ -179,4 +179,15 @@ func TestClinicsFromStoreAndLookupNext(t *testing.T) {
 	require.Equal(t, "scheduled", got.Body["status"])
 	require.Equal(t, map[string]any{"clinic": "c-11680-001", "clinic_name": "강남구 보건소", "address": "서울특별시 강남구 선릉로 668",
 		"start": "2021-08-27T13:00:00+09:00", "end": "2021-08-27T15:00:00+09:00"}, got.Body["next"])
+
+	// A reload of the campaign (a clinic added) is read at the next refresh.
+	more := clinicCampaign(t)
+	more.Clinics = append(more.Clinics, campaign.Clinic{ID: "c-11680-003", Name: "강남구 예방접종센터 2", Region: "11680", Lat: 37.5, Lng: 127.05, Capacity: 10, Address: "서울특별시 강남구 테헤란로 1"})
+	_, err = store.Load(ctx, more)
+	require.NoError(t, err)
+	require.NoError(t, e.svc.Refresh(ctx))
+	require.EqualValues(t, 2, clinics.calls.Load())
+	gangnam2 := e.get(t, "/v1/campaigns/test-2021/clinics?region=11680", "If-None-Match", gangnam.Header.Get("ETag"))
+	require.Equal(t, 200, gangnam2.Status, "the list changed, so did its ETag")
+	require.Len(t, gangnam2.Body["clinics"], 3)
 }
