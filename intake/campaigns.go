@@ -183,14 +183,14 @@ func newEntry(c *campaign.Campaign, health map[string]prereg.ProviderHealth, lot
 type refresher struct {
 	source  CampaignSource
 	clinics ClinicSource // nil: only the clinics the campaigns come with
-	// cacheControl is the Cache-Control of the campaign and its lists.
-	cacheControl string
-	lottery      Commitments // nil: no commitments shown
-	js           jetstream.JetStream
-	log          *slog.Logger
-	now          func() time.Time
-	cur          atomic.Pointer[catalog]
-	errors       atomic.Int64
+	// cacheControlH is the Cache-Control of the campaign's lists.
+	cacheControlH []string
+	lottery       Commitments // nil: no commitments shown
+	js            jetstream.JetStream
+	log           *slog.Logger
+	now           func() time.Time
+	cur           atomic.Pointer[catalog]
+	errors        atomic.Int64
 	// hasher resolves each campaign's pinned key; keys is raised while
 	// a campaign is pinned to a key this process was not given.
 	hasher *keys.Hasher

@@ -21,10 +21,13 @@ type ClinicSource interface {
 	Clinics(ctx context.Context, campaignID string) ([]campaign.Clinic, error)
 }
 
-// body is a JSON answer encoded once, with its ETag.
+// body is a JSON answer encoded once, with its ETag and the header
+// values that serve it, so that serving it allocates no header.
 type body struct {
-	json []byte
-	etag string
+	json    []byte
+	etag    string
+	etagH   []string
+	lengthH []string
 }
 
 func newBody(v any) (body, error) {
@@ -33,7 +36,9 @@ func newBody(v any) (body, error) {
 		return body{}, err
 	}
 	sum := sha256.Sum256(data)
-	return body{json: append(data, '\n'), etag: `"` + hex.EncodeToString(sum[:12]) + `"`}, nil
+	b := body{json: append(data, '\n'), etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
+	b.etagH, b.lengthH = []string{b.etag}, []string{strconv.Itoa(len(b.json))}
+	return b, nil
 }
 
 // clinicIndex is a campaign's clinics as intake serves them: the answers
@@ -167,19 +172,24 @@ func (s *Service) serveClinics(w http.ResponseWriter, r *http.Request) {
 	s.serveBody(w, r, b)
 }
 
+// varyEncoding is the lists' Vary header value.
+var varyEncoding = []string{"Accept-Encoding"}
+
 // serveBody writes a precomputed answer with the campaign's caching
-// headers, or 304 when the client holds it.
+// headers (the same ETag, Cache-Control and Vary as GET
+// /v1/campaigns/{id}), or 304 when the client holds it. Header values
+// are shared slices, set under canonical keys.
 func (s *Service) serveBody(w http.ResponseWriter, r *http.Request, b body) {
 	h := w.Header()
-	h.Set("ETag", b.etag)
-	h.Set("Cache-Control", s.cat.cacheControl)
-	h.Set("Vary", "Accept-Encoding")
+	h["Etag"] = b.etagH
+	h["Cache-Control"] = s.cat.cacheControlH
+	h["Vary"] = varyEncoding
 	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, b.etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(len(b.json)))
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = b.lengthH
 	_, _ = w.Write(b.json)
 }
 

@@ -199,7 +199,7 @@ func New(cfg Config) (*Service, error) {
 		s.guard = newCPUGuard(cfg.MaxQueueWait)
 	}
 	s.cat = refresher{source: cfg.Campaigns, clinics: cfg.Clinics, lottery: cfg.Lottery,
-		cacheControl: "public, max-age=" + strconv.Itoa(max(1, int(cfg.Refresh/time.Second))), js: cfg.JetStream, log: cfg.Logger, now: cfg.Now,
+		cacheControlH: []string{"public, max-age=" + strconv.Itoa(max(1, int(cfg.Refresh/time.Second)))}, js: cfg.JetStream, log: cfg.Logger, now: cfg.Now,
 		hasher: cfg.Hasher, keys: &keys.Alarm{Stage: "intake", Logger: cfg.Logger}}
 	return s, nil
 }
