@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prereg/prereg/campaign"
@@ -160,7 +162,7 @@ func (s *Service) serveClinics(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	code := r.URL.Query().Get("region")
+	code := queryValue(r.URL.RawQuery, "region")
 	if code == "" {
 		invalid(w, FieldErrors{"region": "required: a 5-digit si/gun/gu code, e.g. 11680"})
 		return
@@ -170,6 +172,30 @@ func (s *Service) serveClinics(w http.ResponseWriter, r *http.Request) {
 		b = e.clinics.none
 	}
 	s.serveBody(w, r, b)
+}
+
+// queryValue is the first value of key in a raw query string, as
+// url.Values.Get would give it, without parsing the whole query into a
+// map: a region code needs no unescaping, so the common case allocates
+// nothing.
+func queryValue(raw, key string) string {
+	for raw != "" {
+		var part string
+		part, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(part, "=")
+		if k != key {
+			continue
+		}
+		if strings.ContainsAny(v, "%+") {
+			u, err := url.QueryUnescape(v)
+			if err != nil {
+				return ""
+			}
+			return u
+		}
+		return v
+	}
+	return ""
 }
 
 // varyEncoding is the lists' Vary header value.

@@ -87,3 +87,13 @@ func TestCheckClinicAllocatesNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, checkClinic(nil, &Request{Clinic: "any"}, none), "a campaign without an inventory checks nothing")
 }
+
+func TestQueryValue(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]string{
+		"region=11680": "11680", "a=1&region=26350&region=1": "26350", "region=": "", "": "", "regionx=1": "",
+		"region=%31%31680": "11680", "region=%zz": "", "x=%zz&region=11110": "11110",
+	} {
+		require.Equal(t, want, queryValue(raw, "region"), raw)
+	}
+}
