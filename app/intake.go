@@ -53,6 +53,7 @@ func (s *System) startIntake(ctx context.Context) error {
 		JetStream:      s.js,
 		Conn:           s.nc,
 		Campaigns:      s.campaigns,
+		Clinics:        s.campaigns,
 		Statuses:       &postgres.StatusStore{Pool: s.pool},
 		Lottery:        lotteryCommitments{&postgres.AllocationStore{Pool: s.pool}},
 		Hasher:         s.hasher,

@@ -19,6 +19,11 @@ const (
 	DefaultDeviceCap   = 4
 	DefaultBloomFPRate = 0.001
 	DefaultMaxShards   = 1024
+	// DefaultMaxDistanceKm bounds the allocation's region fallback.
+	DefaultMaxDistanceKm = 50
+	// DefaultAllocateDelay is how long after a window closes its round is
+	// allocated when the file does not say.
+	DefaultAllocateDelay = time.Hour
 )
 
 // Campaign is a validated campaign. Times are absolute instants; dates are
@@ -38,6 +43,8 @@ type Campaign struct {
 	Schedule  Schedule
 	Clinics   []Clinic
 	Notify    Notify
+	// Allocation holds the rules of the allocation runs.
+	Allocation Allocation
 	// Spec is the file this campaign was validated from, as stored.
 	Spec File
 	// HMACKey is the id of the HMAC key the campaign's identity, device
@@ -67,6 +74,10 @@ type Window struct {
 	Closes  time.Time // exclusive
 	Digits  []int
 	CatchUp bool
+	// AllocateAt is when the window's allocation round is planned, what
+	// citizens are told: at or after Closes (by default Closes +
+	// DefaultAllocateDelay).
+	AllocateAt time.Time
 }
 
 // Admits reports whether the window admits a birth date's digit.
@@ -136,6 +147,16 @@ type Clinic struct {
 	// Capacity is the number of slots in each band of each day of the
 	// schedule.
 	Capacity int
+	// Address is the street address citizens are shown.
+	Address string
+}
+
+// Allocation holds the rules of the allocation runs.
+type Allocation struct {
+	// MaxDistanceKm bounds how far a registration's region fallback may
+	// send it (great-circle km between the regions' clinic centroids);
+	// 0 means any distance. DefaultMaxDistanceKm when the file is silent.
+	MaxDistanceKm float64
 }
 
 // Notify configures the SMS: how fast the account may send and the link

@@ -24,19 +24,21 @@ import (
 // was loaded can be shown again exactly; clinics are stored in their own
 // table instead.
 type File struct {
-	ID          string         `yaml:"id" json:"id"`
-	Name        string         `yaml:"name" json:"name"`
-	Timezone    string         `yaml:"timezone" json:"timezone"`
-	Cohort      FileCohort     `yaml:"cohort" json:"cohort"`
-	Windows     []FileWindow   `yaml:"windows" json:"windows"`
-	Providers   []FileProvider `yaml:"providers" json:"providers"`
-	Shards      int            `yaml:"shards" json:"shards"`
-	DeviceCap   int            `yaml:"device_cap" json:"device_cap"`
-	Dedupe      FileDedupe     `yaml:"dedupe" json:"dedupe"`
-	Schedule    FileSchedule   `yaml:"schedule" json:"schedule"`
-	Notify      FileNotify     `yaml:"notify" json:"notify"`
-	Clinics     []FileClinic   `yaml:"clinics" json:"-"`
-	ClinicsFile string         `yaml:"clinics_file" json:"-"`
+	ID        string         `yaml:"id" json:"id"`
+	Name      string         `yaml:"name" json:"name"`
+	Timezone  string         `yaml:"timezone" json:"timezone"`
+	Cohort    FileCohort     `yaml:"cohort" json:"cohort"`
+	Windows   []FileWindow   `yaml:"windows" json:"windows"`
+	Providers []FileProvider `yaml:"providers" json:"providers"`
+	Shards    int            `yaml:"shards" json:"shards"`
+	DeviceCap int            `yaml:"device_cap" json:"device_cap"`
+	Dedupe    FileDedupe     `yaml:"dedupe" json:"dedupe"`
+	Schedule  FileSchedule   `yaml:"schedule" json:"schedule"`
+	Notify    FileNotify     `yaml:"notify" json:"notify"`
+	// Allocation is optional; nil means every default.
+	Allocation  *FileAllocation `yaml:"allocation,omitempty" json:"allocation,omitempty"`
+	Clinics     []FileClinic    `yaml:"clinics" json:"-"`
+	ClinicsFile string          `yaml:"clinics_file" json:"-"`
 }
 
 // FileCohort is the cohort section of the file.
@@ -53,6 +55,8 @@ type FileWindow struct {
 	Closes  string `yaml:"closes" json:"closes"`
 	Digits  []int  `yaml:"digits" json:"digits"`
 	CatchUp bool   `yaml:"catch_up" json:"catch_up"`
+	// AllocateAt is optional: the close + DefaultAllocateDelay when "".
+	AllocateAt string `yaml:"allocate_at,omitempty" json:"allocate_at,omitempty"`
 }
 
 // FileProvider is one identity provider of the file.
@@ -85,6 +89,12 @@ type FileNotify struct {
 	Language  string  `yaml:"language" json:"language"`
 }
 
+// FileAllocation is the allocation section of the file.
+type FileAllocation struct {
+	// MaxDistanceKm: nil is DefaultMaxDistanceKm, 0 any distance.
+	MaxDistanceKm *float64 `yaml:"max_distance_km,omitempty" json:"max_distance_km,omitempty"`
+}
+
 // FileClinic is one clinic of the file (or one row of clinics_file).
 type FileClinic struct {
 	ID       string  `yaml:"id"`
@@ -93,6 +103,7 @@ type FileClinic struct {
 	Lat      float64 `yaml:"lat"`
 	Lng      float64 `yaml:"lng"`
 	Capacity int     `yaml:"capacity"`
+	Address  string  `yaml:"address,omitempty"`
 }
 
 // FieldError is a validation error that names where in the file it is.
@@ -229,6 +240,7 @@ func (f File) validate(root *yaml.Node) (*Campaign, error) {
 	c.Schedule = validateSchedule(p, f.Schedule)
 	c.Notify = validateNotify(p, f.Notify)
 	c.Clinics = validateClinics(p, f.Clinics)
+	c.Allocation = validateAllocation(p, f.Allocation)
 
 	if len(p.errs) > 0 {
 		return nil, &ValidationError{Errors: p.errs}
@@ -304,6 +316,18 @@ func validateWindows(p *problems, fws []FileWindow, loc *time.Location) []Window
 		}
 		if errO == nil && errC == nil && !w.Closes.After(w.Opens) {
 			p.add("closes must be after opens", "windows", i, "closes")
+		}
+		w.AllocateAt = w.Closes.Add(DefaultAllocateDelay)
+		if fw.AllocateAt != "" {
+			at, err := parseTime(fw.AllocateAt, loc)
+			switch {
+			case err != nil:
+				p.add(err.Error(), "windows", i, "allocate_at")
+			case errC == nil && at.Before(w.Closes):
+				p.add("the round is allocated at or after the window closes", "windows", i, "allocate_at")
+			default:
+				w.AllocateAt = at
+			}
 		}
 		validateDigits(p, i, fw)
 		w.Digits = append([]int(nil), fw.Digits...)
@@ -472,12 +496,27 @@ func validateClinics(p *problems, fcs []FileClinic) []Clinic {
 		if fc.Capacity < 0 {
 			p.add("want 0 or more slots per band", "clinics", i, "capacity")
 		}
+		if len(fc.Address) > 200 {
+			p.add("at most 200 bytes", "clinics", i, "address")
+		}
 		if fc.Lat < -90 || fc.Lat > 90 || fc.Lng < -180 || fc.Lng > 180 {
 			p.add("coordinates out of range", "clinics", i, "lat")
 		}
-		out = append(out, Clinic{ID: fc.ID, Name: cmp.Or(fc.Name, fc.ID), Region: fc.Region, Lat: fc.Lat, Lng: fc.Lng, Capacity: fc.Capacity})
+		out = append(out, Clinic{ID: fc.ID, Name: cmp.Or(fc.Name, fc.ID), Region: fc.Region, Lat: fc.Lat, Lng: fc.Lng, Capacity: fc.Capacity, Address: fc.Address})
 	}
 	return out
+}
+
+func validateAllocation(p *problems, fa *FileAllocation) Allocation {
+	a := Allocation{MaxDistanceKm: DefaultMaxDistanceKm}
+	if fa == nil || fa.MaxDistanceKm == nil {
+		return a
+	}
+	a.MaxDistanceKm = *fa.MaxDistanceKm
+	if a.MaxDistanceKm < 0 || a.MaxDistanceKm > 20_000 {
+		p.add("want 0 (any distance) to 20000 km", "allocation", "max_distance_km")
+	}
+	return a
 }
 
 var regionPattern = regexp.MustCompile(`^\d{5}$`)
@@ -515,7 +554,7 @@ func readClinicsCSV(path string) ([]FileClinic, error) {
 	}
 	for _, need := range []string{"id", "name", "region", "lat", "lng", "capacity"} {
 		if _, ok := col[need]; !ok {
-			return nil, fmt.Errorf("clinics file: header lacks column %q (want id,name,region,lat,lng,capacity)", need)
+			return nil, fmt.Errorf("clinics file: header lacks column %q (want id,name,region,lat,lng,capacity and optionally address)", need)
 		}
 	}
 	var out []FileClinic
@@ -533,7 +572,11 @@ func readClinicsCSV(path string) ([]FileClinic, error) {
 		if err := errors.Join(e1, e2, e3); err != nil {
 			return nil, fmt.Errorf("clinics file line %d: %w", line, err)
 		}
-		out = append(out, FileClinic{ID: rec[col["id"]], Name: rec[col["name"]], Region: rec[col["region"]], Lat: lat, Lng: lng, Capacity: capy})
+		fc := FileClinic{ID: rec[col["id"]], Name: rec[col["name"]], Region: rec[col["region"]], Lat: lat, Lng: lng, Capacity: capy}
+		if i, ok := col["address"]; ok {
+			fc.Address = rec[i]
+		}
+		out = append(out, fc)
 	}
 }
 

@@ -180,10 +180,14 @@ func TestCPUGuardShedsWhenTheProcessIsBusy(t *testing.T) {
 func TestAcceptedBodyIsJSON(t *testing.T) {
 	t.Parallel()
 	rec := httptest.NewRecorder()
-	writeAccepted(rec, "AbC-_123")
+	writeAccepted(rec, "AbC-_123", []byte(`,"next":{"round_at":"2021-08-10T19:00:00+09:00"}`))
 	require.Equal(t, http.StatusAccepted, rec.Code)
 	require.Equal(t, "application/json; charset=utf-8", rec.Header().Get("Content-Type"))
-	var got map[string]string
+	var got map[string]any
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
-	require.Equal(t, map[string]string{"receipt": "AbC-_123", "status": "received", "status_url": "/v1/intents/AbC-_123"}, got)
+	require.Equal(t, map[string]any{"receipt": "AbC-_123", "status": "received", "status_url": "/v1/intents/AbC-_123",
+		"next": map[string]any{"round_at": "2021-08-10T19:00:00+09:00"}}, got)
+	rec = httptest.NewRecorder()
+	writeAccepted(rec, "AbC-_123", nil)
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got), "without a next: %s", rec.Body)
 }

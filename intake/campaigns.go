@@ -50,6 +50,10 @@ type entry struct {
 	// hasher is the campaign's pinned HMAC key; nil when this process
 	// lacks it, and submissions are shed.
 	hasher *keys.Hasher
+	// clinics are the campaign's regions and clinics (clinics.go).
+	clinics *clinicIndex
+	// next is, by window id, the "next" member of the 202 (next.go).
+	next map[string][]byte
 }
 
 // catalog is an immutable snapshot of the campaigns; a refresh swaps in a
@@ -58,6 +62,9 @@ type catalog struct {
 	byID  map[string]*entry
 	order []*entry
 	at    time.Time // when the campaigns were read
+	// loaded is the campaigns' latest load, as the source said: their
+	// clinics are read again only when it changes.
+	loaded time.Time
 	// stale is set once refreshes have failed for longer than
 	// campaign.DefaultCacheMaxStale: the campaigns are then unavailable.
 	stale bool
@@ -175,12 +182,15 @@ func newEntry(c *campaign.Campaign, health map[string]prereg.ProviderHealth, lot
 // atomic load; it is therefore honoured to within one refresh interval.
 type refresher struct {
 	source  CampaignSource
-	lottery Commitments // nil: no commitments shown
-	js      jetstream.JetStream
-	log     *slog.Logger
-	now     func() time.Time
-	cur     atomic.Pointer[catalog]
-	errors  atomic.Int64
+	clinics ClinicSource // nil: only the clinics the campaigns come with
+	// cacheControlH is the Cache-Control of the campaign's lists.
+	cacheControlH []string
+	lottery       Commitments // nil: no commitments shown
+	js            jetstream.JetStream
+	log           *slog.Logger
+	now           func() time.Time
+	cur           atomic.Pointer[catalog]
+	errors        atomic.Int64
 	// hasher resolves each campaign's pinned key; keys is raised while
 	// a campaign is pinned to a key this process was not given.
 	hasher *keys.Hasher
@@ -201,18 +211,23 @@ func (r *refresher) refresh(ctx context.Context) error {
 }
 
 func (r *refresher) read(ctx context.Context) (*catalog, error) {
-	cs, _, err := r.source.List(ctx)
+	cs, loaded, err := r.source.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("refresh campaigns: %w", err)
 	}
 	health := r.health(ctx, cs)
-	next := &catalog{byID: make(map[string]*entry, len(cs)), at: r.now()}
+	prev := r.cur.Load()
+	next := &catalog{byID: make(map[string]*entry, len(cs)), at: r.now(), loaded: loaded}
 	var missing []error
 	for _, c := range cs {
 		e, err := newEntry(c, health, r.commitments(ctx, c.ID))
 		if err != nil {
 			return nil, err
 		}
+		if e.clinics, err = r.clinicsOf(ctx, c, loaded, prev); err != nil {
+			return nil, err
+		}
+		e.next = nextBodies(c)
 		if e.hasher, err = r.hasher.Pinned(c.HMACKey); err != nil {
 			missing = append(missing, err)
 		}
@@ -231,7 +246,7 @@ func (r *refresher) expire() {
 	}
 	r.log.Error("campaigns unreadable for too long; answering them as unavailable",
 		slog.Time("read_at", cur.at), slog.Duration("max_stale", campaign.DefaultCacheMaxStale))
-	r.cur.Store(&catalog{byID: cur.byID, order: cur.order, at: cur.at, stale: true})
+	r.cur.Store(&catalog{byID: cur.byID, order: cur.order, at: cur.at, loaded: cur.loaded, stale: true})
 }
 
 // commitments reads a campaign's lottery commitments, best effort: a

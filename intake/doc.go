@@ -11,7 +11,9 @@
 // process has less CPU than its requests need (lag.go).
 //
 // It also serves the citizen page (GET /), the campaign with its windows and
-// providers' health (GET /v1/campaigns/{id}, from memory, with an ETag), and
+// providers' health (GET /v1/campaigns/{id}, from memory, with an ETag),
+// its regions and clinics (…/regions, …/clinics?region=, encoded once per
+// campaign load, clinics.go), and
 // the status lookup (GET /v1/intents/{receipt}?birthdate=…), the one read of
 // the database, through the StatusReader a store implements. A receipt
 // carries its own MAC, so a forged one is answered 404 without a query;

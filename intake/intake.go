@@ -36,6 +36,10 @@ type Config struct {
 	// of waiting for a publish to time out, and report it in Ready.
 	Conn      *nats.Conn
 	Campaigns CampaignSource
+	// Clinics, when set, lists the clinics of campaigns that Campaigns
+	// lists without them (GET /v1/campaigns/{id}/clinics, the clinic
+	// check of a submission).
+	Clinics ClinicSource
 	// Lottery, when set, publishes each window's lottery seed commitment on
 	// GET /v1/campaigns/{id}.
 	Lottery Commitments
@@ -194,7 +198,8 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxQueueWait > 0 {
 		s.guard = newCPUGuard(cfg.MaxQueueWait)
 	}
-	s.cat = refresher{source: cfg.Campaigns, lottery: cfg.Lottery, js: cfg.JetStream, log: cfg.Logger, now: cfg.Now,
+	s.cat = refresher{source: cfg.Campaigns, clinics: cfg.Clinics, lottery: cfg.Lottery,
+		cacheControlH: []string{"public, max-age=" + strconv.Itoa(max(1, int(cfg.Refresh/time.Second)))}, js: cfg.JetStream, log: cfg.Logger, now: cfg.Now,
 		hasher: cfg.Hasher, keys: &keys.Alarm{Stage: "intake", Logger: cfg.Logger}}
 	return s, nil
 }
@@ -288,6 +293,8 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.Handle("GET /{$}", s.count("page", http.HandlerFunc(s.servePage)))
 	mux.Handle("GET /assets/intake.js", s.count("page", http.HandlerFunc(serveScript)))
 	mux.Handle("GET /v1/campaigns/{id}", s.count("campaign", http.HandlerFunc(s.serveCampaign)))
+	mux.Handle("GET /v1/campaigns/{id}/regions", s.count("campaign", http.HandlerFunc(s.serveRegions)))
+	mux.Handle("GET /v1/campaigns/{id}/clinics", s.count("campaign", http.HandlerFunc(s.serveClinics)))
 	mux.Handle("POST /v1/intents", s.count("submit", http.HandlerFunc(s.serveSubmit)))
 	mux.Handle("GET /v1/intents/{receipt}", s.count("status", http.HandlerFunc(s.serveStatus)))
 }
@@ -350,16 +357,19 @@ func routeCounters(m *metrics) map[string]map[int]prometheus.Counter {
 	return all
 }
 
-// writeAccepted writes the 202: {"receipt", "status", "status_url"}. It
-// is appended by hand, as the hottest answer of the service; a receipt is
-// base64url, which needs no JSON escaping.
-func writeAccepted(w http.ResponseWriter, receipt string) {
-	b := make([]byte, 0, 80+2*len(receipt))
+// writeAccepted writes the 202: {"receipt", "status", "status_url",
+// "next"}, next being the window's, encoded with the catalog (next.go).
+// It is appended by hand, as the hottest answer of the service; a receipt
+// is base64url, which needs no JSON escaping.
+func writeAccepted(w http.ResponseWriter, receipt string, next []byte) {
+	b := make([]byte, 0, 80+2*len(receipt)+len(next))
 	b = append(b, `{"receipt":"`...)
 	b = append(b, receipt...)
 	b = append(b, `","status":"`+string(prereg.StatusReceived)+`","status_url":"/v1/intents/`...)
 	b = append(b, receipt...)
-	b = append(b, "\"}\n"...)
+	b = append(b, '"')
+	b = append(b, next...)
+	b = append(b, "}\n"...)
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	w.WriteHeader(http.StatusAccepted)
@@ -460,7 +470,7 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 		s.shed(w, shedKeyMissing)
 		return
 	}
-	v, ok := validateSubmission(w, req, c, r.idemKey)
+	v, ok := validateSubmission(w, req, e, r.idemKey)
 	if !ok {
 		return
 	}
@@ -482,7 +492,7 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 	if !s.publishIntent(w, c, &intent) {
 		return
 	}
-	writeAccepted(w, receipt)
+	writeAccepted(w, receipt, e.next[win.ID])
 }
 
 // admit runs the checks that need no body, cheapest first, and returns
@@ -544,8 +554,9 @@ func readRequest(w http.ResponseWriter, r submission) (Request, bool) {
 
 // validateSubmission validates the request against its campaign, and the
 // Idempotency-Key with it, so that one 422 names every wrong field.
-func validateSubmission(w http.ResponseWriter, req Request, c *campaign.Campaign, idemKey string) (Valid, bool) {
-	v, err := Validate(req, c)
+func validateSubmission(w http.ResponseWriter, req Request, e *entry, idemKey string) (Valid, bool) {
+	v, err := Validate(req, e.c)
+	err = checkClinic(err, &req, e.clinics)
 	if len(idemKey) > maxIdemKey || !printable(idemKey) {
 		fe, _ := err.(FieldErrors)
 		if fe == nil {

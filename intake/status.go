@@ -26,6 +26,9 @@ type Decided struct {
 	Reason    prereg.Reason
 	Birthdate time.Time // claimed, checked against the lookup's birthdate
 	Slot      *Slot     // scheduled, notified, delivered or cancelled
+	// Window is the window the submission was decided in ("" unknown):
+	// the lookup's "next" round.
+	Window string
 }
 
 // Slot is an appointment's place and time.
@@ -42,6 +45,9 @@ type statusAnswer struct {
 	Status   prereg.Status `json:"status"`
 	Reason   prereg.Reason `json:"reason,omitempty"`
 	Slot     *slotAnswer   `json:"slot,omitempty"`
+	// Next is what happens next (next.go): the round and the expected
+	// SMS before allocation, the appointment after.
+	Next any `json:"next,omitempty"`
 }
 
 type slotAnswer struct {
@@ -72,6 +78,9 @@ func (s *Service) serveStatus(w http.ResponseWriter, r *http.Request) {
 			sa.Time = e.c.Schedule.Bands[d.Slot.Band].Label()
 		}
 		ans.Slot = sa
+	}
+	if e, ok := s.cat.cur.Load().get(d.Campaign); ok {
+		ans.Next = lookupNext(e, &d, s.now())
 	}
 	httpapi.WriteJSON(w, http.StatusOK, ans)
 }

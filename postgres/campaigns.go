@@ -106,9 +106,9 @@ func loadClinics(ctx context.Context, tx pgx.Tx, c *campaign.Campaign) (clinics,
 	}
 	rows := make([][]any, len(c.Clinics))
 	for i, cl := range c.Clinics {
-		rows[i] = []any{c.ID, cl.ID, cl.Name, cl.Region, cl.Lat, cl.Lng}
+		rows[i] = []any{c.ID, cl.ID, cl.Name, cl.Region, cl.Lat, cl.Lng, cl.Address}
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"load_clinics"}, []string{"campaign", "id", "name", "region", "lat", "lng"}, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"load_clinics"}, []string{"campaign", "id", "name", "region", "lat", "lng", "address"}, pgx.CopyFromRows(rows)); err != nil {
 		return 0, 0, fmt.Errorf("copy clinics: %w", err)
 	}
 	days, bands := c.Schedule.Days, len(c.Schedule.Bands)
@@ -127,7 +127,8 @@ func loadClinics(ctx context.Context, tx pgx.Tx, c *campaign.Campaign) (clinics,
 		return 0, 0, fmt.Errorf("copy slots: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO clinics SELECT * FROM load_clinics
-		ON CONFLICT (campaign, id) DO UPDATE SET name = EXCLUDED.name, region = EXCLUDED.region, lat = EXCLUDED.lat, lng = EXCLUDED.lng`); err != nil {
+		ON CONFLICT (campaign, id) DO UPDATE SET name = EXCLUDED.name, region = EXCLUDED.region, lat = EXCLUDED.lat, lng = EXCLUDED.lng,
+		    address = EXCLUDED.address`); err != nil {
 		return 0, 0, fmt.Errorf("upsert clinics: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO slots SELECT * FROM load_slots
@@ -224,15 +225,16 @@ func (s *CampaignStore) pin(ctx context.Context) error {
 	return nil
 }
 
-// Clinics reads a campaign's clinics.
+// Clinics reads a campaign's clinics, by id, without their capacity; it
+// implements intake.ClinicSource.
 func (s *CampaignStore) Clinics(ctx context.Context, id string) ([]campaign.Clinic, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT id, name, region, lat, lng FROM clinics WHERE campaign = $1 ORDER BY id`, id)
+	rows, err := s.Pool.Query(ctx, `SELECT id, name, region, lat, lng, address FROM clinics WHERE campaign = $1 ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("list clinics: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (campaign.Clinic, error) {
 		var c campaign.Clinic
-		err := r.Scan(&c.ID, &c.Name, &c.Region, &c.Lat, &c.Lng)
+		err := r.Scan(&c.ID, &c.Name, &c.Region, &c.Lat, &c.Lng, &c.Address)
 		return c, err
 	})
 }

@@ -47,7 +47,7 @@ func (s *StatusStore) hasUnassigned(ctx context.Context) (bool, error) {
 // folded: an appointment is "delivered" once any version's delivery report
 // came back, "notified" once any version was accepted by the gateway.
 const statusSQL = `
-SELECT d.campaign, d.kind, d.reason, d.birthdate, d.review,
+SELECT d.window_id, d.campaign, d.kind, d.reason, d.birthdate, d.review,
        %s,
        a.clinic, a.day, a.band, a.status,
        coalesce(o.delivered, false), coalesce(o.sent, false)
@@ -80,7 +80,7 @@ func (s *StatusStore) Status(ctx context.Context, receipt string) (intake.Decide
 		band                 *int16
 		delivered, sent      bool
 	)
-	err = s.Pool.QueryRow(ctx, fmt.Sprintf(statusSQL, unassigned), receipt).Scan(
+	err = s.Pool.QueryRow(ctx, fmt.Sprintf(statusSQL, unassigned), receipt).Scan(&d.Window,
 		&d.Campaign, &kind, &reason, &birth, &review, &unassignedBy,
 		&clinic, &day, &band, &apptStatus, &delivered, &sent)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -53,15 +53,16 @@ type world struct {
 }
 
 // newWorld makes a fresh database with a campaign of two windows (d9,
-// d0), a schedule of days × bands, and the clinics.
-func newWorld(tb testing.TB, days, bands int, clinics []clinic) *world {
+// d0), a schedule of days × bands, and the clinics; edits change the
+// campaign file before it is loaded.
+func newWorld(tb testing.TB, days, bands int, clinics []clinic, edits ...func(*campaign.File)) *world {
 	tb.Helper()
 	db := pgtest.New(tb)
-	loadCampaign(tb, db, days, bands, clinics)
+	loadCampaign(tb, db, days, bands, clinics, edits...)
 	return &world{db: db, store: &postgres.AllocationStore{Pool: db.Pool}, now: afterClose}
 }
 
-func loadCampaign(tb testing.TB, db *pgtest.DB, days, bands int, clinics []clinic) {
+func loadCampaign(tb testing.TB, db *pgtest.DB, days, bands int, clinics []clinic, edits ...func(*campaign.File)) {
 	tb.Helper()
 	f := campaign.File{
 		ID:     campaignID,
@@ -73,11 +74,17 @@ func loadCampaign(tb testing.TB, db *pgtest.DB, days, bands int, clinics []clini
 		},
 		Providers: []campaign.FileProvider{{Name: "pass", URL: "http://127.0.0.1:9101"}},
 		Schedule:  campaign.FileSchedule{Start: scheduleDay0.Format(prereg.DateLayout), Days: days},
+		// Any distance: the tests place Seoul's overflow in Busan unless
+		// they set a bound (the campaign default is 50 km).
+		Allocation: &campaign.FileAllocation{MaxDistanceKm: new(float64)},
 	}
 	all := []string{"09:00-12:00", "13:00-15:00", "15:00-18:00", "18:00-20:00"}
 	f.Schedule.Bands = all[:bands]
 	for _, c := range clinics {
 		f.Clinics = append(f.Clinics, campaign.FileClinic{ID: c.id, Name: c.id, Region: c.region, Lat: c.lat, Lng: c.lng, Capacity: c.capacity})
+	}
+	for _, edit := range edits {
+		edit(&f)
 	}
 	c, err := campaign.FromFile(f)
 	require.NoError(tb, err)
@@ -320,28 +327,44 @@ func TestAllocateEdgeCases(t *testing.T) {
 	for i := range everyoneWantsOne {
 		everyoneWantsOne[i].region, everyoneWantsOne[i].clinic, everyoneWantsOne[i].earliest = "11140", "c-11140-001", time.Time{}
 	}
+	defaultBound := func(f *campaign.File) { f.Allocation = nil }
 	for _, tc := range []struct {
 		name     string
 		capacity int
 		regs     []reg
+		edit     func(*campaign.File)
 		assigned int
 		via      map[scheduler.Via]int
 		reasons  map[scheduler.Reason]int
+		busan    int
 	}{
 		{name: "empty window", capacity: 5, regs: nil, reasons: map[scheduler.Reason]int{}, via: map[scheduler.Via]int{}},
 		{name: "no capacity at all", capacity: 0, regs: crowd(50), reasons: map[scheduler.Reason]int{scheduler.ReasonNoCapacity: 50}, via: map[scheduler.Via]int{}},
 		{
 			// Everyone in Jung-gu wants its one clinic. 5 clinics × 2 days
 			// × 1 band × 10: the preferred clinic takes 20, the nearest
-			// regions the others in distance order, Busan last.
-			name: "everyone wants one clinic", capacity: 10, regs: everyoneWantsOne, assigned: 100,
+			// regions the others in distance order; Busan, 325 km away,
+			// is beyond the campaign's default bound of 50 km, so 40 wait
+			// for the next round.
+			name: "everyone wants one clinic", capacity: 10, regs: everyoneWantsOne, edit: defaultBound, assigned: 80,
+			via:     map[scheduler.Via]int{scheduler.ViaPreferred: 20, scheduler.ViaNearby: 60},
+			reasons: map[scheduler.Reason]int{scheduler.ReasonNoCapacity: 40},
+		},
+		{
+			// The same with a campaign that sets no bound: Busan last.
+			name: "everyone wants one clinic, any distance", capacity: 10, regs: everyoneWantsOne, assigned: 100,
 			via:     map[scheduler.Via]int{scheduler.ViaPreferred: 20, scheduler.ViaNearby: 80},
 			reasons: map[scheduler.Reason]int{scheduler.ReasonNoCapacity: 20},
+			busan:   20,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, 2, 1, seoul(tc.capacity))
+			var edits []func(*campaign.File)
+			if tc.edit != nil {
+				edits = append(edits, tc.edit)
+			}
+			w := newWorld(t, 2, 1, seoul(tc.capacity), edits...)
 			w.insert(t, tc.regs)
 			a := w.allocator(2, 7)
 			w.commitSeed(t, a, "d9")
@@ -352,11 +375,9 @@ func TestAllocateEdgeCases(t *testing.T) {
 			require.Equal(t, tc.assigned, res.Assigned)
 			require.Equal(t, tc.via, res.AssignedVia)
 			require.Equal(t, tc.reasons, res.UnassignedByReason)
-			if tc.name == "everyone wants one clinic" {
-				var busan int
-				require.NoError(t, w.db.Pool.QueryRow(ctx, `SELECT count(*) FROM appointments WHERE clinic = 'c-26350-001'`).Scan(&busan))
-				require.Equal(t, 20, busan, "Busan is the farthest, filled last")
-			}
+			var busan int
+			require.NoError(t, w.db.Pool.QueryRow(ctx, `SELECT count(*) FROM appointments WHERE clinic = 'c-26350-001'`).Scan(&busan))
+			require.Equal(t, tc.busan, busan, "Busan is the farthest: filled last, or out of reach")
 		})
 	}
 }

@@ -186,7 +186,9 @@ type Config struct {
 	Rand io.Reader
 	// ChunkSize is the number of registrations written per transaction.
 	ChunkSize int
-	// MaxDistanceKm bounds "the nearest region with room"; 0: any distance.
+	// MaxDistanceKm, when positive, bounds "the nearest region with room"
+	// instead of the campaign's bound (campaign.Allocation.MaxDistanceKm,
+	// 50 km unless its file says otherwise); 0 leaves the campaign's.
 	MaxDistanceKm float64
 	// Writers is the number of chunks written at once, on disjoint clinics.
 	Writers int
@@ -442,7 +444,7 @@ func (j *Job) execute(ctx context.Context) (Result, error) {
 	if j.rec.DryRun {
 		planProgress = func(n int) { progress(n, len(regs)) }
 	}
-	plan := Plan(&snap.Inventory, regs, order, j.a.cfg.MaxDistanceKm, planProgress)
+	plan := Plan(&snap.Inventory, regs, order, j.maxDistanceKm(), planProgress)
 	res := summarize(&snap.Inventory, regs, order, plan)
 	res.RunID, res.Campaign, res.Window, res.Policy, res.DryRun, res.Resumed = j.rec.ID, j.rec.Campaign, j.rec.Window, j.rec.Policy, j.rec.DryRun, j.resumed
 	res.Bound = j.rec.Bound
@@ -463,7 +465,7 @@ func (j *Job) execute(ctx context.Context) (Result, error) {
 	if j.rec.Policy == PolicyLottery && j.round != nil {
 		// Before the first chunk: what the round file publishes as the
 		// inventory this run planned against.
-		if err := st.RecordRoundRun(ctx, j.rec.Campaign, j.rec.Window, j.rec.ID, &snap.Inventory, j.a.cfg.MaxDistanceKm); err != nil {
+		if err := st.RecordRoundRun(ctx, j.rec.Campaign, j.rec.Window, j.rec.ID, &snap.Inventory, j.maxDistanceKm()); err != nil {
 			return res, err
 		}
 	}

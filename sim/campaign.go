@@ -93,7 +93,7 @@ func DemoCampaign(now time.Time, providerURLs map[string]string, clinics []campa
 		f.Providers = append(f.Providers, campaign.FileProvider{Name: name, URL: providerURLs[name], Timeout: "2s", Concurrency: 64})
 	}
 	for _, c := range clinics {
-		f.Clinics = append(f.Clinics, campaign.FileClinic{ID: c.ID, Name: c.Name, Region: c.Region, Lat: c.Lat, Lng: c.Lng, Capacity: c.Capacity})
+		f.Clinics = append(f.Clinics, campaign.FileClinic{ID: c.ID, Name: c.Name, Region: c.Region, Lat: c.Lat, Lng: c.Lng, Capacity: c.Capacity, Address: c.Address})
 	}
 	c, err := campaign.FromFile(f)
 	if err != nil {

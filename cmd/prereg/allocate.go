@@ -27,7 +27,7 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 	format := formatFlag(fs)
 	wait := fs.Bool("wait", false, "wait for another allocation of the campaign instead of failing")
 	chunk := fs.Int("chunk", scheduler.DefaultChunkSize, "registrations written per transaction")
-	maxKm := fs.Float64("max-distance-km", 0, "farthest region a registration may be sent to (0: any)")
+	maxKm := fs.Float64("max-distance-km", 0, "farthest region a registration may be sent to, in km (0: the campaign's allocation.max_distance_km)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

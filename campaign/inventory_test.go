@@ -1,19 +1,20 @@
-package sim
+package campaign_test
 
 import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/region"
 )
 
 func TestInventory(t *testing.T) {
 	t.Parallel()
-	inv := Inventory(InventoryConfig{Seed: 1})
-	require.Len(t, inv, DefaultClinics)
-	require.Equal(t, inv, Inventory(InventoryConfig{Seed: 1}), "the same seed must give the same inventory")
-	require.NotEqual(t, inv, Inventory(InventoryConfig{Seed: 2}), "another seed must give another inventory")
+	inv := campaign.Inventory(campaign.InventoryConfig{Seed: 1})
+	require.Len(t, inv, campaign.DefaultClinics)
+	require.Equal(t, inv, campaign.Inventory(campaign.InventoryConfig{Seed: 1}), "the same seed must give the same inventory")
+	require.NotEqual(t, inv, campaign.Inventory(campaign.InventoryConfig{Seed: 2}), "another seed must give another inventory")
 
 	perRegion := map[string]int{}
 	ids := map[string]bool{}
@@ -25,6 +26,8 @@ func TestInventory(t *testing.T) {
 		require.True(t, ok, "clinic %s in unknown region %s", c.ID, c.Region)
 		require.Less(t, region.DistanceKm(r.Lat, r.Lng, c.Lat, c.Lng), 5.0, "clinic %s is far from its region's centre", c.ID)
 		require.Positive(t, c.Capacity)
+		require.Contains(t, c.Address, r.Name, "clinic %s's address names its region", c.ID)
+		require.Contains(t, c.Name, r.Name)
 	}
 	regions := region.All()
 	require.Len(t, perRegion, len(regions), "every region has a clinic")
@@ -39,7 +42,7 @@ func TestInventory(t *testing.T) {
 			big = r
 		}
 	}
-	want := 1 + float64(DefaultClinics-len(regions))*float64(big.Population)/float64(total)
+	want := 1 + float64(campaign.DefaultClinics-len(regions))*float64(big.Population)/float64(total)
 	require.InDelta(t, want, float64(perRegion[big.Code]), 1.0, "clinics of %s", big.Name)
 }
 
@@ -51,11 +54,11 @@ func TestInventorySizes(t *testing.T) {
 	}{{"fewer than regions", 10}, {"one per region", 252}, {"small", 1000}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			require.Len(t, Inventory(InventoryConfig{Seed: 7, Clinics: tc.clinics}), tc.clinics)
+			require.Len(t, campaign.Inventory(campaign.InventoryConfig{Seed: 7, Clinics: tc.clinics}), tc.clinics)
 		})
 	}
-	scaled := Inventory(InventoryConfig{Seed: 7, Clinics: 300, CapacityScale: 2})
-	plain := Inventory(InventoryConfig{Seed: 7, Clinics: 300})
+	scaled := campaign.Inventory(campaign.InventoryConfig{Seed: 7, Clinics: 300, CapacityScale: 2})
+	plain := campaign.Inventory(campaign.InventoryConfig{Seed: 7, Clinics: 300})
 	for i := range plain {
 		require.Equal(t, plain[i].Capacity*2, scaled[i].Capacity)
 	}
