@@ -17,6 +17,9 @@ const (
 	DefaultTimezone    = "Asia/Seoul"
 	DefaultShards      = 16
 	DefaultDeviceCap   = 4
+	// DefaultPhoneCap lets a household share a phone: a parent registering
+	// two children and themselves, with one to spare.
+	DefaultPhoneCap = 4
 	DefaultBloomFPRate = 0.001
 	DefaultMaxShards   = 1024
 )
@@ -45,6 +48,18 @@ type Campaign struct {
 	// keeps the campaign, so that a key rotation never changes them; ""
 	// (a campaign no store has pinned) means the current key.
 	HMACKey string
+	// Limits are the caps that hold on the identity side, whatever device
+	// ids a client makes up.
+	Limits Limits
+}
+
+// Limits are the campaign's identity-side caps (docs/SECURITY.md, "What
+// each limit stops").
+type Limits struct {
+	// PhoneCap is how many distinct people may be registered with one
+	// phone in the campaign, all windows together; a further person whose
+	// submission gives that phone is held for review (phone_cap).
+	PhoneCap int
 }
 
 // Cohort is the range of birth dates the campaign is for, inclusive.

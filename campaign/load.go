@@ -35,6 +35,7 @@ type File struct {
 	Dedupe      FileDedupe     `yaml:"dedupe" json:"dedupe"`
 	Schedule    FileSchedule   `yaml:"schedule" json:"schedule"`
 	Notify      FileNotify     `yaml:"notify" json:"notify"`
+	Limits      FileLimits     `yaml:"limits" json:"limits"`
 	Clinics     []FileClinic   `yaml:"clinics" json:"-"`
 	ClinicsFile string         `yaml:"clinics_file" json:"-"`
 }
@@ -83,6 +84,11 @@ type FileNotify struct {
 	Rate      float64 `yaml:"rate" json:"rate"`
 	StatusURL string  `yaml:"status_url" json:"status_url"`
 	Language  string  `yaml:"language" json:"language"`
+}
+
+// FileLimits is the limits section of the file.
+type FileLimits struct {
+	PhoneCap int `yaml:"phone_cap" json:"phone_cap,omitempty"`
 }
 
 // FileClinic is one clinic of the file (or one row of clinics_file).
@@ -228,6 +234,7 @@ func (f File) validate(root *yaml.Node) (*Campaign, error) {
 	c.Dedupe = validateDedupe(p, f.Dedupe)
 	c.Schedule = validateSchedule(p, f.Schedule)
 	c.Notify = validateNotify(p, f.Notify)
+	c.Limits = validateLimits(p, f.Limits)
 	c.Clinics = validateClinics(p, f.Clinics)
 
 	if len(p.errs) > 0 {
@@ -396,6 +403,15 @@ func validateSizes(p *problems, fileShards, fileDeviceCap int) (shards, deviceCa
 		p.add("want at least 1", "device_cap")
 	}
 	return shards, deviceCap
+}
+
+// validateLimits checks the identity-side caps, with their defaults.
+func validateLimits(p *problems, fl FileLimits) Limits {
+	l := Limits{PhoneCap: cmp.Or(fl.PhoneCap, DefaultPhoneCap)}
+	if l.PhoneCap < 1 {
+		p.add("want at least 1: the people one phone may register", "limits", "phone_cap")
+	}
+	return l
 }
 
 func validateDedupe(p *problems, fd FileDedupe) Dedupe {
