@@ -62,6 +62,15 @@ type Limits struct {
 	PhoneCap int
 }
 
+// PhoneCap is the campaign's per-phone cap; a campaign built in memory
+// without limits has the default.
+func (c *Campaign) PhoneCap() int {
+	if c.Limits.PhoneCap < 1 {
+		return DefaultPhoneCap
+	}
+	return c.Limits.PhoneCap
+}
+
 // Cohort is the range of birth dates the campaign is for, inclusive.
 type Cohort struct {
 	BornFrom time.Time

@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/prereg/prereg"
-	"github.com/prereg/prereg/campaign"
 )
 
 // The per-phone cap: a device id is whatever the client says, so a bot
@@ -25,12 +24,6 @@ import (
 // submission that registered them; a later submission of theirs with
 // another phone is a duplicate and takes none. A registration that is
 // cancelled frees its slot (postgres.FreePhoneSlot).
-
-// phoneCap is the campaign's cap; a campaign made in memory without one
-// has the default.
-func phoneCap(c *campaign.Campaign) int {
-	return cmp.Or(c.Limits.PhoneCap, campaign.DefaultPhoneCap)
-}
 
 // mayTakePhone reports whether an item may register its person with its
 // phone, as far as the batch knows before deciding: verified, with a
@@ -95,7 +88,7 @@ func (b *batchTx) phoneFull(it *item) bool {
 		// past the cap.
 		return true
 	}
-	return !people[it.o.IdentityKey] && len(people) >= phoneCap(it.camp)
+	return !people[it.o.IdentityKey] && len(people) >= it.camp.PhoneCap()
 }
 
 // takePhone counts the item's person on its phone and returns the slot
