@@ -17,11 +17,12 @@ const (
 	DefaultTimezone    = "Asia/Seoul"
 	DefaultShards      = 16
 	DefaultDeviceCap   = 4
+	DefaultBloomFPRate = 0.001
+	DefaultMaxShards   = 1024
+
 	// DefaultPhoneCap lets a household share a phone: a parent registering
 	// two children and themselves, with one to spare.
 	DefaultPhoneCap = 4
-	DefaultBloomFPRate = 0.001
-	DefaultMaxShards   = 1024
 )
 
 // Campaign is a validated campaign. Times are absolute instants; dates are

@@ -69,7 +69,7 @@ func TestPhoneCapHoldsAcrossWorkers(t *testing.T) {
 		kinds[decided{Kind: d.Kind, Reason: d.Reason}]++
 	}
 	require.Equal(t, map[decided]int{
-		{Kind: prereg.KindRegistered}:                         phoneCap,
+		{Kind: prereg.KindRegistered}:                          phoneCap,
 		{Kind: prereg.KindHeld, Reason: prereg.ReasonPhoneCap}: people - phoneCap,
 	}, kinds, "exactly the cap registered with one phone, whichever worker decides")
 	require.Equal(t, phoneCap, slots(t, e, c.ID, botPhone))

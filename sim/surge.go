@@ -290,7 +290,7 @@ func NewSurge(pop *Population, cfg SurgeConfig) (*Surge, error) {
 	}
 	g := &surgeBuilder{
 		pop: pop, c: c, now: now, idps: cfg.Providers, providers: providers,
-		rng:  newRand(cfg.Seed, "surge"),
+		rng:        newRand(cfg.Seed, "surge"),
 		load:       map[string]map[int]bool{},
 		cap:        c.DeviceCap,
 		phoneCap:   c.PhoneCap(),
