@@ -71,6 +71,41 @@ func (b *batchTx) lockPhones(ctx context.Context, tx Tx) error {
 		}
 		b.phones[k] = people
 	}
+	return b.lookUpHeld(ctx, tx)
+}
+
+// lookUpHeld reads the people the batch would hold for a full phone whom
+// the filters had not been asked to doubt: a filter is stale when someone
+// else registered the person (an operator's release), and a registered
+// person's submission is a duplicate, not held. Only bots' phones are
+// full, so this costs a lookup in their batches alone.
+func (b *batchTx) lookUpHeld(ctx context.Context, tx Tx) error {
+	var lookup []PersonKey
+	asked := map[PersonKey]bool{}
+	for _, it := range b.items {
+		k := PersonKey{it.o.Campaign, it.o.IdentityKey}
+		if !b.mayTakePhone(it) || asked[k] {
+			continue
+		}
+		if _, known := b.people[k]; known {
+			continue
+		}
+		people := b.phones[PhoneKey{it.o.Campaign, it.o.PhoneKey}]
+		if !people[k.IdentityKey] && len(people) >= it.camp.PhoneCap() {
+			asked[k] = true
+			lookup = append(lookup, k)
+		}
+	}
+	if len(lookup) == 0 {
+		return nil
+	}
+	found, err := tx.People(ctx, lookup)
+	if err != nil {
+		return err
+	}
+	for k, p := range found {
+		b.people[k] = p
+	}
 	return nil
 }
 

@@ -12,11 +12,18 @@ import (
 	"github.com/prereg/prereg/campaign"
 )
 
-// phonesTx answers Phones from a map and records what it was asked.
+// phonesTx answers Phones and People from maps and records what it was
+// asked.
 type phonesTx struct {
-	Tx
+	peopleTx
 	phones map[PhoneKey]map[string]bool
 	asked  []PhoneKey
+	looked []PersonKey
+}
+
+func (tx *phonesTx) People(ctx context.Context, keys []PersonKey) (map[PersonKey]*Person, error) {
+	tx.looked = append(tx.looked, keys...)
+	return tx.peopleTx.People(ctx, keys)
 }
 
 func (tx *phonesTx) Phones(_ context.Context, keys []PhoneKey) (map[PhoneKey]map[string]bool, error) {
@@ -44,14 +51,19 @@ func TestDecidePhoneCap(t *testing.T) {
 		withPhone(testItem(c, "r6", prereg.VerdictVerified, "p6", "bot", 5), "new"),  // over the device cap: device_limit first
 		withPhone(testItem(c, "r7", prereg.VerdictVerified, "p9", "d9", 6), "full"),  // registered: a duplicate, phone not locked
 		testItem(c, "r8", prereg.VerdictVerified, "p8", "d8", 7),                     // no phone key: no cap
+		withPhone(testItem(c, "r9", prereg.VerdictVerified, "p7", "d7", 8), "full"),  // registered meanwhile (a stale filter): a duplicate, not held
 	}
-	counts := []DeviceCount{{1, 1}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, {3, 3}, {1, 1}, {1, 1}}
+	counts := []DeviceCount{{1, 1}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, {3, 3}, {1, 1}, {1, 1}, {1, 1}}
 	w := &Worker{cfg: Config{Now: time.Now}, log: slog.New(slog.DiscardHandler), filters: NewFilters(0.001)}
 	b := w.newBatchTx(items, counts)
-	tx := &phonesTx{phones: map[PhoneKey]map[string]bool{
-		{c.ID, "full"}: {"a": true, "p2": true},
-		{c.ID, "room"}: {"a": true},
-	}}
+	stale := &Person{Registration: &Registration{ID: 8, Campaign: c.ID, IdentityKey: "p7", FirstReceipt: "r-released", DeviceKey: "d7"}}
+	tx := &phonesTx{
+		peopleTx: peopleTx{people: map[PersonKey]*Person{{c.ID, "p7"}: stale}},
+		phones: map[PhoneKey]map[string]bool{
+			{c.ID, "full"}: {"a": true, "p2": true},
+			{c.ID, "room"}: {"a": true},
+		},
+	}
 	require.NoError(t, b.lookUpPeople(context.Background(), peopleTx{people: map[PersonKey]*Person{{c.ID, "p9"}: registered}}))
 	require.NoError(t, b.lockPhones(context.Background(), tx))
 	require.ElementsMatch(t, []PhoneKey{{c.ID, "full"}, {c.ID, "room"}, {c.ID, "other"}}, tx.asked,
@@ -70,7 +82,10 @@ func TestDecidePhoneCap(t *testing.T) {
 		{prereg.KindHeld, prereg.ReasonDeviceLimit},
 		{prereg.KindDuplicate, prereg.ReasonSameDevice},
 		{prereg.KindRegistered, ""},
+		{prereg.KindDuplicate, prereg.ReasonSameDevice},
 	}, got)
+	require.ElementsMatch(t, []PersonKey{{c.ID, "p1"}, {c.ID, "p7"}}, tx.looked,
+		"the people a full phone would hold are looked up, in case a stale filter missed their registration")
 	require.Equal(t, "full", items[0].dec.PhoneKey, "a held decision keeps its phone's key for a release")
 	require.Empty(t, items[1].dec.PhoneKey, "only held decisions keep it")
 	var slots []PhoneSlot
