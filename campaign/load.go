@@ -24,20 +24,21 @@ import (
 // was loaded can be shown again exactly; clinics are stored in their own
 // table instead.
 type File struct {
-	ID          string         `yaml:"id" json:"id"`
-	Name        string         `yaml:"name" json:"name"`
-	Timezone    string         `yaml:"timezone" json:"timezone"`
-	Cohort      FileCohort     `yaml:"cohort" json:"cohort"`
-	Windows     []FileWindow   `yaml:"windows" json:"windows"`
-	Providers   []FileProvider `yaml:"providers" json:"providers"`
-	Shards      int            `yaml:"shards" json:"shards"`
-	DeviceCap   int            `yaml:"device_cap" json:"device_cap"`
-	Dedupe      FileDedupe     `yaml:"dedupe" json:"dedupe"`
-	Schedule    FileSchedule   `yaml:"schedule" json:"schedule"`
-	Notify      FileNotify     `yaml:"notify" json:"notify"`
-	Limits      FileLimits     `yaml:"limits" json:"limits"`
-	Clinics     []FileClinic   `yaml:"clinics" json:"-"`
-	ClinicsFile string         `yaml:"clinics_file" json:"-"`
+	ID        string         `yaml:"id" json:"id"`
+	Name      string         `yaml:"name" json:"name"`
+	Timezone  string         `yaml:"timezone" json:"timezone"`
+	Cohort    FileCohort     `yaml:"cohort" json:"cohort"`
+	Windows   []FileWindow   `yaml:"windows" json:"windows"`
+	Providers []FileProvider `yaml:"providers" json:"providers"`
+	Shards    int            `yaml:"shards" json:"shards"`
+	DeviceCap int            `yaml:"device_cap" json:"device_cap"`
+	Dedupe    FileDedupe     `yaml:"dedupe" json:"dedupe"`
+	Schedule  FileSchedule   `yaml:"schedule" json:"schedule"`
+	Notify    FileNotify     `yaml:"notify" json:"notify"`
+	// Limits is optional; nil means every default.
+	Limits      *FileLimits  `yaml:"limits,omitempty" json:"limits,omitempty"`
+	Clinics     []FileClinic `yaml:"clinics" json:"-"`
+	ClinicsFile string       `yaml:"clinics_file" json:"-"`
 }
 
 // FileCohort is the cohort section of the file.
@@ -406,7 +407,10 @@ func validateSizes(p *problems, fileShards, fileDeviceCap int) (shards, deviceCa
 }
 
 // validateLimits checks the identity-side caps, with their defaults.
-func validateLimits(p *problems, fl FileLimits) Limits {
+func validateLimits(p *problems, fl *FileLimits) Limits {
+	if fl == nil {
+		fl = &FileLimits{}
+	}
 	l := Limits{PhoneCap: cmp.Or(fl.PhoneCap, DefaultPhoneCap)}
 	if l.PhoneCap < 1 {
 		p.add("want at least 1: the people one phone may register", "limits", "phone_cap")

@@ -58,7 +58,7 @@ func TestSurgePhones(t *testing.T) {
 	// With a cap smaller than a family's shared phone, the members past it
 	// give a phone of their own: still only bots go over it.
 	spec := w.c.Spec
-	spec.Limits.PhoneCap = 1
+	spec.Limits = &campaign.FileLimits{PhoneCap: 1}
 	c, err := campaign.FromFile(spec)
 	require.NoError(t, err)
 	s, err := NewSurge(w.surge.Population, SurgeConfig{Submissions: 4000, Seed: 3, Campaign: c, Providers: w.idps, Now: testNow})
