@@ -76,6 +76,10 @@ type Outcome struct {
 	AddrKey          string    `json:"addr_key,omitempty"`
 	ReceivedAt       time.Time `json:"received_at"`
 	DecidedAt        time.Time `json:"decided_at"` // when verify produced this outcome
+	// PhoneKey is the keyed hash of the intent's phone (its E.164 digits,
+	// under the campaign's pinned HMAC key): what dedupe's per-phone cap
+	// counts. Never the phone itself; "" when the phone did not open.
+	PhoneKey string `json:"phone_key,omitempty"`
 }
 
 // Kind is the kind of a Decision.
@@ -111,6 +115,10 @@ const (
 	ReasonNotInCohort       Reason = "not_in_cohort"
 	ReasonUnprocessable     Reason = "unprocessable" // still failing after MaxDeliver
 	ReasonOperatorRejected  Reason = "operator_rejected"
+
+	// Held for review: the phone already has the campaign's cap of people
+	// registered with it (campaign limits.phone_cap).
+	ReasonPhoneCap Reason = "phone_cap"
 )
 
 // Status is what a citizen sees for a receipt.

@@ -24,6 +24,10 @@ const (
 	// DefaultAllocateDelay is how long after a window closes its round is
 	// allocated when the file does not say.
 	DefaultAllocateDelay = time.Hour
+
+	// DefaultPhoneCap lets a household share a phone: a parent registering
+	// two children and themselves, with one to spare.
+	DefaultPhoneCap = 4
 )
 
 // Campaign is a validated campaign. Times are absolute instants; dates are
@@ -52,6 +56,27 @@ type Campaign struct {
 	// keeps the campaign, so that a key rotation never changes them; ""
 	// (a campaign no store has pinned) means the current key.
 	HMACKey string
+	// Limits are the caps that hold on the identity side, whatever device
+	// ids a client makes up.
+	Limits Limits
+}
+
+// Limits are the campaign's identity-side caps (docs/SECURITY.md, "What
+// each limit stops").
+type Limits struct {
+	// PhoneCap is how many distinct people may be registered with one
+	// phone in the campaign, all windows together; a further person whose
+	// submission gives that phone is held for review (phone_cap).
+	PhoneCap int
+}
+
+// PhoneCap is the campaign's per-phone cap; a campaign built in memory
+// without limits has the default.
+func (c *Campaign) PhoneCap() int {
+	if c.Limits.PhoneCap < 1 {
+		return DefaultPhoneCap
+	}
+	return c.Limits.PhoneCap
 }
 
 // Cohort is the range of birth dates the campaign is for, inclusive.

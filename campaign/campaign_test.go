@@ -31,6 +31,7 @@ func TestDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, campaign.DefaultShards, c.Shards)
 	require.Equal(t, campaign.DefaultDeviceCap, c.DeviceCap)
+	require.Equal(t, campaign.DefaultPhoneCap, c.Limits.PhoneCap)
 	require.Equal(t, campaign.DefaultBloomFPRate, c.Dedupe.BloomFPRate)
 	require.Equal(t, "Asia/Seoul", c.Location.String())
 	require.Len(t, c.Schedule.Bands, 3)
@@ -64,6 +65,7 @@ func TestValidationErrorsNameLineAndField(t *testing.T) {
 		{"catch-up with digits", strings.Replace(minimal, "digits: [9]", "digits: [9], catch_up: true", 1), []string{"windows[0].digits: a catch-up window admits every digit"}},
 		{"no windows", strings.Replace(minimal, `  - {id: d9, opens: "2021-08-09 20:00", closes: "2021-08-10 18:00", digits: [9]}`+"\n", "", 1), []string{"windows"}},
 		{"bad band", strings.Replace(minimal, "days: 14}", "days: 14, bands: [\"12:00-09:00\"]}", 1), []string{"line 8: schedule.bands[0]"}},
+		{"phone cap below 1", minimal + "limits: {phone_cap: -1}\n", []string{"line 9: limits.phone_cap: want at least 1"}},
 		{"not yaml", "id: [", []string{"(file)"}},
 		{"empty", "", []string{"empty file"}},
 	}
@@ -168,4 +170,19 @@ func FuzzParse(f *testing.F) {
 		_, err = campaign.FromFile(c.Spec)
 		require.NoError(t, err, "a stored spec revalidates")
 	})
+}
+
+// The phone cap is read from the file, kept in the stored spec and read
+// back from it.
+func TestPhoneCap(t *testing.T) {
+	t.Parallel()
+	c, err := campaign.Parse([]byte(minimal+"limits: {phone_cap: 2}\n"), "")
+	require.NoError(t, err)
+	require.Equal(t, 2, c.Limits.PhoneCap)
+	spec, err := c.Spec.MarshalSpec()
+	require.NoError(t, err)
+	require.Contains(t, string(spec), `"limits":{"phone_cap":2}`)
+	back, err := campaign.FromFile(c.Spec)
+	require.NoError(t, err)
+	require.Equal(t, 2, back.Limits.PhoneCap)
 }

@@ -36,9 +36,11 @@ type File struct {
 	Schedule  FileSchedule   `yaml:"schedule" json:"schedule"`
 	Notify    FileNotify     `yaml:"notify" json:"notify"`
 	// Allocation is optional; nil means every default.
-	Allocation  *FileAllocation `yaml:"allocation,omitempty" json:"allocation,omitempty"`
-	Clinics     []FileClinic    `yaml:"clinics" json:"-"`
-	ClinicsFile string          `yaml:"clinics_file" json:"-"`
+	Allocation *FileAllocation `yaml:"allocation,omitempty" json:"allocation,omitempty"`
+	// Limits is optional; nil means every default.
+	Limits      *FileLimits  `yaml:"limits,omitempty" json:"limits,omitempty"`
+	Clinics     []FileClinic `yaml:"clinics" json:"-"`
+	ClinicsFile string       `yaml:"clinics_file" json:"-"`
 }
 
 // FileCohort is the cohort section of the file.
@@ -93,6 +95,11 @@ type FileNotify struct {
 type FileAllocation struct {
 	// MaxDistanceKm: nil is DefaultMaxDistanceKm, 0 any distance.
 	MaxDistanceKm *float64 `yaml:"max_distance_km,omitempty" json:"max_distance_km,omitempty"`
+}
+
+// FileLimits is the limits section of the file.
+type FileLimits struct {
+	PhoneCap int `yaml:"phone_cap" json:"phone_cap,omitempty"`
 }
 
 // FileClinic is one clinic of the file (or one row of clinics_file).
@@ -239,6 +246,7 @@ func (f File) validate(root *yaml.Node) (*Campaign, error) {
 	c.Dedupe = validateDedupe(p, f.Dedupe)
 	c.Schedule = validateSchedule(p, f.Schedule)
 	c.Notify = validateNotify(p, f.Notify)
+	c.Limits = validateLimits(p, f.Limits)
 	c.Clinics = validateClinics(p, f.Clinics)
 	c.Allocation = validateAllocation(p, f.Allocation)
 
@@ -420,6 +428,18 @@ func validateSizes(p *problems, fileShards, fileDeviceCap int) (shards, deviceCa
 		p.add("want at least 1", "device_cap")
 	}
 	return shards, deviceCap
+}
+
+// validateLimits checks the identity-side caps, with their defaults.
+func validateLimits(p *problems, fl *FileLimits) Limits {
+	if fl == nil {
+		fl = &FileLimits{}
+	}
+	l := Limits{PhoneCap: cmp.Or(fl.PhoneCap, DefaultPhoneCap)}
+	if l.PhoneCap < 1 {
+		p.add("want at least 1: the people one phone may register", "limits", "phone_cap")
+	}
+	return l
 }
 
 func validateDedupe(p *problems, fd FileDedupe) Dedupe {

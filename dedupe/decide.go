@@ -34,6 +34,7 @@ type regRef struct {
 	reg     *Registration    // known (from the database or after Register)
 	pending *NewRegistration // to be inserted by this batch
 	by      *item            // the item whose submission registers
+	slot    *PhoneSlot       // the phone slot the registration takes, if new
 }
 
 // personState is what the batch knows of a person as it walks the items.
@@ -114,6 +115,9 @@ func (w *Worker) decideTx(ctx context.Context, tx Tx, items []*item, counts []De
 		return batchResult{}, err
 	}
 	b.countBloom()
+	if err := b.lockPhones(ctx, tx); err != nil {
+		return batchResult{}, err
+	}
 	b.decideInOrder()
 	if err := b.register(ctx, tx); err != nil {
 		return batchResult{}, err
@@ -137,6 +141,9 @@ type batchTx struct {
 	bloom   map[bloomKey]*BloomCount
 	people  map[PersonKey]*Person // what the database knows of them
 	state   map[PersonKey]*personState
+	// phones holds, per phone locked for the batch, the people registered
+	// with it: the database's, then those the batch registers.
+	phones map[PhoneKey]map[string]bool
 
 	pending  []*regRef // registrations this batch inserts
 	contacts []Contact // phones a later submission replaces
@@ -155,6 +162,7 @@ func (w *Worker) newBatchTx(items []*item, counts []DeviceCount) *batchTx {
 		bloom:   map[bloomKey]*BloomCount{},
 		people:  map[PersonKey]*Person{},
 		state:   map[PersonKey]*personState{},
+		phones:  map[PhoneKey]map[string]bool{},
 	}
 	for _, it := range items {
 		it.wait, it.dec, it.ref, it.reg = false, nil, nil, false
@@ -304,6 +312,8 @@ func (b *batchTx) decideVerified(it *item, st *personState) {
 		b.contacts = applyContact(b.contacts, st.ref, o)
 	case count.Rank > it.camp.DeviceCap:
 		it.dec = b.w.decision(it, prereg.KindHeld, prereg.ReasonDeviceLimit, b.now)
+	case b.phoneFull(it):
+		it.dec = b.w.decision(it, prereg.KindHeld, prereg.ReasonPhoneCap, b.now)
 	default:
 		nr, err := newRegistration(it)
 		if err != nil {
@@ -311,7 +321,7 @@ func (b *batchTx) decideVerified(it *item, st *personState) {
 			b.w.log.Warn("dedupe: verified outcome unusable", slog.Any("err", err))
 			return
 		}
-		st.ref = &regRef{pending: nr, by: it}
+		st.ref = &regRef{pending: nr, by: it, slot: b.takePhone(it)}
 		b.pending = append(b.pending, st.ref)
 		it.ref, it.reg = st.ref, true
 		it.dec = b.w.decision(it, prereg.KindRegistered, prereg.ReasonNone, b.now)
@@ -358,11 +368,20 @@ func (b *batchTx) register(ctx context.Context, tx Tx) error {
 		return fmt.Errorf("register: %d registrations for %d people", len(got), len(regs))
 	}
 	var conflicts []PersonKey
+	var slots []PhoneSlot
 	for i, r := range b.pending {
 		reg := got[i]
 		r.reg = &reg
-		if !reg.Inserted {
+		switch {
+		case !reg.Inserted:
 			conflicts = append(conflicts, PersonKey{reg.Campaign, reg.IdentityKey})
+		case r.slot != nil:
+			slots = append(slots, *r.slot)
+		}
+	}
+	if len(slots) > 0 {
+		if err := tx.TakePhones(ctx, slots); err != nil {
+			return err
 		}
 	}
 	if len(conflicts) == 0 {
@@ -510,6 +529,9 @@ func (w *Worker) decision(it *item, kind prereg.Kind, reason prereg.Reason, now 
 		PhoneVerified: o.PhoneVerified,
 		ReceivedAt:    o.ReceivedAt,
 		DecidedAt:     now,
+	}
+	if kind == prereg.KindHeld {
+		d.PhoneKey = o.PhoneKey
 	}
 	if t, err := time.Parse(prereg.DateLayout, o.ClaimedBirthdate); err == nil {
 		d.Birthdate = &t

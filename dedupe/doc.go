@@ -33,6 +33,12 @@
 //     cap was reached. The count is shared by every worker (the
 //     device_people table), because devices are not sharded by identity.
 //     A held decision keeps what a release needs to register the person.
+//   - held/phone_cap: the person is not registered and the submission's
+//     phone (its keyed hash, Outcome.PhoneKey) already has the campaign's
+//     limits.phone_cap people registered with it. The count is shared by
+//     every worker (phone_people, locked per phone in the registration's
+//     transaction; see phones.go): device ids rotate at will, phones are
+//     where the SMS goes.
 //   - held/claim_seen: verify skipped the provider for a person who is
 //     still not registered after every delivery of the message (waiting,
 //     with a doubling delay, for the verified submission it was seen

@@ -40,6 +40,31 @@ type Tx interface {
 	UpdateContact(ctx context.Context, cs []Contact) error
 	// CountBloom adds to the shard's Bloom filter counters.
 	CountBloom(ctx context.Context, cs []BloomCount) error
+	// Phones locks the phones against every other worker until the
+	// transaction ends, and returns, per phone, the identity keys of the
+	// people registered with it (the per-phone cap). A phone nobody is
+	// registered with comes back with an empty set.
+	Phones(ctx context.Context, phones []PhoneKey) (map[PhoneKey]map[string]bool, error)
+	// TakePhones records that each person is registered with the phone,
+	// in the transaction that inserts the registration; a slot already
+	// held (a replay) stays as it is.
+	TakePhones(ctx context.Context, slots []PhoneSlot) error
+}
+
+// PhoneKey names a phone in a campaign by its keyed hash
+// (prereg.Outcome.PhoneKey), never by its number.
+type PhoneKey struct {
+	Campaign string
+	Phone    string
+}
+
+// PhoneSlot is one person registered with a phone: one of the phone's
+// limits.phone_cap slots.
+type PhoneSlot struct {
+	Campaign    string
+	PhoneKey    string
+	IdentityKey string
+	Receipt     string // the submission that registered the person
 }
 
 // PersonKey names a person in a campaign.
@@ -124,6 +149,9 @@ type Decision struct {
 	PhoneVerified bool
 	ReceivedAt    time.Time
 	DecidedAt     time.Time
+	// PhoneKey is kept on held decisions only: a release takes the
+	// phone's slot like any registration.
+	PhoneKey string
 }
 
 // Contact is a registration's new phone under the contact rule.

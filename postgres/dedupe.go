@@ -342,7 +342,7 @@ func (t *dedupeTx) stage(ctx context.Context) error {
 			provider text, identity_key text, registration_id bigint, matched_receipt text,
 			device_key text, addr_key text, birthdate date, region text, clinic text, earliest date,
 			phone_kid text, phone_enc bytea, phone_verified boolean, received_at timestamptz,
-			decided_at timestamptz
+			decided_at timestamptz, phone_key text
 		) ON COMMIT DELETE ROWS`)
 	if err != nil {
 		return fmt.Errorf("staging tables: %w", err)
@@ -430,7 +430,7 @@ func (t *dedupeTx) Register(ctx context.Context, regs []dedupe.NewRegistration) 
 
 var decisionStageColumns = []string{"campaign", "receipt", "shard", "window_id", "kind", "reason", "provider", "identity_key",
 	"registration_id", "matched_receipt", "device_key", "addr_key", "birthdate", "region", "clinic", "earliest",
-	"phone_kid", "phone_enc", "phone_verified", "received_at", "decided_at"}
+	"phone_kid", "phone_enc", "phone_verified", "received_at", "decided_at", "phone_key"}
 
 // Record inserts the decisions and returns how many were new. A batch is
 // copied straight into decisions, the storage's fastest path; a replayed
@@ -467,10 +467,10 @@ func (t *dedupeTx) Record(ctx context.Context, ds []dedupe.Decision) (int, error
 	}
 	tag, err := t.tx.Exec(ctx, `INSERT INTO decisions (campaign, receipt, shard, window_id, kind, reason, provider, identity_key,
 			registration_id, matched_receipt, device_key, addr_key, birthdate, region, clinic, earliest,
-			phone_kid, phone_enc, phone_verified, received_at, decided_at)
+			phone_kid, phone_enc, phone_verified, received_at, decided_at, phone_key)
 		SELECT campaign, receipt, shard, window_id, kind, reason, provider, identity_key,
 			registration_id, matched_receipt, device_key, addr_key, birthdate, region, clinic, earliest,
-			phone_kid, phone_enc, phone_verified, received_at, decided_at FROM dedupe_decision_stage
+			phone_kid, phone_enc, phone_verified, received_at, decided_at, phone_key FROM dedupe_decision_stage
 		ON CONFLICT DO NOTHING`)
 	if err != nil {
 		return 0, fmt.Errorf("record decisions: insert: %w", err)
@@ -489,7 +489,7 @@ func decisionRows(ds []dedupe.Decision) pgx.CopyFromSource {
 		return []any{d.Campaign, d.Receipt, int32(d.Shard), d.Window, string(d.Kind), string(d.Reason), d.Provider,
 			nullString(d.IdentityKey), regID, nullString(d.MatchedReceipt), d.DeviceKey, nullString(d.AddrKey), d.Birthdate,
 			nullString(d.Region), nullString(d.Clinic), d.Earliest, nullString(d.Phone.KeyID), nilIfEmpty(d.Phone.Data),
-			d.PhoneVerified, d.ReceivedAt, d.DecidedAt}, nil
+			d.PhoneVerified, d.ReceivedAt, d.DecidedAt, nullString(d.PhoneKey)}, nil
 	})
 }
 
@@ -595,12 +595,12 @@ func (s *DedupeStore) ReviewHeld(ctx context.Context, receipt, review, by string
 			phoneEnc                            []byte
 			phoneVerified                       bool
 			receivedAt                          time.Time
-			current                             *string
+			current, phoneKey                   *string
 		)
 		err := tx.QueryRow(ctx, `SELECT campaign, window_id, identity_key, coalesce(region, ''), clinic, birthdate, earliest,
-				phone_kid, phone_enc, phone_verified, device_key, received_at, review
+				phone_kid, phone_enc, phone_verified, device_key, received_at, review, phone_key
 			FROM decisions WHERE receipt = $1 AND kind = 'held' FOR UPDATE`, receipt).
-			Scan(&campaign, &window, &identity, &region, &clinic, &birth, &earliest, &phoneKid, &phoneEnc, &phoneVerified, &deviceKey, &receivedAt, &current)
+			Scan(&campaign, &window, &identity, &region, &clinic, &birth, &earliest, &phoneKid, &phoneEnc, &phoneVerified, &deviceKey, &receivedAt, &current, &phoneKey)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return prereg.ErrNotFound
 		}
@@ -630,6 +630,13 @@ func (s *DedupeStore) ReviewHeld(ctx context.Context, receipt, review, by string
 				}
 			case err != nil:
 				return err
+			case phoneKey != nil:
+				// The operator's release takes the phone's slot like any
+				// registration, over the cap if need be: the review is
+				// the exception the cap asks for.
+				if err := takePhones(ctx, tx, []dedupe.PhoneSlot{{Campaign: campaign, PhoneKey: *phoneKey, IdentityKey: *identity, Receipt: receipt}}); err != nil {
+					return err
+				}
 			}
 			res.RegistrationID, regID = id, &id
 		}

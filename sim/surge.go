@@ -38,8 +38,9 @@ const (
 	// ClassProxy is a relative or friend submitting for the person from
 	// their own device, with the person's token (sometimes their own phone).
 	ClassProxy Class = "proxy"
-	// ClassBot is a device submitting for dozens of people of one window,
-	// over the campaign's device cap.
+	// ClassBot is a bot submitting for dozens of people of one window: from
+	// one device, over the campaign's device cap, or (every other bot) with
+	// a new device id for each person and one phone, over the phone cap.
 	ClassBot Class = "bot"
 	// ClassMalformed is a request intake must answer 400: bad JSON, a bad
 	// or missing field, a birth date outside the cohort.
@@ -100,6 +101,12 @@ const (
 	ProxyFriendShare   = 0.20 // proxies by a friend rather than a relative
 	ClinicChoiceShare  = 0.30 // intents naming a preferred clinic (when the campaign has clinics)
 	EarliestShare      = 0.20 // intents giving an earliest date
+	// BotPhoneOffset and OverflowPhoneOffset place the phones of the bots
+	// that rotate device ids, and of family members a campaign's phone cap
+	// leaves without the family phone, among Population.SparePhone's
+	// numbers, apart from the forgers' (the first ones).
+	BotPhoneOffset      = 1 << 24
+	OverflowPhoneOffset = 1 << 25
 	// DeviceBudget is the most requests that pass validation (answered 202
 	// or 403) any device but a bot's sends in a surge: intake's default
 	// per-device bucket (a burst of 5, "a person retrying") never refuses
@@ -198,7 +205,7 @@ type Surge struct {
 
 // Truth is what scoring needs of a surge.
 func (s *Surge) Truth() Truth {
-	return Truth{Submissions: s.Submissions, DeviceCap: s.Campaign.DeviceCap}
+	return Truth{Submissions: s.Submissions, DeviceCap: s.Campaign.DeviceCap, PhoneCap: s.Campaign.PhoneCap()}
 }
 
 // Counts returns how many submissions of each class the surge holds.
@@ -283,9 +290,11 @@ func NewSurge(pop *Population, cfg SurgeConfig) (*Surge, error) {
 	}
 	g := &surgeBuilder{
 		pop: pop, c: c, now: now, idps: cfg.Providers, providers: providers,
-		rng:  newRand(cfg.Seed, "surge"),
-		load: map[string]map[int]bool{},
-		cap:  c.DeviceCap,
+		rng:        newRand(cfg.Seed, "surge"),
+		load:       map[string]map[int]bool{},
+		cap:        c.DeviceCap,
+		phoneCap:   c.PhoneCap(),
+		proxyPhone: map[string]map[int]bool{},
 	}
 	g.subs = make([]Submission, 0, cfg.Submissions)
 	if err := g.build(MixCounts(cfg.Submissions)); err != nil {
@@ -302,6 +311,11 @@ type surgeBuilder struct {
 	providers []string
 	rng       *rand.Rand
 	cap       int
+	phoneCap  int
+	// proxyPhone holds, per phone, the people a proxy gave it for (the
+	// helper's own phone): with the family members who share it, the
+	// people who may register with it.
+	proxyPhone map[string]map[int]bool
 
 	subs    []Submission
 	retryOf map[int]int // builder index of a retry → builder index of its original
@@ -422,6 +436,42 @@ func (g *surgeBuilder) spend(device string) bool {
 	return true
 }
 
+// phoneOf is the phone a person writes: their own, unless it is the
+// family phone and the campaign's phone cap is smaller than the family
+// members who share it: those beyond the cap (in family order) give a
+// phone of their own, so that only bots go over the phone cap.
+func (g *surgeBuilder) phoneOf(person int) string {
+	x := &g.pop.People[person]
+	rank := 0
+	for _, j := range g.pop.Families[x.Family] {
+		if j < person && g.pop.People[j].Phone == x.Phone {
+			rank++
+		}
+	}
+	if rank < g.phoneCap {
+		return x.Phone
+	}
+	return g.pop.SparePhone(OverflowPhoneOffset + person)
+}
+
+// phoneFits reports whether a proxy may give the helper's phone for the
+// person without the phone going over the phone cap: the people who may
+// register with it are the helper's family members who write it and the
+// people proxies gave it for.
+func (g *surgeBuilder) phoneFits(helper, person int) bool {
+	phone := g.phoneOf(helper)
+	people := map[int]bool{}
+	for _, j := range g.pop.Families[g.pop.People[helper].Family] {
+		if g.phoneOf(j) == phone {
+			people[j] = true
+		}
+	}
+	for j := range g.proxyPhone[phone] {
+		people[j] = true
+	}
+	return people[person] || len(people) < g.phoneCap
+}
+
 // intent is the body of POST /v1/intents (docs/DESIGN.md, "HTTP").
 type intent struct {
 	Campaign      string `json:"campaign"`
@@ -450,7 +500,7 @@ func (g *surgeBuilder) intentFor(person int, device, token string) intent {
 	x := &g.pop.People[person]
 	in := intent{
 		Campaign: g.c.ID, Provider: g.provider[person], IdentityToken: token,
-		Birthdate: x.BirthdateString(), Phone: x.Phone, Region: x.Region, DeviceID: device,
+		Birthdate: x.BirthdateString(), Phone: g.phoneOf(person), Region: x.Region, DeviceID: device,
 	}
 	r := newRand(g.pop.Seed^int64(person), "preferences")
 	if clinic, ok := g.clinics[x.Region]; ok && r.Float64() < ClinicChoiceShare {
@@ -572,8 +622,12 @@ func (g *surgeBuilder) proxies(n int) {
 		g.spend(dev)
 		hx := &g.pop.People[helper]
 		in := g.intentFor(i, dev, g.token(i, dev))
-		if g.rng.Float64() < ProxyOwnPhoneShare {
-			in.Phone = hx.Phone
+		if g.rng.Float64() < ProxyOwnPhoneShare && g.phoneFits(helper, i) {
+			in.Phone = g.phoneOf(helper)
+			if g.proxyPhone[in.Phone] == nil {
+				g.proxyPhone[in.Phone] = map[int]bool{}
+			}
+			g.proxyPhone[in.Phone][i] = true
 		}
 		s := Submission{Class: ClassProxy, Person: i, Device: dev, Addr: hx.Addr, Provider: g.provider[i], Want: g.accepted(i),
 			at: math.Abs(g.start[i] + (g.rng.Float64()-0.3)*0.05)}
@@ -584,7 +638,10 @@ func (g *surgeBuilder) proxies(n int) {
 }
 
 // bots: each bot submits once for each of 20–60 people of one window (the
-// bot's operator targets one day), in a burst.
+// bot's operator targets one day), in a burst. Odd bots send from one
+// device (the device cap stops them); even bots make up a new device id
+// for each person and give one phone of their own, where the SMS comes
+// (the phone cap stops them).
 func (g *surgeBuilder) bots(n int) {
 	byWindow := map[string][]int{}
 	for _, i := range g.persons {
@@ -612,11 +669,19 @@ func (g *surgeBuilder) bots(n int) {
 		mine := victims[len(victims)-size:]
 		byWindow[w] = victims[:len(victims)-size]
 		bot++
+		rotates := bot%2 == 0
 		dev := g.pop.NewDeviceID()
+		phone := g.pop.SparePhone(BotPhoneOffset + bot)
 		addr := fmt.Sprintf("172.16.%d.%d", bot>>8&0xff, bot&0xff)
 		t := frontLoaded(g.rng)
 		for j, i := range mine {
+			if rotates && j > 0 {
+				dev = g.pop.NewDeviceID()
+			}
 			in := g.intentFor(i, dev, g.token(i, dev))
+			if rotates {
+				in.Phone = phone
+			}
 			g.addLoad(dev, i)
 			g.add(Submission{Class: ClassBot, Person: i, Bot: bot, Device: dev, Addr: addr, Provider: g.provider[i], Want: g.accepted(i),
 				at: t + float64(j)*1e-5}, in)

@@ -265,11 +265,22 @@ func TestSurgeDevices(t *testing.T) {
 			people[s.Device] = map[int]bool{}
 		}
 		people[s.Device][s.Person] = true
-		if s.Class == ClassBot {
-			bots[s.Device] = true
+		if s.Class == ClassBot && s.Bot%2 == 1 {
+			bots[s.Device] = true // a bot that keeps its device
 		}
 	}
 	require.NotEmpty(t, bots)
+	// The other bots make up a device id for each person: each such
+	// device sends once.
+	rotated := map[string]bool{}
+	for _, s := range w.surge.Submissions {
+		if s.Class == ClassBot && s.Bot%2 == 0 {
+			require.False(t, rotated[s.Device], "a rotating bot's device sends once")
+			rotated[s.Device] = true
+			require.Len(t, people[s.Device], 1)
+		}
+	}
+	require.NotEmpty(t, rotated)
 	// Requests that pass validation, per device: only bots go over the
 	// budget a per-device limit allows a person.
 	requests := map[string]int{}
@@ -279,11 +290,14 @@ func TestSurgeDevices(t *testing.T) {
 		}
 	}
 	for d, n := range requests {
-		if !bots[d] {
+		if !bots[d] && !rotated[d] {
 			require.LessOrEqual(t, n, DeviceBudget, "a device that is not a bot's sends at most the budget")
 		}
 	}
 	for d, ps := range people {
+		if rotated[d] {
+			continue
+		}
 		if bots[d] {
 			require.Greater(t, len(ps), w.c.DeviceCap, "a bot submits for more people than the cap")
 			require.GreaterOrEqual(t, len(ps), BotMinPeople)

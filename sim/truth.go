@@ -6,13 +6,16 @@ import (
 	"sort"
 
 	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/campaign"
 )
 
 // Truth is what scoring needs of a surge: every submission with what it
-// really is, and the campaign's per-device cap.
+// really is, and the campaign's per-device and per-phone caps.
 type Truth struct {
 	Submissions []Submission
 	DeviceCap   int
+	// PhoneCap is the campaign's limits.phone_cap; 0 means its default.
+	PhoneCap int
 }
 
 // Answer is what the intake answered to one submission.
@@ -45,11 +48,12 @@ type Expected struct {
 	// only from over-cap devices: exactly the people to register.
 	Persons    int `json:"persons"`
 	Registered int `json:"registered"`
-	// Held is what the device cap holds if every submission of a bot
-	// beyond its first DeviceCap people is held; a dedupe that decides
-	// "already registered" before the cap holds fewer (they are then
-	// duplicates), so DuplicateOrHeld is the exact figure and Held the
-	// most.
+	// Held is what the caps hold if every submission of a bot beyond its
+	// first DeviceCap people (PhoneCap for a bot that rotates device ids)
+	// is held; a dedupe that decides "already registered" before the cap
+	// holds fewer (they are then duplicates), and the phone cap counts
+	// only registrations, so DuplicateOrHeld is the exact figure and Held
+	// the most.
 	Held            int                   `json:"held"`
 	Duplicate       int                   `json:"duplicate"`
 	DuplicateOrHeld int                   `json:"duplicate_or_held"`
@@ -105,6 +109,10 @@ type Score struct {
 
 	MismatchCount int        `json:"mismatch_count"`
 	Mismatches    []Mismatch `json:"mismatches"`
+
+	// heldReason is, per bot, the reason its submissions are held for:
+	// the cap that stops it.
+	heldReason map[int]prereg.Reason
 }
 
 // OK reports whether the system did exactly what the truth says.
@@ -126,6 +134,50 @@ func (t Truth) bots() map[int]map[int]bool {
 	return out
 }
 
+// rotating returns the bots that make up a device id for each person:
+// the phone cap stops them, not the device cap.
+func (t Truth) rotating() map[int]bool {
+	first := map[int]string{}
+	out := map[int]bool{}
+	for i := range t.Submissions {
+		s := &t.Submissions[i]
+		if s.Class != ClassBot {
+			continue
+		}
+		if d, seen := first[s.Bot]; !seen {
+			first[s.Bot] = s.Device
+		} else if d != s.Device {
+			out[s.Bot] = true
+		}
+	}
+	return out
+}
+
+// botCaps returns, per bot, the cap that stops it and the reason its
+// submissions beyond it are held for.
+func (t Truth) botCaps() (caps map[int]int, reasons map[int]prereg.Reason) {
+	rot := t.rotating()
+	caps, reasons = map[int]int{}, map[int]prereg.Reason{}
+	for i := range t.Submissions {
+		s := &t.Submissions[i]
+		if s.Class != ClassBot {
+			continue
+		}
+		caps[s.Bot], reasons[s.Bot] = t.DeviceCap, prereg.ReasonDeviceLimit
+		if rot[s.Bot] {
+			caps[s.Bot], reasons[s.Bot] = t.phoneCap(), prereg.ReasonPhoneCap
+		}
+	}
+	return caps, reasons
+}
+
+func (t Truth) phoneCap() int {
+	if t.PhoneCap < 1 {
+		return campaign.DefaultPhoneCap
+	}
+	return t.PhoneCap
+}
+
 // limited returns the bot submissions the intake refused with 429: a
 // per-device limit is allowed to stop a bot (not a person: no other
 // device sends more than DeviceBudget requests), and the expectations
@@ -141,16 +193,17 @@ func (t Truth) limited(answers []Answer) map[int]bool {
 }
 
 // persons returns the people to register: a valid in-window submission
-// (accepted, no rejection foreseen) not only from over-cap devices.
+// (accepted, no rejection foreseen) not only from over-cap bots.
 func (t Truth) persons() map[int]bool {
 	bots := t.bots()
+	caps, _ := t.botCaps()
 	out := map[int]bool{}
 	for i := range t.Submissions {
 		s := &t.Submissions[i]
 		if s.Person < 0 || s.Want.Status != http.StatusAccepted || s.Want.Kind != "" {
 			continue
 		}
-		if s.Class == ClassBot && len(bots[s.Bot]) > t.DeviceCap {
+		if s.Class == ClassBot && len(bots[s.Bot]) > caps[s.Bot] {
 			continue
 		}
 		out[s.Person] = true
@@ -194,8 +247,9 @@ func (t Truth) expected(limited map[int]bool) Expected {
 	}
 	e.Persons = len(t.persons())
 	e.Registered = e.Persons
-	for _, people := range botPeople {
-		e.Held += max(0, len(people)-t.DeviceCap)
+	caps, _ := t.botCaps()
+	for bot, people := range botPeople {
+		e.Held += max(0, len(people)-caps[bot])
 	}
 	e.DuplicateOrHeld = valid - e.Persons
 	e.Duplicate = e.DuplicateOrHeld - e.Held
@@ -210,6 +264,7 @@ func (t Truth) expected(limited map[int]bool) Expected {
 func (t Truth) Score(answers []Answer, decisions []Decision) Score {
 	limited := t.limited(answers)
 	sc := Score{Expected: t.expected(limited), Status: map[int]int{}, RejectedBy: map[prereg.Reason]int{}, BotsLimited: len(limited)}
+	_, sc.heldReason = t.botCaps()
 	answer := t.answerOf(answers)
 	owner := sc.scoreAnswers(t.Submissions, answer, limited)
 	persons := t.persons()
@@ -365,7 +420,8 @@ func (sc *Score) countDecision(seq int, s *Submission, d Decision) {
 
 // checkKind checks a decision against what its submission wants: the
 // foreseen decision when there is one, else registered or duplicate, and
-// held only for a bot (the only devices over the cap).
+// held only for a bot (the only devices and phones over their caps), for
+// the cap that stops it.
 func (sc *Score) checkKind(seq int, s *Submission, d Decision) {
 	switch {
 	case s.Want.Kind != "":
@@ -373,7 +429,9 @@ func (sc *Score) checkKind(seq int, s *Submission, d Decision) {
 			sc.mismatch(seq, s.Class, "decided %s/%s, want %s/%s", d.Kind, d.Reason, s.Want.Kind, s.Want.Reason)
 		}
 	case d.Kind == prereg.KindHeld && s.Class != ClassBot:
-		sc.mismatch(seq, s.Class, "held (%s), want registered or duplicate: the device is under the cap", d.Reason)
+		sc.mismatch(seq, s.Class, "held (%s), want registered or duplicate: the device and the phone are under their caps", d.Reason)
+	case d.Kind == prereg.KindHeld && d.Reason != sc.heldReason[s.Bot]:
+		sc.mismatch(seq, s.Class, "held (%s), want held (%s): the bot's other cap stops it", d.Reason, sc.heldReason[s.Bot])
 	case d.Kind != prereg.KindRegistered && d.Kind != prereg.KindDuplicate && d.Kind != prereg.KindHeld:
 		sc.mismatch(seq, s.Class, "decided %s/%s, want registered or duplicate", d.Kind, d.Reason)
 	}

@@ -203,7 +203,8 @@ func TestTruthBotsLimited(t *testing.T) {
 
 // referenceSystem answers and decides a surge the way docs/DESIGN.md says a
 // correct prereg does, one submission at a time in the surge's order, with
-// the device cap decided before the duplicate check.
+// the device cap and the phone cap (counting, like the device cap, the
+// people a phone was given for) decided before the duplicate check.
 func referenceSystem(tb testing.TB, w world) ([]Answer, []Decision) {
 	tb.Helper()
 	var answers []Answer
@@ -211,6 +212,7 @@ func referenceSystem(tb testing.TB, w world) ([]Answer, []Decision) {
 	receipts := map[int]string{}
 	regOf := map[string]int64{}                  // identity → registration
 	devicePeople := map[string]map[string]bool{} // device|window → identities
+	phonePeople := map[string]map[string]bool{}  // phone → identities
 	for _, s := range w.surge.Submissions {
 		a := Answer{Seq: s.Seq, Status: s.Want.Status}
 		if s.Want.Status != http.StatusAccepted {
@@ -227,14 +229,15 @@ func referenceSystem(tb testing.TB, w world) ([]Answer, []Decision) {
 		answers = append(answers, a)
 
 		var body struct {
-			Provider, IdentityToken, Birthdate, DeviceID string
+			Provider, IdentityToken, Birthdate, DeviceID, Phone string
 		}
 		require.NoError(tb, json.Unmarshal(s.Body, &struct {
 			Provider      *string `json:"provider"`
 			IdentityToken *string `json:"identity_token"`
 			Birthdate     *string `json:"birthdate"`
 			DeviceID      *string `json:"device_id"`
-		}{&body.Provider, &body.IdentityToken, &body.Birthdate, &body.DeviceID}))
+			Phone         *string `json:"phone"`
+		}{&body.Provider, &body.IdentityToken, &body.Birthdate, &body.DeviceID, &body.Phone}))
 		d := Decision{Receipt: a.Receipt}
 		claims, err := w.idps[body.Provider].Verify(body.IdentityToken)
 		switch {
@@ -254,6 +257,15 @@ func referenceSystem(tb testing.TB, w world) ([]Answer, []Decision) {
 				break
 			}
 			people[claims.Person] = true
+			phone := NormalizePhone(body.Phone)
+			if phonePeople[phone] == nil {
+				phonePeople[phone] = map[string]bool{}
+			}
+			if !phonePeople[phone][claims.Person] && len(phonePeople[phone]) >= w.c.PhoneCap() {
+				d.Kind, d.Reason = prereg.KindHeld, prereg.ReasonPhoneCap
+				break
+			}
+			phonePeople[phone][claims.Person] = true
 			if reg, ok := regOf[claims.Person]; ok {
 				d.Kind, d.Reason, d.RegistrationID = prereg.KindDuplicate, prereg.ReasonSameDevice, reg
 			} else {

@@ -11,7 +11,9 @@
 // Concurrency workers (the bulkhead), a token-bucket rate limit and a
 // gobreaker v2 circuit breaker. A worker
 //
-//  1. opens the sealed phone (AAD = campaign id),
+//  1. opens the sealed phone (AAD = campaign id) and keeps only its keyed
+//     hash (E.164 digits, under the campaign's pinned HMAC key), which every
+//     outcome carries for dedupe's per-phone cap (Outcome.PhoneKey),
 //  2. looks the token up in KV bucket verify_tokens: a token already
 //     verified is not sent to the provider again,
 //  3. else looks the claim (campaign, provider, claimed birth date, phone,

@@ -20,9 +20,10 @@ import (
 	"github.com/prereg/prereg/stream"
 )
 
-// purposePhone separates the hash verify keeps of a provider's phone (to
-// tell, on a cached token, whether the intent's phone is the person's own)
-// from every other keyed hash.
+// purposePhone separates the keyed hash of a phone from every other keyed
+// hash. Verify keeps it of a provider's phone (to tell, on a cached token,
+// whether the intent's phone is the person's own) and puts it of the
+// intent's phone on the outcome (Outcome.PhoneKey, dedupe's per-phone cap).
 const purposePhone = "verify-phone"
 
 // decodeIntent reads a submitted intent. On error the returned intent
@@ -65,10 +66,13 @@ func (v *Verifier) process(j job) {
 		return
 	}
 	digits := phoneDigits(string(phone))
+	clear(phone)
 	// Every key of the person is made under the campaign's pinned key, and
 	// the cache of answers is keyed by it too: an answer remembered under
-	// one key never gives an identity key of another.
+	// one key never gives an identity key of another. The phone's key is
+	// pinned the same way, so a rotation does not reset a phone's count.
 	tokenKey := j.hasher.Sum(keys.PurposeToken, in.IdentityToken)
+	phoneKey := j.hasher.Sum(purposePhone, digits)
 	// The device belongs to the claim: birth date and phone alone are
 	// shared by twins who give the family's phone (see doc.go).
 	claimKey := j.hasher.Sum(keys.PurposeClaim, in.Campaign, in.Provider, in.Birthdate, digits, in.DeviceKey)
@@ -104,6 +108,7 @@ func (v *Verifier) process(j job) {
 		v.m.cache.WithLabelValues("claim", hitMiss(short)).Inc()
 		if short {
 			out := v.baseOutcome(in, tokenKey)
+			out.PhoneKey = phoneKey
 			out.Verdict, out.Reason = prereg.VerdictDuplicate, prereg.ReasonClaimSeen
 			out.IdentityKey = seen.IdentityKey
 			v.finish(ctx, j, out, prereg.Shard(seen.IdentityKey, j.camp.Shards), "")
@@ -129,7 +134,7 @@ func (v *Verifier) process(j job) {
 			v.note(v.aside, depTokensWrite, putJSON(ctx, v.kv.tokens, cacheKey, ans))
 		}()
 	}
-	out, err := v.decide(in, j.camp, j.hasher, tokenKey, ans, digits)
+	out, err := v.decide(in, j.camp, tokenKey, ans, phoneKey)
 	if err != nil {
 		v.retry(ctx, j, true, "answer", err)
 		return
@@ -207,9 +212,11 @@ func (v *Verifier) ask(ctx context.Context, j job) (tokenAnswer, error) {
 	return tokenAnswer{}, err
 }
 
-// decide turns the provider's answer into an outcome.
-func (v *Verifier) decide(in prereg.Intent, camp *campaign.Campaign, h *keys.Hasher, tokenKey string, ans tokenAnswer, digits string) (prereg.Outcome, error) {
+// decide turns the provider's answer into an outcome; phoneKey is the
+// keyed hash of the intent's phone.
+func (v *Verifier) decide(in prereg.Intent, camp *campaign.Campaign, tokenKey string, ans tokenAnswer, phoneKey string) (prereg.Outcome, error) {
 	out := v.baseOutcome(in, tokenKey)
+	out.PhoneKey = phoneKey
 	if ans.Invalid {
 		out.Verdict, out.Reason = prereg.VerdictRejected, prereg.ReasonInvalidToken
 		return out, nil
@@ -223,7 +230,7 @@ func (v *Verifier) decide(in prereg.Intent, camp *campaign.Campaign, h *keys.Has
 	}
 	out.IdentityKey = ans.IdentityKey
 	out.Birthdate = ans.Birthdate
-	out.PhoneVerified = ans.PhoneKey != "" && ans.PhoneKey == h.Sum(purposePhone, digits)
+	out.PhoneVerified = ans.PhoneKey != "" && ans.PhoneKey == phoneKey
 	claimed, _ := time.Parse(prereg.DateLayout, in.Birthdate)
 	switch {
 	case !bd.Equal(claimed):
