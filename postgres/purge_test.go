@@ -147,6 +147,11 @@ func TestPurgeCampaign(t *testing.T) {
 		WHERE d.identity_key = r.identity_key AND d.device_key = r.device_key`).Scan(&linked))
 	require.EqualValues(t, 2, linked, "a person's rows stay linked within the campaign")
 
+	view, err := (&postgres.DedupeStore{Pool: pool}).ReceiptView(ctx, "r1")
+	require.NoError(t, err, "the receipt view still reads a purged submission")
+	require.True(t, view.Purged)
+	require.Equal(t, "c1", view.Appointment.Clinic)
+
 	again, err := store.Purge(ctx, "status-test", opts)
 	require.NoError(t, err)
 	require.Zero(t, again.Rows(), "a second purge finds nothing left")

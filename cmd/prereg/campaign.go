@@ -102,7 +102,9 @@ func cmdCampaignPurge(ctx context.Context, env *Env, args []string) error {
 	defer closeDB()
 	opts := postgres.PurgeOptions{Retention: cfg.PurgeRetention, DryRun: *dry, Now: time.Now()}
 	if *format == "text" {
-		opts.Progress = func(c postgres.PurgeCount) { fmt.Fprintf(env.Stdout, "%-17s %8d rows  %v\n", c.Table, c.Rows, c.Columns) }
+		opts.Progress = func(c postgres.PurgeCount) {
+			fmt.Fprintf(env.Stdout, "%-17s %8d rows  %v\n", c.Table, c.Rows, c.Columns)
+		}
 	}
 	var res postgres.PurgeResult
 	err = (&postgres.AuditStore{Pool: pool}).Command(ctx, "campaign.purge", fmt.Sprintf("campaign=%s dry_run=%t", *campaignID, *dry), func() (err error) {

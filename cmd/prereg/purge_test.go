@@ -38,6 +38,10 @@ func TestCampaignPurge(t *testing.T) {
 	code, out = runCLI(t, vars, "campaign", "purge")
 	require.Equal(t, exitUsage, code, out)
 
+	code, out = runCLI(t, vars, "report", "receipt", "--receipt", "r-unknown")
+	require.Equal(t, exitFailure, code, out)
+	require.Contains(t, out, "no decision has this receipt")
+
 	var n int
 	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM admin_audit WHERE action = 'campaign.purge'`).Scan(&n))
 	require.Equal(t, 4, n, "dry run, purge, refusal and unknown campaign are recorded")
