@@ -192,7 +192,9 @@ type PurgeOptions struct {
 	// window's close, its last appointment's day, its last decision) the
 	// personal data must be kept (config's PREREG_PURGE_RETENTION).
 	Retention time.Duration
-	// DryRun counts what would change and changes nothing.
+	// DryRun counts what would change and changes nothing; when the
+	// purge would be refused it still counts, and returns the refusal
+	// with the counts.
 	DryRun bool
 	Now    time.Time
 	// Progress, when set, is called after each table.
@@ -260,8 +262,12 @@ func (s *PurgeStore) Purge(ctx context.Context, campaign string, opt PurgeOption
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('prereg purge ' || $1))`, campaign); err != nil {
 			return err
 		}
-		if err := purgeAllowed(ctx, tx, campaign, opt, &res); err != nil {
-			return err
+		// A dry run counts even when the purge would be refused, and
+		// returns the refusal after the counts.
+		refusal := purgeAllowed(ctx, tx, campaign, opt, &res)
+		var refused *PurgeRefusedError
+		if refusal != nil && !(opt.DryRun && errors.As(refusal, &refused)) {
+			return refusal
 		}
 		if !opt.DryRun {
 			if _, err := tx.Exec(ctx, `CREATE TEMP TABLE purge_salt ON COMMIT DROP AS
@@ -292,7 +298,7 @@ func (s *PurgeStore) Purge(ctx context.Context, campaign string, opt PurgeOption
 			}
 		}
 		if opt.DryRun {
-			return nil
+			return refusal
 		}
 		removed := map[string]int64{}
 		for _, c := range res.Tables {

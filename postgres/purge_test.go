@@ -84,6 +84,11 @@ func TestPurgeCampaign(t *testing.T) {
 	require.ErrorAs(t, err, &refused, "a campaign with a pending SMS, a held submission and a recent decision is refused")
 	require.ErrorIs(t, err, prereg.ErrConflict)
 	require.Len(t, refused.Reasons, 3, "pending SMS, held review, retention: %v", refused.Reasons)
+	opts.DryRun = true
+	refusedDry, err := store.Purge(ctx, "status-test", opts)
+	require.ErrorAs(t, err, &refused, "a dry run says it would be refused")
+	require.NotEmpty(t, refusedDry.Tables, "and counts all the same")
+	opts.DryRun = false
 
 	statusExec(t, pool, `UPDATE outbox SET state = 'delivered', sent_at = now(), delivered_at = now() WHERE campaign = 'status-test'`)
 	statusExec(t, pool, `UPDATE decisions SET review = 'rejected', reviewed_by = 'admin:operator', reviewed_at = now() WHERE receipt = 'r3'`)
