@@ -202,9 +202,12 @@ func (r *Report) DeviceCapChart() template.HTML {
 		if n <= 30 || i%(n/30+1) == 0 {
 			s.text(x+bw/2, top+plotH+14, "middle", fmt.Sprint(b.People))
 		}
-		if r.DeviceCap > 0 && b.People == r.DeviceCap {
-			s.line(x+slot-(slot-bw)/2, top, x+slot-(slot-bw)/2, top+plotH, "#dc2626")
-			s.text(x+slot, top+10, "start", fmt.Sprintf("cap %d", r.DeviceCap))
+		// The cap's line goes after the last bar within it, whether or
+		// not a bar sits exactly on it.
+		if r.DeviceCap > 0 && b.People <= r.DeviceCap && (i == n-1 || r.DevicePeople[i+1].People > r.DeviceCap) {
+			lx := x + slot - (slot-bw)/2
+			s.line(lx, top, lx, top+plotH, "#dc2626")
+			s.text(lx+4, top+10, "start", fmt.Sprintf("cap %d", r.DeviceCap))
 		}
 	}
 	s.text(left-6, top+10, "end", fmt.Sprint(most))
