@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg"
+	"github.com/prereg/prereg/check"
 	"github.com/prereg/prereg/dedupe"
 	"github.com/prereg/prereg/notify"
 	"github.com/prereg/prereg/postgres"
@@ -110,6 +111,8 @@ func TestPurgeCampaign(t *testing.T) {
 		return b
 	}
 	before := reportJSON()
+	checkBefore, err := check.Run(ctx, pool, "status-test", check.Options{})
+	require.NoError(t, err)
 	personal := func() (n int64) {
 		require.NoError(t, pool.QueryRow(ctx, `SELECT
 			(SELECT count(*) FROM registrations WHERE phone_enc IS NOT NULL OR phone_kid IS NOT NULL OR birthdate IS NOT NULL
@@ -146,6 +149,9 @@ func TestPurgeCampaign(t *testing.T) {
 	require.NotNil(t, res.PurgedAt)
 	require.Zero(t, personal(), "no phone, birth date, address key, identity or device keyed hash is left")
 	require.JSONEq(t, string(before), string(reportJSON()), "the report's figures are the same after the purge")
+	checkAfter, err := check.Run(ctx, pool, "status-test", check.Options{})
+	require.NoError(t, err, "the invariants still run on a purged campaign")
+	require.Equal(t, checkBefore.Failed(), checkAfter.Failed(), "and find what they found before")
 
 	var linked int64
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM decisions d JOIN registrations r ON r.id = d.registration_id
