@@ -96,7 +96,7 @@ func TestAdminAccess(t *testing.T) {
 	for _, want := range []string{
 		"POST /admin/v1/allocations", "GET /admin/v1/allocations/{id}", "GET /admin/v1/reports/dedupe",
 		"GET /admin/v1/held", "POST /admin/v1/held/{submission}/release", "POST /admin/v1/held/{submission}/reject",
-		"POST /admin/v1/outbox/resend", "GET /admin/v1/audit",
+		"POST /admin/v1/outbox/resend", "GET /admin/v1/audit", "GET /admin/v1/receipts/{receipt}",
 	} {
 		require.Contains(t, patterns, want)
 	}

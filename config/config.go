@@ -58,6 +58,9 @@ type Config struct {
 	// Stream are the streams' replicas, ages, storage bound and duplicate
 	// windows; zero fields keep stream's defaults.
 	Stream Stream
+	// PurgeRetention is how long after a campaign's last activity its
+	// personal data is kept before `campaign purge` may remove it.
+	PurgeRetention time.Duration
 
 	// Generated lists the secrets FromEnv made up for this process
 	// (demo and dev only).
@@ -284,6 +287,9 @@ var settings = []Setting{
 	{Name: "PREREG_STREAM_VERIFIED_MAX_AGE", Default: "30d",
 		Description: "how long outcomes are kept for `check` and replay",
 		parse:       streamAge(func(s *Stream) *time.Duration { return &s.VerifiedMaxAge })},
+	{Name: "PREREG_PURGE_RETENTION", Default: "30d",
+		Description: "how long a campaign's personal data is kept after its last activity (its last window's close, appointment day or decision) before `prereg campaign purge` may remove it, e.g. `90d`; `0` for none. Below `PREREG_STREAM_VERIFIED_MAX_AGE`, outcomes may outlive the purge in the verified stream until they age out (docs/OPERATIONS.md)",
+		parse:       purgeRetention},
 	{Name: "GOGC",
 		Description: "the Go collector's target. Unset: 400 in a `serve` process without the intake role (workers allocate per message and keep little), the runtime's 100 otherwise; see `app/gc.go`",
 		parse:       func(c *Config, v string) error { c.GC.GOGC = v; return nil }},
@@ -300,6 +306,21 @@ var settings = []Setting{
 // names) and TEST_DATABASE_URL (postgres/pgtest, before any Config). The
 // row documents them, checks a secret is not set twice, and logs them.
 func readWhereUsed(*Config, string) error { return nil }
+
+// purgeRetention reads PREREG_PURGE_RETENTION: a duration with days,
+// zero or more; unset, 30 days, the verified stream's default age.
+func purgeRetention(c *Config, v string) error {
+	if v == "" {
+		c.PurgeRetention = 30 * 24 * time.Hour
+		return nil
+	}
+	d, err := parseDays(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want a duration such as 30d or 72h, or 0, got %q", v)
+	}
+	c.PurgeRetention = d
+	return nil
+}
 
 func positive(v string) (int, error) {
 	if v == "" {

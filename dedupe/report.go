@@ -34,6 +34,19 @@ type Report struct {
 	// claim_seen without calling the identity provider.
 	ProviderCallsSaved int64       `json:"provider_calls_saved"`
 	Reviews            ReviewStats `json:"reviews"`
+	// DeviceCap is the campaign's cap of distinct people per device and
+	// window; DevicePeople how many devices sent for each number of
+	// people in a window, ascending (a device in two windows counts
+	// twice).
+	DeviceCap    int               `json:"device_cap"`
+	DevicePeople []DevicePeopleRow `json:"device_people"`
+}
+
+// DevicePeopleRow is one bar of the device-cap distribution: Devices sent
+// for exactly People distinct people in a window.
+type DevicePeopleRow struct {
+	People  int   `json:"people"`
+	Devices int64 `json:"devices"`
 }
 
 // Counts are the decisions of a slice of submissions.
@@ -200,6 +213,10 @@ func (r *Report) writeText(w io.Writer) error {
 	for _, h := range r.Hours {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", h.Hour.UTC().Format("2006-01-02 15:00"), h.Submissions, h.Registered, h.DuplicateTotal(), h.HeldTotal(), h.RejectedTotal())
 	}
+	fmt.Fprintf(tw, "\ndistinct people per device and window (cap %d)\tdevices\n", r.DeviceCap)
+	for _, d := range r.DevicePeople {
+		fmt.Fprintf(tw, "%d\t%d\n", d.People, d.Devices)
+	}
 	fmt.Fprintln(tw, "\ndevice (keyed hash)\tpeople\tsubmissions\theld")
 	for _, d := range r.TopDevices {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", d.Device, d.People, d.Submissions, d.Held)
@@ -207,51 +224,85 @@ func (r *Report) writeText(w io.Writer) error {
 	return tw.Flush()
 }
 
-// writeCSV writes one row per figure: section, key, metric, value. Long
-// form, so that every section fits one header.
+// writeCSV writes one table per section, each opened by its header row
+// (RFC 4180, encoding/csv). Every row, header too, starts with the
+// section's name, so one file holds every table and a reader finds each
+// by its first field: a header row's second field onward names the
+// columns of the rows after it.
 func (r *Report) writeCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	row := func(section, key, metric string, v int64) {
-		_ = cw.Write([]string{section, key, metric, strconv.FormatInt(v, 10)})
+	n := func(v int64) string { return strconv.FormatInt(v, 10) }
+	table := func(section string, header []string, rows [][]string) {
+		_ = cw.Write(append([]string{"section"}, header...))
+		for _, row := range rows {
+			_ = cw.Write(append([]string{section}, row...))
+		}
 	}
-	counts := func(section, key string, c Counts) {
-		row(section, key, "submissions", c.Submissions)
-		row(section, key, "accepted", c.Accepted)
-		row(section, key, "people_registered", c.PeopleRegistered)
-		row(section, key, "registered", c.Registered)
-		for _, kind := range []struct {
+	t := r.Totals
+	table("totals", []string{"campaign", "window", "metric", "value"}, func() (rows [][]string) {
+		for _, m := range []struct {
 			name string
-			m    map[prereg.Reason]int64
-		}{{"duplicate", c.Duplicates}, {"held", c.Held}, {"rejected", c.Rejected}} {
-			keys := make([]string, 0, len(kind.m))
-			for k := range kind.m {
-				keys = append(keys, string(k))
-			}
-			slices.Sort(keys)
-			for _, k := range keys {
-				row(section, key, kind.name+":"+k, kind.m[prereg.Reason(k)])
+			v    int64
+		}{
+			{"submissions", t.Submissions}, {"accepted", t.Accepted}, {"people_registered", t.PeopleRegistered},
+			{"registered", t.Registered}, {"duplicates", t.DuplicateTotal()}, {"held", t.HeldTotal()},
+			{"rejected", t.RejectedTotal()}, {"provider_calls_saved", r.ProviderCallsSaved},
+			{"bloom_maybe_seen", r.Bloom.MaybeSeen}, {"bloom_false_positives", r.Bloom.FalsePositives},
+			{"device_cap", int64(r.DeviceCap)},
+		} {
+			rows = append(rows, []string{r.Campaign, r.Window, m.name, n(m.v)})
+		}
+		return rows
+	}())
+	// Hours count submissions, not people: a person's registration
+	// belongs to a window.
+	countsRow := func(key string, c Counts, people bool) []string {
+		row := []string{key, n(c.Submissions), n(c.Accepted), n(c.Registered), n(c.DuplicateTotal()), n(c.HeldTotal()), n(c.RejectedTotal())}
+		if people {
+			row = append(row, n(c.PeopleRegistered))
+		}
+		return row
+	}
+	countsHeader := func(key string, people bool) []string {
+		h := []string{key, "submissions", "accepted", "registered", "duplicates", "held", "rejected"}
+		if people {
+			h = append(h, "people_registered")
+		}
+		return h
+	}
+	var rows [][]string
+	for _, wc := range r.Windows {
+		rows = append(rows, countsRow(wc.Window, wc.Counts, true))
+	}
+	table("windows", countsHeader("window", true), rows)
+	rows = nil
+	ser := decisionSeries(r.Totals)
+	for _, wc := range r.Windows {
+		for _, se := range ser {
+			if v := se.count(wc.Counts); v > 0 {
+				rows = append(rows, []string{wc.Window, string(se.kind), string(se.reason), n(v)})
 			}
 		}
 	}
-	_ = cw.Write([]string{"section", "key", "metric", "value"})
-	counts("total", r.Campaign, r.Totals)
-	row("total", r.Campaign, "provider_calls_saved", r.ProviderCallsSaved)
-	row("total", r.Campaign, "bloom_maybe_seen", r.Bloom.MaybeSeen)
-	row("total", r.Campaign, "bloom_false_positives", r.Bloom.FalsePositives)
-	row("total", r.Campaign, "reviews_pending", r.Reviews.Pending)
-	row("total", r.Campaign, "reviews_released", r.Reviews.Released)
-	row("total", r.Campaign, "reviews_rejected", r.Reviews.Rejected)
-	for _, wc := range r.Windows {
-		counts("window", wc.Window, wc.Counts)
-	}
+	table("decisions", []string{"window", "kind", "reason", "count"}, rows)
+	table("held_reviews", []string{"review", "count"}, [][]string{
+		{"pending", n(r.Reviews.Pending)}, {"released", n(r.Reviews.Released)}, {"rejected", n(r.Reviews.Rejected)},
+	})
+	rows = nil
 	for _, h := range r.Hours {
-		counts("hour", h.Hour.UTC().Format(time.RFC3339), h.Counts)
+		rows = append(rows, countsRow(h.Hour.UTC().Format(time.RFC3339), h.Counts, false))
 	}
+	table("hours", countsHeader("hour", false), rows)
+	rows = nil
+	for _, d := range r.DevicePeople {
+		rows = append(rows, []string{strconv.Itoa(d.People), n(d.Devices), strconv.FormatBool(r.DeviceCap > 0 && d.People > r.DeviceCap)})
+	}
+	table("device_people", []string{"people", "devices", "over_cap"}, rows)
+	rows = nil
 	for _, d := range r.TopDevices {
-		row("device", d.Device, "people", d.People)
-		row("device", d.Device, "submissions", d.Submissions)
-		row("device", d.Device, "held", d.Held)
+		rows = append(rows, []string{d.Device, n(d.People), n(d.Submissions), n(d.Held)})
 	}
+	table("top_devices", []string{"device", "people", "submissions", "held"}, rows)
 	cw.Flush()
 	return cw.Error()
 }
@@ -267,6 +318,10 @@ body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}
 table{border-collapse:collapse;margin:1rem 0}td,th{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:right}
 td:first-child,th:first-child{text-align:left}.bar{display:inline-block;height:.8rem;background:#3b82f6}
 .dup{background:#f59e0b}.held{background:#ef4444}.rej{background:#6b7280}.bars{width:16rem}
+figure{margin:1rem 0}figcaption{font-size:.85rem;color:#4b5563}svg{max-width:100%;height:auto}
+@media print{body{margin:0;max-width:none;font-size:10pt}h2{break-after:avoid}table,figure{break-inside:avoid}
+*{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
+@page{size:A4;margin:15mm}
 `)
 	for i := 0; i <= 100; i++ {
 		fmt.Fprintf(&b, ".w%d{width:%d%%}", i, i)
@@ -304,6 +359,12 @@ var reportHTML = template.Must(template.New("report").Funcs(template.FuncMap{
 <tr><th>provider calls saved</th><td>{{.ProviderCallsSaved}}</td><td></td></tr>
 <tr><th>Bloom false positives</th><td>{{.Bloom.FalsePositives}}</td><td>of {{.Bloom.MaybeSeen}} maybe-seen</td></tr>
 </table>
+<h2>Decisions by reason and window</h2>
+<figure>{{.DecisionsChart}}<figcaption>Each bar is a window's submissions, split by decision and reason; hover a segment for its count.</figcaption></figure>
+<h2>Held submissions</h2>
+<figure>{{.HeldChart}}<figcaption>Held for review: pending, released (registered unless the person already was), rejected.</figcaption></figure>
+<h2>Device-cap distribution</h2>
+<figure>{{.DeviceCapChart}}<figcaption>Devices by the number of distinct people they sent for in one window; past the cap ({{.DeviceCap}}), a device's further people were held.</figcaption></figure>
 <h2>Per window</h2>
 <table><tr><th>window</th><th>submissions</th><th>people</th><th>duplicates</th><th>held</th><th>rejected</th><th></th></tr>
 {{range .Windows}}<tr><td>{{.Window}}</td><td>{{.Submissions}}</td><td>{{.PeopleRegistered}}</td><td>{{.DuplicateTotal}}</td><td>{{.HeldTotal}}</td><td>{{.RejectedTotal}}</td>

@@ -372,6 +372,27 @@ func gather(ctx context.Context, w *world.World) ([]source, error) {
 		}
 		out = append(out, source{"report " + format, b.Bytes()})
 	}
+	// The receipt view of submissions of every kind, in both formats.
+	rows, err = w.Pool.Query(ctx, `SELECT receipt FROM (
+		SELECT receipt, row_number() OVER (PARTITION BY kind, reason ORDER BY receipt) AS n FROM decisions) d WHERE n <= 20`)
+	if err != nil {
+		return nil, fmt.Errorf("receipts: %w", err)
+	}
+	receipts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("receipts: %w", err)
+	}
+	var views bytes.Buffer
+	for _, r := range receipts {
+		for _, q := range []string{"", "?format=html"} {
+			body, err := get("/admin/v1/receipts/" + r + q)
+			if err != nil {
+				return nil, err
+			}
+			views.Write(body)
+		}
+	}
+	out = append(out, source{"receipt views", views.Bytes()})
 	metrics, err := get("/metrics")
 	if err != nil {
 		return nil, err

@@ -201,9 +201,14 @@ func (s *AllocationStore) CreateRun(ctx context.Context, r scheduler.RunRecord) 
 	if r.Frozen {
 		bound = &r.Bound
 	}
+	// A purged campaign's registrations have no phone to notify: no run.
 	out, err := scanRun(s.Pool.QueryRow(ctx, `INSERT INTO allocation_runs (campaign, window_id, policy, dry_run, seed_hash, started_at, bound)
-		VALUES ($1, $2, $3, $4, nullif($5, ''), $6, coalesce($7, (SELECT coalesce(max(id), 0) FROM registrations WHERE campaign = $1)))
+		SELECT $1::text, $2::text, $3::text, $4::boolean, nullif($5::text, ''), $6::timestamptz, coalesce($7::bigint, (SELECT coalesce(max(id), 0) FROM registrations WHERE campaign = $1))
+		WHERE NOT EXISTS (SELECT 1 FROM campaign_purges WHERE campaign = $1)
 		RETURNING `+runColumns, r.Campaign, r.Window, r.Policy, r.DryRun, r.SeedHash, r.StartedAt, bound))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return out, prereg.Conflict("campaign " + r.Campaign + " was purged: nothing left to allocate")
+	}
 	if err != nil {
 		return out, fmt.Errorf("create run: %w", err)
 	}

@@ -238,6 +238,13 @@ func (s *OutboxStore) Resend(ctx context.Context, req notify.ResendRequest) (not
 		if status == "cancelled" {
 			return notify.ConflictError("appointment cancelled")
 		}
+		var purged bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM campaign_purges WHERE campaign = $1)`, campaign).Scan(&purged); err != nil {
+			return err
+		}
+		if purged {
+			return notify.ConflictError("campaign purged: no phone left to send to")
+		}
 		var version int
 		var state string
 		err = tx.QueryRow(ctx, `SELECT version, state FROM outbox WHERE appointment_id = $1 ORDER BY version DESC LIMIT 1`, req.Appointment).Scan(&version, &state)

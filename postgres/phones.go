@@ -31,7 +31,8 @@ type PhoneStore struct {
 // registrations as they are added. A phone under a key the sealer does
 // not have stops the batch with the *keys.UnknownKeyError.
 func (s *PhoneStore) ResealRegistrations(ctx context.Context, r *keys.Sealer, after int64, limit int) (last int64, resealed int, err error) {
-	rows, err := s.Pool.Query(ctx, `SELECT id, campaign, phone_kid, phone_enc FROM registrations
+	// A purged registration (postgres/purge.go) has no phone: skipped.
+	rows, err := s.Pool.Query(ctx, `SELECT id, campaign, coalesce(phone_kid, ''), phone_enc FROM registrations
 		WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 	if err != nil {
 		return after, 0, fmt.Errorf("reseal registrations' phones: %w", err)
@@ -43,6 +44,9 @@ func (s *PhoneStore) ResealRegistrations(ctx context.Context, r *keys.Sealer, af
 	var phone prereg.Sealed
 	_, err = pgx.ForEachRow(rows, []any{&id, &campaign, &phone.KeyID, &phone.Data}, func() error {
 		last = id
+		if phone.Data == nil {
+			return nil
+		}
 		return u.add(r, strconv.FormatInt(id, 10), campaign, phone)
 	})
 	if err != nil {
@@ -121,7 +125,7 @@ func (u *phoneBatch) add(r *keys.Sealer, key, campaign string, phone prereg.Seal
 // not a metric to scrape.
 func (s *PhoneStore) PhoneKeys(ctx context.Context) (map[string]int, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT phone_kid, count(*) FROM (
-			SELECT phone_kid FROM registrations
+			SELECT phone_kid FROM registrations WHERE phone_kid IS NOT NULL
 			UNION ALL
 			SELECT phone_kid FROM decisions WHERE kind = 'held' AND review IS NULL AND phone_kid IS NOT NULL) p
 		GROUP BY phone_kid`)

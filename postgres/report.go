@@ -46,6 +46,12 @@ func (s *DedupeStore) DedupeReport(ctx context.Context, campaign, window string,
 	b.Queue(`SELECT coalesce(sum(maybe_seen), 0), coalesce(sum(false_positives), 0) FROM dedupe_counters WHERE campaign = $1`, campaign)
 	b.Queue(`SELECT count(*) FILTER (WHERE review IS NULL), count(*) FILTER (WHERE review = 'released'), count(*) FILTER (WHERE review = 'rejected')
 		FROM decisions WHERE campaign = $1 AND kind = 'held' AND ($2 = '' OR window_id = $2)`, campaign, window)
+	b.Queue(`SELECT people, count(*) FROM (
+			SELECT max(rank) AS people FROM device_people
+			WHERE campaign = $1 AND ($2 = '' OR window_id = $2)
+			GROUP BY window_id, device_key) d
+		GROUP BY people ORDER BY people`, campaign, window)
+	b.Queue(`SELECT device_cap FROM campaigns WHERE id = $1`, campaign)
 	br := s.Pool.SendBatch(ctx, b)
 	defer br.Close()
 
@@ -119,6 +125,20 @@ func (s *DedupeStore) DedupeReport(ctx context.Context, campaign, window string,
 	}
 	if err := br.QueryRow().Scan(&r.Reviews.Pending, &r.Reviews.Released, &r.Reviews.Rejected); err != nil {
 		return nil, fmt.Errorf("dedupe report: reviews: %w", err)
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("dedupe report: device people: %w", err)
+	}
+	r.DevicePeople, err = pgx.CollectRows(rows, pgx.RowToStructByPos[dedupe.DevicePeopleRow])
+	if err != nil {
+		return nil, fmt.Errorf("dedupe report: device people: %w", err)
+	}
+	if r.DevicePeople == nil {
+		r.DevicePeople = []dedupe.DevicePeopleRow{}
+	}
+	if err := br.QueryRow().Scan(&r.DeviceCap); err != nil {
+		return nil, fmt.Errorf("dedupe report: device cap: %w", err)
 	}
 	for _, w := range windows {
 		r.Windows = append(r.Windows, *w)

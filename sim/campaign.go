@@ -52,13 +52,23 @@ var DemoCISecret = []byte("prereg-demo-idp-ci")
 // given. The campaign goes through campaign.FromFile, so Spec is set and it
 // can be stored like any loaded campaign.
 func DemoCampaign(now time.Time, providerURLs map[string]string, clinics []campaign.Clinic) (*campaign.Campaign, error) {
+	return DemoCampaignOpenFor(now, DemoOpenFor, providerURLs, clinics)
+}
+
+// DemoCampaignOpenFor is DemoCampaign with window "open" closing openFor
+// after now (DemoOpenFor when 0): `prereg dev --open-for` closes it within
+// minutes, so that one window can be followed to its published round.
+func DemoCampaignOpenFor(now time.Time, openFor time.Duration, providerURLs map[string]string, clinics []campaign.Clinic) (*campaign.Campaign, error) {
+	if openFor <= 0 {
+		openFor = DemoOpenFor
+	}
 	if len(providerURLs) == 0 {
 		return nil, fmt.Errorf("sim: demo campaign: no identity provider")
 	}
 	now = now.UTC().Truncate(time.Second)
 	at := func(t time.Time) string { return t.Format(time.RFC3339) }
 	opens := now.Add(-10 * time.Minute)
-	nextOpens := now.Add(DemoOpenFor)
+	nextOpens := now.Add(openFor)
 	cohort := DemoCohort()
 	f := campaign.File{
 		ID:       DemoCampaignID,

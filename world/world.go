@@ -74,6 +74,9 @@ type Options struct {
 	// (sync_interval: always) and intake uses group commit; with NATSURL,
 	// group commit only (the server's sync_interval is its own setting).
 	SyncAlways bool
+	// OpenFor is how long the demo campaign's window "open" stays open
+	// from now (0: sim.DemoOpenFor).
+	OpenFor time.Duration
 }
 
 // ProviderNames are the demo's identity providers (Korea's main two).
@@ -167,7 +170,7 @@ func Start(ctx context.Context, o Options) (w *World, err error) {
 		now = time.Now()
 	}
 	clinics := sim.Inventory(sim.InventoryConfig{Seed: uint64(o.Seed), Clinics: o.Clinics, CapacityScale: o.Capacity})
-	if w.Campaign, err = sim.DemoCampaign(now, providerURLs, clinics); err != nil {
+	if w.Campaign, err = sim.DemoCampaignOpenFor(now, o.OpenFor, providerURLs, clinics); err != nil {
 		ln.Close()
 		return nil, err
 	}

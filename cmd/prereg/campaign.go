@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"time"
 
+	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/postgres"
 )
@@ -12,6 +15,7 @@ import (
 func init() {
 	register(command{name: "campaign load", summary: "validate a campaign file (YAML) and load it", run: cmdCampaignLoad})
 	register(command{name: "campaign validate", summary: "validate a campaign file without loading it", run: cmdCampaignValidate})
+	register(command{name: "campaign purge", summary: "remove a finished campaign's personal data, keep its audit trail (--dry-run: count only)", run: cmdCampaignPurge})
 }
 
 func cmdCampaignValidate(ctx context.Context, env *Env, args []string) error {
@@ -74,4 +78,47 @@ func campaignError(err error) error {
 		return &usageError{msg: ve.Error()}
 	}
 	return err
+}
+
+func cmdCampaignPurge(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "campaign purge", "--campaign C [--dry-run] [--format text|json]")
+	campaignID := fs.String("campaign", "", "campaign id (required)")
+	dry := fs.Bool("dry-run", false, "count what would be removed, change nothing")
+	format := formatFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := requireFlags(fs, "campaign"); err != nil {
+		return err
+	}
+	cfg, _, err := env.Config(false)
+	if err != nil {
+		return err
+	}
+	pool, closeDB, err := env.Database(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	opts := postgres.PurgeOptions{Retention: cfg.PurgeRetention, DryRun: *dry, Now: time.Now()}
+	if *format == "text" {
+		opts.Progress = func(c postgres.PurgeCount) {
+			fmt.Fprintf(env.Stdout, "%-17s %8d rows  %v\n", c.Table, c.Rows, c.Columns)
+		}
+	}
+	var res postgres.PurgeResult
+	err = (&postgres.AuditStore{Pool: pool}).Command(ctx, "campaign.purge", fmt.Sprintf("campaign=%s dry_run=%t", *campaignID, *dry), func() (err error) {
+		res, err = (&postgres.PurgeStore{Pool: pool}).Purge(ctx, *campaignID, opts)
+		return err
+	})
+	if errors.Is(err, prereg.ErrCampaignNotFound) {
+		return fmt.Errorf("campaign %q is not loaded", *campaignID)
+	}
+	if err != nil {
+		return err
+	}
+	return writeOutput(env, *format, res, func(w io.Writer) {
+		verb := map[bool]string{true: "would change", false: "changed"}[*dry]
+		fmt.Fprintf(w, "campaign %s: %s %d rows (last activity %s)\n", *campaignID, verb, res.Rows(), res.LastActivity.Format(time.RFC3339))
+	})
 }

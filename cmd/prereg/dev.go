@@ -15,10 +15,11 @@ func init() {
 }
 
 func cmdDev(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags(env, "dev", "[--addr 127.0.0.1:8080] [--keep] [--sync-always]")
+	fs := newFlags(env, "dev", "[--addr 127.0.0.1:8080] [--keep] [--sync-always] [--open-for 24h]")
 	addr := fs.String("addr", "127.0.0.1:8080", "HTTP listen address (intake, admin, metrics)")
 	keep := fs.Bool("keep", false, "keep the database when stopping")
 	clinics := fs.Int("clinics", 2000, "clinics in the simulated inventory")
+	openFor := fs.Duration("open-for", sim.DemoOpenFor, "how long window \"open\" stays open; a few minutes to follow it to its published lottery round (docs/OPERATIONS.md)")
 	syncAlways := fs.Bool("sync-always", false, "every intent on disk before its 202: the embedded JetStream fsyncs each write (sync_interval: always) and intake uses group commit")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -29,7 +30,7 @@ func cmdDev(ctx context.Context, env *Env, args []string) error {
 	}
 	w, err := world.Start(ctx, world.Options{
 		Config: cfg, DatabaseURL: cfg.DatabaseURL, NATSURL: cfg.NatsURL, Logger: env.Logger,
-		Addr: *addr, Keep: *keep, Clinics: *clinics, Seed: 1, SyncAlways: *syncAlways,
+		Addr: *addr, Keep: *keep, Clinics: *clinics, Seed: 1, SyncAlways: *syncAlways, OpenFor: *openFor,
 	})
 	if err != nil {
 		return err

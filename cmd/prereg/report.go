@@ -13,6 +13,7 @@ import (
 
 func init() {
 	register(command{name: "report dedupe", summary: "the auditor's dedupe report (text, json, csv, html)", run: cmdReportDedupe})
+	register(command{name: "report receipt", summary: "what became of one submission: decision, reason, match, review, appointment, SMS (json, html)", run: cmdReportReceipt})
 }
 
 func cmdReportDedupe(ctx context.Context, env *Env, args []string) error {
@@ -40,4 +41,29 @@ func cmdReportDedupe(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	return rep.Write(env.Stdout, *format)
+}
+
+func cmdReportReceipt(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "report receipt", "--receipt R [--format json|html]")
+	receipt := fs.String("receipt", "", "the submission's receipt (required)")
+	format := formatFlag(fs, dedupe.FormatJSON, dedupe.FormatHTML)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := requireFlags(fs, "receipt"); err != nil {
+		return err
+	}
+	pool, closeDB, err := env.Database(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	v, err := (&postgres.DedupeStore{Pool: pool}).ReceiptView(ctx, *receipt)
+	if err != nil {
+		return err
+	}
+	if *format == dedupe.FormatHTML {
+		return v.WriteHTML(env.Stdout)
+	}
+	return writeOutput(env, "json", v, nil)
 }
