@@ -50,6 +50,8 @@ type entry struct {
 	// hasher is the campaign's pinned HMAC key; nil when this process
 	// lacks it, and submissions are shed.
 	hasher *keys.Hasher
+	// pause is the operator's pause of its submissions, if any.
+	pause *Pause
 }
 
 // catalog is an immutable snapshot of the campaigns; a refresh swaps in a
@@ -176,6 +178,7 @@ func newEntry(c *campaign.Campaign, health map[string]prereg.ProviderHealth, lot
 type refresher struct {
 	source  CampaignSource
 	lottery Commitments // nil: no commitments shown
+	pauses  Pauses      // nil: never paused
 	js      jetstream.JetStream
 	log     *slog.Logger
 	now     func() time.Time
@@ -206,12 +209,19 @@ func (r *refresher) read(ctx context.Context) (*catalog, error) {
 		return nil, fmt.Errorf("refresh campaigns: %w", err)
 	}
 	health := r.health(ctx, cs)
+	pauses, err := r.readPauses(ctx)
+	if err != nil {
+		return nil, err
+	}
 	next := &catalog{byID: make(map[string]*entry, len(cs)), at: r.now()}
 	var missing []error
 	for _, c := range cs {
 		e, err := newEntry(c, health, r.commitments(ctx, c.ID))
 		if err != nil {
 			return nil, err
+		}
+		if p, ok := pauses[c.ID]; ok {
+			e.pause = &p
 		}
 		if e.hasher, err = r.hasher.Pinned(c.HMACKey); err != nil {
 			missing = append(missing, err)
