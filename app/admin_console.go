@@ -12,9 +12,11 @@ import (
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/config"
 	"github.com/prereg/prereg/console"
+	"github.com/prereg/prereg/dedupe"
 	"github.com/prereg/prereg/httpapi"
 	"github.com/prereg/prereg/intake"
 	"github.com/prereg/prereg/postgres"
+	"github.com/prereg/prereg/verify"
 )
 
 // consoleAdminRoutes put the live console on the admin side: its page and
@@ -29,8 +31,11 @@ func (s *System) consoleAdminRoutes(ctx context.Context) ([]httpapi.AdminRoute, 
 		Gatherer: s.registry,
 		Store:    &postgres.ConsoleStore{Pool: s.pool},
 		Health:   s.providerHealth,
-		Log:      log,
-		Now:      s.now,
+		// The stages' durable consumers, whose backlogs the console shows.
+		VerifyConsumer:  verify.ConsumerName,
+		DedupeConsumers: dedupe.DurableName(nil),
+		Log:             log,
+		Now:             s.now,
 	})
 	if err != nil {
 		return nil, err

@@ -154,9 +154,18 @@ type Config struct {
 	// are kept [DefaultKeep].
 	Every time.Duration
 	Keep  int
-	Log   *slog.Logger
-	Now   func() time.Time
+	// VerifyConsumer and DedupeConsumers name the stages' durable
+	// consumers (verify.ConsumerName; the prefix of dedupe.DurableName):
+	// the backlogs are theirs. Empty: every consumer of the stream.
+	VerifyConsumer  string
+	DedupeConsumers string
+	Log             *slog.Logger
+	Now             func() time.Time
 }
+
+// partTimeout bounds each source of a sample. A slow one delays the next
+// sample rather than leaving it empty: under a surge the machine is busy.
+const partTimeout = 10 * time.Second
 
 // Sampler takes a Sample every Config.Every and keeps the last
 // Config.Keep. It is a service: Start, then Stop.
@@ -237,8 +246,6 @@ func (s *Sampler) Stop() {
 
 // Take takes one sample now, keeps it and returns it.
 func (s *Sampler) Take(ctx context.Context) Sample {
-	ctx, cancel := context.WithTimeout(ctx, max(s.cfg.Every, time.Second))
-	defer cancel()
 	// Milliseconds: what ?since= names a sample by.
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
 	smp := Sample{At: now, Campaigns: map[string]CampaignCount{}}
@@ -256,13 +263,15 @@ func (s *Sampler) Take(ctx context.Context) Sample {
 	smp.Accepted = cur.submits["202"]
 	smp.Shed, smp.RateLimited = total(cur.shed), total(cur.limited)
 	smp.VerifyLagSeconds = m.sum("prereg_stream_oldest_message_age_seconds", map[string]string{"stream": stream.Submitted})
-	smp.VerifyBacklog = m.sum("prereg_consumer_pending_messages", map[string]string{"stream": stream.Submitted}) +
-		m.sum("prereg_consumer_ack_pending_messages", map[string]string{"stream": stream.Submitted})
-	smp.DedupeBacklog = m.sum("prereg_consumer_pending_messages", map[string]string{"stream": stream.Verified}) +
-		m.sum("prereg_consumer_ack_pending_messages", map[string]string{"stream": stream.Verified})
+	// Only the stages' durable consumers: a scan such as prereg check's
+	// has a consumer of its own whose pending is the whole stream.
+	smp.VerifyBacklog = m.backlog(stream.Submitted, s.cfg.VerifyConsumer)
+	smp.DedupeBacklog = m.backlog(stream.Verified, s.cfg.DedupeConsumers)
 
 	if s.cfg.Health != nil {
-		hs, err := s.cfg.Health(ctx)
+		hctx, cancel := context.WithTimeout(ctx, partTimeout)
+		hs, err := s.cfg.Health(hctx)
+		cancel()
 		if err != nil {
 			smp.Errors = append(smp.Errors, "providers")
 			s.cfg.Log.Warn("console: provider health", slog.Any("err", err))
@@ -270,7 +279,9 @@ func (s *Sampler) Take(ctx context.Context) Sample {
 		smp.Providers = providers(hs)
 	}
 
-	counts, err := s.cfg.Store.Counts(ctx, now)
+	dctx, cancel := context.WithTimeout(ctx, partTimeout)
+	counts, err := s.cfg.Store.Counts(dctx, now)
+	cancel()
 	if err != nil {
 		smp.Errors = append(smp.Errors, "database")
 		s.cfg.Log.Warn("console: database counts", slog.Any("err", err))
@@ -398,6 +409,30 @@ func (m metrics) sum(name string, want map[string]string) float64 {
 	for _, x := range m[name].GetMetric() {
 		if matches(x, want) {
 			t += value(x)
+		}
+	}
+	return t
+}
+
+// backlog is the messages a stage's consumers of a stream have not
+// finished: pending and unacknowledged, over the consumers whose name
+// starts with prefix.
+func (m metrics) backlog(streamName, prefix string) float64 {
+	var t float64
+	for _, name := range []string{"prereg_consumer_pending_messages", "prereg_consumer_ack_pending_messages"} {
+		for _, x := range m[name].GetMetric() {
+			var st, consumer string
+			for _, lp := range x.GetLabel() {
+				switch lp.GetName() {
+				case "stream":
+					st = lp.GetValue()
+				case "consumer":
+					consumer = lp.GetValue()
+				}
+			}
+			if st == streamName && strings.HasPrefix(consumer, prefix) {
+				t += value(x)
+			}
 		}
 	}
 	return t

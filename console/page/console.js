@@ -159,6 +159,8 @@
 
   function signOut(why) {
     clearInterval(poller);
+    say("action-msg", "", true);
+    dryDone = null;
     token = "";
     role = "";
     sessionStorage.removeItem(TOKEN_KEY);
@@ -367,12 +369,14 @@
     return Array.from(document.querySelectorAll(".held-pick:checked")).map((c) => c.value);
   }
 
-  async function review(receipts, verdict) {
+  // review acts on one held submission (its row's button) or on the
+  // selected ones in bulk.
+  async function review(receipts, verdict, bulk) {
     if (!receipts.length) return;
     const text = fill(t(verdict === "released" ? "confirm_release" : "confirm_reject"), { n: receipts.length });
     if (!(await confirmAction(text))) return;
     let r;
-    if (receipts.length === 1) {
+    if (!bulk) {
       r = await api("POST", "/admin/v1/held/" + encodeURIComponent(receipts[0]) + (verdict === "released" ? "/release" : "/reject"));
     } else {
       r = await api("POST", "/admin/v1/held/review", { campaign: campaign(), review: verdict, receipts, count: receipts.length });
@@ -539,8 +543,8 @@
     $("resume").addEventListener("click", resumeIntake);
     $("held-reload").addEventListener("click", loadHeld);
     $("held-all").addEventListener("change", (ev) => { for (const c of document.querySelectorAll(".held-pick")) c.checked = ev.target.checked; });
-    $("held-release-selected").addEventListener("click", () => review(picked(), "released"));
-    $("held-reject-selected").addEventListener("click", () => review(picked(), "rejected"));
+    $("held-release-selected").addEventListener("click", () => review(picked(), "released", true));
+    $("held-reject-selected").addEventListener("click", () => review(picked(), "rejected", true));
     $("alloc-dry").addEventListener("click", () => allocate(true));
     $("alloc-run").addEventListener("click", () => allocate(false));
     $("alloc-window").addEventListener("change", updateAllocButtons);
