@@ -111,3 +111,39 @@ func TestConsole(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// The bulk review checks its body, reviews each receipt on its own and
+// says what became of each; it is one audited action.
+func TestHeldBulkReview(t *testing.T) {
+	t.Parallel()
+	e := setupAdmin(t)
+	for _, body := range []string{
+		`{"campaign":"c","review":"released","receipts":["r1"],"count":2}`,
+		`{"campaign":"c","review":"maybe","receipts":["r1"],"count":1}`,
+		`{"campaign":"c","review":"rejected","receipts":[],"count":0}`,
+		`{"review":"rejected","receipts":["r1"],"count":1}`,
+	} {
+		code, b := e.do(t, "POST", "/admin/v1/held/review", operatorToken, body)
+		require.Equal(t, http.StatusBadRequest, code, "%s: %s", body, b)
+	}
+	code, b := e.do(t, "POST", "/admin/v1/held/review", auditorToken, `{"campaign":"c","review":"rejected","receipts":["r1"],"count":1}`)
+	require.Equal(t, http.StatusForbidden, code, string(b))
+	code, b = e.do(t, "POST", "/admin/v1/held/review", operatorToken, `{"campaign":"c","review":"rejected","receipts":["r1","r2"],"count":2}`)
+	require.Equal(t, http.StatusOK, code, string(b))
+	var got struct {
+		Done    int `json:"done"`
+		Results []struct{ Receipt, Error string }
+	}
+	require.NoError(t, json.Unmarshal(b, &got))
+	require.Zero(t, got.Done)
+	require.Len(t, got.Results, 2)
+	require.Equal(t, "not_found", got.Results[1].Error)
+
+	code, b = e.do(t, "GET", "/admin/v1/audit?action=held.review_bulk", auditorToken, "")
+	require.Equal(t, http.StatusOK, code)
+	var audit struct{ Entries []httpapi.AuditEntry }
+	require.NoError(t, json.Unmarshal(b, &audit))
+	require.Len(t, audit.Entries, 5, "every operator's attempt, refused or not")
+	require.Equal(t, "campaign=c review=rejected count=2", audit.Entries[0].Target)
+	require.Equal(t, "200", audit.Entries[0].Outcome)
+}
