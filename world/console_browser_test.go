@@ -44,7 +44,7 @@ func TestConsoleWalkThrough(t *testing.T) {
 	cfg, err := config.FromEnv(func(k string) string { return env[k] }, false)
 	require.NoError(t, err)
 	start := time.Now()
-	w, err := world.Start(ctx, world.Options{Config: cfg, DatabaseURL: srv.URL, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), Clinics: 60, Seed: 11, Now: start})
+	w, err := world.Start(ctx, world.Options{Config: cfg, DatabaseURL: srv.URL, Logger: slog.New(slog.DiscardHandler), Clinics: 60, Seed: 11, Now: start})
 	require.NoError(t, err)
 	defer w.Close()
 	c := w.Campaign
