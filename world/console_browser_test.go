@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -124,6 +125,28 @@ func TestConsoleWalkThrough(t *testing.T) {
 	res := <-loaded
 	require.NotNil(t, res)
 	require.Positive(t, res.ByStatus[http.StatusAccepted])
+	// However much the surge's shared devices were shed on a busy
+	// machine, two devices each submit for one person over the cap: two
+	// held decisions at least.
+	for d := range 2 {
+		for p := range sim.DemoDeviceCap + 1 {
+			person := fmt.Sprintf("console-shared-%d-%d", d, p)
+			birth := fmt.Sprintf("1985-03-1%d", p)
+			body, _ := json.Marshal(map[string]any{
+				"campaign": c.ID, "provider": "pass", "birthdate": birth, "region": "11680",
+				"phone": fmt.Sprintf("010-5555-%02d%02d", d, p), "device_id": fmt.Sprintf("console-shared-%d", d),
+				"identity_token": w.IdPs["pass"].Issue(sim.TokenClaims{Person: person, Birthdate: birth, Phone: fmt.Sprintf("+8210555%02d%02d", d, p), Nonce: 1}),
+			})
+			require.Eventually(t, func() bool {
+				resp, err := http.Post(w.BaseURL+"/v1/intents", "application/json", bytes.NewReader(body))
+				if err != nil {
+					return false
+				}
+				resp.Body.Close()
+				return resp.StatusCode == http.StatusAccepted
+			}, 30*time.Second, 200*time.Millisecond, "a shared device's submission accepted")
+		}
+	}
 
 	// Settled: nothing in flight by prereg check's count, and the console
 	// shows every decision (a 202 the surge's client gave up on under load

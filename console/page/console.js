@@ -259,6 +259,7 @@
 
   const sum = (m) => Object.values(m || {}).reduce((a, b) => a + b, 0);
   const mix = (m, digits) => Object.entries(m || {}).filter(([, v]) => v > 0).sort().map(([k, v]) => k + " " + fmt(v, digits)).join(" · ");
+  const parts = (...xs) => xs.filter((x) => x).join(" · ");
 
   function render() {
     const s = last();
@@ -275,9 +276,9 @@
     const ser = (f) => samples.map(f);
     $("cards").replaceChildren(
       card("accepted", t("c_accepted"), ser((x) => (x.submits_per_s || {})["202"] || 0), fmt((s.submits_per_s || {})["202"] || 0),
-        mix(s.submits_per_s) + " · " + t("total") + " " + fmt(s.accepted, 0)),
-      card("shed", t("c_shed"), ser((x) => sum(x.shed_per_s)), fmt(sum(s.shed_per_s)), mix(s.shed_per_s) + " · " + t("total") + " " + fmt(s.shed, 0), sum(s.shed_per_s) > 0 ? "warn" : ""),
-      card("limited", t("c_limited"), ser((x) => sum(x.rate_limited_per_s)), fmt(sum(s.rate_limited_per_s)), mix(s.rate_limited_per_s) + " · " + t("total") + " " + fmt(s.rate_limited, 0)),
+        parts(mix(s.submits_per_s), t("total") + " " + fmt(s.accepted, 0))),
+      card("shed", t("c_shed"), ser((x) => sum(x.shed_per_s)), fmt(sum(s.shed_per_s)), parts(mix(s.shed_per_s), t("total") + " " + fmt(s.shed, 0)), sum(s.shed_per_s) > 0 ? "warn" : ""),
+      card("limited", t("c_limited"), ser((x) => sum(x.rate_limited_per_s)), fmt(sum(s.rate_limited_per_s)), parts(mix(s.rate_limited_per_s), t("total") + " " + fmt(s.rate_limited, 0))),
       card("verify-lag", t("c_verify_lag"), ser((x) => x.verify_lag_seconds), fmt(s.verify_lag_seconds), "", s.verify_lag_seconds > 60 ? "warn" : ""),
       card("verify-backlog", t("c_verify_backlog"), ser((x) => x.verify_backlog), fmt(s.verify_backlog, 0), ""),
       card("dedupe-backlog", t("c_dedupe_backlog"), ser((x) => x.dedupe_backlog), fmt(s.dedupe_backlog, 0), ""),
@@ -417,8 +418,9 @@
     if (run.state === "done" && dry) {
       dryDone = { campaign: c, window: w, policy };
       say("action-msg", t("dry_done"), true);
-    } else if (!dry) {
-      dryDone = null;
+    } else {
+      if (!dry) dryDone = null;
+      say("action-msg", t("run_id") + " " + run.id + ": " + t(run.state), run.state === "done");
     }
     updateAllocButtons();
     poll();
