@@ -35,7 +35,7 @@ func (s *System) startAdmin(ctx context.Context) error {
 		Log:   s.log.With("role", string(RoleAdmin)),
 		Now:   s.now,
 	}
-	for _, routes := range []func(context.Context) ([]httpapi.AdminRoute, error){s.dedupeAdminRoutes, s.receiptAdminRoutes, s.schedulerAdminRoutes, s.lotteryAdminRoutes, s.notifyAdminRoutes, s.deadLetterAdminRoutes} {
+	for _, routes := range []func(context.Context) ([]httpapi.AdminRoute, error){s.dedupeAdminRoutes, s.receiptAdminRoutes, s.schedulerAdminRoutes, s.lotteryAdminRoutes, s.notifyAdminRoutes, s.deadLetterAdminRoutes, s.consoleAdminRoutes} {
 		rs, err := routes(ctx)
 		if err != nil {
 			return err

@@ -11,7 +11,8 @@ import (
 )
 
 // dedupeAdminRoutes are the dedupe stage's admin routes: the auditor's
-// report (auditor and operator) and the held-review workflow (operator).
+// report and the held decisions' list (auditor and operator), and the
+// held-review workflow (operator), one by one or in bulk.
 // A review is recorded beside the held decision with who did it.
 func (s *System) dedupeAdminRoutes(ctx context.Context) ([]httpapi.AdminRoute, error) {
 	a := &dedupe.Admin{
@@ -25,8 +26,9 @@ func (s *System) dedupeAdminRoutes(ctx context.Context) ([]httpapi.AdminRoute, e
 	operator, anyone := []config.Role{config.RoleOperator}, []config.Role{config.RoleAuditor, config.RoleOperator}
 	return []httpapi.AdminRoute{
 		{Pattern: "GET /admin/v1/reports/dedupe", Roles: anyone, Handler: http.HandlerFunc(a.ServeReport)},
-		{Pattern: "GET /admin/v1/held", Roles: operator, Handler: http.HandlerFunc(a.ServeHeld)},
+		{Pattern: "GET /admin/v1/held", Roles: anyone, Handler: http.HandlerFunc(a.ServeHeld)},
 		{Pattern: "POST /admin/v1/held/{submission}/release", Action: "held.release", Roles: operator, Handler: http.HandlerFunc(a.ServeRelease)},
 		{Pattern: "POST /admin/v1/held/{submission}/reject", Action: "held.reject", Roles: operator, Handler: http.HandlerFunc(a.ServeReject)},
+		{Pattern: "POST /admin/v1/held/review", Action: "held.review_bulk", Roles: operator, Handler: http.HandlerFunc(a.ServeBulkReview)},
 	}, nil
 }

@@ -44,7 +44,7 @@ const (
 	RoleVerify Role = "verify"
 	RoleDedupe Role = "dedupe"
 	RoleNotify Role = "notify"
-	RoleAdmin  Role = "admin" // the admin API and the delivery-report webhook
+	RoleAdmin  Role = "admin" // the admin API, the console and the delivery-report webhook
 )
 
 // AllRoles is every role, in the order data flows.

@@ -56,6 +56,7 @@ func (s *System) startIntake(ctx context.Context) error {
 		Clinics:        s.campaigns,
 		Statuses:       &postgres.StatusStore{Pool: s.pool},
 		Lottery:        lotteryCommitments{&postgres.AllocationStore{Pool: s.pool}},
+		Pauses:         &postgres.PauseStore{Pool: s.pool},
 		Hasher:         s.hasher,
 		Sealer:         s.sealer,
 		Registry:       s.registry,

@@ -104,8 +104,9 @@ func (a *Admin) Mount(mux *http.ServeMux, routes ...AdminRoute) {
 const maxAuditedBody = 64 << 10
 
 // targetFields are the body fields that say what an action acts on. None
-// of them is personal data: campaigns, windows, appointment and run ids.
-var targetFields = []string{"campaign", "window", "appointment", "dry_run", "policy"}
+// of them is personal data: campaigns, windows, appointment and run ids,
+// a pause's reopening time, a bulk review's verdict and count.
+var targetFields = []string{"campaign", "window", "appointment", "dry_run", "policy", "reopens_at", "review", "count"}
 
 // audited writes the audit entry before h runs (refusing the action when
 // it cannot be written: no unrecorded admin action) and its outcome after.

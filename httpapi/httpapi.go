@@ -34,6 +34,9 @@ const (
 	CodeInternal             = "internal"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeHeadersTooLarge      = "headers_too_large"
+	// CodePaused: an operator paused the campaign's intake; the answer
+	// says when it reopens.
+	CodePaused = "paused"
 )
 
 var statuses = map[string]int{
@@ -51,6 +54,7 @@ var statuses = map[string]int{
 	CodeInternal:             http.StatusInternalServerError,
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	CodeHeadersTooLarge:      http.StatusRequestHeaderFieldsTooLarge,
+	CodePaused:               http.StatusServiceUnavailable,
 }
 
 // Status is the HTTP status of an error code.

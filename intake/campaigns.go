@@ -54,6 +54,8 @@ type entry struct {
 	clinics *clinicIndex
 	// next is, by window id, the "next" member of the 202 (next.go).
 	next map[string][]byte
+	// pause is the operator's pause of its submissions, if any.
+	pause *Pause
 }
 
 // catalog is an immutable snapshot of the campaigns; a refresh swaps in a
@@ -186,6 +188,7 @@ type refresher struct {
 	// cacheControlH is the Cache-Control of the campaign's lists.
 	cacheControlH []string
 	lottery       Commitments // nil: no commitments shown
+	pauses        Pauses      // nil: never paused
 	js            jetstream.JetStream
 	log           *slog.Logger
 	now           func() time.Time
@@ -216,6 +219,10 @@ func (r *refresher) read(ctx context.Context) (*catalog, error) {
 		return nil, fmt.Errorf("refresh campaigns: %w", err)
 	}
 	health := r.health(ctx, cs)
+	pauses, err := r.readPauses(ctx)
+	if err != nil {
+		return nil, err
+	}
 	prev := r.cur.Load()
 	next := &catalog{byID: make(map[string]*entry, len(cs)), at: r.now(), loaded: loaded}
 	var missing []error
@@ -228,6 +235,9 @@ func (r *refresher) read(ctx context.Context) (*catalog, error) {
 			return nil, err
 		}
 		e.next = nextBodies(c)
+		if p, ok := pauses[c.ID]; ok {
+			e.pause = &p
+		}
 		if e.hasher, err = r.hasher.Pinned(c.HMACKey); err != nil {
 			missing = append(missing, err)
 		}

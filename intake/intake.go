@@ -43,6 +43,9 @@ type Config struct {
 	// Lottery, when set, publishes each window's lottery seed commitment on
 	// GET /v1/campaigns/{id}.
 	Lottery Commitments
+	// Pauses, when set, are the operators' pauses of campaigns, read with
+	// the campaigns (pause.go).
+	Pauses Pauses
 	// Statuses answers the status lookup; without it every well-formed
 	// receipt is "received".
 	Statuses StatusReader
@@ -198,7 +201,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxQueueWait > 0 {
 		s.guard = newCPUGuard(cfg.MaxQueueWait)
 	}
-	s.cat = refresher{source: cfg.Campaigns, clinics: cfg.Clinics, lottery: cfg.Lottery,
+	s.cat = refresher{source: cfg.Campaigns, clinics: cfg.Clinics, lottery: cfg.Lottery, pauses: cfg.Pauses,
 		cacheControlH: []string{"public, max-age=" + strconv.Itoa(max(1, int(cfg.Refresh/time.Second)))}, js: cfg.JetStream, log: cfg.Logger, now: cfg.Now,
 		hasher: cfg.Hasher, keys: &keys.Alarm{Stage: "intake", Logger: cfg.Logger}}
 	return s, nil
@@ -461,6 +464,9 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 	}
 	e, ok := s.campaign(w, req.Campaign)
 	if !ok {
+		return
+	}
+	if s.paused(w, e) {
 		return
 	}
 	c := e.c

@@ -43,6 +43,7 @@ func cmdDev(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(out, "  citizen page     %s/\n", w.BaseURL)
 	fmt.Fprintf(out, "  campaign         %s/v1/campaigns/%s\n", w.BaseURL, c.ID)
 	fmt.Fprintf(out, "  submit (JSON)    POST %s/v1/intents\n", w.BaseURL)
+	fmt.Fprintf(out, "  console          %s/admin/ (operator or auditor token)\n", w.BaseURL)
 	fmt.Fprintf(out, "  dedupe report    %s/admin/v1/reports/dedupe?campaign=%s&format=html (auditor token)\n", w.BaseURL, c.ID)
 	fmt.Fprintf(out, "  metrics          %s/metrics\n", w.BaseURL)
 	fmt.Fprintf(out, "  health           %s/healthz  %s/readyz\n\n", w.BaseURL, w.BaseURL)
