@@ -8,6 +8,7 @@ package check
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/stream"
+	"github.com/prereg/prereg/worker"
 )
 
 // Invariant is the result of one invariant.
@@ -355,40 +357,62 @@ func scanStream(ctx context.Context, js jetstream.JetStream, name string, fn fun
 	}
 	// Each fetch asks for no more than remain up to last, and every batch is
 	// read to its end: a batch left unread keeps its fetch waiting, in the
-	// client, until it expires.
+	// client, until it expires. A fetch that fails or brings nothing is
+	// tried again (a clustered stream answers "no responders" for a moment
+	// after its leader moves, and a loaded server may let a fetch expire
+	// empty); the scan ends early only when the stream says the messages
+	// below last are gone.
 	var seen uint64
+	failures := 0
 	for {
 		want := int(min(2000, last-seen))
-		batch, err := cons.Fetch(want, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return fmt.Errorf("stream %s: fetch: %w", name, err)
-		}
 		got, done := 0, false
-		for m := range batch.Messages() {
-			got++
+		batch, err := cons.Fetch(want, jetstream.FetchMaxWait(2*time.Second))
+		if err == nil {
+			for m := range batch.Messages() {
+				got++
+				if done {
+					continue
+				}
+				fn(m.Data())
+				if md, err := m.Metadata(); err == nil {
+					seen = md.Sequence.Stream
+					done = seen >= last
+				}
+			}
 			if done {
-				continue
+				return nil
 			}
-			fn(m.Data())
-			if md, err := m.Metadata(); err == nil {
-				seen = md.Sequence.Stream
-				done = seen >= last
+			if berr := batch.Error(); berr != nil && !errors.Is(berr, jetstream.ErrNoMessages) {
+				err = berr
 			}
 		}
-		if done {
-			return nil
+		if got > 0 {
+			failures = 0
+			continue
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return fmt.Errorf("stream %s: fetch: %w", name, err)
+		if err == nil {
+			// Nothing came: were the messages up to last removed meanwhile?
+			info, ierr := s.Info(ctx)
+			if ierr == nil && (info.State.Msgs == 0 || info.State.FirstSeq > last) {
+				return nil
+			}
+			err = cmp.Or(ierr, errors.New("no messages before the end"))
 		}
-		if got == 0 {
-			return nil // messages below last were removed meanwhile
+		if failures++; failures >= scanAttempts {
+			return fmt.Errorf("stream %s: fetch after sequence %d: %w", name, seen, err)
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(worker.Backoff(failures, 100*time.Millisecond, 2*time.Second)):
 		}
 	}
 }
+
+// scanAttempts bounds the fetches in a row that bring nothing before a
+// stream scan gives up: about half a minute of a stream unreachable.
+const scanAttempts = 12
 
 // 2. At most one registration per (campaign, person).
 func (c *checker) oneRegistration(ctx context.Context) (Invariant, error) {
