@@ -71,12 +71,12 @@ func SummarizeLoad(surge *sim.Surge, res *sim.LoadResult, target string, seed in
 	return rep
 }
 
-// SurgeWorld is the campaign a load run's surge is for and the providers
-// that sign its tokens. campaignArg is "demo" (the campaign `prereg dev`
-// loads, with the named providers) or a campaign file. idpSecret and
-// ciSecret are the simulated providers' secrets; empty, the demo's, as for
-// `prereg sim idp`.
-func SurgeWorld(campaignArg, providers, idpSecret, ciSecret string, now time.Time) (*campaign.Campaign, map[string]*sim.IdP, error) {
+// LoadSurge is the surge of a load run (`prereg loadgen`): n submissions
+// drawn with seed, for the campaign campaignArg names, signed by its
+// providers. campaignArg is "demo" (the campaign `prereg dev` loads, with
+// the named providers) or a campaign file. idpSecret and ciSecret are the
+// simulated providers' secrets; empty, the demo's, as for `prereg sim idp`.
+func LoadSurge(campaignArg, providers, idpSecret, ciSecret string, n int, seed int64, now time.Time) (*sim.Surge, error) {
 	var c *campaign.Campaign
 	var err error
 	if campaignArg == "demo" {
@@ -87,16 +87,20 @@ func SurgeWorld(campaignArg, providers, idpSecret, ciSecret string, now time.Tim
 			}
 		}
 		if c, err = sim.DemoCampaign(now, urls, nil); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	} else if c, err = campaign.LoadFile(campaignArg); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	idps := map[string]*sim.IdP{}
 	for _, p := range c.Providers {
 		idps[p.Name] = sim.ConfiguredIdP(p.Name, idpSecret, ciSecret)
 	}
-	return c, idps, nil
+	pop, err := sim.NewPopulation(seed, sim.PeopleFor(n, c, now), c.Cohort)
+	if err != nil {
+		return nil, err
+	}
+	return sim.NewSurge(pop, sim.SurgeConfig{Submissions: n, Seed: seed, Campaign: c, Providers: idps, Now: now})
 }
 
 // Print writes the report for people: the rate, the latency and each

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -29,7 +28,7 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 	receipts := fs.String("receipts", "", "write every 202's submission number and receipt as JSON lines {seq, receipt} to FILE (no personal data), for matching against decisions")
 	dump := fs.String("dump", "", `write the requests as JSON lines {method, url, path, headers, body} to FILE ("-" for stdout) instead of sending them`)
 	allowRemote := fs.Bool("allow-remote", false, "allow a target that is not a loopback address")
-	format := fs.String("format", "text", "output: text or json")
+	format := formatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -40,28 +39,17 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 		return usagef("--rate (open loop) and --connections (closed loop) exclude each other")
 	case *rate < 0 || *connections < 0 || *submissions < 1 || *duration <= 0:
 		return usagef("--rate, --connections, --submissions and --duration must be positive")
-	case *format != "text" && *format != "json":
-		return usagef("--format must be text or json")
 	case *submissions > 10_000_000:
 		return usagef("--submissions: at most 10,000,000 (the surge is held in memory)")
 	}
 
-	now := time.Now()
 	idpSecret, ciSecret, err := simSecrets(env)
 	if err != nil {
 		return err
 	}
-	c, idps, err := world.SurgeWorld(*campaignArg, *providers, idpSecret, ciSecret, now)
+	surge, err := world.LoadSurge(*campaignArg, *providers, idpSecret, ciSecret, *submissions, *seed, time.Now())
 	if err != nil {
 		return campaignError(err)
-	}
-	pop, err := sim.NewPopulation(*seed, sim.PeopleFor(*submissions, c, now), c.Cohort)
-	if err != nil {
-		return err
-	}
-	surge, err := sim.NewSurge(pop, sim.SurgeConfig{Submissions: *submissions, Seed: *seed, Campaign: c, Providers: idps, Now: now})
-	if err != nil {
-		return err
 	}
 
 	if *dump != "" {
@@ -84,7 +72,7 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 		if *rate > 0 {
 			mode = fmt.Sprintf("open loop at %.0f/s", *rate)
 		}
-		fmt.Fprintf(env.Stdout, "loadgen: %d submissions (seed %d, campaign %s) to %s, %s\n", *submissions, *seed, c.ID, *target, mode)
+		fmt.Fprintf(env.Stdout, "loadgen: %d submissions (seed %d, campaign %s) to %s, %s\n", *submissions, *seed, surge.Campaign.ID, *target, mode)
 	}
 	res, err := sim.RunLoad(ctx, surge.Submissions, cfg)
 	if err != nil {
@@ -96,11 +84,5 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	rep := world.SummarizeLoad(surge, res, *target, *seed, cfg)
-	if *format == "json" {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	rep.Print(env.Stdout)
-	return nil
+	return writeOutput(env, *format, rep, rep.Print)
 }
