@@ -21,26 +21,6 @@ func init() {
 	register(command{name: "bench notify", summary: "notify's messages per second from the outbox against the simulated gateway's bare ceiling", run: benchCommand("bench notify", "[--messages N] [--concurrency C] [--format text|json]", bench.Notify, bench.PrintNotify)})
 }
 
-// benchSetup is what the benchmarks take from the environment; progress
-// goes to stderr in text format only, so that JSON output stays clean.
-func benchSetup(env *Env, format string) (bench.Setup, error) {
-	cfg, _, err := env.Config(false)
-	if err != nil {
-		return bench.Setup{}, err
-	}
-	s := bench.Setup{
-		Logger:      env.Logger,
-		DatabaseURL: cfg.DatabaseURL,
-		NATS:        func(ctx context.Context) (*nats.Conn, func(), error) { return env.NATS(ctx, true) },
-		GC:          cfg.GC,
-		Stderr:      env.Stderr,
-	}
-	if format == "text" {
-		s.Progress = env.Stderr
-	}
-	return s, nil
-}
-
 // benchOptions are a benchmark's options: they define their flags and
 // refuse values the benchmark cannot run with.
 type benchOptions[O any] interface {
@@ -63,9 +43,20 @@ func benchCommand[O any, P benchOptions[O], R any](name, usage string, run func(
 		if err := P(&o).Check(); err != nil {
 			return usagef("%v", err)
 		}
-		s, err := benchSetup(env, *format)
+		cfg, _, err := env.Config(false)
 		if err != nil {
 			return err
+		}
+		s := bench.Setup{
+			Logger:      env.Logger,
+			DatabaseURL: cfg.DatabaseURL,
+			NATS:        func(ctx context.Context) (*nats.Conn, func(), error) { return env.NATS(ctx, true) },
+			GC:          cfg.GC,
+			Stderr:      env.Stderr,
+		}
+		// Progress goes to stderr in text format only: JSON output stays clean.
+		if *format == "text" {
+			s.Progress = env.Stderr
 		}
 		res, err := run(ctx, s, o)
 		if err != nil {
