@@ -63,17 +63,8 @@ func setup(t *testing.T) bench.Setup {
 	srv := pgtest.Server(t)
 	return bench.Setup{
 		DatabaseURL: srv.URL,
-		NATS: func(context.Context) (*nats.Conn, func(), error) {
-			emb, err := stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1})
-			if err != nil {
-				return nil, nil, err
-			}
-			nc, err := emb.Connect()
-			if err != nil {
-				emb.Shutdown()
-				return nil, nil, err
-			}
-			return nc, func() { nc.Close(); emb.Shutdown() }, nil
+		NATS: func(ctx context.Context) (*nats.Conn, func(), error) {
+			return stream.Dial(ctx, "", &stream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1}, nil)
 		},
 	}
 }
