@@ -29,6 +29,9 @@ type Setup struct {
 	Logger *slog.Logger
 	// Progress takes the benchmark's progress lines; nil: none.
 	Progress io.Writer
+	// Stderr takes the logs of the server processes a benchmark starts;
+	// nil: they are discarded.
+	Stderr io.Writer
 	// DatabaseURL names the PostgreSQL server the scratch databases are
 	// created on (empty: the local server, else a private cluster).
 	DatabaseURL string

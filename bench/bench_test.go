@@ -42,22 +42,17 @@ func TestMain(m *testing.M) {
 // until SIGTERM.
 func serveIntake() int {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
-	mode := fs.String("mode", "", "")
-	dbURL := fs.String("database-url", "", "")
-	conns := fs.Int("connections", 64, "")
+	var o bench.IntakeServerOptions
+	o.Flags(fs)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	srv, err := bench.ServeIntake(ctx, bench.Setup{}, *mode, *dbURL, *conns)
-	if err != nil {
+	if err := bench.RunIntakeServer(ctx, bench.Setup{}, o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer srv.Close()
-	fmt.Println("ready " + srv.URL)
-	<-ctx.Done()
 	return 0
 }
 
@@ -68,17 +63,8 @@ func setup(t *testing.T) bench.Setup {
 	srv := pgtest.Server(t)
 	return bench.Setup{
 		DatabaseURL: srv.URL,
-		NATS: func(context.Context) (*nats.Conn, func(), error) {
-			emb, err := stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1})
-			if err != nil {
-				return nil, nil, err
-			}
-			nc, err := emb.Connect()
-			if err != nil {
-				emb.Shutdown()
-				return nil, nil, err
-			}
-			return nc, func() { nc.Close(); emb.Shutdown() }, nil
+		NATS: func(ctx context.Context) (*nats.Conn, func(), error) {
+			return stream.Dial(ctx, "", &stream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1}, nil)
 		},
 	}
 }
@@ -93,14 +79,16 @@ func TestIntakeSmall(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	res, modes, err := bench.Intake(ctx, setup(t), bench.IntakeOptions{
-		ServerCommand: []string{self}, ServerStderr: os.Stderr,
-		Duration: 500 * time.Millisecond, Connections: 8, Rounds: 1,
+	s := setup(t)
+	s.Stderr = os.Stderr
+	res, err := bench.Intake(ctx, s, bench.IntakeOptions{
+		ServerCommand: []string{self},
+		Duration:      500 * time.Millisecond, Connections: 8, Rounds: 1,
 		Overload: time.Second, OverloadServer: "overload", OverloadConnections: 64, RefuseFloor: true,
 	})
 	require.NoError(t, err)
-	require.Equal(t, bench.IntakeModes, modes)
-	for _, m := range modes {
+	require.Len(t, res.Modes, len(bench.IntakeModes))
+	for _, m := range bench.IntakeModes {
 		require.Positive(t, res.Modes[m].RPS, "%s answered", m)
 		require.Zero(t, res.Modes[m].Errors, "%s answered 202 every time", m)
 	}

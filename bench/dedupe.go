@@ -174,7 +174,7 @@ func Dedupe(ctx context.Context, s Setup, o DedupeOptions) (*DedupeResult, error
 }
 
 // PrintDedupe writes a dedupe result for people.
-func PrintDedupe(w io.Writer, res *DedupeResult) {
+func PrintDedupe(w io.Writer, _ DedupeOptions, res *DedupeResult) {
 	note := ""
 	if res.Submissions < FullDedupeSize {
 		note = fmt.Sprintf(" (below the full size of %d)", FullDedupeSize)

@@ -36,6 +36,16 @@ func (o IntakeOptions) Check() error {
 	return nil
 }
 
+// Flags defines the flags of `prereg bench intake-server` on fs, with
+// their defaults, into o.
+func (o *IntakeServerOptions) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Mode, "mode", "overload", "which server: bare, bare_fasthttp, naive, intake, intake_synced, overload (intake with every guard on) or refuse")
+	fs.StringVar(&o.DatabaseURL, "database-url", "", "the bench's database (bench intake creates it)")
+	fs.IntVar(&o.Connections, "connections", 64, "the naive design's pool size")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the server's whole life to this file")
+	fs.StringVar(&o.HeapProfile, "heapprofile", "", "write the server's live heap to this file when it is told to stop")
+}
+
 // Flags defines the flags of `prereg bench verify` on fs, with their
 // defaults, into o.
 func (o *VerifyOptions) Flags(fs *flag.FlagSet) {

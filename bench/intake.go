@@ -84,8 +84,8 @@ var IntakeModes = []string{"bare", "naive", "intake", "intake_synced"}
 // IntakeOptions configure Intake.
 type IntakeOptions struct {
 	// ServerCommand runs a bench server in a process of its own: the
-	// command line of `prereg bench intake-server` (ServeIntake), to which
-	// the server's flags are appended.
+	// command line of `prereg bench intake-server` (RunIntakeServer), to
+	// which the server's flags are appended.
 	ServerCommand []string
 	Duration      time.Duration // measured time of each mode in each round
 	Connections   int           // closed-loop connections of the load generator
@@ -100,50 +100,52 @@ type IntakeOptions struct {
 	OverloadConnections int     // connections of the open-loop generator
 	OverloadRate        float64 // 0: twice the measured capacity
 	RefuseFloor         bool    // after the overload run, the refusal floor at the same rate
-	// ServerStderr takes the server processes' logs.
-	ServerStderr io.Writer
+}
+
+// modes are the servers a round runs, in order.
+func (o IntakeOptions) modes() []string {
+	if o.BareFasthttp {
+		return append(slices.Clone(IntakeModes), "bare_fasthttp")
+	}
+	return IntakeModes
 }
 
 // Intake compares intake, built by app as `prereg serve --roles intake`
 // builds it, with a bare handler and the naive INSERT-per-request design,
 // each server in a process of its own, in rounds; then offers twice
 // intake's capacity to intake alone on one core.
-func Intake(ctx context.Context, s Setup, o IntakeOptions) (*IntakeResult, []string, error) {
+func Intake(ctx context.Context, s Setup, o IntakeOptions) (*IntakeResult, error) {
 	if len(o.ServerCommand) == 0 {
-		return nil, nil, errors.New("bench intake: no server command")
+		return nil, errors.New("bench intake: no server command")
 	}
 	progress := s.progress
 	bodies := benchBodies(20000)
 	out := &IntakeResult{Modes: map[string]ModeSummary{}, Rounds: o.Rounds, DurationS: o.Duration.Seconds(), Connections: o.Connections, NumCPU: runtime.NumCPU()}
-	modes := IntakeModes
-	if o.BareFasthttp {
-		modes = append(slices.Clone(modes), "bare_fasthttp")
-	}
 	progress("creating the bench's database…")
 	dbURL, dropDB, err := intakeDatabase(ctx, s)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer dropDB()
 	r := &intakeRun{s: s, o: o, dbURL: dbURL, bodies: bodies, out: out}
 	if o.Rounds > 0 {
-		if err := r.comparison(ctx, modes); err != nil {
-			return nil, nil, err
+		if err := r.comparison(ctx, o.modes()); err != nil {
+			return nil, err
 		}
 	}
 	if o.Overload > 0 {
 		progress("overload: intake alone with GOMAXPROCS=1, capacity first…")
 		if err := r.overload(ctx); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if o.RefuseFloor && o.OverloadServer == "overload" {
 			progress("refusal floor: the same %.0f req/s against intake refusing everything…", out.OverloadOfferedRPS)
 			if err := r.floor(ctx); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 	}
-	return out, modes, nil
+	return out, nil
 }
 
 // intakeRun is one run of the intake bench.
@@ -155,13 +157,12 @@ type intakeRun struct {
 	out    *IntakeResult
 }
 
-// PrintIntake writes an intake result for people; modes are those Intake
-// returned.
-func PrintIntake(w io.Writer, b *IntakeResult, modes []string, overload time.Duration) {
+// PrintIntake writes an intake result for people.
+func PrintIntake(w io.Writer, o IntakeOptions, b *IntakeResult) {
 	fmt.Fprintf(w, "prereg bench intake: %d rounds × %.1fs per mode, %d connections, %d CPUs (medians over rounds)\n\n", b.Rounds, b.DurationS, b.Connections, b.NumCPU)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "mode\treq/s\tp50 ms\tp99 ms\terrors\t")
-	for _, m := range modes {
+	for _, m := range o.modes() {
 		s := b.Modes[m]
 		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%d\t\n", m, s.RPS, s.P50MS, s.P99MS, s.Errors)
 	}
@@ -172,12 +173,12 @@ func PrintIntake(w io.Writer, b *IntakeResult, modes []string, overload time.Dur
 	if b.BareFastRPS > 0 {
 		fmt.Fprintf(w, "ratio_bare_fasthttp (intake/bare_fasthttp) %.2f (no target: intake's own cost on its server)\n", b.RatioBareFasthttp)
 	}
-	if overload > 0 {
+	if o.Overload > 0 {
 		if b.RefusalCeilingRPS > 0 {
 			fmt.Fprintf(w, "\nrefusal ceiling (intake refusing every submission, GOMAXPROCS=1): %.0f answers/s\n", b.RefusalCeilingRPS)
 			return
 		}
-		fmt.Fprintf(w, "\noverload (%s, intake GOMAXPROCS=1, capacity %.0f req/s, %d open-loop connections):\n", overload, b.OverloadCapacityRPS, b.OverloadConnections)
+		fmt.Fprintf(w, "\noverload (%s, intake GOMAXPROCS=1, capacity %.0f req/s, %d open-loop connections):\n", o.Overload, b.OverloadCapacityRPS, b.OverloadConnections)
 		fmt.Fprintf(w, "  offered %.0f req/s, answered 202 %.0f req/s, 503 share %.2f, p99 %.1f ms (target <= 100)\n",
 			b.OverloadOfferedRPS, b.OverloadAnsweredRPS, b.Overload503Share, b.OverloadP99MS)
 		fmt.Fprintf(w, "  max RSS %.0f MiB (target <= 256), other 5xx %d, timeouts %d (target 0)\n", b.OverloadMaxRSSMiB, b.OverloadOther5xx, b.OverloadTimeouts)
@@ -318,7 +319,7 @@ func (r *intakeRun) startChild(ctx context.Context, opt childOptions, mode strin
 	if opt.gomaxprocs1 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
 	}
-	cmd.Stderr = r.o.ServerStderr
+	cmd.Stderr = r.s.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("bench server: %w", err)

@@ -157,7 +157,7 @@ func Notify(ctx context.Context, s Setup, o NotifyOptions) (*NotifyResult, error
 }
 
 // PrintNotify writes a notify result for people.
-func PrintNotify(out io.Writer, res *NotifyResult) {
+func PrintNotify(out io.Writer, _ NotifyOptions, res *NotifyResult) {
 	fmt.Fprintf(out, "bench notify: %d messages, %d in flight, batches of %d, %d claim loops, %d CPUs (delivery reports off in both runs)\n",
 		res.Messages, res.Concurrency, res.BatchSize, res.Loops, res.CPUs)
 	fmt.Fprintf(out, "  %-34s %10.0f msg/s\n", "notify (outbox → gateway)", res.NotifyPerS)

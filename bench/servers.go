@@ -253,11 +253,11 @@ func startBenchIntake(ctx context.Context, s Setup, mode, dbURL string) (*benchS
 	return bs, nil
 }
 
-// IntakeServerModes are the servers ServeIntake runs.
+// IntakeServerModes are the servers RunIntakeServer runs.
 var IntakeServerModes = []string{"bare", "bare_fasthttp", "naive", "intake", "intake_synced", "overload", "refuse"}
 
-// IntakeServer is one of the intake bench's servers, running.
-type IntakeServer struct {
+// intakeServer is one of the intake bench's servers, running.
+type intakeServer struct {
 	URL string
 	s   *benchServer
 	// closePool closes the naive design's pool.
@@ -265,21 +265,47 @@ type IntakeServer struct {
 }
 
 // Close stops the server.
-func (s *IntakeServer) Close() {
+func (s *intakeServer) Close() {
 	s.s.close()
 	if s.closePool != nil {
 		s.closePool()
 	}
 }
 
-// ServeIntake starts one of the intake bench's servers (IntakeServerModes)
-// on a loopback port: what `prereg bench intake-server` runs in a process
-// of its own, so that neither the load generator's garbage collector or
-// scheduler charges the server nor the other way round, and so that
-// GOMAXPROCS and resident memory apply to the server alone. dbURL is the
-// bench's database (Intake creates it); conns the naive design's pool size.
-func ServeIntake(ctx context.Context, s Setup, mode, dbURL string, conns int) (*IntakeServer, error) {
-	out := &IntakeServer{}
+// IntakeServerOptions are the options of `prereg bench intake-server`.
+type IntakeServerOptions struct {
+	Mode        string // one of IntakeServerModes
+	DatabaseURL string // the bench's database (Intake creates it)
+	Connections int    // the naive design's pool size
+	CPUProfile  string // a CPU profile of the server's whole life
+	HeapProfile string // the live heap when the server is told to stop
+}
+
+// RunIntakeServer runs one of the intake bench's servers until ctx ends,
+// and writes "ready URL" to ready once it serves: what `prereg bench
+// intake-server` runs in a process of its own, so that neither the load
+// generator's garbage collector or scheduler charges the server nor the
+// other way round, and so that GOMAXPROCS and resident memory apply to the
+// server alone.
+func RunIntakeServer(ctx context.Context, s Setup, o IntakeServerOptions, ready io.Writer) error {
+	stopProfile, err := StartCPUProfile(o.CPUProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
+	srv, err := serveIntake(ctx, s, o.Mode, o.DatabaseURL, o.Connections)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	fmt.Fprintln(ready, "ready "+srv.URL)
+	<-ctx.Done()
+	return WriteHeapProfile(o.HeapProfile)
+}
+
+// serveIntake starts one of the intake bench's servers on a loopback port.
+func serveIntake(ctx context.Context, s Setup, mode, dbURL string, conns int) (*intakeServer, error) {
+	out := &intakeServer{}
 	var err error
 	switch mode {
 	case "bare":

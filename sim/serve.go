@@ -9,6 +9,17 @@ import (
 	"time"
 )
 
+// ListenAndServe listens on addr, tells ready the address it got, and
+// serves h there as Serve does.
+func ListenAndServe(ctx context.Context, addr string, h http.Handler, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	ready(ln.Addr().String())
+	return Serve(ctx, &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, ln)
+}
+
 // Serve serves srv on ln until ctx ends (or the server fails), then shuts
 // it down with a short grace: the main loop of a simulated provider or
 // gateway run as a process of its own (prereg sim idp, prereg sim sms).

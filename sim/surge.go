@@ -472,7 +472,10 @@ func (g *surgeBuilder) phoneFits(helper, person int) bool {
 	return people[person] || len(people) < g.phoneCap
 }
 
-// intent is the body of POST /v1/intents (docs/DESIGN.md, "HTTP").
+// intent is the body of POST /v1/intents (docs/DESIGN.md, "HTTP"), as a
+// citizen's app writes it: the citizens are outside prereg and do not
+// import its stages (intake.Request); TestSurgeAgainstIntake holds the two
+// to the same contract.
 type intent struct {
 	Campaign      string `json:"campaign"`
 	Provider      string `json:"provider"`

@@ -1,6 +1,9 @@
 package world
 
 import (
+	"cmp"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -35,25 +38,78 @@ type LoadReport struct {
 	Rate        float64        `json:"rate,omitempty"`
 }
 
-// SummarizeLoad scores a load run of surge against target: the answers
-// by status beside those the truth expected, and how many differ.
-func SummarizeLoad(surge *sim.Surge, res *sim.LoadResult, target string, seed int64, cfg sim.LoadConfig) LoadReport {
+// LoadOptions are a load run's surge and how it is sent: the options of
+// `prereg loadgen`.
+type LoadOptions struct {
+	// Campaign is "demo" (the campaign `prereg dev` loads, with Providers,
+	// comma-separated) or a campaign file.
+	Campaign    string
+	Providers   string
+	Submissions int
+	Seed        int64
+	sim.LoadConfig
+}
+
+// Flags defines the flags of `prereg loadgen` that set o on fs, with
+// their defaults.
+func (o *LoadOptions) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Target, "target", "http://127.0.0.1:8080", "base URL of a running intake (loopback only unless --allow-remote)")
+	fs.StringVar(&o.Campaign, "campaign", "demo", `"demo" (the campaign prereg dev loads) or a campaign file (YAML)`)
+	fs.StringVar(&o.Providers, "providers", "pass,kakao", "with --campaign demo: the identity providers' names")
+	fs.IntVar(&o.Submissions, "submissions", 100_000, "submissions in the surge")
+	fs.Int64Var(&o.Seed, "seed", 1, "seed of the population and the surge")
+	fs.Float64Var(&o.Rate, "rate", 0, "open loop: submissions per second (default: closed loop)")
+	fs.IntVar(&o.Connections, "connections", 0, "closed loop: concurrent connections (default 64)")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Minute, "stop sending after this long")
+	fs.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a target that is not a loopback address")
+}
+
+// Check refuses options `prereg loadgen` cannot run with.
+func (o LoadOptions) Check() error {
+	if o.Rate < 0 || o.Connections < 0 || o.Submissions < 1 || o.Duration <= 0 {
+		return errors.New("--rate, --connections, --submissions and --duration must be positive")
+	}
+	if o.Submissions > 10_000_000 {
+		return errors.New("--submissions: at most 10,000,000 (the surge is held in memory)")
+	}
+	return nil
+}
+
+// loadMode is how cfg sends: "open" loop at its rate, or "closed" loop on
+// its connections (64 when 0).
+func loadMode(cfg sim.LoadConfig) (mode string, conns int) {
+	if cfg.Rate > 0 {
+		return "open", 0
+	}
+	return "closed", cmp.Or(cfg.Connections, 64)
+}
+
+// PrintLoadStart writes the line `prereg loadgen` starts with: what it
+// sends, where and how.
+func PrintLoadStart(w io.Writer, surge *sim.Surge, o LoadOptions) {
+	mode, conns := loadMode(o.LoadConfig)
+	how := fmt.Sprintf("closed loop, %d connections", conns)
+	if mode == "open" {
+		how = fmt.Sprintf("open loop at %.0f/s", o.Rate)
+	}
+	fmt.Fprintf(w, "loadgen: %d submissions (seed %d, campaign %s) to %s, %s\n", o.Submissions, o.Seed, surge.Campaign.ID, o.Target, how)
+}
+
+// SummarizeLoad scores a load run of surge as o sent it: the answers by
+// status beside those the truth expected, and how many differ.
+func SummarizeLoad(surge *sim.Surge, res *sim.LoadResult, o LoadOptions) LoadReport {
 	truth := surge.Truth()
 	exp := truth.Expected()
 	sc := truth.Score(res.Answers, nil)
 	rep := LoadReport{
-		Target: target, Campaign: surge.Campaign.ID, Seed: seed,
+		Target: o.Target, Campaign: surge.Campaign.ID, Seed: o.Seed,
 		Submitted: len(surge.Submissions), Sent: res.Sent, Attempts: res.Attempts, Errors: res.Errors,
 		Statuses: map[string]int{}, Expected: map[string]int{}, Accepted: sc.Accepted,
 		Seconds: res.Elapsed.Seconds(), PerSecond: res.PerSecond(),
 		P50Ms: float64(res.P50) / float64(time.Millisecond), P99Ms: float64(res.P99) / float64(time.Millisecond),
-		Mix: map[string]int{}, Mode: "closed", Connections: cfg.Connections, Rate: cfg.Rate,
+		Mix: map[string]int{}, Rate: o.Rate,
 	}
-	if cfg.Rate > 0 {
-		rep.Mode, rep.Connections = "open", 0
-	} else if rep.Connections == 0 {
-		rep.Connections = 64
-	}
+	rep.Mode, rep.Connections = loadMode(o.LoadConfig)
 	for st, n := range res.ByStatus {
 		rep.Statuses[fmt.Sprint(st)] = n
 	}
@@ -71,32 +127,35 @@ func SummarizeLoad(surge *sim.Surge, res *sim.LoadResult, target string, seed in
 	return rep
 }
 
-// SurgeWorld is the campaign a load run's surge is for and the providers
-// that sign its tokens. campaignArg is "demo" (the campaign `prereg dev`
-// loads, with the named providers) or a campaign file. idpSecret and
-// ciSecret are the simulated providers' secrets; empty, the demo's, as for
-// `prereg sim idp`.
-func SurgeWorld(campaignArg, providers, idpSecret, ciSecret string, now time.Time) (*campaign.Campaign, map[string]*sim.IdP, error) {
+// LoadSurge is the surge of a load run: o.Submissions drawn with o.Seed,
+// for o.Campaign, its tokens signed by the campaign's providers. idpSecret
+// and ciSecret are the simulated providers' secrets; empty, the demo's, as
+// for `prereg sim idp`.
+func LoadSurge(o LoadOptions, idpSecret, ciSecret string, now time.Time) (*sim.Surge, error) {
 	var c *campaign.Campaign
 	var err error
-	if campaignArg == "demo" {
+	if o.Campaign == "demo" {
 		urls := map[string]string{}
-		for _, name := range strings.Split(providers, ",") {
+		for _, name := range strings.Split(o.Providers, ",") {
 			if name = strings.TrimSpace(name); name != "" {
 				urls[name] = "http://127.0.0.1:9101" // not called: the load generator only issues tokens
 			}
 		}
 		if c, err = sim.DemoCampaign(now, urls, nil); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-	} else if c, err = campaign.LoadFile(campaignArg); err != nil {
-		return nil, nil, err
+	} else if c, err = campaign.LoadFile(o.Campaign); err != nil {
+		return nil, err
 	}
 	idps := map[string]*sim.IdP{}
 	for _, p := range c.Providers {
 		idps[p.Name] = sim.ConfiguredIdP(p.Name, idpSecret, ciSecret)
 	}
-	return c, idps, nil
+	pop, err := sim.NewPopulation(o.Seed, sim.PeopleFor(o.Submissions, c, now), c.Cohort)
+	if err != nil {
+		return nil, err
+	}
+	return sim.NewSurge(pop, sim.SurgeConfig{Submissions: o.Submissions, Seed: o.Seed, Campaign: c, Providers: idps, Now: now})
 }
 
 // Print writes the report for people: the rate, the latency and each

@@ -14,19 +14,11 @@ import (
 
 func TestAllocateCommand(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	db := pgtest.New(t)
 	vars := map[string]string{"DATABASE_URL": db.URL}
 	code, out := runCLI(t, vars, "campaign", "load", "../../campaigns/covid-2021-18-49.yaml")
 	require.Equal(t, exitOK, code, out)
-	for i := range 400 {
-		region := []string{"11680", "26350"}[i%2]
-		_, err := db.Pool.Exec(ctx, `INSERT INTO registrations (campaign, identity_key, shard, window_id, birthdate, region,
-			phone_kid, phone_enc, first_receipt, device_key, received_at)
-			VALUES ('covid-2021-18-49', $1, 0, 'd9', '1990-08-19', $2, 'k1', '\x00', $3, 'dev', now())`,
-			fmt.Sprintf("identity-%d", i), region, fmt.Sprintf("receipt-%d", i))
-		require.NoError(t, err)
-	}
+	addRegistrations(t, db, 400)
 
 	for _, tc := range []struct {
 		name string
@@ -65,4 +57,17 @@ func TestAllocateCommand(t *testing.T) {
 	code, out = runCLI(t, vars, "lottery", "show", "--campaign", "covid-2021-18-49")
 	require.Equal(t, exitOK, code, out)
 	require.Contains(t, out, res.Seed, "the seed is revealed after the run")
+}
+
+// addRegistrations inserts n registrations of covid-2021-18-49's window d9
+// that nothing has decided yet, in two regions by turns.
+func addRegistrations(t *testing.T, db *pgtest.DB, n int) {
+	t.Helper()
+	for i := range n {
+		_, err := db.Pool.Exec(context.Background(), `INSERT INTO registrations (campaign, identity_key, shard, window_id, birthdate, region,
+			phone_kid, phone_enc, first_receipt, device_key, received_at)
+			VALUES ('covid-2021-18-49', $1, 0, 'd9', '1990-08-19', $2, 'k1', '\x00', $3, 'dev', now())`,
+			fmt.Sprintf("identity-%d", i), []string{"11680", "26350"}[i%2], fmt.Sprintf("receipt-%d", i))
+		require.NoError(t, err)
+	}
 }

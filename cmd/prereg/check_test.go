@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"sync"
 	"testing"
@@ -64,10 +63,7 @@ func TestCheckExitCodes(t *testing.T) {
 	require.True(t, rep.OK)
 
 	// A registration no decision accounts for breaks invariant 1.
-	_, err := db.Pool.Exec(context.Background(), `INSERT INTO registrations (campaign, identity_key, shard, window_id, birthdate, region,
-		phone_kid, phone_enc, first_receipt, device_key, received_at)
-		VALUES ('covid-2021-18-49', 'id-x', 0, 'd9', '1990-08-19', '11680', 'k1', '\x00', 'r-x', 'dev', now())`)
-	require.NoError(t, err)
+	addRegistrations(t, db, 1)
 	code, out = runCLI(t, vars, "check", "--campaign", "covid-2021-18-49", "--settled")
 	require.Equal(t, exitInvariant, code, out)
 	require.Contains(t, out, "FAIL invariant 1:")

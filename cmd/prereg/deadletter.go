@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/deadletter"
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/stream"
@@ -89,10 +87,6 @@ func cmdDeadLetterRedrive(ctx context.Context, env *Env, args []string) error {
 		l, err = deadletter.Redrive(ctx, &postgres.DeadLetterStore{Pool: pool}, js, *id, time.Now())
 		return err
 	})
-	var perr *prereg.Error
-	if errors.As(err, &perr) {
-		return errors.New(perr.Message)
-	}
 	if err != nil {
 		return err
 	}

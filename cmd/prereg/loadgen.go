@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -18,54 +17,34 @@ func init() {
 
 func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "loadgen", "[--target URL] [--campaign demo|FILE] [--submissions N] [--seed S] [--rate R | --connections C] [--receipts FILE] [--dump FILE] [--format text|json]")
-	target := fs.String("target", "http://127.0.0.1:8080", "base URL of a running intake (loopback only unless --allow-remote)")
-	campaignArg := fs.String("campaign", "demo", `"demo" (the campaign prereg dev loads) or a campaign file (YAML)`)
-	providers := fs.String("providers", "pass,kakao", "with --campaign demo: the identity providers' names")
-	submissions := fs.Int("submissions", 100_000, "submissions in the surge")
-	seed := fs.Int64("seed", 1, "seed of the population and the surge")
-	rate := fs.Float64("rate", 0, "open loop: submissions per second (default: closed loop)")
-	connections := fs.Int("connections", 0, "closed loop: concurrent connections (default 64)")
-	duration := fs.Duration("duration", 10*time.Minute, "stop sending after this long")
+	var o world.LoadOptions
+	o.Flags(fs)
 	receipts := fs.String("receipts", "", "write every 202's submission number and receipt as JSON lines {seq, receipt} to FILE (no personal data), for matching against decisions")
 	dump := fs.String("dump", "", `write the requests as JSON lines {method, url, path, headers, body} to FILE ("-" for stdout) instead of sending them`)
-	allowRemote := fs.Bool("allow-remote", false, "allow a target that is not a loopback address")
-	format := fs.String("format", "text", "output: text or json")
+	format := formatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	switch {
-	case set["rate"] && set["connections"]:
+	if set["rate"] && set["connections"] {
 		return usagef("--rate (open loop) and --connections (closed loop) exclude each other")
-	case *rate < 0 || *connections < 0 || *submissions < 1 || *duration <= 0:
-		return usagef("--rate, --connections, --submissions and --duration must be positive")
-	case *format != "text" && *format != "json":
-		return usagef("--format must be text or json")
-	case *submissions > 10_000_000:
-		return usagef("--submissions: at most 10,000,000 (the surge is held in memory)")
+	}
+	if err := o.Check(); err != nil {
+		return usagef("%v", err)
 	}
 
-	now := time.Now()
 	idpSecret, ciSecret, err := simSecrets(env)
 	if err != nil {
 		return err
 	}
-	c, idps, err := world.SurgeWorld(*campaignArg, *providers, idpSecret, ciSecret, now)
+	surge, err := world.LoadSurge(o, idpSecret, ciSecret, time.Now())
 	if err != nil {
 		return campaignError(err)
 	}
-	pop, err := sim.NewPopulation(*seed, sim.PeopleFor(*submissions, c, now), c.Cohort)
-	if err != nil {
-		return err
-	}
-	surge, err := sim.NewSurge(pop, sim.SurgeConfig{Submissions: *submissions, Seed: *seed, Campaign: c, Providers: idps, Now: now})
-	if err != nil {
-		return err
-	}
 
 	if *dump != "" {
-		if err := writeFile(env, *dump, func(w io.Writer) error { return sim.WriteDump(w, surge.Submissions, *target) }); err != nil {
+		if err := writeFile(env, *dump, func(w io.Writer) error { return sim.WriteDump(w, surge.Submissions, o.Target) }); err != nil {
 			return fmt.Errorf("dump: %w", err)
 		}
 		if *dump != "-" {
@@ -74,19 +53,10 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 		return nil
 	}
 
-	cfg := sim.LoadConfig{Target: *target, Rate: *rate, Connections: *connections, Duration: *duration, AllowRemote: *allowRemote}
 	if *format == "text" {
-		conns := *connections
-		if conns == 0 {
-			conns = 64
-		}
-		mode := fmt.Sprintf("closed loop, %d connections", conns)
-		if *rate > 0 {
-			mode = fmt.Sprintf("open loop at %.0f/s", *rate)
-		}
-		fmt.Fprintf(env.Stdout, "loadgen: %d submissions (seed %d, campaign %s) to %s, %s\n", *submissions, *seed, c.ID, *target, mode)
+		world.PrintLoadStart(env.Stdout, surge, o)
 	}
-	res, err := sim.RunLoad(ctx, surge.Submissions, cfg)
+	res, err := sim.RunLoad(ctx, surge.Submissions, o.LoadConfig)
 	if err != nil {
 		return err
 	}
@@ -95,12 +65,6 @@ func cmdLoadgen(ctx context.Context, env *Env, args []string) error {
 			return fmt.Errorf("receipts: %w", err)
 		}
 	}
-	rep := world.SummarizeLoad(surge, res, *target, *seed, cfg)
-	if *format == "json" {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
-	}
-	rep.Print(env.Stdout)
-	return nil
+	rep := world.SummarizeLoad(surge, res, o)
+	return writeOutput(env, *format, rep, rep.Print)
 }

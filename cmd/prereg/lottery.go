@@ -21,15 +21,12 @@ func cmdLotteryCommit(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "lottery commit", "--campaign C --window W [--format text|json]")
 	campaignID := fs.String("campaign", "", "campaign id (required)")
 	window := fs.String("window", "", "window id (required)")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *campaignID == "" || *window == "" {
 		return usagef("--campaign and --window are required")
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("--format %q: want text or json", *format)
 	}
 	pool, closeDB, err := env.Database(ctx, true)
 	if err != nil {
@@ -54,15 +51,12 @@ func cmdLotteryCommit(ctx context.Context, env *Env, args []string) error {
 func cmdLotteryShow(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "lottery show", "--campaign C [--format text|json]")
 	campaignID := fs.String("campaign", "", "campaign id (required)")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *campaignID == "" {
 		return usagef("--campaign is required")
-	}
-	if *format != "text" && *format != "json" {
-		return usagef("--format %q: want text or json", *format)
 	}
 	pool, closeDB, err := env.Database(ctx, true)
 	if err != nil {

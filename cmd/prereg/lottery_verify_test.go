@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -15,18 +13,11 @@ import (
 // 0); a tampered file fails with exit 3 naming the mismatch.
 func TestLotteryPublishVerify(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	db := pgtest.New(t)
 	vars := map[string]string{"DATABASE_URL": db.URL}
 	code, out := runCLI(t, vars, "campaign", "load", "../../campaigns/covid-2021-18-49.yaml")
 	require.Equal(t, exitOK, code, out)
-	for i := range 120 {
-		_, err := db.Pool.Exec(ctx, `INSERT INTO registrations (campaign, identity_key, shard, window_id, birthdate, region,
-			phone_kid, phone_enc, first_receipt, device_key, received_at)
-			VALUES ('covid-2021-18-49', $1, 0, 'd9', '1990-08-19', $2, 'k1', '\x00', $3, 'dev', now())`,
-			fmt.Sprintf("identity-%d", i), []string{"11680", "26350"}[i%2], fmt.Sprintf("receipt-%d", i))
-		require.NoError(t, err)
-	}
+	addRegistrations(t, db, 120)
 	c := []string{"--campaign", "covid-2021-18-49", "--window", "d9"}
 	code, out = runCLI(t, vars, append([]string{"lottery", "commit"}, c...)...)
 	require.Equal(t, exitOK, code, out)
