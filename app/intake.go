@@ -54,6 +54,7 @@ func (s *System) startIntake(ctx context.Context) error {
 		Conn:           s.nc,
 		Campaigns:      s.campaigns,
 		Statuses:       &postgres.StatusStore{Pool: s.pool},
+		Requests:       &postgres.RequestStore{Pool: s.pool},
 		Lottery:        lotteryCommitments{&postgres.AllocationStore{Pool: s.pool}},
 		Hasher:         s.hasher,
 		Sealer:         s.sealer,

@@ -34,6 +34,20 @@ type Report struct {
 	// claim_seen without calling the identity provider.
 	ProviderCallsSaved int64       `json:"provider_calls_saved"`
 	Reviews            ReviewStats `json:"reviews"`
+	// Cancellations count the citizens' cancellations that took effect,
+	// per window and per decision of the submission they were asked with.
+	Cancellations []CancellationRow `json:"cancellations"`
+	// RegistrationsCancelled counts the registrations they cancelled (a
+	// person may cancel from several of their receipts).
+	RegistrationsCancelled int64 `json:"registrations_cancelled"`
+}
+
+// CancellationRow counts the cancellations asked with the submissions of
+// one window that one kind of decision decided.
+type CancellationRow struct {
+	Window        string      `json:"window"`
+	Decision      prereg.Kind `json:"decision"`
+	Cancellations int64       `json:"cancellations"`
 }
 
 // Counts are the decisions of a slice of submissions.
@@ -204,6 +218,11 @@ func (r *Report) writeText(w io.Writer) error {
 	for _, d := range r.TopDevices {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", d.Device, d.People, d.Submissions, d.Held)
 	}
+	fmt.Fprintf(tw, "\nregistrations cancelled\t%d\n", r.RegistrationsCancelled)
+	fmt.Fprintln(tw, "window\tdecision\tcancellations")
+	for _, c := range r.Cancellations {
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", c.Window, c.Decision, c.Cancellations)
+	}
 	return tw.Flush()
 }
 
@@ -251,6 +270,10 @@ func (r *Report) writeCSV(w io.Writer) error {
 		row("device", d.Device, "people", d.People)
 		row("device", d.Device, "submissions", d.Submissions)
 		row("device", d.Device, "held", d.Held)
+	}
+	row("total", r.Campaign, "registrations_cancelled", r.RegistrationsCancelled)
+	for _, c := range r.Cancellations {
+		row("cancellations", c.Window, string(c.Decision), c.Cancellations)
 	}
 	cw.Flush()
 	return cw.Error()
@@ -316,6 +339,11 @@ var reportHTML = template.Must(template.New("report").Funcs(template.FuncMap{
 <h2>Devices with the most distinct people</h2>
 <table><tr><th>device (keyed hash)</th><th>people</th><th>submissions</th><th>held</th></tr>
 {{range .TopDevices}}<tr><td><code>{{.Device}}</code></td><td>{{.People}}</td><td>{{.Submissions}}</td><td>{{.Held}}</td></tr>
+{{end}}</table>
+<h2>Cancellations</h2>
+<p>{{.RegistrationsCancelled}} registrations cancelled.</p>
+<table><tr><th>window</th><th>decision of the submission</th><th>cancellations</th></tr>
+{{range .Cancellations}}<tr><td>{{.Window}}</td><td>{{.Decision}}</td><td>{{.Cancellations}}</td></tr>
 {{end}}</table>
 </body></html>
 `))

@@ -34,6 +34,7 @@ const (
 	CodeInternal             = "internal"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeHeadersTooLarge      = "headers_too_large"
+	CodeAlreadyAllocated     = "already_allocated"
 )
 
 var statuses = map[string]int{
@@ -51,6 +52,7 @@ var statuses = map[string]int{
 	CodeInternal:             http.StatusInternalServerError,
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	CodeHeadersTooLarge:      http.StatusRequestHeaderFieldsTooLarge,
+	CodeAlreadyAllocated:     http.StatusConflict,
 }
 
 // Status is the HTTP status of an error code.
