@@ -1,6 +1,7 @@
 package dedupe_test
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -59,4 +60,20 @@ func TestCancelledInFlight(t *testing.T) {
 	var outcome string
 	require.NoError(t, e.db.Pool.QueryRow(ctx, `SELECT outcome FROM cancellations WHERE receipt = $1`, wrong).Scan(&outcome))
 	require.Equal(t, "void", outcome, "a cancellation with another birth date cancels nothing")
+
+	// The auditor sees them: per window and decision, and the people.
+	var applied, people int64
+	require.NoError(t, e.db.Pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT registration_id) FROM cancellations WHERE outcome = 'applied'`).Scan(&applied, &people))
+	rep, err := e.store.DedupeReport(ctx, c.ID, "", 5, time.Now())
+	require.NoError(t, err)
+	var counted int64
+	for _, row := range rep.Cancellations {
+		require.Equal(t, "d9", row.Window)
+		counted += row.Cancellations
+	}
+	require.Equal(t, applied, counted, "every cancellation that took effect is counted")
+	require.Equal(t, people, rep.RegistrationsCancelled)
+	var buf bytes.Buffer
+	require.NoError(t, rep.Write(&buf, dedupe.FormatText))
+	require.Contains(t, buf.String(), "registrations cancelled")
 }
