@@ -201,6 +201,11 @@ func (s *AllocationStore) CreateRun(ctx context.Context, r scheduler.RunRecord) 
 	if r.Frozen {
 		bound = &r.Bound
 	}
+	// Requests still pending behind their decision are applied first, so
+	// that no cancelled registration draws a slot for want of it.
+	if err := (&RequestStore{Pool: s.Pool}).ResolveCampaign(ctx, r.Campaign); err != nil {
+		return scheduler.RunRecord{}, fmt.Errorf("create run: %w", err)
+	}
 	// Under the request lock, shared: the cancellations applied before
 	// the run are exactly those up to its cancel_bound (requests.go).
 	var out scheduler.RunRecord

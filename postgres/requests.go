@@ -173,6 +173,25 @@ func (s *RequestStore) Resolve(ctx context.Context, receipts []string) error {
 	return nil
 }
 
+// ResolveCampaign applies every pending request of the campaign whose
+// decision exists: what a crash between recording a request and applying
+// it left behind, and the requests of held submissions an operator has
+// reviewed since. Every allocation run starts with it.
+func (s *RequestStore) ResolveCampaign(ctx context.Context, campaign string) error {
+	rows, err := s.Pool.Query(ctx, `SELECT q.receipt FROM cancellations q JOIN decisions d ON d.receipt = q.receipt
+		WHERE q.outcome IS NULL AND d.campaign = $1
+		UNION SELECT q.receipt FROM clinic_changes q JOIN decisions d ON d.receipt = q.receipt
+		WHERE q.outcome IS NULL AND d.campaign = $1`, campaign)
+	if err != nil {
+		return fmt.Errorf("read pending requests: %w", err)
+	}
+	receipts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("read pending requests: %w", err)
+	}
+	return s.Resolve(ctx, receipts)
+}
+
 // void reports whether a request's date is not its submission's.
 func (p pendingRequest) void() bool { return p.claimed == nil || !p.claimed.Equal(p.birth) }
 

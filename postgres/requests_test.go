@@ -241,3 +241,23 @@ func TestCancelRacesAllocation(t *testing.T) {
 	require.Zero(t, queryInt(t, pool, `SELECT count(*) FROM outbox o JOIN appointments a ON a.id = o.appointment_id
 		WHERE a.status = 'cancelled' AND o.state = 'pending'`), "no appointment SMS of a cancelled registration is still to go out")
 }
+
+// A cancellation left pending behind its decision (a crash between
+// recording and applying it, or a held submission reviewed since) is
+// applied when the next allocation run is created.
+func TestRunAppliesPendingCancellations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _, _ := requestDB(t)
+	reg := statusRegister(t, pool, "r-pending", "id-pending")
+	statusExec(t, pool, `INSERT INTO cancellations (receipt, birthdate) VALUES ('r-pending', '1990-08-19')`)
+
+	st := &postgres.AllocationStore{Pool: pool}
+	run, err := st.CreateRun(ctx, scheduler.RunRecord{Campaign: "status-test", Window: "d9", Policy: scheduler.PolicyFCFS, StartedAt: time.Now()})
+	require.NoError(t, err)
+	require.Equal(t, "applied", queryString(t, pool, `SELECT outcome FROM cancellations WHERE receipt = 'r-pending'`))
+	require.Equal(t, 1, cancellationSMS(t, pool, reg))
+	snap, err := st.Snapshot(ctx, run)
+	require.NoError(t, err)
+	require.Empty(t, snap.Registrations, "the cancelled registration draws no slot")
+}
