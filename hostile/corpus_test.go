@@ -68,6 +68,8 @@ var routes = []struct{ method, path string }{
 	{"GET", "/v1/campaigns/{c}"},
 	{"POST", "/v1/intents"},
 	{"GET", "/v1/intents/{r}"},
+	{"PATCH", "/v1/intents/{r}"},
+	{"POST", "/v1/intents/{r}/cancel"},
 	{"GET", "/healthz"},
 	{"GET", "/readyz"},
 	{"GET", "/metrics"},
