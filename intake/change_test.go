@@ -169,3 +169,28 @@ func TestRequestsShareTheLockout(t *testing.T) {
 	require.NotEmpty(t, got.Header.Get("Retry-After"))
 	require.Equal(t, 429, e.get(t, path+"?birthdate=1990-08-19").Status)
 }
+
+// Changes and cancellations spend the per-address lookup budget.
+func TestRequestsAreRateLimited(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	store := &postgres.CampaignStore{Pool: db.Pool}
+	_, err := store.Load(ctx, testCampaign(t))
+	require.NoError(t, err)
+	e := setup(t, func(c *intake.Config) {
+		c.Campaigns = store
+		c.Statuses = &postgres.StatusStore{Pool: db.Pool}
+		c.Requests = &postgres.RequestStore{Pool: db.Pool}
+		c.LookupRate, c.LookupBurst = 0.001, 3
+	})
+	a := e.post(t, body(nil))
+	require.Equal(t, 202, a.Status, "%v", a.Body)
+	path := "/v1/intents/" + a.Body["receipt"].(string)
+	require.Equal(t, 200, e.get(t, path+"?birthdate=1990-08-19").Status)
+	require.Equal(t, 200, e.send(t, http.MethodPost, path+"/cancel", map[string]string{"birthdate": "1990-08-19"}).Status)
+	require.Equal(t, 200, e.send(t, http.MethodPost, path+"/cancel", map[string]string{"birthdate": "1990-08-19"}).Status)
+	got := e.send(t, http.MethodPatch, path, map[string]string{"birthdate": "1990-08-19", "clinic": "c1"})
+	require.Equal(t, 429, got.Status, "the address spent its lookups")
+	require.NotEmpty(t, got.Header.Get("Retry-After"))
+}

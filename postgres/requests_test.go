@@ -261,3 +261,40 @@ func TestRunAppliesPendingCancellations(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, snap.Registrations, "the cancelled registration draws no slot")
 }
+
+// A run's snapshot leaves out the registrations cancelled before the run
+// was created and no others, so that a resumed run plans exactly what the
+// interrupted one planned; the next run leaves the later ones out too.
+func TestSnapshotStableAcrossLaterCancellations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, rq, _ := requestDB(t)
+	gone := statusRegister(t, pool, "r-a", "id-a")
+	b := statusRegister(t, pool, "r-b", "id-b")
+	c := statusRegister(t, pool, "r-c", "id-c")
+	require.NoError(t, rq.Cancel(ctx, "r-a", requestBirth))
+
+	st := &postgres.AllocationStore{Pool: pool}
+	ids := func(run scheduler.RunRecord) []int64 {
+		snap, err := st.Snapshot(ctx, run)
+		require.NoError(t, err)
+		var out []int64
+		for _, r := range snap.Registrations {
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	run, err := st.CreateRun(ctx, scheduler.RunRecord{Campaign: "status-test", Window: "d9", Policy: scheduler.PolicyFCFS, StartedAt: time.Now()})
+	require.NoError(t, err)
+	first := ids(run)
+	require.ElementsMatch(t, []int64{b, c}, first)
+	require.NotContains(t, first, gone)
+
+	require.NoError(t, rq.Cancel(ctx, "r-b", requestBirth), "cancelled while the run is under way")
+	require.Equal(t, first, ids(run), "the run's (and a resumed run's) snapshot does not move")
+	require.NoError(t, st.FinishRun(ctx, run.ID, scheduler.StateDone, nil, "", time.Now()))
+
+	next, err := st.CreateRun(ctx, scheduler.RunRecord{Campaign: "status-test", Window: "d9", Policy: scheduler.PolicyFCFS, StartedAt: time.Now()})
+	require.NoError(t, err)
+	require.Equal(t, []int64{c}, ids(next))
+}
