@@ -77,10 +77,11 @@ func (s *RequestStore) Cancel(ctx context.Context, receipt string, birth time.Ti
 // has the clinic, and intake.ErrAlreadyAllocated when the person's
 // registration is already in a round (or cancelled).
 func (s *RequestStore) Change(ctx context.Context, receipt string, birth time.Time, clinic string) error {
+	// The receipt's campaign once decided; before, any campaign's clinic
+	// passes here and the change applies only if the decided campaign
+	// has it (the registration's clinic must be one of its own).
 	var campaign *string
-	var kind string
-	var claimed *time.Time
-	err := s.Pool.QueryRow(ctx, `SELECT campaign, kind, birthdate FROM decisions WHERE receipt = $1`, receipt).Scan(&campaign, &kind, &claimed)
+	err := s.Pool.QueryRow(ctx, `SELECT campaign FROM decisions WHERE receipt = $1`, receipt).Scan(&campaign)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		campaign = nil
@@ -272,7 +273,8 @@ func cancelRegistration(ctx context.Context, tx pgx.Tx, campaign string, registr
 // applyChange applies one change of preferred clinic to the person's
 // registration, or refuses it when a round already holds the
 // registration: it has an appointment, it is in a frozen lottery input,
-// a real run of its campaign is under way, or it is cancelled.
+// a real run of its campaign is under way, or it is cancelled; or when
+// the clinic, asked for before the decision, is not the campaign's.
 func (s *RequestStore) applyChange(ctx context.Context, p pendingRequest) error {
 	if !p.void() && p.waiting() {
 		return nil
@@ -293,8 +295,9 @@ func (s *RequestStore) applyChange(ctx context.Context, p pendingRequest) error 
 				    EXISTS (SELECT 1 FROM appointments WHERE registration_id = $2)
 				 OR EXISTS (SELECT 1 FROM cancellations WHERE registration_id = $2)
 				 OR EXISTS (SELECT 1 FROM allocation_runs WHERE campaign = $1 AND state = 'running' AND NOT dry_run)
-				 OR EXISTS (SELECT 1 FROM lottery_rounds WHERE campaign = $1 AND $2 = ANY(input_ids))`,
-				p.campaign, *p.registration).Scan(&held)
+				 OR EXISTS (SELECT 1 FROM lottery_rounds WHERE campaign = $1 AND $2 = ANY(input_ids))
+				 OR NOT EXISTS (SELECT 1 FROM clinics WHERE campaign = $1 AND id = $3)`,
+				p.campaign, *p.registration, p.clinic).Scan(&held)
 			if err != nil {
 				return fmt.Errorf("is the registration in a round: %w", err)
 			}
