@@ -135,6 +135,20 @@ func (s *RequestStore) Resolve(ctx context.Context, receipts []string) error {
 	if len(receipts) == 0 {
 		return nil
 	}
+	// One look at the two small tables first: a batch of dedupe almost
+	// never has a request, and then this is all it costs.
+	rows, err := s.Pool.Query(ctx, `SELECT receipt FROM cancellations WHERE outcome IS NULL AND receipt = ANY($1)
+		UNION SELECT receipt FROM clinic_changes WHERE outcome IS NULL AND receipt = ANY($1)`, receipts)
+	if err != nil {
+		return fmt.Errorf("read pending requests: %w", err)
+	}
+	receipts, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("read pending requests: %w", err)
+	}
+	if len(receipts) == 0 {
+		return nil
+	}
 	const pending = `SELECT q.receipt, q.birthdate, %s, d.campaign, d.birthdate, d.kind, d.review, d.registration_id
 		FROM %s q JOIN decisions d ON d.receipt = q.receipt
 		WHERE q.receipt = ANY($1) AND q.outcome IS NULL`
