@@ -41,6 +41,14 @@ func TestCancelledInFlight(t *testing.T) {
 	e.startWorker(t, e.js.JS, dedupe.Config{Requests: requests})
 	w.publish(t, e.js.JS)
 	ds := score(t, e, w)
+	// The decisions are visible from their commit; the requests are
+	// resolved right after, before the batch is acknowledged.
+	require.Eventually(t, func() bool {
+		var pending int
+		err := e.db.Pool.QueryRow(ctx, `SELECT count(*) FROM cancellations q JOIN decisions d ON d.receipt = q.receipt
+			WHERE q.outcome IS NULL AND NOT (d.kind = 'held' AND d.review IS NULL)`).Scan(&pending)
+		return err == nil && pending == 0
+	}, 30*time.Second, 20*time.Millisecond, "every cancellation behind a decision resolved")
 
 	for _, r := range cancelled[:4] {
 		var outcome *string
