@@ -68,6 +68,7 @@ func (s *System) startDedupeWorker(ctx context.Context, shards []int) error {
 		Now:         s.now,
 		Registerer:  s.registry,
 		DeadLetters: &postgres.DeadLetterStore{Pool: s.pool},
+		Requests:    &postgres.RequestStore{Pool: s.pool},
 	})
 	if err != nil {
 		return err

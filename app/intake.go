@@ -55,6 +55,7 @@ func (s *System) startIntake(ctx context.Context) error {
 		Campaigns:      s.campaigns,
 		Clinics:        s.campaigns,
 		Statuses:       &postgres.StatusStore{Pool: s.pool},
+		Requests:       &postgres.RequestStore{Pool: s.pool},
 		Lottery:        lotteryCommitments{&postgres.AllocationStore{Pool: s.pool}},
 		Pauses:         &postgres.PauseStore{Pool: s.pool},
 		Hasher:         s.hasher,

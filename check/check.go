@@ -200,6 +200,17 @@ func (c *checker) decidedOnce(ctx context.Context) (Invariant, error) {
 		return Invariant{}, err
 	}
 	add(k, e)
+	// A cancellation asked for a decided submission has taken effect
+	// (or is void for another birth date); one still pending behind its
+	// decision was lost between the two. A held submission's waits for
+	// the review.
+	k, e, err = c.examples(ctx, `SELECT 'cancellation not honoured: ' || q.receipt FROM cancellations q
+		JOIN decisions d ON d.receipt = q.receipt
+		WHERE d.campaign = $1 AND q.outcome IS NULL AND NOT (d.kind = 'held' AND d.review IS NULL)`, c.campaign)
+	if err != nil {
+		return Invariant{}, err
+	}
+	add(k, e)
 
 	note := ""
 	if c.opts.JS == nil {
@@ -438,7 +449,25 @@ func (c *checker) capacity(ctx context.Context) (Invariant, error) {
 	if err != nil {
 		return Invariant{}, err
 	}
-	return result(3, "no slot over capacity, at most one appointment per registration", n1+n2, append(ex1, ex2...), ""), nil
+	// A cancelled registration holds no slot: its appointment is
+	// cancelled and its slot counted free.
+	n3, ex3, err := c.examples(ctx, `SELECT 'cancelled registration ' || a.registration_id || ' still holds ' || a.clinic || ' ' || a.day || ' band ' || a.band
+		FROM appointments a WHERE a.campaign = $1 AND a.status = 'scheduled'
+		  AND EXISTS (SELECT 1 FROM cancellations c WHERE c.registration_id = a.registration_id)`, c.campaign)
+	if err != nil {
+		return Invariant{}, err
+	}
+	// The slots' counters are the live appointments: a cancellation that
+	// did not give its slot back (or gave it twice) shows here.
+	n4, ex4, err := c.examples(ctx, `SELECT 'slot ' || s.clinic || ' ' || s.day || ' band ' || s.band || ' counts ' || s.used || ', holds ' || coalesce(a.n, 0)
+		FROM slots s LEFT JOIN (SELECT clinic, day, band, count(*) AS n FROM appointments WHERE campaign = $1 AND status = 'scheduled' GROUP BY clinic, day, band) a
+		  ON a.clinic = s.clinic AND a.day = s.day AND a.band = s.band
+		WHERE s.campaign = $1 AND s.used <> coalesce(a.n, 0)`, c.campaign)
+	if err != nil {
+		return Invariant{}, err
+	}
+	ex := append(append(append(ex1, ex2...), ex3...), ex4...)
+	return result(3, "no slot over capacity, at most one appointment per registration", n1+n2+n3+n4, ex, "cancelled registrations hold no slot"), nil
 }
 
 // 4. At most one SMS delivered per appointment; a resend is an explicit,
@@ -446,13 +475,13 @@ func (c *checker) capacity(ctx context.Context) (Invariant, error) {
 // reported; the demo also counts at the simulated handset.
 func (c *checker) oneSMS(ctx context.Context) (Invariant, error) {
 	n1, ex1, err := c.examples(ctx, `SELECT 'appointment ' || appointment_id || ': ' || count(*) || ' first messages delivered'
-		FROM outbox WHERE campaign = $1 AND requested_by IS NULL AND state = 'delivered'
+		FROM outbox WHERE campaign = $1 AND kind = 'appointment' AND requested_by IS NULL AND state = 'delivered'
 		GROUP BY appointment_id HAVING count(*) > 1`, c.campaign)
 	if err != nil {
 		return Invariant{}, err
 	}
 	n2, ex2, err := c.examples(ctx, `SELECT 'appointment ' || appointment_id || ' version ' || version || ' resent without a recorded operator'
-		FROM outbox WHERE campaign = $1 AND version > 1 AND requested_by IS NULL`, c.campaign)
+		FROM outbox WHERE campaign = $1 AND kind = 'appointment' AND version > 1 AND requested_by IS NULL`, c.campaign)
 	if err != nil {
 		return Invariant{}, err
 	}
@@ -460,13 +489,22 @@ func (c *checker) oneSMS(ctx context.Context) (Invariant, error) {
 	// with different message ids.
 	n3, ex3, err := c.examples(ctx, `SELECT 'appointment ' || o.appointment_id || ' version ' || o.version || ': ' || count(*) || ' deliveries reported'
 		FROM delivery_reports d JOIN outbox o ON o.id = d.outbox_id
-		WHERE o.campaign = $1 AND d.status = 'delivered'
+		WHERE o.campaign = $1 AND o.kind = 'appointment' AND d.status = 'delivered'
 		GROUP BY o.appointment_id, o.version HAVING count(*) > 1`, c.campaign)
 	if err != nil {
 		return Invariant{}, err
 	}
-	ex := append(append(ex1, ex2...), ex3...)
-	return result(4, "at most one SMS delivered per appointment", n1+n2+n3, ex, "counted from delivery reports; the demo also counts at the handset"), nil
+	// One cancellation message per cancelled registration, delivered at
+	// most once.
+	n4, ex4, err := c.examples(ctx, `SELECT 'registration ' || o.registration_id || ': ' || count(*) || ' cancellation messages, ' || count(d.id) || ' deliveries reported'
+		FROM outbox o LEFT JOIN delivery_reports d ON d.outbox_id = o.id AND d.status = 'delivered'
+		WHERE o.campaign = $1 AND o.kind = 'cancellation'
+		GROUP BY o.registration_id HAVING count(DISTINCT o.id) > 1 OR count(d.id) > 1`, c.campaign)
+	if err != nil {
+		return Invariant{}, err
+	}
+	ex := append(append(append(ex1, ex2...), ex3...), ex4...)
+	return result(4, "at most one SMS delivered per appointment", n1+n2+n3+n4, ex, "counted from delivery reports; the demo also counts at the handset; one cancellation SMS per cancelled registration"), nil
 }
 
 // 5. Every duplicate decision names the registration it matched and why.

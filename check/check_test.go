@@ -157,6 +157,17 @@ func TestCatchesEachInvariant(t *testing.T) {
 		{"registered decision naming a registration that does not exist", 1, []string{
 			`INSERT INTO decisions (campaign, receipt, shard, window_id, kind, provider, identity_key, registration_id, device_key, received_at)
 			 VALUES ('check-test', 'r-d1', 1, 'all', 'registered', 'pass', 'id-d', 999999, 'dev-d', now())`}},
+		{"a cancellation lost behind its decision", 1, []string{
+			`INSERT INTO cancellations (receipt, birthdate) VALUES ('r-b1', '1991-03-09')`}},
+		{"a cancelled registration that keeps its slot", 3, []string{
+			`INSERT INTO cancellations (receipt, birthdate, outcome, campaign, registration_id, resolved_at)
+			 SELECT 'r-a1', '1990-08-19', 'applied', 'check-test', id, now() FROM registrations WHERE identity_key = 'id-a'`}},
+		{"a slot that does not count its appointment", 3, []string{
+			`UPDATE slots SET used = 0 WHERE clinic = 'c1' AND day = '2021-08-26' AND band = 0`}},
+		{"two cancellation messages for one registration", 4, []string{
+			`DROP INDEX outbox_one_cancellation`,
+			`INSERT INTO outbox (campaign, kind, registration_id, version, idempotency_key, state)
+			 SELECT 'check-test', 'cancellation', id, 1, 'c-' || v, 'delivered' FROM registrations, generate_series(1, 2) AS v WHERE identity_key = 'id-b'`}},
 		{"plain phone in the database", 6, []string{
 			`UPDATE outbox SET last_error = 'gateway refused 010-1234-5678'`}},
 		{"plain phone in a bytea column", 6, []string{
@@ -174,6 +185,20 @@ func TestCatchesEachInvariant(t *testing.T) {
 			require.Equal(t, []int{tc.invariant}, failed(rep), "only invariant %d should fail: %v", tc.invariant, rep.Failed())
 		})
 	}
+}
+
+// A cancellation made through the store, from a duplicate's receipt,
+// keeps every invariant: the slot is given back, one SMS is queued.
+func TestCancellationKeepsInvariants(t *testing.T) {
+	t.Parallel()
+	db := checkFixture(t)
+	exec(t, db.Pool, `UPDATE decisions SET birthdate = '1990-08-19' WHERE identity_key = 'id-a'`)
+	birth := time.Date(1990, 8, 19, 0, 0, 0, 0, time.UTC)
+	rq := &postgres.RequestStore{Pool: db.Pool}
+	require.NoError(t, rq.Cancel(context.Background(), "r-a2", birth))
+	require.NoError(t, rq.Cancel(context.Background(), "r-a1", birth), "from the person's other receipt too")
+	rep := run(t, db, check.Options{})
+	require.True(t, rep.OK, "a cancelled registration fails %v", rep.Failed())
 }
 
 // An outcome in the verified stream that never got a decision is an

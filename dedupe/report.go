@@ -40,6 +40,12 @@ type Report struct {
 	// twice).
 	DeviceCap    int               `json:"device_cap"`
 	DevicePeople []DevicePeopleRow `json:"device_people"`
+	// Cancellations count the citizens' cancellations that took effect,
+	// per window and per decision of the submission they were asked with.
+	Cancellations []CancellationRow `json:"cancellations"`
+	// RegistrationsCancelled counts the registrations they cancelled (a
+	// person may cancel from several of their receipts).
+	RegistrationsCancelled int64 `json:"registrations_cancelled"`
 }
 
 // DevicePeopleRow is one bar of the device-cap distribution: Devices sent
@@ -47,6 +53,14 @@ type Report struct {
 type DevicePeopleRow struct {
 	People  int   `json:"people"`
 	Devices int64 `json:"devices"`
+}
+
+// CancellationRow counts the cancellations asked with the submissions of
+// one window that one kind of decision decided.
+type CancellationRow struct {
+	Window        string      `json:"window"`
+	Decision      prereg.Kind `json:"decision"`
+	Cancellations int64       `json:"cancellations"`
 }
 
 // Counts are the decisions of a slice of submissions.
@@ -221,6 +235,11 @@ func (r *Report) writeText(w io.Writer) error {
 	for _, d := range r.TopDevices {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", d.Device, d.People, d.Submissions, d.Held)
 	}
+	fmt.Fprintf(tw, "\nregistrations cancelled\t%d\n", r.RegistrationsCancelled)
+	fmt.Fprintln(tw, "window\tdecision\tcancellations")
+	for _, c := range r.Cancellations {
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", c.Window, c.Decision, c.Cancellations)
+	}
 	return tw.Flush()
 }
 
@@ -303,6 +322,12 @@ func (r *Report) writeCSV(w io.Writer) error {
 		rows = append(rows, []string{d.Device, n(d.People), n(d.Submissions), n(d.Held)})
 	}
 	table("top_devices", []string{"device", "people", "submissions", "held"}, rows)
+	rows = nil
+	for _, c := range r.Cancellations {
+		rows = append(rows, []string{c.Window, string(c.Decision), n(c.Cancellations)})
+	}
+	table("cancellations", []string{"window", "decision", "cancellations"}, rows)
+	table("registrations_cancelled", []string{"count"}, [][]string{{n(r.RegistrationsCancelled)}})
 	cw.Flush()
 	return cw.Error()
 }
@@ -377,6 +402,11 @@ var reportHTML = template.Must(template.New("report").Funcs(template.FuncMap{
 <h2>Devices with the most distinct people</h2>
 <table><tr><th>device (keyed hash)</th><th>people</th><th>submissions</th><th>held</th></tr>
 {{range .TopDevices}}<tr><td><code>{{.Device}}</code></td><td>{{.People}}</td><td>{{.Submissions}}</td><td>{{.Held}}</td></tr>
+{{end}}</table>
+<h2>Cancellations</h2>
+<p>{{.RegistrationsCancelled}} registrations cancelled.</p>
+<table><tr><th>window</th><th>decision of the submission</th><th>cancellations</th></tr>
+{{range .Cancellations}}<tr><td>{{.Window}}</td><td>{{.Decision}}</td><td>{{.Cancellations}}</td></tr>
 {{end}}</table>
 </body></html>
 `))

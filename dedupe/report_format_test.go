@@ -74,7 +74,7 @@ func TestReportCSVTables(t *testing.T) {
 	}
 	require.Equal(t, []string{"window", "kind", "reason", "count"}, headers["decisions"])
 	require.Equal(t, []string{"people", "devices", "over_cap"}, headers["device_people"])
-	require.Equal(t, map[string]int{"totals": 11, "windows": 2, "decisions": 10, "held_reviews": 3, "hours": 1, "device_people": 4, "top_devices": 1}, rows)
+	require.Equal(t, map[string]int{"totals": 11, "windows": 2, "decisions": 10, "held_reviews": 3, "hours": 1, "device_people": 4, "top_devices": 1, "registrations_cancelled": 1}, rows)
 	var found bool
 	for _, rec := range recs {
 		if rec[0] == "device_people" && rec[1] == "9" {

@@ -63,6 +63,9 @@ type Config struct {
 	// DeadLetters records a message before it is terminated undecided;
 	// when nil such a message is terminated with a log line only.
 	DeadLetters DeadLetters
+	// Requests applies the changes and cancellations asked for the
+	// submissions of each committed batch (requests.go); none when nil.
+	Requests Requests
 }
 
 func (c Config) withDefaults() Config {
@@ -332,6 +335,9 @@ func (w *Worker) try(ctx context.Context, msgs []jetstream.Msg) ([]jetstream.Msg
 		return held, heldErr
 	}
 	err := w.decide(ctx, items)
+	if err == nil {
+		err = w.honourRequests(ctx, items)
+	}
 	switch {
 	case err == nil:
 		w.settle(items)
@@ -347,6 +353,9 @@ func (w *Worker) try(ctx context.Context, msgs []jetstream.Msg) ([]jetstream.Msg
 	for _, it := range items {
 		one := []*item{it}
 		err := w.decide(ctx, one)
+		if err == nil {
+			err = w.honourRequests(ctx, one)
+		}
 		switch {
 		case err == nil:
 			w.settle(one)

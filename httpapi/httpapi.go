@@ -36,7 +36,8 @@ const (
 	CodeHeadersTooLarge      = "headers_too_large"
 	// CodePaused: an operator paused the campaign's intake; the answer
 	// says when it reopens.
-	CodePaused = "paused"
+	CodePaused           = "paused"
+	CodeAlreadyAllocated = "already_allocated"
 )
 
 var statuses = map[string]int{
@@ -55,6 +56,7 @@ var statuses = map[string]int{
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	CodeHeadersTooLarge:      http.StatusRequestHeaderFieldsTooLarge,
 	CodePaused:               http.StatusServiceUnavailable,
+	CodeAlreadyAllocated:     http.StatusConflict,
 }
 
 // Status is the HTTP status of an error code.

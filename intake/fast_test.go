@@ -74,6 +74,9 @@ func TestFastFrontAnswersAsNetHTTP(t *testing.T) {
 		{name: "unknown campaign", method: "POST", path: "/v1/intents", headers: jsonCT, body: []byte(`{"campaign":"nope","provider":"pass","identity_token":"t","birthdate":"1990-08-19","phone":"010-1234-5678","region":"11680","device_id":"d"}`)},
 		{name: "GET on submit", method: "GET", path: "/v1/intents"},
 		{name: "status of a forged receipt", method: "GET", path: "/v1/intents/forged"},
+		{name: "change of a forged receipt", method: "PATCH", path: "/v1/intents/forged", headers: jsonCT, body: []byte(`{"birthdate":"1990-08-19","clinic":"c1"}`)},
+		{name: "cancel of a forged receipt", method: "POST", path: "/v1/intents/forged/cancel", headers: jsonCT, body: []byte(`{"birthdate":"1990-08-19"}`)},
+		{name: "cancel, not JSON", method: "POST", path: "/v1/intents/forged/cancel", headers: jsonCT, body: []byte(`{"birthdate":`)},
 		{name: "campaign", method: "GET", path: "/v1/campaigns/test-2021"},
 		{name: "no such route", method: "GET", path: "/nowhere"},
 	}

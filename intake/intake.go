@@ -49,6 +49,10 @@ type Config struct {
 	// Statuses answers the status lookup; without it every well-formed
 	// receipt is "received".
 	Statuses StatusReader
+	// Requests records changes and cancellations (PATCH
+	// /v1/intents/{receipt}, POST /v1/intents/{receipt}/cancel); without
+	// it both answer 503.
+	Requests Requests
 	// Hasher makes the keyed hashes: each campaign's with the key it is
 	// pinned to (campaign.Campaign.HMACKey), receipts checked under all.
 	Hasher   *keys.Hasher
@@ -300,6 +304,8 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.Handle("GET /v1/campaigns/{id}/clinics", s.count("campaign", http.HandlerFunc(s.serveClinics)))
 	mux.Handle("POST /v1/intents", s.count("submit", http.HandlerFunc(s.serveSubmit)))
 	mux.Handle("GET /v1/intents/{receipt}", s.count("status", http.HandlerFunc(s.serveStatus)))
+	mux.Handle("PATCH /v1/intents/{receipt}", s.count("change", http.HandlerFunc(s.serveChange)))
+	mux.Handle("POST /v1/intents/{receipt}/cancel", s.count("cancel", http.HandlerFunc(s.serveCancel)))
 }
 
 // Handler is a mux with only intake's routes.

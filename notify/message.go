@@ -101,3 +101,33 @@ func Render(c *campaign.Campaign, a Appointment) (Text, error) {
 	}
 	return Classify(b.String())
 }
+
+// RenderCancellation writes the confirmation of a cancellation in the
+// campaign's language: what was cancelled and the status page link,
+// nothing about the person.
+func RenderCancellation(c *campaign.Campaign) (Text, error) {
+	link := strings.TrimSpace(c.Notify.StatusURL)
+	var b strings.Builder
+	switch c.Notify.Language {
+	case "en":
+		b.WriteString("[Vaccination] Your pre-registration is cancelled.")
+		if link != "" {
+			b.WriteString(" Status: " + link)
+		}
+	default:
+		b.WriteString("[예방접종] 사전예약이 취소되었습니다.")
+		if link != "" {
+			b.WriteString(" 조회 " + link)
+		}
+	}
+	return Classify(b.String())
+}
+
+// renderMessage is the text of a claimed message: an appointment's or a
+// cancellation's.
+func renderMessage(c *campaign.Campaign, m Message) (Text, error) {
+	if m.Cancellation {
+		return RenderCancellation(c)
+	}
+	return Render(c, m.Where)
+}

@@ -42,6 +42,9 @@ type Message struct {
 	// Cancelled is true when the appointment was cancelled after the
 	// message was written: it is failed, not sent.
 	Cancelled bool
+	// Cancellation is true for the message that confirms a cancellation
+	// (RenderCancellation): Appointment is 0 and Where is empty.
+	Cancellation bool
 }
 
 // Outcome is what became of a claimed message.
@@ -609,7 +612,7 @@ func (w *Worker) send(ctx, stop context.Context, m Message) Result {
 	if err != nil {
 		return w.retry(res, m, fmt.Errorf("campaign: %w", err))
 	}
-	text, err := Render(c, m.Where)
+	text, err := renderMessage(c, m)
 	if err != nil {
 		return w.fail(res, m, err)
 	}

@@ -201,11 +201,28 @@ func (s *AllocationStore) CreateRun(ctx context.Context, r scheduler.RunRecord) 
 	if r.Frozen {
 		bound = &r.Bound
 	}
-	// A purged campaign's registrations have no phone to notify: no run.
-	out, err := scanRun(s.Pool.QueryRow(ctx, `INSERT INTO allocation_runs (campaign, window_id, policy, dry_run, seed_hash, started_at, bound)
-		SELECT $1::text, $2::text, $3::text, $4::boolean, nullif($5::text, ''), $6::timestamptz, coalesce($7::bigint, (SELECT coalesce(max(id), 0) FROM registrations WHERE campaign = $1))
-		WHERE NOT EXISTS (SELECT 1 FROM campaign_purges WHERE campaign = $1)
-		RETURNING `+runColumns, r.Campaign, r.Window, r.Policy, r.DryRun, r.SeedHash, r.StartedAt, bound))
+	// Requests still pending behind their decision are applied first, so
+	// that no cancelled registration draws a slot for want of it.
+	if err := (&RequestStore{Pool: s.Pool}).ResolveCampaign(ctx, r.Campaign); err != nil {
+		return scheduler.RunRecord{}, fmt.Errorf("create run: %w", err)
+	}
+	// Under the request lock, shared: the cancellations applied before
+	// the run are exactly those up to its cancel_bound (requests.go).
+	var out scheduler.RunRecord
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if err := requestLock(ctx, tx, r.Campaign, true); err != nil {
+			return err
+		}
+		var err error
+		// A purged campaign's registrations have no phone to notify: no run.
+		out, err = scanRun(tx.QueryRow(ctx, `INSERT INTO allocation_runs (campaign, window_id, policy, dry_run, seed_hash, started_at, bound, cancel_bound)
+			SELECT $1::text, $2::text, $3::text, $4::boolean, nullif($5::text, ''), $6::timestamptz,
+			    coalesce($7::bigint, (SELECT coalesce(max(id), 0) FROM registrations WHERE campaign = $1)),
+			    (SELECT coalesce(max(resolved_seq), 0) FROM cancellations)
+			WHERE NOT EXISTS (SELECT 1 FROM campaign_purges WHERE campaign = $1)
+			RETURNING `+runColumns, r.Campaign, r.Window, r.Policy, r.DryRun, r.SeedHash, r.StartedAt, bound))
+		return err
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return out, prereg.Conflict("campaign " + r.Campaign + " was purged: nothing left to allocate")
 	}
@@ -319,7 +336,8 @@ func readInventory(ctx context.Context, tx pgx.Tx, c *campaign.Campaign, run int
 	if err != nil {
 		return inv, fmt.Errorf("read slots: %w", err)
 	}
-	rows, err = tx.Query(ctx, `SELECT clinic, day, band, count(*)::int4 FROM appointments WHERE run_id = $1 GROUP BY 1, 2, 3`, run)
+	// Only the live ones: a cancelled appointment holds no slot.
+	rows, err = tx.Query(ctx, `SELECT clinic, day, band, count(*)::int4 FROM appointments WHERE run_id = $1 AND status = 'scheduled' GROUP BY 1, 2, 3`, run)
 	if err != nil {
 		return inv, fmt.Errorf("read the run's appointments: %w", err)
 	}
@@ -344,6 +362,14 @@ func readInventory(ctx context.Context, tx pgx.Tx, c *campaign.Campaign, run int
 // froze, a held decision released late, say: they go to the next round to
 // freeze). A run of a frozen round keeps only the frozen input's
 // registrations (r.Input) of these.
+//
+// Cancelled registrations are left out: all of them when a round's input
+// is frozen (r.ID 0), those cancelled before the run was created
+// (allocation_runs.cancel_bound, so that a resumed run leaves out the
+// same ones) in a run that is not of a frozen round. A run of a frozen
+// round draws over its whole input, as the published round file says,
+// and WriteChunk gives a registration cancelled since the freeze a
+// cancelled appointment that holds no slot.
 func selectRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) ([]scheduler.Registration, error) {
 	// The late ones first, with an anti-join: inside the OR below a
 	// subquery over the frozen lists would be evaluated row by row. The
@@ -365,6 +391,13 @@ func selectRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) 
 	}
 	// A join, not "= ANY": the frozen list may hold millions of ids.
 	from, args := `registrations g`, []any{r.Campaign, r.Window, r.ID, r.Bound, late}
+	cancelledBefore := `true`
+	switch {
+	case r.Frozen:
+		cancelledBefore = `false`
+	case r.ID != 0:
+		cancelledBefore = `c.resolved_seq <= (SELECT cancel_bound FROM allocation_runs WHERE id = $3)`
+	}
 	if r.Frozen {
 		from, args = `unnest($6::int8[]) AS f(id) JOIN registrations g ON g.id = f.id`, append(args, r.Input)
 	}
@@ -374,7 +407,8 @@ func selectRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) 
 		FROM `+from+` LEFT JOIN appointments a ON a.registration_id = g.id
 		WHERE g.campaign = $1 AND g.id <= $4
 		  AND (g.window_id = $2 OR g.unassigned_reason IS NOT NULL OR a.run_id = $3 OR g.id = ANY($5::int8[]))
-		  AND (a.id IS NULL OR a.run_id = $3)`, args...)
+		  AND (a.id IS NULL OR a.run_id = $3)
+		  AND NOT EXISTS (SELECT 1 FROM cancellations c WHERE c.registration_id = g.id AND `+cancelledBefore+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read registrations: %w", err)
 	}
@@ -401,7 +435,47 @@ func selectRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) 
 // prereg.OutboxKey), the unassigned reasons, and the run's progress. The
 // slots_capacity and appointments_one_per_registration constraints refuse
 // the whole chunk if it would over-book or book twice.
+//
+// It holds the campaign's request lock, shared (requests.go): a
+// registration cancelled by then gets its appointment written cancelled,
+// holding no slot and sending no SMS, so that the run's outcome is still
+// the plan a published round recomputes; the slot stays free for the
+// next round.
 func (s *AllocationStore) WriteChunk(ctx context.Context, r scheduler.RunRecord, c scheduler.Chunk) error {
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if err := requestLock(ctx, tx, r.Campaign, true); err != nil {
+			return err
+		}
+		live, dropped := c.Assignments, []scheduler.Assignment(nil)
+		if len(c.Assignments) > 0 {
+			ids := make([]int64, len(c.Assignments))
+			for i, a := range c.Assignments {
+				ids[i] = a.Registration
+			}
+			cancelled, err := cancelledAmong(ctx, tx, ids)
+			if err != nil {
+				return err
+			}
+			if len(cancelled) > 0 {
+				live = make([]scheduler.Assignment, 0, len(c.Assignments))
+				for _, a := range c.Assignments {
+					if cancelled[a.Registration] {
+						dropped = append(dropped, a)
+					} else {
+						live = append(live, a)
+					}
+				}
+			}
+		}
+		return writeChunk(ctx, tx, r, c, live, dropped)
+	})
+	if err != nil {
+		return fmt.Errorf("write chunk of run %d: %w", r.ID, err)
+	}
+	return nil
+}
+
+func writeChunk(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord, c scheduler.Chunk, live, cancelled []scheduler.Assignment) error {
 	type slotKey struct {
 		clinic string
 		day    time.Time
@@ -409,8 +483,10 @@ func (s *AllocationStore) WriteChunk(ctx context.Context, r scheduler.RunRecord,
 	}
 	perSlot := map[slotKey]int32{}
 	var cleared []int64
-	for _, a := range c.Assignments {
+	for _, a := range live {
 		perSlot[slotKey{a.Clinic, a.Day, a.Band}]++
+	}
+	for _, a := range c.Assignments {
 		if a.WasUnassigned {
 			cleared = append(cleared, a.Registration)
 		}
@@ -433,43 +509,43 @@ func (s *AllocationStore) WriteChunk(ctx context.Context, r scheduler.RunRecord,
 	for i, k := range keys {
 		clinics[i], days[i], bands[i], counts[i] = k.clinic, k.day, int16(k.band), perSlot[k]
 	}
-	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		if len(keys) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE slots s SET used = s.used + v.n
-				FROM unnest($2::text[], $3::date[], $4::int2[], $5::int4[]) AS v(clinic, day, band, n)
-				WHERE s.campaign = $1 AND s.clinic = v.clinic AND s.day = v.day AND s.band = v.band`,
-				r.Campaign, clinics, days, bands, counts); err != nil {
-				return fmt.Errorf("count slots: %w", err)
-			}
+	if len(keys) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE slots s SET used = s.used + v.n
+			FROM unnest($2::text[], $3::date[], $4::int2[], $5::int4[]) AS v(clinic, day, band, n)
+			WHERE s.campaign = $1 AND s.clinic = v.clinic AND s.day = v.day AND s.band = v.band`,
+			r.Campaign, clinics, days, bands, counts); err != nil {
+			return fmt.Errorf("count slots: %w", err)
 		}
-		if len(c.Assignments) > 0 {
-			if err := copyAppointments(ctx, tx, r, c.Assignments); err != nil {
-				return err
-			}
+	}
+	if len(live) > 0 {
+		if err := copyAppointments(ctx, tx, r, live); err != nil {
+			return err
 		}
-		if len(cleared) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE registrations SET unassigned_reason = NULL WHERE id = ANY($1)`, cleared); err != nil {
-				return fmt.Errorf("clear unassigned: %w", err)
-			}
+	}
+	for _, a := range cancelled {
+		if _, err := tx.Exec(ctx, `INSERT INTO appointments (campaign, registration_id, clinic, day, band, run_id, status)
+			VALUES ($1, $2, $3, $4, $5, $6, 'cancelled')`, r.Campaign, a.Registration, a.Clinic, a.Day, int16(a.Band), r.ID); err != nil {
+			return fmt.Errorf("record a cancelled registration's draw: %w", err)
 		}
-		if len(c.Unassigned) > 0 {
-			ids, reasons := make([]int64, len(c.Unassigned)), make([]string, len(c.Unassigned))
-			for i, u := range c.Unassigned {
-				ids[i], reasons[i] = u.Registration, string(u.Reason)
-			}
-			if _, err := tx.Exec(ctx, `UPDATE registrations g SET unassigned_reason = v.reason, unassigned_run_id = $1
-				FROM unnest($2::int8[], $3::text[]) AS v(id, reason) WHERE g.id = v.id`, r.ID, ids, reasons); err != nil {
-				return fmt.Errorf("record unassigned: %w", err)
-			}
+	}
+	if len(cleared) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE registrations SET unassigned_reason = NULL WHERE id = ANY($1)`, cleared); err != nil {
+			return fmt.Errorf("clear unassigned: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE allocation_runs SET done = done + $2 WHERE id = $1`,
-			r.ID, len(c.Assignments)+len(c.Unassigned)); err != nil {
-			return fmt.Errorf("record progress: %w", err)
+	}
+	if len(c.Unassigned) > 0 {
+		ids, reasons := make([]int64, len(c.Unassigned)), make([]string, len(c.Unassigned))
+		for i, u := range c.Unassigned {
+			ids[i], reasons[i] = u.Registration, string(u.Reason)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("write chunk of run %d: %w", r.ID, err)
+		if _, err := tx.Exec(ctx, `UPDATE registrations g SET unassigned_reason = v.reason, unassigned_run_id = $1
+			FROM unnest($2::int8[], $3::text[]) AS v(id, reason) WHERE g.id = v.id`, r.ID, ids, reasons); err != nil {
+			return fmt.Errorf("record unassigned: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE allocation_runs SET done = done + $2 WHERE id = $1`,
+		r.ID, len(c.Assignments)+len(c.Unassigned)); err != nil {
+		return fmt.Errorf("record progress: %w", err)
 	}
 	return nil
 }

@@ -29,22 +29,31 @@ var (
 
 // Claim leases up to limit due pending rows to owner until leaseUntil. A
 // row that still carries another owner's lease had an unfinished attempt:
-// it comes back Reclaimed and its unconfirmed_sends count goes up.
+// it comes back Reclaimed and its unconfirmed_sends count goes up. A
+// cancellation's message names its registration, not an appointment.
 func (s *OutboxStore) Claim(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]notify.Message, error) {
 	rows, err := s.Pool.Query(ctx, `
 		WITH due AS (
-			SELECT id, lease_owner FROM outbox
+			SELECT id, lease_owner, appointment_id, registration_id FROM outbox
 			WHERE state = 'pending' AND next_attempt_at <= $1
 			ORDER BY next_attempt_at, id
 			LIMIT $4
-			FOR UPDATE SKIP LOCKED)
+			FOR UPDATE SKIP LOCKED),
+		what AS (
+			SELECT due.id, due.lease_owner, r.phone_kid, r.phone_enc, coalesce(c.name, '') AS clinic,
+				a.day, coalesce(a.band, 0) AS band, coalesce(a.status = 'cancelled', false) AS cancelled
+			FROM due
+			LEFT JOIN appointments a ON a.id = due.appointment_id
+			JOIN registrations r ON r.id = coalesce(a.registration_id, due.registration_id)
+			LEFT JOIN clinics c ON c.campaign = a.campaign AND c.id = a.clinic
+			WHERE due.appointment_id IS NULL OR c.id IS NOT NULL)
 		UPDATE outbox o SET lease_owner = $2, next_attempt_at = $3,
-			unconfirmed_sends = o.unconfirmed_sends + (due.lease_owner IS NOT NULL)::int
-		FROM due, appointments a, registrations r, clinics c
-		WHERE o.id = due.id AND a.id = o.appointment_id AND r.id = a.registration_id
-			AND c.campaign = a.campaign AND c.id = a.clinic
-		RETURNING o.id, o.campaign, o.appointment_id, o.version, o.idempotency_key, o.attempts,
-			due.lease_owner IS NOT NULL, r.phone_kid, r.phone_enc, c.name, a.day, a.band, a.status = 'cancelled'`,
+			unconfirmed_sends = o.unconfirmed_sends + (what.lease_owner IS NOT NULL)::int
+		FROM what
+		WHERE o.id = what.id
+		RETURNING o.id, o.campaign, coalesce(o.appointment_id, 0), o.version, o.idempotency_key, o.attempts,
+			what.lease_owner IS NOT NULL, what.phone_kid, what.phone_enc, what.clinic, what.day, what.band, what.cancelled,
+			o.kind = 'cancellation'`,
 		now, owner, leaseUntil, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim outbox: %w", err)
@@ -52,9 +61,13 @@ func (s *OutboxStore) Claim(ctx context.Context, owner string, now, leaseUntil t
 	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (notify.Message, error) {
 		var m notify.Message
 		var band int16
+		var day *time.Time
 		err := r.Scan(&m.ID, &m.Campaign, &m.Appointment, &m.Version, &m.Key, &m.Attempts,
-			&m.Reclaimed, &m.Phone.KeyID, &m.Phone.Data, &m.Where.Clinic, &m.Where.Day, &band, &m.Cancelled)
+			&m.Reclaimed, &m.Phone.KeyID, &m.Phone.Data, &m.Where.Clinic, &day, &band, &m.Cancelled, &m.Cancellation)
 		m.Where.Band = int(band)
+		if day != nil {
+			m.Where.Day = *day
+		}
 		return m, err
 	})
 	if err != nil {
@@ -286,7 +299,7 @@ type FailedMessage struct {
 // Failed lists up to limit permanently failed messages, latest first,
 // of a campaign (all campaigns when empty).
 func (s *OutboxStore) Failed(ctx context.Context, campaign string, limit int) ([]FailedMessage, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT id, appointment_id, version, attempts, coalesce(last_error, ''), coalesce(failed_at, created_at)
+	rows, err := s.Pool.Query(ctx, `SELECT id, coalesce(appointment_id, 0), version, attempts, coalesce(last_error, ''), coalesce(failed_at, created_at)
 		FROM outbox WHERE state = 'failed' AND ($1 = '' OR campaign = $1)
 		ORDER BY failed_at DESC NULLS LAST, id DESC LIMIT $2`, campaign, limit)
 	if err != nil {

@@ -86,6 +86,7 @@ var purgeSchema = []purgeTable{
 		"gateway_message_id": Pseudonymous, "last_error": Erased, "requested_by": Pseudonymous,
 		"created_at": Plain, "sent_at": Plain, "delivered_at": Plain, "lease_owner": Plain,
 		"unconfirmed_sends": Plain, "message_type": Plain, "failed_at": Plain, "resend_reason": Erased,
+		"kind": Plain, "registration_id": Pseudonymous,
 	}},
 	{name: "delivery_reports", scope: "outbox_id IN (SELECT id FROM outbox WHERE campaign = $1)", columns: map[string]ColumnClass{
 		"id": Pseudonymous, "outbox_id": Pseudonymous, "gateway_message_id": Pseudonymous, "status": Plain,
@@ -118,7 +119,17 @@ var purgeSchema = []purgeTable{
 	{name: "allocation_runs", columns: map[string]ColumnClass{
 		"id": Plain, "campaign": Plain, "window_id": Plain, "policy": Plain, "dry_run": Plain, "state": Plain,
 		"total": Plain, "done": Plain, "result": Plain, "error": Plain, "started_at": Plain, "finished_at": Plain,
-		"bound": Plain, "seed_hash": Plain,
+		"bound": Plain, "seed_hash": Plain, "cancel_bound": Plain,
+	}},
+	// A citizen's change or cancellation keeps the birth date it was asked
+	// with, which with the receipt's region is personal.
+	{name: "cancellations", scope: "campaign = $1 OR receipt IN (SELECT receipt FROM decisions WHERE campaign = $1)", columns: map[string]ColumnClass{
+		"receipt": Pseudonymous, "birthdate": Erased, "requested_at": Plain, "outcome": Plain, "campaign": Plain,
+		"registration_id": Pseudonymous, "resolved_seq": Plain, "resolved_at": Plain,
+	}},
+	{name: "clinic_changes", scope: "receipt IN (SELECT receipt FROM decisions WHERE campaign = $1)", columns: map[string]ColumnClass{
+		"receipt": Pseudonymous, "birthdate": Erased, "clinic": Plain, "requested_at": Plain, "outcome": Plain,
+		"registration_id": Pseudonymous, "resolved_at": Plain,
 	}},
 	// The round files: registration ids and the seed, published.
 	{name: "lottery_seeds", columns: map[string]ColumnClass{
@@ -133,6 +144,9 @@ var purgeSchema = []purgeTable{
 	}},
 	{name: "admin_audit", columns: map[string]ColumnClass{
 		"id": Plain, "at": Plain, "role": Plain, "token_id": Pseudonymous, "action": Plain, "target": Pseudonymous, "outcome": Plain,
+	}},
+	{name: "intake_pauses", columns: map[string]ColumnClass{
+		"campaign": Plain, "paused_at": Plain, "reopens_at": Plain, "paused_by": Pseudonymous,
 	}},
 	{name: "campaign_purges", columns: map[string]ColumnClass{
 		"campaign": Plain, "purged_at": Plain, "removed": Plain,

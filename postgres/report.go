@@ -159,6 +159,9 @@ func (s *DedupeStore) DedupeReport(ctx context.Context, campaign, window string,
 	if r.TopDevices == nil {
 		r.TopDevices = []dedupe.DeviceRow{}
 	}
+	if err := s.reportCancellations(ctx, r); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 

@@ -45,12 +45,18 @@ func (s *StatusStore) hasUnassigned(ctx context.Context) (bool, error) {
 
 // statusSQL joins one decision with what became of it. Outbox versions are
 // folded: an appointment is "delivered" once any version's delivery report
-// came back, "notified" once any version was accepted by the gateway.
+// came back, "notified" once any version was accepted by the gateway. A
+// submission is cancelled when a cancellation was asked for it with its
+// claimed birth date, or when the person's registration is cancelled (from
+// any of their receipts: a duplicate shows its registration's
+// cancellation, and only ever its own person's).
 const statusSQL = `
 SELECT d.window_id, d.campaign, d.kind, d.reason, d.birthdate, d.review,
        %s,
        a.clinic, a.day, a.band, a.status,
-       coalesce(o.delivered, false), coalesce(o.sent, false)
+       coalesce(o.delivered, false), coalesce(o.sent, false),
+       EXISTS (SELECT 1 FROM cancellations c WHERE c.receipt = d.receipt AND c.birthdate = d.birthdate)
+         OR EXISTS (SELECT 1 FROM cancellations c WHERE c.registration_id = d.registration_id)
 FROM decisions d
 LEFT JOIN registrations r ON r.id = d.registration_id
 LEFT JOIN appointments a ON a.registration_id = r.id
@@ -61,7 +67,7 @@ LEFT JOIN LATERAL (
 WHERE d.receipt = $1`
 
 // Status looks up a receipt; prereg.ErrNotFound while it is undecided.
-func (s *StatusStore) Status(ctx context.Context, receipt string) (intake.Decided, error) {
+func (s *StatusStore) Status(ctx context.Context, receipt string) (d intake.Decided, err error) {
 	has, err := s.hasUnassigned(ctx)
 	if err != nil {
 		return intake.Decided{}, err
@@ -71,7 +77,6 @@ func (s *StatusStore) Status(ctx context.Context, receipt string) (intake.Decide
 		unassigned = "r.unassigned_reason"
 	}
 	var (
-		d                    intake.Decided
 		kind, reason         string
 		birth                *time.Time
 		review, unassignedBy *string
@@ -79,18 +84,24 @@ func (s *StatusStore) Status(ctx context.Context, receipt string) (intake.Decide
 		day                  *time.Time
 		band                 *int16
 		delivered, sent      bool
+		cancelled            bool
 	)
 	err = s.Pool.QueryRow(ctx, fmt.Sprintf(statusSQL, unassigned), receipt).Scan(&d.Window,
 		&d.Campaign, &kind, &reason, &birth, &review, &unassignedBy,
-		&clinic, &day, &band, &apptStatus, &delivered, &sent)
+		&clinic, &day, &band, &apptStatus, &delivered, &sent, &cancelled)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return intake.Decided{}, prereg.ErrNotFound
+		return s.undecided(ctx, receipt)
 	}
 	if err != nil {
 		return intake.Decided{}, fmt.Errorf("status: %w", err)
 	}
 	if birth != nil {
 		d.Birthdate = *birth
+	}
+	if cancelled {
+		defer func() {
+			d.Status, d.Reason = prereg.StatusCancelled, prereg.ReasonNone
+		}()
 	}
 	d.Reason = prereg.Reason(reason)
 	switch prereg.Kind(kind) {
@@ -132,4 +143,22 @@ func (s *StatusStore) Status(ctx context.Context, receipt string) (intake.Decide
 		d.Status = prereg.StatusRegistered
 	}
 	return d, nil
+}
+
+// undecided answers for a receipt without a decision: cancelled when a
+// cancellation was asked for it with one birth date (the lookup then
+// checks that date like a decision's), else prereg.ErrNotFound.
+func (s *StatusStore) undecided(ctx context.Context, receipt string) (intake.Decided, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT DISTINCT birthdate FROM cancellations WHERE receipt = $1 LIMIT 2`, receipt)
+	if err != nil {
+		return intake.Decided{}, fmt.Errorf("status: cancellations: %w", err)
+	}
+	dates, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+	if err != nil {
+		return intake.Decided{}, fmt.Errorf("status: cancellations: %w", err)
+	}
+	if len(dates) != 1 {
+		return intake.Decided{}, prereg.ErrNotFound
+	}
+	return intake.Decided{Status: prereg.StatusCancelled, Birthdate: dates[0]}, nil
 }
