@@ -593,7 +593,7 @@ func (s *Service) intentOf(h *keys.Hasher, c *campaign.Campaign, win campaign.Wi
 		Region:        v.Region,
 		Clinic:        v.Clinic,
 		Earliest:      v.Earliest,
-		DeviceKey:     h.Sum(keys.PurposeDevice, c.ID, v.DeviceID),
+		DeviceKey:     h.DeviceKey(c.ID, v.DeviceID),
 		ReceivedAt:    now.UTC(),
 	}
 	if addr.IsValid() {
