@@ -290,6 +290,8 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.Handle("GET /v1/campaigns/{id}", s.count("campaign", http.HandlerFunc(s.serveCampaign)))
 	mux.Handle("POST /v1/intents", s.count("submit", http.HandlerFunc(s.serveSubmit)))
 	mux.Handle("GET /v1/intents/{receipt}", s.count("status", http.HandlerFunc(s.serveStatus)))
+	mux.Handle("POST /submit", s.count("page", http.HandlerFunc(s.serveSubmitForm)))
+	mux.Handle("POST /lookup", s.count("page", http.HandlerFunc(s.serveLookupForm)))
 }
 
 // Handler is a mux with only intake's routes.
