@@ -121,9 +121,9 @@
     var k = campaign + "/" + region;
     if (!clinicCache[k]) {
       clinicCache[k] = fetch("/v1/campaigns/" + encodeURIComponent(campaign) + "/clinics?region=" + encodeURIComponent(region))
-        .then(function (r) { return r.ok ? r.json() : { clinics: [] }; })
-        .then(function (b) { return b.clinics || []; })
-        .catch(function () { delete clinicCache[k]; return []; });
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (b) { return b && b.clinics ? b.clinics : null; })
+        .catch(function () { delete clinicCache[k]; return null; });
     }
     return clinicCache[k];
   }
@@ -154,8 +154,8 @@
       var code = regionSel.value;
       if (!code) { fillClinics(clinicSel, []); if (countEl) { countEl.textContent = ""; } return; }
       clinicsOf(campaign(), code).then(function (list) {
-        fillClinics(clinicSel, list, keep);
-        if (countEl) { countEl.textContent = list.length + " " + t("clinic_count"); }
+        fillClinics(clinicSel, list || [], keep);
+        if (countEl) { countEl.textContent = list ? list.length + " " + t("clinic_count") : ""; }
         if (clinicSearch) { $(clinicSearch).value = ""; }
       });
     }
