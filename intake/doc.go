@@ -10,7 +10,9 @@
 // 503 and Retry-After instead of queueing in memory; so it does when the
 // process has less CPU than its requests need (lag.go).
 //
-// It also serves the citizen page (GET /), the campaign with its windows and
+// It also serves the citizen page (GET /, docs/PAGE.md) and its forms
+// without JavaScript (POST /submit and POST /lookup, which run the JSON
+// handlers and answer with the page), the campaign with its windows and
 // providers' health (GET /v1/campaigns/{id}, from memory, with an ETag), and
 // the status lookup (GET /v1/intents/{receipt}?birthdate=…), the one read of
 // the database, through the StatusReader a store implements. A receipt

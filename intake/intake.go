@@ -287,11 +287,11 @@ func (s *Service) Refresh(ctx context.Context) error { return s.cat.refresh(ctx)
 func (s *Service) Register(mux *http.ServeMux) {
 	mux.Handle("GET /{$}", s.count("page", http.HandlerFunc(s.servePage)))
 	mux.Handle("GET /assets/intake.js", s.count("page", http.HandlerFunc(serveScript)))
+	mux.Handle("POST /submit", s.count("page", http.HandlerFunc(s.serveSubmitForm)))
+	mux.Handle("POST /lookup", s.count("page", http.HandlerFunc(s.serveLookupForm)))
 	mux.Handle("GET /v1/campaigns/{id}", s.count("campaign", http.HandlerFunc(s.serveCampaign)))
 	mux.Handle("POST /v1/intents", s.count("submit", http.HandlerFunc(s.serveSubmit)))
 	mux.Handle("GET /v1/intents/{receipt}", s.count("status", http.HandlerFunc(s.serveStatus)))
-	mux.Handle("POST /submit", s.count("page", http.HandlerFunc(s.serveSubmitForm)))
-	mux.Handle("POST /lookup", s.count("page", http.HandlerFunc(s.serveLookupForm)))
 }
 
 // Handler is a mux with only intake's routes.
