@@ -10,9 +10,7 @@
 // 503 and Retry-After instead of queueing in memory; so it does when the
 // process has less CPU than its requests need (lag.go).
 //
-// It also serves the citizen page (GET /, docs/PAGE.md) and its forms
-// without JavaScript (POST /submit and POST /lookup, which run the JSON
-// handlers and answer with the page), the campaign with its windows and
+// It also serves the citizen page (GET /), the campaign with its windows and
 // providers' health (GET /v1/campaigns/{id}, from memory, with an ETag), and
 // the status lookup (GET /v1/intents/{receipt}?birthdate=…), the one read of
 // the database, through the StatusReader a store implements. A receipt
@@ -21,6 +19,10 @@
 // bucket every replica shares (lockout.go). An Idempotency-Key's first
 // body is recorded in another such bucket before publishing, so a reuse
 // of the key with another body is refused for the campaign's life.
+//
+// The citizen page's forms work without JavaScript too: POST /submit and
+// POST /lookup run the JSON handlers and answer with the page, the answer
+// in it in the page's language (page_forms.go, docs/PAGE.md).
 //
 // A process that runs intake listens with fasthttp (fast.go): submissions
 // are served natively, every other route by the same net/http handlers;
