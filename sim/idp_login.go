@@ -35,20 +35,20 @@ var DemoLoginPeople = []LoginPerson{
 
 // loginText is the sign-in page's wording in one language.
 type loginText struct {
-	Title, Intro, Pick, Or, Typed, PersonID, Name, Birthdate, Phone, SignIn, SignInAs, Synthetic string
+	Title, Intro, Pick, Or, Typed, PersonID, Birthdate, Phone, SignInAs, Synthetic string
 }
 
 var loginTexts = map[string]loginText{
 	"ko": {
 		Title: "본인 인증", Intro: "사전 예약 신청을 위해 본인을 확인합니다.", Pick: "인증할 사람을 고르세요",
-		Or: "또는 직접 입력", Typed: "직접 입력한 사람으로 인증", PersonID: "이용자 아이디", Name: "이름",
-		Birthdate: "생년월일", Phone: "휴대전화 번호", SignIn: "인증하기", SignInAs: "(으)로 인증",
+		Or: "또는 직접 입력", Typed: "직접 입력한 사람으로 인증", PersonID: "이용자 아이디",
+		Birthdate: "생년월일", Phone: "휴대전화 번호", SignInAs: "%s 님으로 인증",
 		Synthetic: "모의 인증 기관입니다. 목록의 사람과 번호는 모두 가상입니다.",
 	},
 	"en": {
 		Title: "Identity check", Intro: "Confirm who you are for the pre-registration.", Pick: "Choose who signs in",
-		Or: "Or type a person", Typed: "Sign in as the person typed", PersonID: "User id", Name: "Name",
-		Birthdate: "Date of birth", Phone: "Mobile phone", SignIn: "Sign in", SignInAs: "Sign in as",
+		Or: "Or type a person", Typed: "Sign in as the person typed", PersonID: "User id",
+		Birthdate: "Date of birth", Phone: "Mobile phone", SignInAs: "Sign in as %s",
 		Synthetic: "A simulated identity provider: every person and number here is made up.",
 	},
 }
@@ -70,7 +70,7 @@ label{display:block;font-weight:600;margin-top:.5rem}.note{color:#4a4a4a;font-si
 <input type="hidden" name="redirect_uri" value="{{.Redirect}}"><input type="hidden" name="state" value="{{.State}}">
 <input type="hidden" name="lang" value="{{.Lang}}">
 <h2>{{.T.Pick}}</h2>
-{{range $i, $p := .People}}<button type="submit" name="person" value="{{$i}}">{{$.T.SignInAs}} {{$p.Name}} · {{$p.Birthdate}}</button>
+{{range $i, $p := .People}}<button type="submit" name="person" value="{{$i}}">{{printf $.T.SignInAs (printf "%s · %s" $p.Name $p.Birthdate)}}</button>
 {{end}}
 <h2>{{.T.Or}}</h2>
 <label for="typed-id">{{.T.PersonID}}</label><input id="typed-id" name="typed_id" autocomplete="off">

@@ -185,9 +185,9 @@ func surge(t *testing.T, ctx context.Context, w *world.World, on bool) {
 
 // words are what the test reads on the page, per language.
 var words = map[string]map[string]string{
-	"ko": {"signin": "인증하기:", "signed": "본인 인증을 마쳤습니다", "accepted": "접수되었습니다. 접수번호:", "registered": "등록됨",
+	"ko": {"signed": "본인 인증을 마쳤습니다", "accepted": "접수되었습니다. 접수번호:", "registered": "등록됨",
 		"waiting": "자동으로 다시 보냅니다", "changed": "희망 의료기관을 변경했습니다.", "cancelled": "신청을 취소했습니다.", "s_cancelled": "취소됨"},
-	"en": {"signin": "Sign in with", "signed": "You are signed in with", "accepted": "Received. Your receipt:", "registered": "registered",
+	"en": {"signed": "You are signed in with", "accepted": "Received. Your receipt:", "registered": "registered",
 		"waiting": "Sending again by itself", "changed": "Your preferred clinic is changed.", "cancelled": "Your application is cancelled.", "s_cancelled": "cancelled"},
 }
 
