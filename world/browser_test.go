@@ -347,10 +347,11 @@ func TestBrowserCitizenJourney(t *testing.T) {
 					require.NoError(t, chromedp.Do(bctx,
 						chromedp.WaitVisible(chromedp.CSS("#change")),
 						setSelect("#change-region", "11680"),
-						chromedp.Poll[chromedp.Void](`document.querySelectorAll("#change-clinic option").length > 2`, chromedp.WithPollingTimeout(10*time.Second)),
-						chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById("change-clinic"); s.value = s.options[2].value; })()`),
+						chromedp.Poll[chromedp.Void](`document.querySelectorAll("#change-clinic option").length > 1`, chromedp.WithPollingTimeout(10*time.Second)),
+						chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById("change-clinic"); s.value = s.options[s.options.length - 1].value; })()`),
 						chromedp.Click(chromedp.CSS("#change button[type=submit]")),
-						chromedp.Poll[chromedp.Void](`document.getElementById("manage-result").textContent !== ""`, chromedp.WithPollingTimeout(10*time.Second)),
+						chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.getElementById("manage-result").textContent.includes(%q) || document.querySelector("#manage-result .err") !== null`, say["changed"]),
+							chromedp.WithPollingTimeout(10*time.Second)),
 					))
 					changed, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#manage-result")))
 					require.NoError(t, err)
@@ -374,7 +375,8 @@ func TestBrowserCitizenJourney(t *testing.T) {
 				accessible(t, bctx, step("cancel-confirm"))
 				require.NoError(t, chromedp.Do(bctx,
 					chromedp.Click(chromedp.CSS("#cancel-yes")),
-					chromedp.Poll[chromedp.Void](`document.getElementById("manage-result").textContent !== ""`, chromedp.WithPollingTimeout(10*time.Second)),
+					chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.getElementById("manage-result").textContent.includes(%q) || document.querySelector("#manage-result .err") !== null`, say["cancelled"]),
+						chromedp.WithPollingTimeout(10*time.Second)),
 				))
 				done, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#manage-result")))
 				require.NoError(t, err)

@@ -155,7 +155,7 @@
       if (!code) { fillClinics(clinicSel, []); if (countEl) { countEl.textContent = ""; } return; }
       clinicsOf(campaign(), code).then(function (list) {
         fillClinics(clinicSel, list || [], keep);
-        if (countEl) { countEl.textContent = list ? list.length + " " + t("clinic_count") : ""; }
+        if (countEl) { countEl.textContent = list ? t("clinic_count").replace("%s", String(list.length)) : ""; }
         if (clinicSearch) { $(clinicSearch).value = ""; }
       });
     }
@@ -349,6 +349,7 @@
   lookup.addEventListener("submit", function (ev) { ev.preventDefault(); check(false); });
 
   function act(method, path, payload, okText) {
+    say(manageOut, "ok", t("sending"));
     return fetch("/v1/intents/" + encodeURIComponent(current.receipt) + path, {
       method: method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload)
     }).then(answer).then(function (a) {
