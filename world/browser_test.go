@@ -183,6 +183,20 @@ func surge(t *testing.T, ctx context.Context, w *world.World, on bool) {
 	require.NoError(t, err)
 }
 
+// idempotentBodies is how many Idempotency-Keys intake has recorded a
+// first body for (stream.ReceiptBodies): one per submission the page
+// made, however often it retried.
+func idempotentBodies(t *testing.T, ctx context.Context, w *world.World) uint64 {
+	t.Helper()
+	js, err := jetstream.New(w.NC)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, stream.ReceiptBodies)
+	require.NoError(t, err)
+	st, err := kv.Status(ctx)
+	require.NoError(t, err)
+	return st.Values()
+}
+
 // words are what the test reads on the page, per language.
 var words = map[string]map[string]string{
 	"ko": {"signed": "본인 인증을 마쳤습니다", "accepted": "접수되었습니다. 접수번호:", "registered": "등록됨",
@@ -292,9 +306,11 @@ func TestBrowserCitizenJourney(t *testing.T) {
 				accessible(t, bctx, step("form"))
 
 				// A surge: intake refuses (503) and the page waits by itself.
+				bodies := idempotentBodies(t, ctx, w)
 				surge(t, ctx, w, true)
 				require.NoError(t, chromedp.Do(bctx,
 					chromedp.Click(chromedp.CSS("#send")),
+					chromedp.Click(chromedp.CSS("#send")), // a double click
 					chromedp.Poll[chromedp.Void](`!document.getElementById("wait").hidden && /\d/.test(document.getElementById("wait-count").textContent)`,
 						chromedp.WithPollingTimeout(20*time.Second)),
 				))
@@ -318,6 +334,7 @@ func TestBrowserCitizenJourney(t *testing.T) {
 				require.Contains(t, submitted, say["accepted"], "the page answered: %s", submitted)
 				receipt, err := chromedp.Run(bctx, chromedp.Value(chromedp.CSS("#receipt")))
 				require.NoError(t, err)
+				require.Equal(t, bodies+1, idempotentBodies(t, ctx, w), "every retry sent the same key: one submission")
 				shot(t, bctx, dir, step("05-receipt"))
 				accessible(t, bctx, step("receipt"))
 
