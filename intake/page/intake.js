@@ -262,7 +262,7 @@
           return;
         }
         if (a.status === 503 || a.status === 429) {
-          countdown(payload, key, parseInt(a.retry, 10));
+          countdown(payload, key, parseInt(a.retry, 10), a.body);
           return;
         }
         finish();
@@ -275,13 +275,18 @@
         say(out, "err", t("network"));
       });
     }
-    // countdown waits Retry-After plus a random share of it (so that
-    // everyone refused at once does not come back at once), then sends
-    // the same submission with the same key.
-    function countdown(payload, key, retry) {
+    // countdown waits Retry-After plus a random share of it (up to half,
+    // at most 30 s, so that everyone refused at once does not come back
+    // at once), then sends the same submission with the same key. A
+    // campaign paused by its operator says so, and when it reopens.
+    function countdown(payload, key, retry, b) {
       var base = isNaN(retry) || retry < 1 ? 5 : Math.min(retry, 600);
-      var left = Math.ceil(base + Math.random() * Math.max(1, base / 2));
-      say(out, "wait", t("wait_title"));
+      var left = Math.ceil(base + Math.random() * Math.min(Math.max(1, base / 2), 30));
+      if (b && b.error === "paused") {
+        say(out, "wait", t("e_paused"), { lines: b.reopens_at ? [t("reopens") + " " + when(b.reopens_at)] : [] });
+      } else {
+        say(out, "wait", t("wait_title"));
+      }
       wait.hidden = false;
       function tick() {
         count.textContent = t("wait_count").replace("%s", String(left));
