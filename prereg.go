@@ -138,6 +138,14 @@ const (
 	StatusCancelled  Status = "cancelled"
 )
 
+// Rejections of a token from a provider's sign-in page, which binds it to
+// a campaign, a device and a short life (verify/binding.go).
+const (
+	ReasonTokenCampaign Reason = "token_campaign" // issued for another campaign
+	ReasonTokenDevice   Reason = "token_device"   // issued to another device than the one that submitted
+	ReasonTokenExpired  Reason = "token_expired"  // expired before intake accepted the intent
+)
+
 // Errors that callers act on across stages. The HTTP handlers answer each
 // with its status and code from one table (httpapi.ErrorCode).
 var (

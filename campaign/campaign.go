@@ -136,6 +136,9 @@ type Provider struct {
 	Concurrency int     // worker pool size (bulkhead)
 	Rate        float64 // calls per second; 0 means unlimited
 	Burst       int
+	// LoginURL is the provider's sign-in page that the citizen page sends
+	// the browser to (GET ?campaign=&device=&redirect_uri=&state=).
+	LoginURL string
 }
 
 // Dedupe holds the sizing of the per-shard Bloom filters.

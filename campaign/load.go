@@ -69,6 +69,9 @@ type FileProvider struct {
 	Concurrency int     `yaml:"concurrency" json:"concurrency"`
 	Rate        float64 `yaml:"rate" json:"rate"`
 	Burst       int     `yaml:"burst" json:"burst"`
+	// LoginURL is the provider's sign-in page, as the citizen's browser
+	// reaches it; {url}/login when empty.
+	LoginURL string `yaml:"login_url" json:"login_url,omitempty"`
 }
 
 // FileDedupe is the dedupe section of the file.
@@ -389,6 +392,12 @@ func validateProvider(p *problems, i int, fp FileProvider) Provider {
 	pr := Provider{Name: fp.Name, URL: fp.URL, Concurrency: fp.Concurrency, Rate: fp.Rate, Burst: fp.Burst}
 	if u, err := url.Parse(fp.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		p.add("required: an http or https URL", "providers", i, "url")
+	}
+	pr.LoginURL = fp.LoginURL
+	if pr.LoginURL == "" {
+		pr.LoginURL = strings.TrimRight(fp.URL, "/") + "/login"
+	} else if u, err := url.Parse(fp.LoginURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.add("want an http or https URL", "providers", i, "login_url")
 	}
 	pr.Timeout = 5 * time.Second
 	if fp.Timeout != "" {

@@ -49,18 +49,18 @@ func TestValidateProviderDefaults(t *testing.T) {
 		{
 			name: "defaults",
 			fp:   FileProvider{Name: "pass", URL: "https://idp.example"},
-			want: Provider{Name: "pass", URL: "https://idp.example", Timeout: 5 * time.Second, Concurrency: 32, Burst: 32},
+			want: Provider{Name: "pass", URL: "https://idp.example", Timeout: 5 * time.Second, Concurrency: 32, Burst: 32, LoginURL: "https://idp.example/login"},
 		},
 		{
 			name: "as given",
-			fp:   FileProvider{Name: "pass", URL: "http://idp.example", Timeout: "2s", Concurrency: 4, Rate: 10, Burst: 2},
-			want: Provider{Name: "pass", URL: "http://idp.example", Timeout: 2 * time.Second, Concurrency: 4, Rate: 10, Burst: 2},
+			fp:   FileProvider{Name: "pass", URL: "http://idp.example", Timeout: "2s", Concurrency: 4, Rate: 10, Burst: 2, LoginURL: "https://login.idp.example/start"},
+			want: Provider{Name: "pass", URL: "http://idp.example", Timeout: 2 * time.Second, Concurrency: 4, Rate: 10, Burst: 2, LoginURL: "https://login.idp.example/start"},
 		},
 		{
 			name: "every limit wrong",
-			fp:   FileProvider{Name: "pass", URL: "ftp://idp.example", Timeout: "-1s", Concurrency: -1, Rate: -1, Burst: -1},
-			want: Provider{Name: "pass", URL: "ftp://idp.example", Timeout: -time.Second, Concurrency: -1, Rate: -1, Burst: -1},
-			errs: []string{"providers[1].url", "providers[1].timeout", "providers[1].concurrency", "providers[1].rate", "providers[1].burst"},
+			fp:   FileProvider{Name: "pass", URL: "ftp://idp.example", Timeout: "-1s", Concurrency: -1, Rate: -1, Burst: -1, LoginURL: "javascript:x"},
+			want: Provider{Name: "pass", URL: "ftp://idp.example", Timeout: -time.Second, Concurrency: -1, Rate: -1, Burst: -1, LoginURL: "javascript:x"},
+			errs: []string{"providers[1].url", "providers[1].login_url", "providers[1].timeout", "providers[1].concurrency", "providers[1].rate", "providers[1].burst"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,6 +22,10 @@
 // body is recorded in another such bucket before publishing, so a reuse
 // of the key with another body is refused for the campaign's life.
 //
+// The citizen page's forms work without JavaScript too: POST /submit and
+// POST /lookup run the JSON handlers and answer with the page, the answer
+// in it in the page's language (page_forms.go, docs/PAGE.md).
+//
 // A process that runs intake listens with fasthttp (fast.go): submissions
 // are served natively, every other route by the same net/http handlers;
 // submit is the one implementation of the checks for both servers.

@@ -299,6 +299,8 @@ func (s *Service) Refresh(ctx context.Context) error { return s.cat.refresh(ctx)
 func (s *Service) Register(mux *http.ServeMux) {
 	mux.Handle("GET /{$}", s.count("page", http.HandlerFunc(s.servePage)))
 	mux.Handle("GET /assets/intake.js", s.count("page", http.HandlerFunc(serveScript)))
+	mux.Handle("POST /submit", s.count("page", http.HandlerFunc(s.serveSubmitForm)))
+	mux.Handle("POST /lookup", s.count("page", http.HandlerFunc(s.serveLookupForm)))
 	mux.Handle("GET /v1/campaigns/{id}", s.count("campaign", http.HandlerFunc(s.serveCampaign)))
 	mux.Handle("GET /v1/campaigns/{id}/regions", s.count("campaign", http.HandlerFunc(s.serveRegions)))
 	mux.Handle("GET /v1/campaigns/{id}/clinics", s.count("campaign", http.HandlerFunc(s.serveClinics)))
@@ -616,7 +618,7 @@ func (s *Service) intentOf(h *keys.Hasher, c *campaign.Campaign, win campaign.Wi
 		Region:        v.Region,
 		Clinic:        v.Clinic,
 		Earliest:      v.Earliest,
-		DeviceKey:     h.Sum(keys.PurposeDevice, c.ID, v.DeviceID),
+		DeviceKey:     h.DeviceKey(c.ID, v.DeviceID),
 		ReceivedAt:    now.UTC(),
 	}
 	if addr.IsValid() {

@@ -182,6 +182,12 @@ func (h *Hasher) Raw(purpose string, parts ...string) []byte {
 
 var separator = []byte{0}
 
+// DeviceKey is the keyed hash of a device id within a campaign: what
+// intake puts on an intent and verify compares a token's device with.
+func (h *Hasher) DeviceKey(campaign, device string) string {
+	return h.Sum(PurposeDevice, campaign, device)
+}
+
 // Purposes of keyed hashes.
 const (
 	PurposeIdentity = "identity" // provider + person id → identity key

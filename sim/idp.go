@@ -22,6 +22,8 @@ import (
 //
 //	POST /v1/verify {"token":"…"}
 //	200 {"person_id":"…","birthdate":"YYYY-MM-DD","phone":"+8210…"}
+//	    plus, for a token from the sign-in page (idp_login.go),
+//	    "campaign", "device" and "expires" (RFC 3339): what it is bound to
 //	422 {"error":"invalid_token"}   a business rejection, not a failure
 //	5xx                             a provider failure
 //
@@ -30,7 +32,9 @@ import (
 type IdP struct {
 	Name string
 	// Now is the provider's clock, for outage schedules; time.Now when nil.
-	Now    func() time.Time
+	Now func() time.Time
+	// People are whom the sign-in page offers; DemoLoginPeople when nil.
+	People []LoginPerson
 	secret []byte // the provider's own: signs its tokens
 	ci     []byte // shared by every provider: the same person has the same CI everywhere
 	calls  atomic.Int64
@@ -46,6 +50,12 @@ type TokenClaims struct {
 	Phone     string `json:"ph"` // E.164, the phone registered with the provider
 	Device    string `json:"d"`
 	Nonce     int    `json:"n"`
+	// Campaign and Expires bind a token issued through the sign-in page
+	// (GET /login) to the campaign the citizen signs in for and to a short
+	// life; a token without them (an app's, pasted by an API client) is
+	// bound to neither.
+	Campaign string    `json:"c,omitempty"`
+	Expires  time.Time `json:"x,omitzero"`
 }
 
 // NewIdP returns a provider with its token secret and the national CI
@@ -111,6 +121,11 @@ type VerifyResponse struct {
 	PersonID  string `json:"person_id"`
 	Birthdate string `json:"birthdate"`
 	Phone     string `json:"phone"`
+	// A token from the sign-in page names what it is bound to: verify
+	// refuses it for another campaign or device, or once expired.
+	Campaign string    `json:"campaign,omitempty"`
+	Device   string    `json:"device,omitempty"`
+	Expires  time.Time `json:"expires,omitzero"`
 }
 
 // Handler serves the provider's HTTP API.
@@ -122,6 +137,8 @@ func (p *IdP) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/faults", p.serveFaults)
 	mux.HandleFunc("PUT /v1/faults", p.serveFaults)
+	mux.HandleFunc("GET /login", p.serveLogin)
+	mux.HandleFunc("POST /login", p.serveLogin)
 	return mux
 }
 
@@ -179,6 +196,9 @@ func (p *IdP) serveVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	p.ok.Add(1)
 	resp := VerifyResponse{PersonID: c.Person, Birthdate: c.Birthdate, Phone: c.Phone}
+	if c.Campaign != "" {
+		resp.Campaign, resp.Device, resp.Expires = c.Campaign, c.Device, c.Expires
+	}
 	if pause, ok := p.drips(); ok {
 		writeDrip(w, r, http.StatusOK, resp, pause)
 		return

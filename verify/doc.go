@@ -34,6 +34,22 @@
 //     outcome the stream drops as a duplicate: AckWait (30 s) is well
 //     inside the stream's duplicate window (2 min).
 //
+// # Tokens from a sign-in page
+//
+// A token the citizen got from the provider's sign-in page (the page at
+// / sends the browser there) is bound to the campaign it was issued for,
+// to the browser's device id and to a short life, and the provider's
+// answer says so (campaign, device, expires). Verify rejects such a token
+// (binding.go) as token_campaign when the intent is for another campaign,
+// token_device when the device that submitted is not the one the token
+// was issued to (compared as device keys: intake's keyed hash of the
+// device id, keys.Hasher.DeviceKey), and token_expired when it had
+// expired when intake accepted the intent (Intent.ReceivedAt, not
+// verify's clock, so a backlog never spoils a good token). The binding is
+// remembered with the answer, so a cached token is held to it too. A
+// token that names no campaign (an app's, pasted by an API client) is
+// bound to nothing.
+//
 // # Failures and MaxDeliver
 //
 // The consumer has MaxDeliver -1: JetStream would count every NAK made

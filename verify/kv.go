@@ -62,10 +62,11 @@ func openBuckets(ctx context.Context, js jetstream.JetStream, s Settings) (*buck
 // tokenAnswer is what verify remembers of a provider's answer to a token:
 // the hashed identity, never the person id or the phone.
 type tokenAnswer struct {
-	Invalid     bool   `json:"invalid,omitempty"`
-	IdentityKey string `json:"identity_key,omitempty"`
-	Birthdate   string `json:"birthdate,omitempty"`
-	PhoneKey    string `json:"phone_key,omitempty"` // keyed hash of the provider's phone
+	Invalid     bool          `json:"invalid,omitempty"`
+	IdentityKey string        `json:"identity_key,omitempty"`
+	Birthdate   string        `json:"birthdate,omitempty"`
+	PhoneKey    string        `json:"phone_key,omitempty"` // keyed hash of the provider's phone
+	Bound       *tokenBinding `json:"bound,omitempty"`     // a sign-in page token's binding (binding.go)
 }
 
 // claimRecord is a claim a verification confirmed: the identity key that

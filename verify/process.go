@@ -188,6 +188,7 @@ func (v *Verifier) ask(ctx context.Context, j job) (tokenAnswer, error) {
 			IdentityKey: j.hasher.Sum(keys.PurposeIdentity, a.PersonID),
 			Birthdate:   bd.Format(prereg.DateLayout),
 			PhoneKey:    j.hasher.Sum(purposePhone, phoneDigits(a.Phone)),
+			Bound:       bindingOf(j.hasher, a),
 		}, nil
 	case errors.Is(err, errInvalidToken):
 		v.m.callSeconds.WithLabelValues(labels...).Observe(time.Since(start).Seconds())
@@ -219,6 +220,10 @@ func (v *Verifier) decide(in prereg.Intent, camp *campaign.Campaign, tokenKey st
 	out.PhoneKey = phoneKey
 	if ans.Invalid {
 		out.Verdict, out.Reason = prereg.VerdictRejected, prereg.ReasonInvalidToken
+		return out, nil
+	}
+	if r := ans.Bound.refuses(in); r != prereg.ReasonNone {
+		out.Verdict, out.Reason = prereg.VerdictRejected, r
 		return out, nil
 	}
 	if ans.IdentityKey == "" {

@@ -19,6 +19,11 @@ type providerAnswer struct {
 	PersonID  string `json:"person_id"`
 	Birthdate string `json:"birthdate"`
 	Phone     string `json:"phone"`
+	// What a token from the provider's sign-in page is bound to
+	// (binding.go); empty for a token bound to nothing.
+	Campaign string    `json:"campaign,omitempty"`
+	Device   string    `json:"device,omitempty"`
+	Expires  time.Time `json:"expires,omitzero"`
 }
 
 // errInvalidToken is the provider's 422 invalid_token: a business answer,
