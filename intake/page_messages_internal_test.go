@@ -30,7 +30,7 @@ func TestPageMessagesComplete(t *testing.T) {
 		want = append(want, "r_"+string(r))
 	}
 	for _, c := range []string{httpapi.CodeInvalid, httpapi.CodeWindowClosed, httpapi.CodeNotFound, httpapi.CodeTooLarge,
-		httpapi.CodeUnsupportedMedia, httpapi.CodeRateLimited, httpapi.CodeOverloaded, httpapi.CodeIdempotencyKeyReused, "already_allocated", "paused"} {
+		httpapi.CodeUnsupportedMedia, httpapi.CodeRateLimited, httpapi.CodeOverloaded, httpapi.CodeIdempotencyKeyReused, httpapi.CodeAlreadyAllocated, httpapi.CodePaused} {
 		want = append(want, "e_"+c)
 	}
 	for _, f := range []string{"campaign", "provider", "identity_token", "birthdate", "phone", "region", "clinic", "earliest", "device_id", "Idempotency-Key", "body"} {
