@@ -70,6 +70,23 @@ func (s *Service) paused(w http.ResponseWriter, e *entry) bool {
 	return true
 }
 
+// NewPause is an operator's pause of a campaign's intake from now, until
+// reopensAt (RFC 3339, in the future) or, when that is empty, until
+// resumed.
+func NewPause(campaign, reopensAt, by string, now time.Time) (Pause, error) {
+	p := Pause{Campaign: campaign, PausedAt: now.UTC(), By: by}
+	if reopensAt == "" {
+		return p, nil
+	}
+	at, err := time.Parse(time.RFC3339, reopensAt)
+	if err != nil || !at.After(p.PausedAt) {
+		return p, errors.New("want a future RFC 3339 time")
+	}
+	at = at.UTC()
+	p.ReopensAt = &at
+	return p, nil
+}
+
 // pauseRequest is the body of POST /admin/v1/campaigns/{campaign}/pause.
 type pauseRequest struct {
 	// ReopensAt is when submissions reopen by themselves (RFC 3339);
@@ -88,15 +105,10 @@ func PauseHandlers(store PauseStore, by func(*http.Request) string, now func() t
 			httpapi.WriteError(w, httpapi.CodeInvalid, map[string]any{"fields": map[string]string{"body": "want JSON {reopens_at}"}})
 			return
 		}
-		p := Pause{Campaign: r.PathValue("campaign"), PausedAt: now().UTC(), By: by(r)}
-		if body.ReopensAt != "" {
-			at, err := time.Parse(time.RFC3339, body.ReopensAt)
-			if err != nil || !at.After(p.PausedAt) {
-				httpapi.WriteError(w, httpapi.CodeInvalid, map[string]any{"fields": map[string]string{"reopens_at": "want a future RFC 3339 time"}})
-				return
-			}
-			at = at.UTC()
-			p.ReopensAt = &at
+		p, err := NewPause(r.PathValue("campaign"), body.ReopensAt, by(r), now())
+		if err != nil {
+			httpapi.WriteError(w, httpapi.CodeInvalid, map[string]any{"fields": map[string]string{"reopens_at": err.Error()}})
+			return
 		}
 		if err := store.Pause(r.Context(), p); err != nil {
 			if httpapi.Fail(w, err, nil) == httpapi.CodeInternal {

@@ -28,10 +28,7 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 	wait := fs.Bool("wait", false, "wait for another allocation of the campaign instead of failing")
 	chunk := fs.Int("chunk", scheduler.DefaultChunkSize, "registrations written per transaction")
 	maxKm := fs.Float64("max-distance-km", 0, "farthest region a registration may be sent to, in km (0: the campaign's allocation.max_distance_km)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := requireFlags(fs, "campaign", "window"); err != nil {
+	if err := parseFlags(fs, args, "campaign", "window"); err != nil {
 		return err
 	}
 	pol, err := scheduler.ParsePolicy(*policy)

@@ -85,10 +85,7 @@ func cmdCampaignPurge(ctx context.Context, env *Env, args []string) error {
 	campaignID := fs.String("campaign", "", "campaign id (required)")
 	dry := fs.Bool("dry-run", false, "count what would be removed, change nothing")
 	format := formatFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := requireFlags(fs, "campaign"); err != nil {
+	if err := parseFlags(fs, args, "campaign"); err != nil {
 		return err
 	}
 	cfg, _, err := env.Config(false)

@@ -9,30 +9,29 @@ import (
 )
 
 func init() {
-	register(command{name: "campaign pause", summary: "answer a campaign's submissions 503 paused on every intake within its refresh (5 s); --until reopens them", run: campaignPause("pause")})
-	register(command{name: "campaign resume", summary: "take a paused campaign's submissions again", run: campaignPause("resume")})
-}
-
-// campaignPause pauses or resumes (verb) a campaign's intake, as the
-// console does, recorded in the audit log.
-func campaignPause(verb string) func(context.Context, *Env, []string) error {
-	return func(ctx context.Context, env *Env, args []string) error {
-		return cmdCampaignPause(ctx, env, verb, args)
+	summaries := map[string]string{
+		"pause":  "answer a campaign's submissions 503 paused on every intake within its refresh (5 s); --until reopens them",
+		"resume": "take a paused campaign's submissions again",
+	}
+	for verb, summary := range summaries {
+		register(command{name: "campaign " + verb, summary: summary, run: func(ctx context.Context, env *Env, args []string) error {
+			return cmdCampaignPause(ctx, env, verb, args)
+		}})
 	}
 }
 
+// cmdCampaignPause pauses or resumes (verb) a campaign's intake, as the
+// console does, recorded in the audit log.
 func cmdCampaignPause(ctx context.Context, env *Env, verb string, args []string) error {
 	fs := newFlags(env, "campaign "+verb, "--campaign C [--until RFC3339]")
 	id := fs.String("campaign", "", "the campaign")
 	until := fs.String("until", "", "pause: when submissions reopen by themselves (default: when resumed)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, "campaign"); err != nil {
 		return err
 	}
-	p := intake.Pause{Campaign: *id, PausedAt: time.Now().UTC(), By: "cli"}
-	if at, err := time.Parse(time.RFC3339, *until); err == nil && at.After(p.PausedAt) {
-		p.ReopensAt = &at
-	} else if *until != "" || *id == "" {
-		return usagef("want --campaign C, and --until a future RFC 3339 time")
+	p, err := intake.NewPause(*id, *until, "cli", time.Now())
+	if err != nil {
+		return usagef("--until: %v", err)
 	}
 	pool, closeDB, err := env.Database(ctx, true)
 	if err != nil {

@@ -22,10 +22,7 @@ func cmdCheck(ctx context.Context, env *Env, args []string) error {
 	campaignID := fs.String("campaign", "", "campaign id (required)")
 	format := formatFlag(fs)
 	settled := fs.Bool("settled", false, "the pipeline is drained: intents still in flight count as lost")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := requireFlags(fs, "campaign"); err != nil {
+	if err := parseFlags(fs, args, "campaign"); err != nil {
 		return err
 	}
 	pool, closeDB, err := env.Database(ctx, false)

@@ -25,8 +25,9 @@ func newFlags(env *Env, name, usage string) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args, turning flag errors into usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parseFlags parses args, turning flag errors into usage errors; a
+// required flag left empty is one too, naming the first.
+func parseFlags(fs *flag.FlagSet, args []string, required ...string) error {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -38,12 +39,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	return nil
-}
-
-// requireFlags is a usage error naming the first of the flags left empty.
-func requireFlags(fs *flag.FlagSet, names ...string) error {
-	for _, name := range names {
+	for _, name := range required {
 		if f := fs.Lookup(name); f != nil && f.Value.String() == "" {
 			return usagef("--%s is required", name)
 		}

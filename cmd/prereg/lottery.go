@@ -22,11 +22,8 @@ func cmdLotteryCommit(ctx context.Context, env *Env, args []string) error {
 	campaignID := fs.String("campaign", "", "campaign id (required)")
 	window := fs.String("window", "", "window id (required)")
 	format := formatFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, "campaign", "window"); err != nil {
 		return err
-	}
-	if *campaignID == "" || *window == "" {
-		return usagef("--campaign and --window are required")
 	}
 	pool, closeDB, err := env.Database(ctx, true)
 	if err != nil {
@@ -52,11 +49,8 @@ func cmdLotteryShow(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "lottery show", "--campaign C [--format text|json]")
 	campaignID := fs.String("campaign", "", "campaign id (required)")
 	format := formatFlag(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, "campaign"); err != nil {
 		return err
-	}
-	if *campaignID == "" {
-		return usagef("--campaign is required")
 	}
 	pool, closeDB, err := env.Database(ctx, true)
 	if err != nil {

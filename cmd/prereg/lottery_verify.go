@@ -19,11 +19,8 @@ func cmdLotteryPublish(ctx context.Context, env *Env, args []string) error {
 	campaignID := fs.String("campaign", "", "campaign id (required)")
 	window := fs.String("window", "", "window id (required)")
 	out := fs.String("out", "", "directory to write the round file into (required)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, "campaign", "window", "out"); err != nil {
 		return err
-	}
-	if *campaignID == "" || *window == "" || *out == "" {
-		return usagef("--campaign, --window and --out are required")
 	}
 	pool, closeDB, err := env.Database(ctx, true)
 	if err != nil {
@@ -52,11 +49,8 @@ func cmdLotteryVerify(ctx context.Context, env *Env, args []string) error {
 	campaignID := fs.String("campaign", "", "campaign id (required)")
 	window := fs.String("window", "", "window id (required)")
 	dir := fs.String("dir", ".", "directory holding the published round file")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, "campaign", "window"); err != nil {
 		return err
-	}
-	if *campaignID == "" || *window == "" {
-		return usagef("--campaign and --window are required")
 	}
 	f, err := scheduler.ReadRoundFile(*dir, *campaignID, *window)
 	if err != nil {

@@ -22,10 +22,7 @@ func cmdReportDedupe(ctx context.Context, env *Env, args []string) error {
 	window := fs.String("window", "", "one window only (default: all)")
 	format := formatFlag(fs, dedupe.FormatText, dedupe.FormatJSON, dedupe.FormatCSV, dedupe.FormatHTML)
 	top := fs.Int("top", 10, "devices with the most distinct people to list")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := requireFlags(fs, "campaign"); err != nil {
+	if err := parseFlags(fs, args, "campaign"); err != nil {
 		return err
 	}
 	pool, closeDB, err := env.Database(ctx, true)
@@ -47,10 +44,7 @@ func cmdReportReceipt(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "report receipt", "--receipt R [--format json|html]")
 	receipt := fs.String("receipt", "", "the submission's receipt (required)")
 	format := formatFlag(fs, dedupe.FormatJSON, dedupe.FormatHTML)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := requireFlags(fs, "receipt"); err != nil {
+	if err := parseFlags(fs, args, "receipt"); err != nil {
 		return err
 	}
 	pool, closeDB, err := env.Database(ctx, true)
