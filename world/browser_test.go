@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	osexec "os/exec"
@@ -19,8 +18,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/prereg/prereg/config"
-	"github.com/prereg/prereg/postgres/pgtest"
 	"github.com/prereg/prereg/sim"
 	"github.com/prereg/prereg/stream"
 	"github.com/prereg/prereg/world"
@@ -200,13 +197,9 @@ var words = map[string]map[string]string{
 // leaves a screenshot.
 func TestBrowserCitizenJourney(t *testing.T) {
 	path := browser(t)
-	srv := pgtest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	cfg, err := config.FromEnv(func(string) string { return "" }, false)
-	require.NoError(t, err)
-	w, err := world.Start(ctx, world.Options{Config: cfg, DatabaseURL: srv.URL, Logger: slog.New(slog.DiscardHandler), Clinics: 50, Seed: 7})
-	require.NoError(t, err)
+	w := startWorld(t, ctx, nil, world.Options{Clinics: 50, Seed: 7})
 	defer w.Close()
 	dir := screenshots(t)
 
@@ -387,13 +380,9 @@ func TestBrowserCitizenJourney(t *testing.T) {
 // the provider's app) and looks up, through plain form posts, in Korean.
 func TestBrowserWithoutJavaScript(t *testing.T) {
 	path := browser(t)
-	srv := pgtest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cfg, err := config.FromEnv(func(string) string { return "" }, false)
-	require.NoError(t, err)
-	w, err := world.Start(ctx, world.Options{Config: cfg, DatabaseURL: srv.URL, Logger: slog.New(slog.DiscardHandler), Clinics: 50, Seed: 7})
-	require.NoError(t, err)
+	w := startWorld(t, ctx, nil, world.Options{Clinics: 50, Seed: 7})
 	defer w.Close()
 	dir := screenshots(t)
 

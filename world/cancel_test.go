@@ -4,17 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/prereg/prereg/config"
 	"github.com/prereg/prereg/intake"
 	"github.com/prereg/prereg/postgres"
-	"github.com/prereg/prereg/postgres/pgtest"
 	"github.com/prereg/prereg/scheduler"
 	"github.com/prereg/prereg/sim"
 	"github.com/prereg/prereg/world"
@@ -48,13 +45,9 @@ func jsonDo(t *testing.T, method, url string, body any) (int, map[string]any) {
 // one SMS, the cancellation, however often it is asked for.
 func TestCancelRightAfterSubmitEndToEnd(t *testing.T) {
 	t.Parallel()
-	srv := pgtest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cfg, err := config.FromEnv(func(string) string { return "" }, false)
-	require.NoError(t, err)
-	w, err := world.Start(ctx, world.Options{Config: cfg, DatabaseURL: srv.URL, Logger: slog.New(slog.DiscardHandler), Clinics: 20, Seed: 9})
-	require.NoError(t, err)
+	w := startWorld(t, ctx, nil, world.Options{Clinics: 20, Seed: 9})
 	defer w.Close()
 
 	const birth = "1990-08-13" // digit 3: open in the demo campaign

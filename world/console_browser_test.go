@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,8 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg/check"
-	"github.com/prereg/prereg/config"
-	"github.com/prereg/prereg/postgres/pgtest"
 	"github.com/prereg/prereg/sim"
 	"github.com/prereg/prereg/world"
 )
@@ -38,15 +35,11 @@ const (
 // $PREREG_SCREENSHOTS, else to a folder the test logs.
 func TestConsoleWalkThrough(t *testing.T) {
 	chrome := browser(t)
-	srv := pgtest.Server(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	env := map[string]string{"PREREG_ADMIN_TOKENS": "operator:" + consoleOperator + ",auditor:" + consoleAuditor}
-	cfg, err := config.FromEnv(func(k string) string { return env[k] }, false)
-	require.NoError(t, err)
 	start := time.Now()
-	w, err := world.Start(ctx, world.Options{Config: cfg, DatabaseURL: srv.URL, Logger: slog.New(slog.DiscardHandler), Clinics: 60, Seed: 11, Now: start})
-	require.NoError(t, err)
+	w := startWorld(t, ctx, env, world.Options{Clinics: 60, Seed: 11, Now: start})
 	defer w.Close()
 	c := w.Campaign
 
