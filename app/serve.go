@@ -30,7 +30,7 @@ func (o *Options) Configure(cfg config.Config) {
 	o.Intake.TrustedProxies, o.Intake.IPv6Prefix = cfg.TrustedProxies, cfg.IPv6Prefix
 	o.Verify.ProviderCallsPerPrefix = cfg.Verify.CallsPerPrefix
 	o.Verify.ProviderCallsPerCampaign = cfg.Verify.CallsPerCampaign
-	o.Verify.AckWait = cfg.Verify.AckWait
+	o.Verify.AckWait, o.Verify.BackoffCap = cfg.Verify.AckWait, cfg.Verify.BackoffCap
 	// Part of the submitted stream's declaration, so every process sets
 	// it, whatever its roles.
 	o.Stream.AtomicBatches, o.Intake.GroupCommit = cfg.GroupCommit, cfg.GroupCommit

@@ -89,6 +89,9 @@ type Verify struct {
 	// JetStream delivers it again; it also bounds one intent's work (0:
 	// the default).
 	AckWait time.Duration
+	// BackoffCap is the longest wait before an intent is tried again
+	// after a failure (0: the default).
+	BackoffCap time.Duration
 }
 
 // SMS are the SMS gateway's settings (notify and admin roles).
@@ -226,10 +229,13 @@ var settings = []Setting{
 		parse:       func(c *Config, v string) (err error) { c.Dedupe.BatchSize, err = positive(v); return err }},
 	{Name: "PREREG_DEDUPE_ACK_WAIT", Default: "60s",
 		Description: "how long dedupe may hold an outcome unacknowledged before JetStream delivers it again: after a crash, the wait before its batch is decided by another process; keep it above a batch's time",
-		parse:       ackWait(func(c *Config) *time.Duration { return &c.Dedupe.AckWait })},
+		parse:       positiveDuration(func(c *Config) *time.Duration { return &c.Dedupe.AckWait })},
 	{Name: "PREREG_VERIFY_ACK_WAIT", Default: "30s",
 		Description: "how long verify may hold an intent unacknowledged before JetStream delivers it again (it also bounds one intent's work): after a crash, the wait before its intents are verified by another process; keep it above the providers' timeouts and below `PREREG_STREAM_VERIFIED_DUPLICATE_WINDOW`",
-		parse:       ackWait(func(c *Config) *time.Duration { return &c.Verify.AckWait })},
+		parse:       positiveDuration(func(c *Config) *time.Duration { return &c.Verify.AckWait })},
+	{Name: "PREREG_VERIFY_BACKOFF_CAP", Default: "30s",
+		Description: "the longest verify waits before it tries an intent again after a failure (full jitter, doubling from 250ms with each delivery): after a provider outage, how long its intents may still wait",
+		parse:       positiveDuration(func(c *Config) *time.Duration { return &c.Verify.BackoffCap })},
 	{Name: "PREREG_VERIFY_PREFIX_CALLS", Default: "60",
 		Description: "identity provider calls a verify process makes per client address prefix (see `PREREG_IPV6_PREFIX`) per minute; beyond it the intent waits, and a prefix whose tokens are almost all invalid gets a tenth of it (docs/SECURITY.md)",
 		parse:       func(c *Config, v string) (err error) { c.Verify.CallsPerPrefix, err = positive(v); return err }},
@@ -314,8 +320,8 @@ var settings = []Setting{
 // row documents them, checks a secret is not set twice, and logs them.
 func readWhereUsed(*Config, string) error { return nil }
 
-// ackWait parses a consumer's AckWait: a positive duration such as 30s.
-func ackWait(at func(*Config) *time.Duration) func(*Config, string) error {
+// positiveDuration parses a positive duration such as 30s.
+func positiveDuration(at func(*Config) *time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		if v == "" {
 			return nil
