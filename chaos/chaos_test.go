@@ -28,11 +28,19 @@ type scale struct {
 	NodeDown    time.Duration
 	Phase       time.Duration // each provider fault
 	To          Timeouts
+	// Env is configuration every prereg process of the run gets.
+	Env []string
 }
 
 var (
 	short = scale{Submissions: 160, Rate: 40, KillEvery: time.Second, PGOutage: 6 * time.Second,
-		NodeDown: 2 * time.Second, Phase: 2 * time.Second, To: Timeouts{Settle: 90 * time.Second, SMS: 30 * time.Second}}
+		NodeDown: 2 * time.Second, Phase: 2 * time.Second, To: Timeouts{Settle: 90 * time.Second, SMS: 30 * time.Second},
+		// A killed or cut-off worker's messages come back after its
+		// consumer's AckWait, and intents that failed while a provider
+		// misbehaved after verify's back-off: the short run shortens both
+		// through configuration, as an operator may, so that they cost
+		// seconds rather than verify's 30 and dedupe's 60.
+		Env: []string{"PREREG_VERIFY_ACK_WAIT=8s", "PREREG_DEDUPE_ACK_WAIT=5s", "PREREG_VERIFY_BACKOFF_CAP=3s"}}
 	// long: the PostgreSQL outage outlasts every retry budget (dedupe's
 	// NAK back-off over its MaxDeliver adds up to about four minutes).
 	long = scale{Submissions: 6000, Rate: 60, KillEvery: 4 * time.Second, PGOutage: 330 * time.Second,
@@ -59,6 +67,7 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("chaos: %v", err)
 	}
 	t.Cleanup(suite.Close)
+	suite.Env = sc.Env
 	t.Logf("chaos: binaries ready after %s", time.Since(suite.started).Round(time.Second))
 
 	cases := []struct {

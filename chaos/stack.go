@@ -35,54 +35,58 @@ import (
 // Suite is what every case shares: the binaries, the private PostgreSQL
 // cluster (a database per case) and the table being filled.
 type Suite struct {
-	Root    string
-	Bin     Binaries
-	PG      *postgres.Cluster
-	Long    bool
-	binDir  string
+	Root string
+	Bin  Binaries
+	PG   *postgres.Cluster
+	Long bool
+	// Env is configuration every prereg process of every case gets.
+	Env     []string
 	pgDir   string
 	mu      sync.Mutex
 	rows    []Row
 	started time.Time
 }
 
-// NewSuite builds the binaries into a temporary folder and starts a
-// private PostgreSQL cluster; Close stops it.
+// NewSuite builds the binaries (kept in the user's cache, BinaryDir) and
+// starts a private PostgreSQL cluster; Close stops it.
 func NewSuite(ctx context.Context, long bool) (*Suite, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "prereg-chaos-bin-")
-	if err != nil {
-		return nil, fmt.Errorf("chaos: %w", err)
-	}
 	s := &Suite{Root: root, Long: long, started: time.Now()}
-	if s.Bin, err = Build(ctx, root, dir); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
+	// The PostgreSQL cluster starts while the binaries build.
 	pgDir, err := os.MkdirTemp("", "prereg-chaos-pg-")
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
-	// The cluster's folder is the suite's own, removed at Close.
-	s.PG, err = postgres.StartCluster(ctx, postgres.ClusterConfig{Dir: pgDir, Settings: []string{"fsync = on"}})
-	if err != nil {
-		os.RemoveAll(dir)
-		os.RemoveAll(pgDir)
-		return nil, err
+	pgDone := make(chan error, 1)
+	go func() {
+		// The cluster's folder is the suite's own, removed at Close.
+		var err error
+		s.PG, err = postgres.StartCluster(ctx, postgres.ClusterConfig{Dir: pgDir, Settings: []string{"fsync = on"}})
+		pgDone <- err
+	}()
+	dir, err := BinaryDir(root)
+	if err == nil {
+		s.Bin, err = BuildLocked(ctx, root, dir)
 	}
-	s.binDir, s.pgDir = dir, pgDir
+	if pgErr := <-pgDone; pgErr != nil || err != nil {
+		if pgErr == nil {
+			_ = s.PG.Stop()
+		}
+		os.RemoveAll(pgDir)
+		return nil, errors.Join(err, pgErr)
+	}
+	s.pgDir = pgDir
 	return s, nil
 }
 
-// Close stops the cluster and removes its folder and the binaries.
+// Close stops the cluster and removes its folder; the binaries stay in the
+// cache for the next run.
 func (s *Suite) Close() {
 	_ = s.PG.Stop()
 	os.RemoveAll(s.pgDir)
-	os.RemoveAll(s.binDir)
 }
 
 // Add records a case's row.
@@ -238,6 +242,7 @@ func (s *Stack) start(ctx context.Context) error {
 		"PREREG_SMS_RATE=500",
 		"PREREG_SMS_CONCURRENCY=16",
 	)
+	s.env = append(s.env, s.suite.Env...)
 	s.env = append(s.env, s.opts.Env...)
 
 	// The simulated identity providers and SMS gateway.
