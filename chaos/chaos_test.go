@@ -70,10 +70,18 @@ func TestChaos(t *testing.T) {
 	suite.Env = sc.Env
 	t.Logf("chaos: binaries ready after %s", time.Since(suite.started).Round(time.Second))
 
-	cases := []struct {
-		name string
-		run  func(*testing.T, *Suite, scale) Row
-	}{
+	// The table, once every case has ended (a parent's cleanup runs after
+	// its parallel subtests).
+	t.Cleanup(func() {
+		table := Table(suite.Rows())
+		fmt.Println(table)
+		if path := os.Getenv("PREREG_CHAOS_TABLE"); path != "" {
+			if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
+				t.Errorf("chaos: write table: %v", err)
+			}
+		}
+	})
+	cases := []chaosCase{
 		{"kill-roles", caseKillRoles},
 		{"postgres-outage", casePostgresOutage},
 		{"nats-cluster", caseNATSCluster},
@@ -82,6 +90,13 @@ func TestChaos(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if !isLong {
+				// The short cases run side by side (as many at once as go
+				// test's -parallel, GOMAXPROCS by default), each on its own
+				// NATS, processes and database, the PostgreSQL outage on a
+				// cluster of its own. The long ones run one after another.
+				t.Parallel()
+			}
 			start := time.Now()
 			row := c.run(t, suite, sc)
 			suite.Add(row)
@@ -91,13 +106,13 @@ func TestChaos(t *testing.T) {
 			}
 		})
 	}
-	table := Table(suite.Rows())
-	fmt.Println(table)
-	if path := os.Getenv("PREREG_CHAOS_TABLE"); path != "" {
-		if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
-			t.Errorf("chaos: write table: %v", err)
-		}
-	}
+}
+
+// chaosCase is one fault case: it runs on a stack of its own and returns
+// its row of the table.
+type chaosCase struct {
+	name string
+	run  func(*testing.T, *Suite, scale) Row
 }
 
 // surgeFor is how long a surge of sc lasts.
@@ -212,13 +227,13 @@ func logEvidence(s *Stack, re *regexp.Regexp) string {
 // Case 2: PostgreSQL stopped with pg_ctl stop -m immediate mid-surge, for
 // longer than every retry budget in the long run, then started again.
 func casePostgresOutage(t *testing.T, suite *Suite, sc scale) Row {
-	s := NewStack(t, suite, Options{Case: "pg"})
+	s := NewStack(t, suite, Options{Case: "pg", OwnPostgres: true})
 	row := Row{Case: fmt.Sprintf("2 PostgreSQL down %s (immediate stop)", sc.PGOutage)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	load := s.StartLoad("intake", 1, sc.Submissions, sc.Rate)
 	time.Sleep(surgeFor(sc) / 3)
-	if err := suite.PG.Kill(); err != nil {
+	if err := s.PG.Kill(); err != nil {
 		row.Failf("pg_ctl stop -m immediate: %v", firstLine(err))
 		return row
 	}
@@ -226,7 +241,7 @@ func casePostgresOutage(t *testing.T, suite *Suite, sc scale) Row {
 	time.Sleep(min(sc.PGOutage/2, 5*time.Second))
 	row.Notef("/readyz during the outage: %s", readiness(s))
 	time.Sleep(sc.PGOutage - time.Since(downAt))
-	if err := suite.PG.Start(ctx); err != nil {
+	if err := s.PG.Start(ctx); err != nil {
 		row.Failf("restart PostgreSQL: %v", firstLine(err))
 		return row
 	}

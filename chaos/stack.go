@@ -96,11 +96,14 @@ func (s *Suite) Add(r Row) {
 	s.rows = append(s.rows, r)
 }
 
-// Rows are the rows recorded so far, in order.
+// Rows are the rows recorded so far, in the cases' order (their names
+// start with their number), whatever order they ended in.
 func (s *Suite) Rows() []Row {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.rows)
+	rows := slices.Clone(s.rows)
+	slices.SortStableFunc(rows, func(a, b Row) int { return strings.Compare(a.Case, b.Case) })
+	return rows
 }
 
 // RoleSpec is one `prereg serve` process of a stack.
@@ -122,6 +125,10 @@ type Options struct {
 	SMSArgs []string
 	// Env is extra environment for every prereg process.
 	Env []string
+	// OwnPostgres gives the stack a PostgreSQL cluster of its own (Stack.PG)
+	// instead of a database on the suite's: a case that stops PostgreSQL
+	// stops only its own while other cases run beside it.
+	OwnPostgres bool
 }
 
 // DefaultLayout is one process per role.
@@ -141,6 +148,9 @@ type Stack struct {
 	dir   string
 	log   func(format string, args ...any)
 
+	// PG is the cluster the stack's database is on: the suite's, or its
+	// own with Options.OwnPostgres.
+	PG       *postgres.Cluster
 	DBName   string
 	DBURL    string
 	NATS     []*Proc
@@ -160,9 +170,10 @@ type Stack struct {
 	// reports apart.
 	AllowPending int
 
-	nc *nats.Conn
-	js jetstream.JetStream
-	db *pgxpool.Pool
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	db    *pgxpool.Pool
+	ownPG bool
 }
 
 // NewStack starts a stack for one case and registers its stop with
@@ -217,12 +228,26 @@ func baseEnv() []string {
 }
 
 func (s *Stack) start(ctx context.Context) error {
-	// The database, on the suite's private cluster.
+	// The database, on the suite's private cluster or the stack's own.
+	s.PG = s.suite.PG
+	if s.opts.OwnPostgres {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		// A folder of /tmp, as the suite's: PostgreSQL runs as an
+		// unprivileged user when the tests run as root, and the test's
+		// own folders are closed to it. Stop removes it.
+		if s.PG, err = postgres.StartCluster(ctx, postgres.ClusterConfig{Port: port, Settings: []string{"fsync = on"}}); err != nil {
+			return err
+		}
+		s.ownPG = true
+	}
 	s.DBName = "chaos_" + strings.ReplaceAll(s.opts.Case, "-", "_") + "_" + randomHex(3)
-	if err := postgres.CreateDatabase(ctx, s.suite.PG.URL(), s.DBName); err != nil {
+	if err := postgres.CreateDatabase(ctx, s.PG.URL(), s.DBName); err != nil {
 		return err
 	}
-	s.DBURL = postgres.WithDatabase(s.suite.PG.URL(), s.DBName)
+	s.DBURL = postgres.WithDatabase(s.PG.URL(), s.DBName)
 
 	if err := s.startNATS(ctx); err != nil {
 		return err
@@ -493,9 +518,16 @@ func (s *Stack) stop() {
 	if s.tb.Failed() {
 		s.dumpLogs()
 	}
+	if s.ownPG {
+		_ = s.PG.Stop()
+		return
+	}
+	if s.PG == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_ = postgres.DropDatabase(ctx, s.suite.PG.URL(), s.DBName)
+	_ = postgres.DropDatabase(ctx, s.PG.URL(), s.DBName)
 }
 
 // dumpLogs prints the end of every process's log (logs hold no personal
