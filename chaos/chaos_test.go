@@ -53,7 +53,7 @@ var (
 // there.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
-		t.Skip("chaos: separate processes, kills and outages take about two minutes; skipped under -short (task chaos runs the long cases)")
+		t.Skip("chaos: separate processes, kills and outages take a minute or more; skipped under -short (task chaos runs the long cases)")
 	}
 	isLong := os.Getenv("PREREG_CHAOS") == "long"
 	sc := short
