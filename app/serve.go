@@ -30,6 +30,7 @@ func (o *Options) Configure(cfg config.Config) {
 	o.Intake.TrustedProxies, o.Intake.IPv6Prefix = cfg.TrustedProxies, cfg.IPv6Prefix
 	o.Verify.ProviderCallsPerPrefix = cfg.Verify.CallsPerPrefix
 	o.Verify.ProviderCallsPerCampaign = cfg.Verify.CallsPerCampaign
+	o.Verify.AckWait, o.Verify.BackoffCap = cfg.Verify.AckWait, cfg.Verify.BackoffCap
 	// Part of the submitted stream's declaration, so every process sets
 	// it, whatever its roles.
 	o.Stream.AtomicBatches, o.Intake.GroupCommit = cfg.GroupCommit, cfg.GroupCommit
@@ -37,6 +38,7 @@ func (o *Options) Configure(cfg config.Config) {
 		o.Dedupe.Shards = cfg.Dedupe.Shards
 		o.Dedupe.Workers = cfg.Dedupe.Workers
 		o.Dedupe.BatchSize = cfg.Dedupe.BatchSize
+		o.Dedupe.AckWait = cfg.Dedupe.AckWait
 	}
 	if slices.Contains(o.Roles, RoleNotify) || slices.Contains(o.Roles, RoleAdmin) {
 		o.Notify.GatewayURL = cfg.SMS.URL

@@ -28,11 +28,19 @@ type scale struct {
 	NodeDown    time.Duration
 	Phase       time.Duration // each provider fault
 	To          Timeouts
+	// Env is configuration every prereg process of the run gets.
+	Env []string
 }
 
 var (
 	short = scale{Submissions: 160, Rate: 40, KillEvery: time.Second, PGOutage: 6 * time.Second,
-		NodeDown: 2 * time.Second, Phase: 2 * time.Second, To: Timeouts{Settle: 90 * time.Second, SMS: 30 * time.Second}}
+		NodeDown: 2 * time.Second, Phase: 2 * time.Second, To: Timeouts{Settle: 90 * time.Second, SMS: 30 * time.Second},
+		// A killed or cut-off worker's messages come back after its
+		// consumer's AckWait, and intents that failed while a provider
+		// misbehaved after verify's back-off: the short run shortens both
+		// through configuration, as an operator may, so that they cost
+		// seconds rather than verify's 30 and dedupe's 60.
+		Env: []string{"PREREG_VERIFY_ACK_WAIT=8s", "PREREG_DEDUPE_ACK_WAIT=5s", "PREREG_VERIFY_BACKOFF_CAP=3s"}}
 	// long: the PostgreSQL outage outlasts every retry budget (dedupe's
 	// NAK back-off over its MaxDeliver adds up to about four minutes).
 	long = scale{Submissions: 6000, Rate: 60, KillEvery: 4 * time.Second, PGOutage: 330 * time.Second,
@@ -45,7 +53,7 @@ var (
 // there.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
-		t.Skip("chaos: separate processes, kills and outages take about two minutes; skipped under -short (task chaos runs the long cases)")
+		t.Skip("chaos: separate processes, kills and outages take a minute or more; skipped under -short (task chaos runs the long cases)")
 	}
 	isLong := os.Getenv("PREREG_CHAOS") == "long"
 	sc := short
@@ -59,12 +67,21 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("chaos: %v", err)
 	}
 	t.Cleanup(suite.Close)
+	suite.Env = sc.Env
 	t.Logf("chaos: binaries ready after %s", time.Since(suite.started).Round(time.Second))
 
-	cases := []struct {
-		name string
-		run  func(*testing.T, *Suite, scale) Row
-	}{
+	// The table, once every case has ended (a parent's cleanup runs after
+	// its parallel subtests).
+	t.Cleanup(func() {
+		table := Table(suite.Rows())
+		fmt.Println(table)
+		if path := os.Getenv("PREREG_CHAOS_TABLE"); path != "" {
+			if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
+				t.Errorf("chaos: write table: %v", err)
+			}
+		}
+	})
+	cases := []chaosCase{
 		{"kill-roles", caseKillRoles},
 		{"postgres-outage", casePostgresOutage},
 		{"nats-cluster", caseNATSCluster},
@@ -73,6 +90,13 @@ func TestChaos(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if !isLong {
+				// The short cases run side by side (as many at once as go
+				// test's -parallel, GOMAXPROCS by default), each on its own
+				// NATS, processes and database, the PostgreSQL outage on a
+				// cluster of its own. The long ones run one after another.
+				t.Parallel()
+			}
 			start := time.Now()
 			row := c.run(t, suite, sc)
 			suite.Add(row)
@@ -82,13 +106,13 @@ func TestChaos(t *testing.T) {
 			}
 		})
 	}
-	table := Table(suite.Rows())
-	fmt.Println(table)
-	if path := os.Getenv("PREREG_CHAOS_TABLE"); path != "" {
-		if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
-			t.Errorf("chaos: write table: %v", err)
-		}
-	}
+}
+
+// chaosCase is one fault case: it runs on a stack of its own and returns
+// its row of the table.
+type chaosCase struct {
+	name string
+	run  func(*testing.T, *Suite, scale) Row
 }
 
 // surgeFor is how long a surge of sc lasts.
@@ -203,13 +227,13 @@ func logEvidence(s *Stack, re *regexp.Regexp) string {
 // Case 2: PostgreSQL stopped with pg_ctl stop -m immediate mid-surge, for
 // longer than every retry budget in the long run, then started again.
 func casePostgresOutage(t *testing.T, suite *Suite, sc scale) Row {
-	s := NewStack(t, suite, Options{Case: "pg"})
+	s := NewStack(t, suite, Options{Case: "pg", OwnPostgres: true})
 	row := Row{Case: fmt.Sprintf("2 PostgreSQL down %s (immediate stop)", sc.PGOutage)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	load := s.StartLoad("intake", 1, sc.Submissions, sc.Rate)
 	time.Sleep(surgeFor(sc) / 3)
-	if err := suite.PG.Kill(); err != nil {
+	if err := s.PG.Kill(); err != nil {
 		row.Failf("pg_ctl stop -m immediate: %v", firstLine(err))
 		return row
 	}
@@ -217,7 +241,7 @@ func casePostgresOutage(t *testing.T, suite *Suite, sc scale) Row {
 	time.Sleep(min(sc.PGOutage/2, 5*time.Second))
 	row.Notef("/readyz during the outage: %s", readiness(s))
 	time.Sleep(sc.PGOutage - time.Since(downAt))
-	if err := suite.PG.Start(ctx); err != nil {
+	if err := s.PG.Start(ctx); err != nil {
 		row.Failf("restart PostgreSQL: %v", firstLine(err))
 		return row
 	}

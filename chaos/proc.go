@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -181,15 +184,62 @@ func (p *Proc) Grep(re *regexp.Regexp, max int) []string {
 // Count is the number of log lines that match re.
 func (p *Proc) Count(re *regexp.Regexp) int { return len(p.Grep(re, 1<<30)) }
 
-// freePort asks the kernel for a free port on loopback. Another process
-// could take it before it is used; on a test machine that is rare enough.
+// freePort finds a free port on loopback below the kernel's ephemeral
+// range (net.ipv4.ip_local_port_range), where neither another test's
+// listener on port 0 nor an outgoing connection's local port can take it
+// between this check and the process's bind, as happens on a busy test
+// machine when the kernel hands out a port twice. It never hands out one
+// port twice itself. Without that range it asks the kernel.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	if lo := ephemeralLow(); lo > 11000 {
+		for range 200 {
+			port := 10000 + mrand.IntN(lo-10000)
+			if portsGiven[port] {
+				continue
+			}
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err == nil {
+				ln.Close()
+				portsGiven[port] = true
+				return port, nil
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("free port: %w", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !portsGiven[port] {
+			portsGiven[port] = true
+			return port, nil
+		}
+	}
+	return 0, errors.New("free port: none left")
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{} // every port freePort returned
+)
+
+// ephemeralLow is the first port of the kernel's ephemeral range, 0 when
+// it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	lo, _ := strconv.Atoi(f[0])
+	return lo
 }
 
 // Binaries are the programs the suite runs as processes.
@@ -215,6 +265,39 @@ func Build(ctx context.Context, root, dir string) (Binaries, error) {
 	}
 	b.NATSServer = filepath.Join(dir, "nats-server")
 	return b, goBuild(ctx, root, b.NATSServer, "github.com/nats-io/nats-server/v2")
+}
+
+// BinaryDir is the folder the suite builds its binaries into: one per
+// checkout in the user's cache. A later run's `go build` finds a binary
+// there up to date (it compares the build ID written in the file with the
+// one it would build) and links nothing, which saves most of a warm
+// build's time.
+func BinaryDir(root string) (string, error) {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	sum := sha256.Sum256([]byte(root))
+	dir := filepath.Join(base, "prereg", "chaos-bin", hex.EncodeToString(sum[:8]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("chaos: binaries: %w", err)
+	}
+	return dir, nil
+}
+
+// BuildLocked is Build under an exclusive lock on dir, so that two suites
+// of one checkout never write the same binary at once.
+func BuildLocked(ctx context.Context, root, dir string) (Binaries, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return Binaries{}, fmt.Errorf("chaos: binaries: %w", err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return Binaries{}, fmt.Errorf("chaos: binaries: lock: %w", err)
+	}
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return Build(ctx, root, dir)
 }
 
 func goBuild(ctx context.Context, root, out, pkg string) error {

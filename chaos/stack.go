@@ -35,54 +35,58 @@ import (
 // Suite is what every case shares: the binaries, the private PostgreSQL
 // cluster (a database per case) and the table being filled.
 type Suite struct {
-	Root    string
-	Bin     Binaries
-	PG      *postgres.Cluster
-	Long    bool
-	binDir  string
+	Root string
+	Bin  Binaries
+	PG   *postgres.Cluster
+	Long bool
+	// Env is configuration every prereg process of every case gets.
+	Env     []string
 	pgDir   string
 	mu      sync.Mutex
 	rows    []Row
 	started time.Time
 }
 
-// NewSuite builds the binaries into a temporary folder and starts a
-// private PostgreSQL cluster; Close stops it.
+// NewSuite builds the binaries (kept in the user's cache, BinaryDir) and
+// starts a private PostgreSQL cluster; Close stops it.
 func NewSuite(ctx context.Context, long bool) (*Suite, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "prereg-chaos-bin-")
-	if err != nil {
-		return nil, fmt.Errorf("chaos: %w", err)
-	}
 	s := &Suite{Root: root, Long: long, started: time.Now()}
-	if s.Bin, err = Build(ctx, root, dir); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
+	// The PostgreSQL cluster starts while the binaries build.
 	pgDir, err := os.MkdirTemp("", "prereg-chaos-pg-")
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
-	// The cluster's folder is the suite's own, removed at Close.
-	s.PG, err = postgres.StartCluster(ctx, postgres.ClusterConfig{Dir: pgDir, Settings: []string{"fsync = on"}})
-	if err != nil {
-		os.RemoveAll(dir)
-		os.RemoveAll(pgDir)
-		return nil, err
+	pgDone := make(chan error, 1)
+	go func() {
+		// The cluster's folder is the suite's own, removed at Close.
+		var err error
+		s.PG, err = postgres.StartCluster(ctx, postgres.ClusterConfig{Dir: pgDir, Settings: []string{"fsync = on"}})
+		pgDone <- err
+	}()
+	dir, err := BinaryDir(root)
+	if err == nil {
+		s.Bin, err = BuildLocked(ctx, root, dir)
 	}
-	s.binDir, s.pgDir = dir, pgDir
+	if pgErr := <-pgDone; pgErr != nil || err != nil {
+		if pgErr == nil {
+			_ = s.PG.Stop()
+		}
+		os.RemoveAll(pgDir)
+		return nil, errors.Join(err, pgErr)
+	}
+	s.pgDir = pgDir
 	return s, nil
 }
 
-// Close stops the cluster and removes its folder and the binaries.
+// Close stops the cluster and removes its folder; the binaries stay in the
+// cache for the next run.
 func (s *Suite) Close() {
 	_ = s.PG.Stop()
 	os.RemoveAll(s.pgDir)
-	os.RemoveAll(s.binDir)
 }
 
 // Add records a case's row.
@@ -92,11 +96,14 @@ func (s *Suite) Add(r Row) {
 	s.rows = append(s.rows, r)
 }
 
-// Rows are the rows recorded so far, in order.
+// Rows are the rows recorded so far, in the cases' order (their names
+// start with their number), whatever order they ended in.
 func (s *Suite) Rows() []Row {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.rows)
+	rows := slices.Clone(s.rows)
+	slices.SortStableFunc(rows, func(a, b Row) int { return strings.Compare(a.Case, b.Case) })
+	return rows
 }
 
 // RoleSpec is one `prereg serve` process of a stack.
@@ -118,6 +125,10 @@ type Options struct {
 	SMSArgs []string
 	// Env is extra environment for every prereg process.
 	Env []string
+	// OwnPostgres gives the stack a PostgreSQL cluster of its own (Stack.PG)
+	// instead of a database on the suite's: a case that stops PostgreSQL
+	// stops only its own while other cases run beside it.
+	OwnPostgres bool
 }
 
 // DefaultLayout is one process per role.
@@ -137,6 +148,9 @@ type Stack struct {
 	dir   string
 	log   func(format string, args ...any)
 
+	// PG is the cluster the stack's database is on: the suite's, or its
+	// own with Options.OwnPostgres.
+	PG       *postgres.Cluster
 	DBName   string
 	DBURL    string
 	NATS     []*Proc
@@ -156,9 +170,10 @@ type Stack struct {
 	// reports apart.
 	AllowPending int
 
-	nc *nats.Conn
-	js jetstream.JetStream
-	db *pgxpool.Pool
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	db    *pgxpool.Pool
+	ownPG bool
 }
 
 // NewStack starts a stack for one case and registers its stop with
@@ -213,12 +228,26 @@ func baseEnv() []string {
 }
 
 func (s *Stack) start(ctx context.Context) error {
-	// The database, on the suite's private cluster.
+	// The database, on the suite's private cluster or the stack's own.
+	s.PG = s.suite.PG
+	if s.opts.OwnPostgres {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		// A folder of /tmp, as the suite's: PostgreSQL runs as an
+		// unprivileged user when the tests run as root, and the test's
+		// own folders are closed to it. Stop removes it.
+		if s.PG, err = postgres.StartCluster(ctx, postgres.ClusterConfig{Port: port, Settings: []string{"fsync = on"}}); err != nil {
+			return err
+		}
+		s.ownPG = true
+	}
 	s.DBName = "chaos_" + strings.ReplaceAll(s.opts.Case, "-", "_") + "_" + randomHex(3)
-	if err := postgres.CreateDatabase(ctx, s.suite.PG.URL(), s.DBName); err != nil {
+	if err := postgres.CreateDatabase(ctx, s.PG.URL(), s.DBName); err != nil {
 		return err
 	}
-	s.DBURL = postgres.WithDatabase(s.suite.PG.URL(), s.DBName)
+	s.DBURL = postgres.WithDatabase(s.PG.URL(), s.DBName)
 
 	if err := s.startNATS(ctx); err != nil {
 		return err
@@ -238,6 +267,7 @@ func (s *Stack) start(ctx context.Context) error {
 		"PREREG_SMS_RATE=500",
 		"PREREG_SMS_CONCURRENCY=16",
 	)
+	s.env = append(s.env, s.suite.Env...)
 	s.env = append(s.env, s.opts.Env...)
 
 	// The simulated identity providers and SMS gateway.
@@ -488,9 +518,16 @@ func (s *Stack) stop() {
 	if s.tb.Failed() {
 		s.dumpLogs()
 	}
+	if s.ownPG {
+		_ = s.PG.Stop()
+		return
+	}
+	if s.PG == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_ = postgres.DropDatabase(ctx, s.suite.PG.URL(), s.DBName)
+	_ = postgres.DropDatabase(ctx, s.PG.URL(), s.DBName)
 }
 
 // dumpLogs prints the end of every process's log (logs hold no personal

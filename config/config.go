@@ -78,6 +78,9 @@ type Dedupe struct {
 	Shards    []int // nil: every shard
 	Workers   int   // 0: one
 	BatchSize int   // 0: the default
+	// AckWait is how long an outcome may go unacknowledged before
+	// JetStream delivers it again (0: the default).
+	AckWait time.Duration
 }
 
 // Verify are the verify role's guards on the identity provider's spend
@@ -85,6 +88,13 @@ type Dedupe struct {
 type Verify struct {
 	CallsPerPrefix   int     // provider calls per address prefix per minute
 	CallsPerCampaign float64 // provider calls per campaign per second
+	// AckWait is how long an intent may go unacknowledged before
+	// JetStream delivers it again; it also bounds one intent's work (0:
+	// the default).
+	AckWait time.Duration
+	// BackoffCap is the longest wait before an intent is tried again
+	// after a failure (0: the default).
+	BackoffCap time.Duration
 }
 
 // SMS are the SMS gateway's settings (notify and admin roles).
@@ -220,6 +230,15 @@ var settings = []Setting{
 	{Name: "PREREG_DEDUPE_BATCH", Default: "1000",
 		Description: "the most outcomes dedupe decides in one transaction",
 		parse:       func(c *Config, v string) (err error) { c.Dedupe.BatchSize, err = positive(v); return err }},
+	{Name: "PREREG_DEDUPE_ACK_WAIT", Default: "60s",
+		Description: "how long dedupe may hold an outcome unacknowledged before JetStream delivers it again: after a crash, the wait before its batch is decided by another process; keep it above a batch's time",
+		parse:       positiveDuration(func(c *Config) *time.Duration { return &c.Dedupe.AckWait })},
+	{Name: "PREREG_VERIFY_ACK_WAIT", Default: "30s",
+		Description: "how long verify may hold an intent unacknowledged before JetStream delivers it again (it also bounds one intent's work): after a crash, the wait before its intents are verified by another process; keep it above the providers' timeouts and below `PREREG_STREAM_VERIFIED_DUPLICATE_WINDOW`",
+		parse:       positiveDuration(func(c *Config) *time.Duration { return &c.Verify.AckWait })},
+	{Name: "PREREG_VERIFY_BACKOFF_CAP", Default: "30s",
+		Description: "the longest verify waits before it tries an intent again after a failure (full jitter, doubling from 250ms with each delivery): after a provider outage, how long its intents may still wait",
+		parse:       positiveDuration(func(c *Config) *time.Duration { return &c.Verify.BackoffCap })},
 	{Name: "PREREG_VERIFY_PREFIX_CALLS", Default: "60",
 		Description: "identity provider calls a verify process makes per client address prefix (see `PREREG_IPV6_PREFIX`) per minute; beyond it the intent waits, and a prefix whose tokens are almost all invalid gets a tenth of it (docs/SECURITY.md)",
 		parse:       func(c *Config, v string) (err error) { c.Verify.CallsPerPrefix, err = positive(v); return err }},
@@ -320,6 +339,21 @@ func purgeRetention(c *Config, v string) error {
 	}
 	c.PurgeRetention = d
 	return nil
+}
+
+// positiveDuration parses a positive duration such as 30s.
+func positiveDuration(at func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "" {
+			return nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("want a positive duration such as 30s or 2m, got %q", v)
+		}
+		*at(c) = d
+		return nil
+	}
 }
 
 func positive(v string) (int, error) {

@@ -3,7 +3,6 @@ package dedupe_test
 import (
 	"cmp"
 	"context"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -116,8 +115,22 @@ func (e *env) registrations(tb testing.TB, campaignID string) map[string]string 
 	return out
 }
 
-// score checks a run against the world's truth and returns the decisions.
+// score checks a run against the world's truth, bots held included, and
+// returns the decisions.
 func score(tb testing.TB, e *env, w *world) map[string]decided {
+	tb.Helper()
+	ds, held := checkTruth(tb, e, w)
+	require.Positive(tb, held, "the bots were held")
+	return ds
+}
+
+// checkTruth checks every decision of a run against the world's truth and
+// returns the decisions and how many were held. It does not ask for any
+// held decision: whether a bot's submission past the cap is held or a
+// duplicate depends on whether its person registered first, which a
+// replay after a crash may change (see
+// TestDedupeReplayAfterCrashBetweenCommitAndAck).
+func checkTruth(tb testing.TB, e *env, w *world) (map[string]decided, int) {
 	tb.Helper()
 	c := w.campaign
 	e.waitDecisions(tb, c.ID, len(w.outcomes))
@@ -189,11 +202,10 @@ func score(tb testing.TB, e *env, w *world) map[string]decided {
 			tb.Fatalf("unexpected decision %q for a verified outcome", d.Kind)
 		}
 	}
-	require.Positive(tb, held, "the bots were held")
 	if proxyLabels > 0 {
 		tb.Logf("proxy label precision against the truth: %d/%d (a person's own device shared with family counts as a proxy)", proxyRight, proxyLabels)
 	}
-	return ds
+	return ds, held
 }
 
 func TestDedupeAgainstTruth(t *testing.T) {
@@ -270,21 +282,24 @@ func (s *crashingStore) Decide(ctx context.Context, fn func(dedupe.Tx) error) er
 	return nil
 }
 
+// TestDedupeReplayAfterCrashBetweenCommitAndAck: a worker commits batches
+// and dies before acknowledging them; a new worker starts at once. The
+// messages the first one had pulled come back only after AckWait, behind
+// later ones the new worker decides first, so a bot's submission past the
+// cap may be decided after its person registered from their own device: a
+// duplicate then, not held. That is the documented order (the order in
+// which messages are decided), and no world's truth is broken by it; what
+// must hold is that every committed decision stands, nobody registers
+// twice, everyone registers once, and every decision agrees with the truth.
 func TestDedupeReplayAfterCrashBetweenCommitAndAck(t *testing.T) {
-	if os.Getenv("PREREG_FLAKY") == "" {
-		// Under the whole race suite on two cores it has ended with no
-		// held decision at all ("the bots were held": 0) in two runs of
-		// three; alone, and with its package, it passes. Until the cause
-		// is found it runs only when asked: PREREG_FLAKY=1.
-		t.Skip("skipped: intermittently no held decision after the replay under full-suite load; PREREG_FLAKY=1 runs it")
-	}
 	t.Parallel()
 	e := setup(t)
 	c := loadCampaign(t, e.campaigns, 4, 4, 400)
 	w := newWorld(c, 11, 200)
 	w.publish(t, e.js.JS)
 
-	// The first worker commits three batches, then "dies" before acking.
+	// The first worker commits its first batch, then the device counts and
+	// the decisions of its second, and "dies" before acknowledging that.
 	nc, err := nats.Connect(e.js.ClientURL())
 	require.NoError(t, err)
 	js1, err := jetstream.New(nc)
@@ -302,7 +317,8 @@ func TestDedupeReplayAfterCrashBetweenCommitAndAck(t *testing.T) {
 	// A new worker (filters rebuilt from PostgreSQL) gets the unacknowledged
 	// batches again after AckWait and replays them.
 	e.startWorker(t, e.js.JS, dedupe.Config{BatchSize: 40, AckWait: time.Second})
-	after := score(t, e, w)
+	after, held := checkTruth(t, e, w)
+	t.Logf("held after the replay: %d (bots' submissions decided behind their people's own are duplicates)", held)
 	for receipt, d := range before {
 		require.Equal(t, d, after[receipt], "a replayed decision is unchanged")
 	}
