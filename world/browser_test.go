@@ -197,7 +197,7 @@ var words = map[string]map[string]string{
 // leaves a screenshot.
 func TestBrowserCitizenJourney(t *testing.T) {
 	path := browser(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	w := startWorld(t, ctx, nil, world.Options{Clinics: 50, Seed: 7})
 	defer w.Close()
@@ -380,7 +380,7 @@ func TestBrowserCitizenJourney(t *testing.T) {
 // the provider's app) and looks up, through plain form posts, in Korean.
 func TestBrowserWithoutJavaScript(t *testing.T) {
 	path := browser(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	w := startWorld(t, ctx, nil, world.Options{Clinics: 50, Seed: 7})
 	defer w.Close()

@@ -35,7 +35,7 @@ const (
 // $PREREG_SCREENSHOTS, else to a folder the test logs.
 func TestConsoleWalkThrough(t *testing.T) {
 	chrome := browser(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	env := map[string]string{"PREREG_ADMIN_TOKENS": "operator:" + consoleOperator + ",auditor:" + consoleAuditor}
 	start := time.Now()
