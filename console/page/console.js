@@ -23,6 +23,8 @@
       c_verify_backlog: "인증 대기", c_dedupe_backlog: "중복 제거 대기", c_decided: "결정 (초당)", c_registered: "등록",
       c_duplicate: "중복", c_held: "보류 (검토 대기)", c_rejected: "반려", c_outbox: "문자 대기", c_delivered: "문자 도착 (초당)",
       c_appointments: "예약", total: "누계", error_rate: "오류율",
+      o_pending: "대기", o_sent: "발송됨", o_delivered: "도착", o_failed: "실패",
+      b_closed: "정상 (닫힘)", b_open: "차단 (열림)", "b_half-open": "시험 중 (반열림)", b_unknown: "알 수 없음",
       confirm_pause: "캠페인 {c}의 접수를 일시 중지합니까? 모든 접수 서버가 몇 초 안에 503으로 응답합니다.",
       confirm_resume: "캠페인 {c}의 접수를 재개합니까?", confirm_release: "{n}건을 승인합니까? 이미 등록된 사람은 다시 등록되지 않습니다.",
       confirm_reject: "{n}건을 반려합니까?", confirm_dry: "{c} / {w} 모의 배정을 실행합니까? 아무것도 기록되지 않습니다.",
@@ -51,6 +53,8 @@
       c_verify_backlog: "Waiting for verify", c_dedupe_backlog: "Waiting for dedupe", c_decided: "Decided /s", c_registered: "Registered",
       c_duplicate: "Duplicate", c_held: "Held (to review)", c_rejected: "Rejected", c_outbox: "SMS backlog", c_delivered: "SMS delivered /s",
       c_appointments: "Appointments", total: "total", error_rate: "error rate",
+      o_pending: "pending", o_sent: "sent", o_delivered: "delivered", o_failed: "failed",
+      b_closed: "closed", b_open: "open", "b_half-open": "half-open", b_unknown: "unknown",
       confirm_pause: "Pause intake for {c}? Every intake replica answers its submissions 503 within seconds.",
       confirm_resume: "Resume intake for {c}?", confirm_release: "Release {n} held submission(s)? A person already registered is not registered twice.",
       confirm_reject: "Reject {n} held submission(s)?", confirm_dry: "Dry-run the allocation of {c} / {w}? Nothing is written.",
@@ -78,6 +82,9 @@
 
   const $ = (id) => document.getElementById(id);
   const t = (k) => (T[lang] && T[lang][k]) || T.en[k] || k;
+  // tp names a value the server sends (an outbox state, a breaker state) in
+  // the page's language where the table has it, else as sent.
+  const tp = (prefix, k) => (T[lang] && T[lang][prefix + k]) || T.en[prefix + k] || k;
   const fill = (s, vars) => s.replace(/\{(\w+)\}/g, (_, k) => String(vars[k]));
   const fmt = (n, digits) => (n === undefined || n === null || Number.isNaN(n)) ? "–" :
     Number(n).toLocaleString(lang === "ko" ? "ko-KR" : "en-GB", { maximumFractionDigits: digits === undefined ? 1 : digits });
@@ -258,7 +265,7 @@
   }
 
   const sum = (m) => Object.values(m || {}).reduce((a, b) => a + b, 0);
-  const mix = (m, digits) => Object.entries(m || {}).filter(([, v]) => v > 0).sort().map(([k, v]) => k + " " + fmt(v, digits)).join(" · ");
+  const mix = (m, digits, prefix) => Object.entries(m || {}).filter(([, v]) => v > 0).sort().map(([k, v]) => tp(prefix || "", k) + " " + fmt(v, digits)).join(" · ");
   const parts = (...xs) => xs.filter((x) => x).join(" · ");
 
   function render() {
@@ -288,11 +295,11 @@
       card("held", t("c_held"), ser((x) => cc(x).held_pending || 0), fmt(c.held_pending || 0, 0), t("total") + " " + fmt(c.decisions.held || 0, 0), c.held_pending > 0 ? "warn" : ""),
       card("rejected", t("c_rejected"), ser((x) => cc(x).decisions.rejected || 0), fmt(c.decisions.rejected || 0, 0), ""),
       card("appointments", t("c_appointments"), ser((x) => cc(x).appointments || 0), fmt(c.appointments || 0, 0), ""),
-      card("outbox", t("c_outbox"), ser((x) => cc(x).outbox.pending || 0), fmt(c.outbox.pending || 0, 0), mix(c.outbox, 0)),
+      card("outbox", t("c_outbox"), ser((x) => cc(x).outbox.pending || 0), fmt(c.outbox.pending || 0, 0), mix(c.outbox, 0, "o_")),
       card("delivered", t("c_delivered"), ser((x) => cc(x).delivered_per_s || 0), fmt(c.delivered_per_s || 0), t("total") + " " + fmt(c.outbox.delivered || 0, 0)),
     );
     $("sms-cards").replaceChildren(
-      card("sms-outbox", t("c_outbox"), ser((x) => cc(x).outbox.pending || 0), fmt(c.outbox.pending || 0, 0), mix(c.outbox, 0)),
+      card("sms-outbox", t("c_outbox"), ser((x) => cc(x).outbox.pending || 0), fmt(c.outbox.pending || 0, 0), mix(c.outbox, 0, "o_")),
       card("sms-delivered", t("c_delivered"), ser((x) => cc(x).delivered_per_s || 0), fmt(c.delivered_per_s || 0), t("total") + " " + fmt(c.outbox.delivered || 0, 0)),
     );
     $("reasons").tBodies[0].replaceChildren(...Object.entries(c.reasons || {}).sort().map(([k, n]) => {
@@ -302,7 +309,7 @@
     const provs = (s.providers || []).filter((p) => p.campaign === id);
     $("providers").replaceChildren(...provs.map((p) => {
       const series = ser((x) => ((x.providers || []).find((q) => q.campaign === p.campaign && q.name === p.name) || {}).error_rate || 0);
-      return card("provider-" + p.name, p.name, series, p.state, t("error_rate") + " " + fmt(p.error_rate * 100) + " %", p.state === "open" ? "bad" : p.state === "half-open" ? "warn" : "");
+      return card("provider-" + p.name, p.name, series, tp("b_", p.state), t("error_rate") + " " + fmt(p.error_rate * 100) + " %", p.state === "open" ? "bad" : p.state === "half-open" ? "warn" : "");
     }));
     $("runs").tBodies[0].replaceChildren(...(s.runs || []).filter((r) => r.campaign === id).map((r) => el("tr", {},
       el("td", { text: String(r.id) }), el("td", { text: r.window }), el("td", { text: r.policy }),
