@@ -213,12 +213,13 @@ func newCallWindow(span time.Duration, n int, now func() time.Time) *callWindow 
 func (w *callWindow) add(a answer) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	at := w.now().UnixNano() / int64(w.step)
+	now := w.now().UnixNano()
+	at := now / int64(w.step)
 	b := &w.buckets[int(at%int64(len(w.buckets)))]
 	if b.at != at {
 		*b = windowBucket{at: at}
 	}
-	w.recent[w.next] = timedAnswer{at: w.now().UnixNano(), a: a}
+	w.recent[w.next] = timedAnswer{at: now, a: a}
 	w.next = (w.next + 1) % len(w.recent)
 	switch a {
 	case answerOK:
