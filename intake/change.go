@@ -29,11 +29,21 @@ type Requests interface {
 	Cancel(ctx context.Context, receipt string, birth time.Time) error
 }
 
-// Errors of Requests.Change that intake answers with their own status.
+// Errors of Requests that intake answers with their own status.
 var (
 	ErrUnknownClinic    = errors.New("clinic not in the campaign")
 	ErrAlreadyAllocated = errors.New("already allocated")
+	// ErrPurged: the receipt's campaign is purged. Its personal data is
+	// gone, the birth date that proves a request is the owner's among
+	// it, so no request is recorded: it would write a birth date back.
+	ErrPurged = errors.New("campaign purged")
 )
+
+// purged answers a request on a purged campaign: 409 conflict, reason
+// purged.
+func purged(w http.ResponseWriter) {
+	httpapi.WriteError(w, httpapi.CodeConflict, map[string]any{"reason": "purged"})
+}
 
 // maxChangeBody bounds the body of a change or a cancellation.
 const maxChangeBody = 1 << 10
@@ -112,8 +122,8 @@ func (s *Service) requestGate(w http.ResponseWriter, r *http.Request, change boo
 
 // serveChange is PATCH /v1/intents/{receipt}: a new preferred clinic,
 // before the person's registration is in a round. It answers the status
-// body (200), 409 already_allocated after, 400 for a clinic the campaign
-// lacks, and the lookup's answers for everything else.
+// body (200), 409 already_allocated after, 409 conflict (reason purged)
+// once the campaign is purged, 400 for a clinic the campaign lacks, and the lookup's answers for everything else.
 func (s *Service) serveChange(w http.ResponseWriter, r *http.Request) {
 	b, d, ok := s.requestGate(w, r, true)
 	if !ok {
@@ -134,6 +144,9 @@ func (s *Service) serveChange(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrAlreadyAllocated):
 		httpapi.WriteError(w, httpapi.CodeAlreadyAllocated, nil)
 		return
+	case errors.Is(err, ErrPurged):
+		purged(w)
+		return
 	case err != nil:
 		s.log.Warn("change: could not record", slog.Any("err", err))
 		s.unavailable(w)
@@ -143,8 +156,9 @@ func (s *Service) serveChange(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveCancel is POST /v1/intents/{receipt}/cancel: 200
-// {"status":"cancelled"}, the same when repeated, and the lookup's
-// answers for everything else (a wrong birth date is the lookup's 404).
+// {"status":"cancelled"}, the same when repeated, 409 conflict (reason
+// purged) once the campaign is purged, and the lookup's answers for
+// everything else (a wrong birth date is the lookup's 404).
 func (s *Service) serveCancel(w http.ResponseWriter, r *http.Request) {
 	b, d, ok := s.requestGate(w, r, false)
 	if !ok {
@@ -153,7 +167,10 @@ func (s *Service) serveCancel(w http.ResponseWriter, r *http.Request) {
 	birth, _ := campaign.ParseDate(b.Birthdate) // checked by checkOwner
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	if err := s.cfg.Requests.Cancel(ctx, r.PathValue("receipt"), birth); err != nil {
+	if err := s.cfg.Requests.Cancel(ctx, r.PathValue("receipt"), birth); errors.Is(err, ErrPurged) {
+		purged(w)
+		return
+	} else if err != nil {
 		s.log.Warn("cancel: could not record", slog.Any("err", err))
 		s.unavailable(w)
 		return

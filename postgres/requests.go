@@ -61,6 +61,9 @@ func CancelKey(campaign string, registration int64) string {
 // Cancel records a cancellation of receipt asked with birth, then makes
 // it take effect if the receipt is decided. Repeating it changes nothing.
 func (s *RequestStore) Cancel(ctx context.Context, receipt string, birth time.Time) error {
+	if err := s.refusePurged(ctx, receipt); err != nil {
+		return err
+	}
 	// Recorded and committed before the decision is read, and dedupe
 	// reads the requests after committing its decisions: of the two, the
 	// later one always sees the other.
@@ -77,6 +80,9 @@ func (s *RequestStore) Cancel(ctx context.Context, receipt string, birth time.Ti
 // has the clinic, and intake.ErrAlreadyAllocated when the person's
 // registration is already in a round (or cancelled).
 func (s *RequestStore) Change(ctx context.Context, receipt string, birth time.Time, clinic string) error {
+	if err := s.refusePurged(ctx, receipt); err != nil {
+		return err
+	}
 	// The receipt's campaign once decided; before, any campaign's clinic
 	// passes here and the change applies only if the decided campaign
 	// has it (the registration's clinic must be one of its own).
@@ -110,6 +116,22 @@ func (s *RequestStore) Change(ctx context.Context, receipt string, birth time.Ti
 	}
 	if outcome != nil && *outcome == "refused" {
 		return intake.ErrAlreadyAllocated
+	}
+	return nil
+}
+
+// refusePurged returns intake.ErrPurged when receipt's campaign is
+// purged: a request would record a birth date the purge removed. (A
+// purge needs every submission decided, so a purged campaign's receipt
+// has its decision.)
+func (s *RequestStore) refusePurged(ctx context.Context, receipt string) error {
+	var purged bool
+	if err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM decisions d JOIN campaign_purges p ON p.campaign = d.campaign
+		WHERE d.receipt = $1)`, receipt).Scan(&purged); err != nil {
+		return fmt.Errorf("request: read purges: %w", err)
+	}
+	if purged {
+		return intake.ErrPurged
 	}
 	return nil
 }
