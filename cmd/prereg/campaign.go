@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/postgres"
@@ -156,10 +158,7 @@ func cmdCampaignPurge(ctx context.Context, env *Env, args []string) error {
 // say it.
 func confirmEarlyPurge(env *Env, campaignID, reason string) error {
 	in, ok := env.Stdin.(*os.File)
-	if !ok {
-		return usagef("--early asks for confirmation on a terminal; pass --yes to confirm without one")
-	}
-	if st, err := in.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+	if !ok || !term.IsTerminal(int(in.Fd())) {
 		return usagef("--early asks for confirmation on a terminal; pass --yes to confirm without one")
 	}
 	fmt.Fprintf(env.Stderr, "Purge campaign %s's personal data now, before its retention period ends (%s)?\n"+
