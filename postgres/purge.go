@@ -220,8 +220,10 @@ type PurgeOptions struct {
 	// period ends (a cancelled campaign, a rehearsal, a data-protection
 	// order): it lifts the retention rule and no other, and its
 	// appointments still to come are cancelled, since nobody could be
-	// told of them or checked against them any more. At most
-	// MaxEarlyReason bytes; kept in campaign_purges.
+	// told of them or checked against them any more. A window still
+	// taking submissions refuses it (pause the intake first), as the
+	// retention rule would have. At most MaxEarlyReason bytes; kept in
+	// campaign_purges.
 	Early string
 	Now   time.Time
 	// Progress, when set, is called after each table.
@@ -415,6 +417,23 @@ func purgeAllowed(ctx context.Context, tx pgx.Tx, campaign string, opt PurgeOpti
 	}
 	if running > 0 {
 		reasons = append(reasons, fmt.Sprintf("%d allocation runs still running", running))
+	}
+	if opt.Early != "" {
+		// The retention rule covers an open window; an early purge must
+		// not leave one taking submissions that nothing can allocate.
+		var open int64
+		var until *time.Time
+		err := tx.QueryRow(ctx, `SELECT count(*), max(w.closes) FROM windows w
+			WHERE w.campaign = $1 AND w.opens <= $2 AND w.closes > $2
+			  AND NOT EXISTS (SELECT 1 FROM intake_pauses p WHERE p.campaign = w.campaign
+			      AND (p.reopens_at IS NULL OR p.reopens_at >= w.closes))`, campaign, opt.Now).Scan(&open, &until)
+		if err != nil {
+			return fmt.Errorf("check open windows: %w", err)
+		}
+		if open > 0 {
+			reasons = append(reasons, fmt.Sprintf("%d windows still take submissions (until %s): pause the campaign's intake first (prereg campaign pause)",
+				open, until.UTC().Format(time.RFC3339)))
+		}
 	}
 	if until := res.LastActivity.Add(opt.Retention); opt.Now.Before(until) && opt.Early == "" {
 		reasons = append(reasons, fmt.Sprintf("within the retention period (PREREG_PURGE_RETENTION %s after the last activity at %s): purge from %s",

@@ -15,6 +15,7 @@ import (
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/check"
 	"github.com/prereg/prereg/dedupe"
+	"github.com/prereg/prereg/intake"
 	"github.com/prereg/prereg/notify"
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/postgres/pgtest"
@@ -205,6 +206,19 @@ func TestPurgeEarly(t *testing.T) {
 	require.Contains(t, refused.Reasons[0], "SMS still to be sent")
 
 	statusExec(t, pool, `UPDATE outbox SET state = 'delivered', sent_at = now() - interval '3 days', delivered_at = now() WHERE campaign = 'status-test'`)
+	inWindow := early
+	inWindow.Now = time.Date(2021, 8, 10, 0, 0, 0, 0, time.UTC)
+	_, err = store.Purge(ctx, "status-test", inWindow)
+	require.ErrorAs(t, err, &refused, "an early purge refuses while a window takes submissions")
+	require.Len(t, refused.Reasons, 1, "%v", refused.Reasons)
+	require.Contains(t, refused.Reasons[0], "pause the campaign's intake first")
+	require.NoError(t, (&postgres.PauseStore{Pool: pool}).Pause(ctx, intake.Pause{Campaign: "status-test", PausedAt: inWindow.Now.Add(-time.Hour), By: "test"}))
+	inWindow.DryRun = true
+	_, err = store.Purge(ctx, "status-test", inWindow)
+	require.NoError(t, err, "paused until resumed, the window takes nothing more")
+	_, err = (&postgres.PauseStore{Pool: pool}).Resume(ctx, "status-test")
+	require.NoError(t, err)
+
 	_, err = store.Purge(ctx, "status-test", normal)
 	require.ErrorAs(t, err, &refused, "without --early the retention period stands")
 	require.Len(t, refused.Reasons, 1, "%v", refused.Reasons)
