@@ -220,9 +220,9 @@ type PurgeOptions struct {
 	// period ends (a cancelled campaign, a rehearsal, a data-protection
 	// order): it lifts the retention rule and no other, and its
 	// appointments still to come are cancelled, since nobody could be
-	// told of them or checked against them any more. A window still
-	// taking submissions refuses it (pause the intake first), as the
-	// retention rule would have. At most MaxEarlyReason bytes; kept in
+	// told of them or checked against them any more. A window not yet
+	// closed refuses it unless the campaign's intake is paused past its
+	// close, as the retention rule would have. At most MaxEarlyReason bytes; kept in
 	// campaign_purges.
 	Early string
 	Now   time.Time
@@ -419,19 +419,20 @@ func purgeAllowed(ctx context.Context, tx pgx.Tx, campaign string, opt PurgeOpti
 		reasons = append(reasons, fmt.Sprintf("%d allocation runs still running", running))
 	}
 	if opt.Early != "" {
-		// The retention rule covers an open window; an early purge must
-		// not leave one taking submissions that nothing can allocate.
+		// The retention rule covers a window not yet closed; an early
+		// purge must not leave one taking submissions, now or once it
+		// opens, that nothing can allocate.
 		var open int64
 		var until *time.Time
 		err := tx.QueryRow(ctx, `SELECT count(*), max(w.closes) FROM windows w
-			WHERE w.campaign = $1 AND w.opens <= $2 AND w.closes > $2
+			WHERE w.campaign = $1 AND w.closes > $2
 			  AND NOT EXISTS (SELECT 1 FROM intake_pauses p WHERE p.campaign = w.campaign
 			      AND (p.reopens_at IS NULL OR p.reopens_at >= w.closes))`, campaign, opt.Now).Scan(&open, &until)
 		if err != nil {
 			return fmt.Errorf("check open windows: %w", err)
 		}
 		if open > 0 {
-			reasons = append(reasons, fmt.Sprintf("%d windows still take submissions (until %s): pause the campaign's intake first (prereg campaign pause)",
+			reasons = append(reasons, fmt.Sprintf("%d windows not closed yet take submissions (the last until %s): pause the campaign's intake first (prereg campaign pause)",
 				open, until.UTC().Format(time.RFC3339)))
 		}
 	}

@@ -212,6 +212,12 @@ func TestPurgeEarly(t *testing.T) {
 	require.ErrorAs(t, err, &refused, "an early purge refuses while a window takes submissions")
 	require.Len(t, refused.Reasons, 1, "%v", refused.Reasons)
 	require.Contains(t, refused.Reasons[0], "pause the campaign's intake first")
+	beforeOpen := early
+	beforeOpen.Now = time.Date(2021, 8, 1, 0, 0, 0, 0, time.UTC)
+	_, err = store.Purge(ctx, "status-test", beforeOpen)
+	require.ErrorAs(t, err, &refused, "and before a window opens")
+	require.Len(t, refused.Reasons, 1, "%v", refused.Reasons)
+	require.Contains(t, refused.Reasons[0], "pause the campaign's intake first")
 	require.NoError(t, (&postgres.PauseStore{Pool: pool}).Pause(ctx, intake.Pause{Campaign: "status-test", PausedAt: inWindow.Now.Add(-time.Hour), By: "test"}))
 	inWindow.DryRun = true
 	_, err = store.Purge(ctx, "status-test", inWindow)
