@@ -222,8 +222,8 @@ type PurgeOptions struct {
 	// appointments still to come are cancelled, since nobody could be
 	// told of them or checked against them any more. A window not yet
 	// closed refuses it unless the campaign's intake is paused past its
-	// close, as the retention rule would have. At most MaxEarlyReason bytes; kept in
-	// campaign_purges.
+	// close, as the retention rule would have. At most MaxEarlyReason
+	// bytes; kept in campaign_purges.
 	Early string
 	Now   time.Time
 	// Progress, when set, is called after each table.
