@@ -149,7 +149,7 @@ var purgeSchema = []purgeTable{
 		"campaign": Plain, "paused_at": Plain, "reopens_at": Plain, "paused_by": Pseudonymous,
 	}},
 	{name: "campaign_purges", columns: map[string]ColumnClass{
-		"campaign": Plain, "purged_at": Plain, "removed": Plain,
+		"campaign": Plain, "purged_at": Plain, "removed": Plain, "early_reason": Plain,
 	}},
 	{name: "schema_migrations", columns: map[string]ColumnClass{
 		"version": Plain, "name": Plain, "applied_at": Plain, "checksum": Plain,
@@ -216,7 +216,16 @@ type PurgeOptions struct {
 	// purge would be refused it still counts, and returns the refusal
 	// with the counts.
 	DryRun bool
-	Now    time.Time
+	// Early, when set, is why the campaign is purged before its retention
+	// period ends (a cancelled campaign, a rehearsal, a data-protection
+	// order): it lifts the retention rule and no other, and its
+	// appointments still to come are cancelled, since nobody could be
+	// told of them or checked against them any more. A window not yet
+	// closed refuses it unless the campaign's intake is paused past its
+	// close, as the retention rule would have. At most MaxEarlyReason
+	// bytes; kept in campaign_purges.
+	Early string
+	Now   time.Time
 	// Progress, when set, is called after each table.
 	Progress func(PurgeCount)
 }
@@ -225,6 +234,9 @@ type PurgeOptions struct {
 // its delivery report before the purge stops waiting for it: a report
 // later than that is not coming.
 const PurgeReportWait = 48 * time.Hour
+
+// MaxEarlyReason is the longest reason an early purge keeps.
+const MaxEarlyReason = 200
 
 // PurgeCount is what a purge changed (or, dry, would change) in a table.
 type PurgeCount struct {
@@ -243,6 +255,12 @@ type PurgeResult struct {
 	PurgedAt *time.Time `json:"purged_at,omitempty"`
 	// LastActivity is the time the retention period runs from.
 	LastActivity time.Time `json:"last_activity"`
+	// Early is the reason of an early purge ("" for one after the
+	// retention period).
+	Early string `json:"early_reason,omitempty"`
+	// Cancelled counts the appointments still to come that the purge
+	// cancelled (a dry run: would cancel); only an early purge has any.
+	Cancelled int64 `json:"cancelled_appointments"`
 }
 
 // Rows is the total of rows changed.
@@ -272,10 +290,14 @@ func (e *PurgeRefusedError) Unwrap() error { return prereg.ErrConflict }
 // hashes of identities and devices (re-pseudonymised). It refuses while
 // an SMS is still to be sent or its report awaited, a held submission
 // awaits review, an allocation runs, or the retention period has not run
-// out. All in one transaction: it is done entirely or not at all, and a
-// second run finds nothing left to do.
+// out (unless opt.Early says why it may not wait). All in one
+// transaction: it is done entirely or not at all, and a second run finds
+// nothing left to do.
 func (s *PurgeStore) Purge(ctx context.Context, campaign string, opt PurgeOptions) (PurgeResult, error) {
-	res := PurgeResult{Campaign: campaign, DryRun: opt.DryRun, Tables: []PurgeCount{}}
+	res := PurgeResult{Campaign: campaign, DryRun: opt.DryRun, Tables: []PurgeCount{}, Early: opt.Early}
+	if opt.Early != "" && (strings.TrimSpace(opt.Early) == "" || len(opt.Early) > MaxEarlyReason) {
+		return res, fmt.Errorf("purge campaign: an early purge's reason must be 1 to %d bytes, not blank", MaxEarlyReason)
+	}
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		// One purge of a campaign at a time; the lock ends with the
 		// transaction.
@@ -317,6 +339,11 @@ func (s *PurgeStore) Purge(ctx context.Context, campaign string, opt PurgeOption
 				opt.Progress(c)
 			}
 		}
+		cancelled, err := cancelToCome(ctx, tx, campaign, opt)
+		if err != nil {
+			return fmt.Errorf("cancel appointments still to come: %w", err)
+		}
+		res.Cancelled = cancelled
 		if opt.DryRun {
 			return refusal
 		}
@@ -324,10 +351,13 @@ func (s *PurgeStore) Purge(ctx context.Context, campaign string, opt PurgeOption
 		for _, c := range res.Tables {
 			removed[c.Table] = c.Rows
 		}
+		if cancelled > 0 {
+			removed["appointments"] = cancelled
+		}
 		var at time.Time
-		err := tx.QueryRow(ctx, `INSERT INTO campaign_purges (campaign, purged_at, removed) VALUES ($1, $2, $3)
+		err = tx.QueryRow(ctx, `INSERT INTO campaign_purges (campaign, purged_at, removed, early_reason) VALUES ($1, $2, $3, nullif($4, ''))
 			ON CONFLICT (campaign) DO UPDATE SET campaign = EXCLUDED.campaign
-			RETURNING purged_at`, campaign, opt.Now, removed).Scan(&at)
+			RETURNING purged_at`, campaign, opt.Now, removed, opt.Early).Scan(&at)
 		if err != nil {
 			return fmt.Errorf("record: %w", err)
 		}
@@ -388,7 +418,25 @@ func purgeAllowed(ctx context.Context, tx pgx.Tx, campaign string, opt PurgeOpti
 	if running > 0 {
 		reasons = append(reasons, fmt.Sprintf("%d allocation runs still running", running))
 	}
-	if until := res.LastActivity.Add(opt.Retention); opt.Now.Before(until) {
+	if opt.Early != "" {
+		// The retention rule covers a window not yet closed; an early
+		// purge must not leave one taking submissions, now or once it
+		// opens, that nothing can allocate.
+		var open int64
+		var until *time.Time
+		err := tx.QueryRow(ctx, `SELECT count(*), max(w.closes) FROM windows w
+			WHERE w.campaign = $1 AND w.closes > $2
+			  AND NOT EXISTS (SELECT 1 FROM intake_pauses p WHERE p.campaign = w.campaign
+			      AND (p.reopens_at IS NULL OR p.reopens_at >= w.closes))`, campaign, opt.Now).Scan(&open, &until)
+		if err != nil {
+			return fmt.Errorf("check open windows: %w", err)
+		}
+		if open > 0 {
+			reasons = append(reasons, fmt.Sprintf("%d windows not closed yet take submissions (the last until %s): pause the campaign's intake first (prereg campaign pause)",
+				open, until.UTC().Format(time.RFC3339)))
+		}
+	}
+	if until := res.LastActivity.Add(opt.Retention); opt.Now.Before(until) && opt.Early == "" {
 		reasons = append(reasons, fmt.Sprintf("within the retention period (PREREG_PURGE_RETENTION %s after the last activity at %s): purge from %s",
 			opt.Retention, res.LastActivity.Format(time.RFC3339), until.UTC().Format(time.RFC3339)))
 	}
@@ -396,4 +444,31 @@ func purgeAllowed(ctx context.Context, tx pgx.Tx, campaign string, opt PurgeOpti
 		return &PurgeRefusedError{Reasons: reasons}
 	}
 	return nil
+}
+
+// cancelToCome cancels the campaign's scheduled appointments whose day
+// has not passed (the day that ends the last activity, as purgeAllowed
+// counts it) and gives their slots back; a dry run only counts them. A
+// purge after the retention period finds none: its last appointment day
+// is behind it. An early purge leaves nobody to notify of an appointment
+// or to check at the clinic, so the appointment is void; the citizen's
+// lookup and the receipt view then say cancelled. No cancellation SMS is
+// queued: there is no phone left to send it to.
+func cancelToCome(ctx context.Context, tx pgx.Tx, campaign string, opt PurgeOptions) (int64, error) {
+	const toCome = `campaign = $1 AND status = 'scheduled' AND (day + 1)::timestamptz > $2`
+	var n int64
+	if opt.DryRun {
+		err := tx.QueryRow(ctx, `SELECT count(*) FROM appointments WHERE `+toCome, campaign, opt.Now).Scan(&n)
+		return n, err
+	}
+	err := tx.QueryRow(ctx, `WITH cancelled AS (
+			UPDATE appointments SET status = 'cancelled' WHERE `+toCome+` RETURNING clinic, day, band
+		), freed AS (
+			SELECT clinic, day, band, count(*) AS n FROM cancelled GROUP BY clinic, day, band
+		), slots_freed AS (
+			UPDATE slots s SET used = s.used - f.n FROM freed f
+			WHERE s.campaign = $1 AND s.clinic = f.clinic AND s.day = f.day AND s.band = f.band
+		)
+		SELECT coalesce(sum(n), 0) FROM freed`, campaign, opt.Now).Scan(&n)
+	return n, err
 }

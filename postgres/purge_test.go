@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/prereg/prereg"
 	"github.com/prereg/prereg/check"
 	"github.com/prereg/prereg/dedupe"
+	"github.com/prereg/prereg/intake"
 	"github.com/prereg/prereg/notify"
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/postgres/pgtest"
@@ -173,4 +175,114 @@ func TestPurgeCampaign(t *testing.T) {
 	_, err = (&postgres.OutboxStore{Pool: pool}).Resend(ctx, notify.ResendRequest{Appointment: appt, RequestedBy: "test"})
 	require.Error(t, err, "a purged campaign has no phone to resend to")
 	require.True(t, errors.Is(err, prereg.ErrConflict), "%v", err)
+}
+
+// An early purge (a cancelled campaign, a rehearsal) lifts the retention
+// rule and no other: it still refuses while an SMS is pending, and
+// without it the retention refusal stands. It purges, cancels the
+// appointments still to come and gives their slots back, keeps its
+// reason, and the citizen's lookup and the receipt view of a purged
+// receipt answer "cancelled" rather than fail.
+func TestPurgeEarly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	pool := db.Pool
+	statusCampaign(t, pool)
+	reg := statusRegister(t, pool, "r1", "aaaa")
+	statusAppoint(t, pool, reg, "scheduled", "pending")
+	statusExec(t, pool, `UPDATE slots SET used = 1 WHERE campaign = 'status-test' AND clinic = 'c1' AND day = '2021-08-27' AND band = 1`)
+	store := &postgres.PurgeStore{Pool: pool}
+	// A week before the appointment's day: it is still to come.
+	now := time.Date(2021, 8, 20, 0, 0, 0, 0, time.UTC)
+	early := postgres.PurgeOptions{Retention: 30 * 24 * time.Hour, Now: now, Early: "rehearsal campaign"}
+	normal := early
+	normal.Early = ""
+
+	_, err := store.Purge(ctx, "status-test", early)
+	var refused *postgres.PurgeRefusedError
+	require.ErrorAs(t, err, &refused, "an early purge still waits for a pending SMS")
+	require.Len(t, refused.Reasons, 1, "and for nothing else: %v", refused.Reasons)
+	require.Contains(t, refused.Reasons[0], "SMS still to be sent")
+
+	statusExec(t, pool, `UPDATE outbox SET state = 'delivered', sent_at = now() - interval '3 days', delivered_at = now() WHERE campaign = 'status-test'`)
+	inWindow := early
+	inWindow.Now = time.Date(2021, 8, 10, 0, 0, 0, 0, time.UTC)
+	_, err = store.Purge(ctx, "status-test", inWindow)
+	require.ErrorAs(t, err, &refused, "an early purge refuses while a window takes submissions")
+	require.Len(t, refused.Reasons, 1, "%v", refused.Reasons)
+	require.Contains(t, refused.Reasons[0], "pause the campaign's intake first")
+	beforeOpen := early
+	beforeOpen.Now = time.Date(2021, 8, 1, 0, 0, 0, 0, time.UTC)
+	_, err = store.Purge(ctx, "status-test", beforeOpen)
+	require.ErrorAs(t, err, &refused, "and before a window opens")
+	require.Len(t, refused.Reasons, 1, "%v", refused.Reasons)
+	require.Contains(t, refused.Reasons[0], "pause the campaign's intake first")
+	require.NoError(t, (&postgres.PauseStore{Pool: pool}).Pause(ctx, intake.Pause{Campaign: "status-test", PausedAt: inWindow.Now.Add(-time.Hour), By: "test"}))
+	inWindow.DryRun = true
+	_, err = store.Purge(ctx, "status-test", inWindow)
+	require.NoError(t, err, "paused until resumed, the window takes nothing more")
+	_, err = (&postgres.PauseStore{Pool: pool}).Resume(ctx, "status-test")
+	require.NoError(t, err)
+
+	_, err = store.Purge(ctx, "status-test", normal)
+	require.ErrorAs(t, err, &refused, "without --early the retention period stands")
+	require.Len(t, refused.Reasons, 1, "%v", refused.Reasons)
+	require.Contains(t, refused.Reasons[0], "within the retention period")
+
+	for _, blank := range []string{" \t", strings.Repeat("x", postgres.MaxEarlyReason+1)} {
+		bad := early
+		bad.Early = blank
+		_, err = store.Purge(ctx, "status-test", bad)
+		require.Error(t, err, "an early purge needs a reason of 1 to %d bytes", postgres.MaxEarlyReason)
+		require.NotErrorAs(t, err, &refused)
+	}
+
+	checkBefore, err := check.Run(ctx, pool, "status-test", check.Options{})
+	require.NoError(t, err)
+	dryOpts := early
+	dryOpts.DryRun = true
+	dry, err := store.Purge(ctx, "status-test", dryOpts)
+	require.NoError(t, err, "the early dry run is not refused")
+	require.EqualValues(t, 1, dry.Cancelled, "it counts the appointment still to come")
+	require.NotZero(t, dry.Rows())
+
+	res, err := store.Purge(ctx, "status-test", early)
+	require.NoError(t, err)
+	require.NotNil(t, res.PurgedAt)
+	require.Equal(t, dry.Tables, res.Tables, "the purge changes what the dry run counted")
+	require.EqualValues(t, 1, res.Cancelled)
+
+	var (
+		reason    string
+		removed   map[string]int64
+		status    string
+		used      int
+		phoneLeft bool
+	)
+	require.NoError(t, pool.QueryRow(ctx, `SELECT early_reason, removed FROM campaign_purges WHERE campaign = 'status-test'`).Scan(&reason, &removed))
+	require.Equal(t, "rehearsal campaign", reason, "the purge's record keeps why it came early")
+	require.EqualValues(t, 1, removed["appointments"])
+	require.NoError(t, pool.QueryRow(ctx, `SELECT a.status, s.used, r.phone_enc IS NOT NULL FROM appointments a
+		JOIN slots s USING (campaign, clinic, day, band) JOIN registrations r ON r.id = a.registration_id
+		WHERE a.registration_id = $1`, reg).Scan(&status, &used, &phoneLeft))
+	require.Equal(t, "cancelled", status, "an appointment still to come is cancelled")
+	require.Zero(t, used, "and its slot given back")
+	require.False(t, phoneLeft, "the phone is gone")
+	checkAfter, err := check.Run(ctx, pool, "status-test", check.Options{})
+	require.NoError(t, err)
+	require.Equal(t, checkBefore.Failed(), checkAfter.Failed(), "the invariants find after the purge what they found before")
+
+	d, err := (&postgres.StatusStore{Pool: pool}).Status(ctx, "r1")
+	require.NoError(t, err, "the citizen's lookup of a purged receipt answers")
+	require.Equal(t, prereg.StatusCancelled, d.Status)
+	view, err := (&postgres.DedupeStore{Pool: pool}).ReceiptView(ctx, "r1")
+	require.NoError(t, err, "the receipt view of a purged receipt answers")
+	require.True(t, view.Purged)
+	require.Equal(t, "cancelled", view.Appointment.Status)
+
+	again, err := store.Purge(ctx, "status-test", early)
+	require.NoError(t, err)
+	require.Zero(t, again.Rows(), "a second early purge finds nothing left")
+	require.Zero(t, again.Cancelled)
 }

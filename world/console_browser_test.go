@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,10 @@ const (
 // rejects the rest in bulk, dry-runs then runs the allocation, resends
 // one SMS, and finds each of those actions in the audit log page; the
 // console's decided and registered counts are prereg check's. An auditor
-// then signs in and finds every action disabled. Screenshots go to
+// then signs in, finds every action disabled, looks up receipts (the
+// decision, appointment and SMS versions shown are the database's) and
+// reads the Report tab's decision counts (the database's, summing to
+// prereg check's decided). Screenshots go to
 // $PREREG_SCREENSHOTS, else to a folder the test logs.
 func TestConsoleWalkThrough(t *testing.T) {
 	chrome := browser(t)
@@ -289,8 +293,83 @@ func TestConsoleWalkThrough(t *testing.T) {
 	who, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#who")))
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(who, "auditor"), who)
+
+	// The auditor's Receipt tab shows a submission's decision as the
+	// database holds it: the registration whose SMS was resent, with its
+	// appointment and both SMS versions, and the released held one.
+	var (
+		apptReceipt, apptKind, releasedReceipt string
+	)
+	require.NoError(t, w.Pool.QueryRow(ctx, `SELECT d.receipt, d.kind FROM appointments a JOIN registrations r ON r.id = a.registration_id
+		JOIN decisions d ON d.receipt = r.first_receipt WHERE a.id = $1`, appointment).Scan(&apptReceipt, &apptKind))
+	require.NoError(t, w.Pool.QueryRow(ctx, `SELECT receipt FROM decisions WHERE campaign = $1 AND review = 'released'`, c.ID).Scan(&releasedReceipt))
+	lookup := func(receipt string) map[string]string {
+		t.Helper()
+		require.NoError(t, chromedp.Do(bctx,
+			chromedp.Click(chromedp.CSS(`#tabs button[data-tab="receipt"]`)),
+			chromedp.WaitVisible(chromedp.CSS("#receipt-id")),
+			chromedp.SetValue(chromedp.CSS("#receipt-id"), receipt),
+			chromedp.Click(chromedp.CSS(`#receipt-form button[type=submit]`)),
+			chromedp.Poll[chromedp.Void](`Array.from(document.querySelectorAll("#receipt-result tr")).some(r => r.querySelector("th").textContent === "receipt" && r.querySelector("td").textContent === `+quote(receipt)+`)`),
+		))
+		rows, err := chromedp.Run(bctx, chromedp.Evaluate[map[string]string](`Object.fromEntries(Array.from(document.querySelectorAll("#receipt-result tr")).map(r => [r.querySelector("th").textContent, r.querySelector("td").textContent]))`))
+		require.NoError(t, err)
+		return rows
+	}
+	shown := lookup(apptReceipt)
+	require.Equal(t, apptKind, shown["decision"], "the Receipt tab shows the database's decision")
+	require.Equal(t, itoa(int(appointment)), shown["appointment.id"], "and the registration's appointment")
+	var versions []struct {
+		Version     int    `json:"version"`
+		RequestedBy string `json:"requested_by"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(shown["sms"]), &versions), shown["sms"])
+	require.Len(t, versions, 2, "the first SMS and the operator's resend")
+	require.Equal(t, 2, versions[1].Version)
+	require.NotEmpty(t, versions[1].RequestedBy, "a resend names who asked for it")
+	shoot("console-9-receipt")
+	shown = lookup(releasedReceipt)
+	require.Equal(t, "held", shown["decision"])
+	require.Equal(t, "released", shown["held.review"], "the held submission's review as the operator made it")
+
+	// The Report tab's decision counts are the database's, by kind and
+	// reason, and together the decisions prereg check counted.
+	rows, err := w.Pool.Query(ctx, `SELECT kind, CASE WHEN kind = 'registered' THEN '' ELSE coalesce(reason, '') END, count(*)
+		FROM decisions WHERE campaign = $1 GROUP BY 1, 2`, c.ID)
+	require.NoError(t, err)
+	want := map[string]int{}
+	for rows.Next() {
+		var kind, reason string
+		var n int
+		require.NoError(t, rows.Scan(&kind, &reason, &n))
+		want[kind+"/"+reason] += n
+	}
+	require.NoError(t, rows.Err())
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.Click(chromedp.CSS(`#tabs button[data-tab="report"]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#report-totals tbody tr[data-kind]").length > 0`),
+	))
+	cells, err := chromedp.Run(bctx, chromedp.Evaluate[[][]string](`Array.from(document.querySelectorAll("#report-totals tbody tr[data-kind]")).map(r => [r.dataset.kind, r.dataset.reason, r.cells[2].textContent])`))
+	require.NoError(t, err)
+	got := map[string]int{}
+	total := 0
+	for _, cell := range cells {
+		n, err := strconv.Atoi(strings.NewReplacer(",", "", ".", "", "\u00a0", "").Replace(cell[2]))
+		require.NoError(t, err, "a count: %q", cell[2])
+		got[cell[0]+"/"+cell[1]] = n
+		total += n
+	}
+	require.Equal(t, want, got, "the Report tab counts the decisions the database holds, by kind and reason")
+	require.Equal(t, rep.Outcomes-rep.DeadLetters, total, "and all the decisions prereg check matched with outcomes")
+	shoot("console-10-report")
 	require.NoError(t, chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#lang")), chromedp.Poll[chromedp.Void](`document.documentElement.lang === "ko"`)))
-	shoot("console-9-auditor-ko")
+	shoot("console-11-auditor-ko")
+}
+
+// quote is s as a JavaScript string literal.
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
 
 func itoa(n int) string {

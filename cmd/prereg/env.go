@@ -16,6 +16,9 @@ import (
 // Env is what a command gets from the outside: its streams, environment
 // and logger. Tests run commands with their own Env.
 type Env struct {
+	// Stdin answers a command's confirmation; a command asks only when
+	// it is a terminal.
+	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
 	Getenv func(string) string

@@ -64,7 +64,7 @@ func (e *invariantError) Error() string {
 }
 
 func main() {
-	env := &Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	env := &Env{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
 	os.Exit(run(env, os.Args[1:]))
 }
 

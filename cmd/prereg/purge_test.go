@@ -11,7 +11,8 @@ import (
 
 // campaign purge: a dry run and a purge of a loaded campaign succeed and
 // are both in the audit log; a retention period not yet over is a
-// refusal (exit 1) naming the date it ends; an unknown campaign too.
+// refusal (exit 1) naming the date it ends, which --early lifts with a
+// reason and --yes; an unknown campaign is a refusal too.
 func TestCampaignPurge(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
@@ -33,6 +34,22 @@ func TestCampaignPurge(t *testing.T) {
 	require.Equal(t, exitFailure, code, out)
 	require.Contains(t, out, "within the retention period")
 
+	// --early lifts the retention rule, with a reason and a confirmation.
+	code, out = runCLI(t, vars, "campaign", "purge", "--campaign", "covid-2021-18-49", "--early", " ")
+	require.Equal(t, exitUsage, code, out)
+	require.Contains(t, out, "needs a reason")
+	code, out = runCLI(t, vars, "campaign", "purge", "--campaign", "covid-2021-18-49", "--early", "rehearsal")
+	require.Equal(t, exitUsage, code, "off a terminal nobody can confirm: %s", out)
+	require.Contains(t, out, "--yes")
+	code, out = runCLI(t, vars, "campaign", "purge", "--campaign", "covid-2021-18-49", "--yes")
+	require.Equal(t, exitUsage, code, out)
+	code, out = runCLI(t, vars, "campaign", "purge", "--campaign", "covid-2021-18-49", "--early", "rehearsal", "--yes")
+	require.Equal(t, exitOK, code, out)
+	require.Contains(t, out, "early purge (rehearsal): cancelled 0 appointments still to come")
+	var target string
+	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT target FROM admin_audit WHERE action = 'campaign.purge' AND outcome = 'ok' ORDER BY id DESC LIMIT 1`).Scan(&target))
+	require.Equal(t, `campaign=covid-2021-18-49 dry_run=false early="rehearsal"`, target, "the audit log keeps the reason")
+
 	code, out = runCLI(t, vars, "campaign", "purge", "--campaign", "nope")
 	require.Equal(t, exitFailure, code, out)
 	code, out = runCLI(t, vars, "campaign", "purge")
@@ -44,5 +61,5 @@ func TestCampaignPurge(t *testing.T) {
 
 	var n int
 	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM admin_audit WHERE action = 'campaign.purge'`).Scan(&n))
-	require.Equal(t, 4, n, "dry run, purge, refusal and unknown campaign are recorded")
+	require.Equal(t, 5, n, "dry run, purge, refusal, early purge and unknown campaign are recorded; usage errors run nothing")
 }

@@ -17,7 +17,8 @@
       receipt: "접수번호", device: "기기 (가명)", same_device: "같은 기기", received: "접수", release: "승인", reject: "반려",
       dry_run_btn: "모의 배정", run_btn: "배정 실행", alloc_help: "먼저 모의 배정으로 결과를 확인한 뒤 같은 기간과 방식으로 실제 배정을 실행합니다.",
       appointment: "예약 번호", resend: "문자 재발송", at: "시각", role: "역할", token_id: "토큰 ID", action: "작업", target: "대상", outcome: "결과",
-      lookup: "조회", report_help: "중복 제거 보고서를 내려받습니다 (HTML은 인쇄하여 PDF로 저장할 수 있습니다).",
+      lookup: "조회", report_help: "중복 제거 보고서: 아래는 결정 건수이며, 전체 보고서를 내려받을 수 있습니다 (HTML은 인쇄하여 PDF로 저장할 수 있습니다).",
+      submissions: "신청", reviews: "보류 검토", r_pending: "대기", r_released: "승인", r_rejected: "반려",
       cancel: "취소", confirm: "확인", open_now: "접수 중", paused_until: "일시 중지: 재개 예정", paused_manual: "일시 중지: 재개 시까지",
       c_accepted: "접수 (초당)", c_shed: "과부하 거절 (초당)", c_limited: "요청 제한 (초당)", c_verify_lag: "인증 지연 (초)",
       c_verify_backlog: "인증 대기", c_dedupe_backlog: "중복 제거 대기", c_decided: "결정 (초당)", c_registered: "등록",
@@ -47,7 +48,8 @@
       receipt: "Receipt", device: "Device (pseudonym)", same_device: "Same device", received: "Received", release: "Release", reject: "Reject",
       dry_run_btn: "Dry run", run_btn: "Run allocation", alloc_help: "Dry-run first and read the result, then run for real with the same window and policy.",
       appointment: "Appointment id", resend: "Resend SMS", at: "Time", role: "Role", token_id: "Token id", action: "Action", target: "Target", outcome: "Outcome",
-      lookup: "Look up", report_help: "Download the dedupe report (print the HTML to save a PDF).",
+      lookup: "Look up", report_help: "The dedupe report: its decision counts below, the whole report to download (print the HTML to save a PDF).",
+      submissions: "Submissions", reviews: "Held review", r_pending: "pending", r_released: "released", r_rejected: "rejected",
       cancel: "Cancel", confirm: "Confirm", open_now: "open", paused_until: "paused, reopens at", paused_manual: "paused until resumed",
       c_accepted: "Accepted /s", c_shed: "Shed /s", c_limited: "Rate-limited /s", c_verify_lag: "Verify lag (s)",
       c_verify_backlog: "Waiting for verify", c_dedupe_backlog: "Waiting for dedupe", c_decided: "Decided /s", c_registered: "Registered",
@@ -495,6 +497,33 @@
     body.replaceChildren(...rows);
   }
 
+  // loadReport shows the report's decision counts by kind and reason, the
+  // same figures its downloads hold.
+  async function loadReport() {
+    const id = campaign();
+    const body = $("report-totals").tBodies[0];
+    const r = await api("GET", "/admin/v1/reports/dedupe?campaign=" + encodeURIComponent(id) + "&format=json");
+    if (id !== campaign()) return;
+    if (!r.ok || !r.data || !r.data.totals) {
+      body.replaceChildren();
+      $("report-summary").textContent = "";
+      say("report-msg", failure(r), false);
+      return;
+    }
+    say("report-msg", "", true);
+    const tot = r.data.totals;
+    const row = (kind, reason, n) => el("tr", { "data-kind": kind, "data-reason": reason }, el("td", { text: t("s_" + kind) }),
+      el("td", { text: reason || "–" }), el("td", { class: "num", text: fmt(n, 0) }));
+    const rows = [row("registered", "", tot.registered || 0)];
+    for (const [kind, by] of [["duplicate", tot.duplicates], ["held", tot.held], ["rejected", tot.rejected]]) {
+      for (const [reason, n] of Object.entries(by || {}).sort()) rows.push(row(kind, reason, n));
+    }
+    body.replaceChildren(...rows);
+    const rv = r.data.reviews || {};
+    $("report-summary").textContent = t("submissions") + " " + fmt(tot.submissions || 0, 0) + " · " + t("reviews") + ": " +
+      ["pending", "released", "rejected"].map((k) => t("r_" + k) + " " + fmt(rv[k] || 0, 0)).join(", ");
+  }
+
   async function downloadReport(format) {
     const id = campaign();
     const r = await api("GET", "/admin/v1/reports/dedupe?campaign=" + encodeURIComponent(id) + "&format=" + format);
@@ -520,6 +549,7 @@
     if (name === "held") loadHeld();
     if (name === "audit") loadAudit();
     if (name === "allocation") fillWindows();
+    if (name === "report") loadReport();
   }
 
   function applyLang() {
@@ -531,6 +561,7 @@
       $("who").textContent = t(role) + " · " + ($("who").textContent.split(" · ")[1] || "");
       render();
       if (tab === "held") loadHeld();
+      if (tab === "report") loadReport();
     }
   }
 
@@ -547,7 +578,7 @@
     });
     $("signout").addEventListener("click", () => signOut(""));
     for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
-    $("campaign").addEventListener("change", () => { fillWindows(); render(); if (tab === "held") loadHeld(); });
+    $("campaign").addEventListener("change", () => { fillWindows(); render(); if (tab === "held") loadHeld(); if (tab === "report") loadReport(); });
     $("pause").addEventListener("click", pauseIntake);
     $("resume").addEventListener("click", resumeIntake);
     $("held-reload").addEventListener("click", loadHeld);
@@ -561,6 +592,7 @@
     $("sms-resend").addEventListener("click", resend);
     $("audit-reload").addEventListener("click", loadAudit);
     $("receipt-form").addEventListener("submit", lookupReceipt);
+    $("report-reload").addEventListener("click", loadReport);
     for (const b of document.querySelectorAll("button.report")) b.addEventListener("click", () => downloadReport(b.dataset.format));
     if (token) signIn(token);
   });
