@@ -126,6 +126,24 @@ func TestChangeAndCancel(t *testing.T) {
 	require.Equal(t, 1, sms, "one cancellation SMS however often it is asked")
 	require.Equal(t, 409, e.send(t, http.MethodPatch, path, map[string]string{"birthdate": "1990-08-19", "clinic": "c9"}).Status,
 		"a cancelled registration is not changed")
+
+	// Once the campaign is purged, neither is recorded: 409, a cancel's
+	// with reason purged.
+	exec(`INSERT INTO campaign_purges (campaign, purged_at, removed) VALUES ('test-2021', now(), '{}')`)
+	for _, r := range []struct {
+		method, path string
+		body         map[string]string
+	}{
+		{http.MethodPost, path + "/cancel", map[string]string{"birthdate": "1990-08-19"}},
+		{http.MethodPatch, path, map[string]string{"birthdate": "1990-08-19", "clinic": "c9"}},
+	} {
+		got = e.send(t, r.method, r.path, r.body)
+		require.Equal(t, 409, got.Status, "%s on a purged campaign: %v", r.method, got.Body)
+		if r.method == http.MethodPost {
+			// (A change of this cancelled registration is already_allocated.)
+			require.Equal(t, "purged", got.Body["reason"])
+		}
+	}
 }
 
 // Lookup, change and cancel share one lockout per receipt: wrong birth

@@ -281,6 +281,17 @@ func TestPurgeEarly(t *testing.T) {
 	require.True(t, view.Purged)
 	require.Equal(t, "cancelled", view.Appointment.Status)
 
+	// A request would write the birth date it was asked with back into
+	// the purged campaign: neither is recorded.
+	requests := &postgres.RequestStore{Pool: pool}
+	birth := time.Date(1990, 1, 2, 0, 0, 0, 0, time.UTC)
+	require.ErrorIs(t, requests.Cancel(ctx, "r1", birth), intake.ErrPurged)
+	require.ErrorIs(t, requests.Change(ctx, "r1", birth, "c1"), intake.ErrPurged)
+	var requestsLeft int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM cancellations WHERE receipt = 'r1')
+		+ (SELECT count(*) FROM clinic_changes WHERE receipt = 'r1')`).Scan(&requestsLeft))
+	require.Zero(t, requestsLeft, "no request recorded on a purged campaign")
+
 	again, err := store.Purge(ctx, "status-test", early)
 	require.NoError(t, err)
 	require.Zero(t, again.Rows(), "a second early purge finds nothing left")
