@@ -442,6 +442,9 @@ type submission struct {
 	// body reads the body, at most MaxBody bytes (*http.MaxBytesError
 	// past that).
 	body func() ([]byte, error)
+	// refusalAsked: the server already asked refusesAtOnce, and was not
+	// refused (the fasthttp front asks before it reads anything).
+	refusalAsked bool
 }
 
 func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
@@ -514,13 +517,11 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 // else, which is the cheapest answer there is; when the stream is known
 // to refuse, the body is not even read.
 func (s *Service) admit(w http.ResponseWriter, r submission) (netip.Addr, bool) {
-	if s.draining.Load() {
-		s.shed(w, shedDraining)
-		return netip.Addr{}, false
-	}
-	if s.guard != nil && s.guard.refuses() {
-		s.shed(w, shedCPU)
-		return netip.Addr{}, false
+	if !r.refusalAsked {
+		if reason, refused := s.refusesAtOnce(); refused {
+			s.shed(w, reason)
+			return netip.Addr{}, false
+		}
 	}
 	if !jsonContent(r.contentType) {
 		httpapi.WriteError(w, httpapi.CodeUnsupportedMedia, map[string]any{"want": "application/json"})

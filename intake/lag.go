@@ -214,6 +214,19 @@ func (g *cpuGuard) observe(standing time.Duration, seen int64) {
 	}
 }
 
+// refusesAtOnce reports whether a submission is refused before anything
+// of it is read, and why: intake is draining, or the CPU guard sheds it.
+// It counts the submission for the guard, so it is asked once for each.
+func (s *Service) refusesAtOnce() (reason string, refused bool) {
+	if s.draining.Load() {
+		return shedDraining, true
+	}
+	if s.guard != nil && s.guard.refuses() {
+		return shedCPU, true
+	}
+	return "", false
+}
+
 // refuses counts a submission and reports whether to shed it.
 func (g *cpuGuard) refuses() bool {
 	g.seen.Add(1)
