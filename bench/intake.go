@@ -408,13 +408,9 @@ func (r *intakeRun) offer(ctx context.Context, child *childServer, rate float64,
 // same kind of process, on the same CPU, while it refuses every
 // submission first thing (draining): the latency a server that does
 // nothing but answer 503 gets from this machine and generator at those
-// rates. First, the generator's ceiling against it.
+// rates. First, the generator's ceiling against it. The overload run's
+// pinning holds.
 func (r *intakeRun) floors(ctx context.Context) error {
-	release, err := r.pin()
-	if err != nil {
-		return err
-	}
-	defer release()
 	child, err := r.startChild(ctx, childOptions{gomaxprocs1: true, cpus: r.serverCPUs}, "refuse")
 	if err != nil {
 		return err
