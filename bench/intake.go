@@ -73,7 +73,9 @@ type IntakeResult struct {
 
 // OverloadRun is one open-loop run of the overload bench: intake on one core offered more than its capacity, and the refusal floor at the same rate.
 type OverloadRun struct {
-	// IntendedRPS is the rate the run meant to offer: 1.5 (3) times the capacity, or --overload-rate.
+	// IntendedRPS is the rate the run meant to offer: 1.5 times the capacity
+	// (or --overload-rate); 3 times, or 90 % of the generator's ceiling
+	// when that is less.
 	IntendedRPS float64 `json:"overload_intended_rps"`
 	// OfferedRPS is the rate the generator sent at: requests sent during the run, per second.
 	OfferedRPS float64 `json:"overload_offered_rps"`
@@ -304,6 +306,11 @@ func (r *intakeRun) overload(ctx context.Context) error {
 		return err
 	}
 	defer release()
+	if o.OverloadServer == "overload" {
+		if err := r.generatorCeiling(ctx); err != nil {
+			return err
+		}
+	}
 	child, err := r.startChild(ctx, childOptions{gomaxprocs1: true, cpus: r.serverCPUs, profileDir: o.ProfileDir}, o.OverloadServer)
 	if err != nil {
 		return err
@@ -342,7 +349,11 @@ func (r *intakeRun) overload(ctx context.Context) error {
 	if o.Overload3x > 0 && ctx.Err() == nil {
 		time.Sleep(time.Second) // the Retry-After the first run's refusals asked for
 		rate3 := overloadFactor3x * c
-		progress("overload: offering %.0f req/s (3 × capacity) for %s…", rate3, o.Overload3x)
+		if ceiling := generatorShare * out.GeneratorCeilingRPS; ceiling > 0 && rate3 > ceiling {
+			progress("overload: the generator cannot offer 3 × capacity (%.0f req/s): offering %.0f, %.0f %% of its ceiling", rate3, ceiling, 100*generatorShare)
+			rate3 = ceiling
+		}
+		progress("overload: offering %.0f req/s (%.1f × capacity) for %s…", rate3, rate3/c, o.Overload3x)
 		out.OverloadRun3x = OverloadRun3x(r.offer(ctx, child, rate3, o.Overload3x))
 	}
 	child.stop()
@@ -404,12 +415,38 @@ func (r *intakeRun) offer(ctx context.Context, child *childServer, rate float64,
 	return run
 }
 
+// generatorShare is the share of the generator's ceiling the 3x run
+// offers at most: at its ceiling the generator, not the server, would make
+// the latency.
+const generatorShare = 0.9
+
+// generatorCeiling measures what the generator, on its CPUs, gets
+// answered per second by intake refusing every submission on the
+// server's CPU, over the open loop's connections in a closed loop: the
+// most the open loop can offer on this machine.
+func (r *intakeRun) generatorCeiling(ctx context.Context) error {
+	child, err := r.startChild(ctx, childOptions{gomaxprocs1: true, cpus: r.serverCPUs}, "refuse")
+	if err != nil {
+		return err
+	}
+	defer child.stop()
+	if _, err := closedLoop(ctx, child.url, r.bodies, r.o.OverloadConnections, time.Second); err != nil {
+		return err
+	}
+	res, err := closedLoop(ctx, child.url, r.bodies, r.o.OverloadConnections, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	r.out.GeneratorCeilingRPS = res.answersPerS()
+	r.s.progress("overload: the generator's ceiling against a refusing intake: %.0f answers/s", r.out.GeneratorCeilingRPS)
+	return nil
+}
+
 // floors offers the overload runs' rates, for as long, to intake in the
 // same kind of process, on the same CPU, while it refuses every
 // submission first thing (draining): the latency a server that does
 // nothing but answer 503 gets from this machine and generator at those
-// rates. First, the generator's ceiling against it. The overload run's
-// pinning holds.
+// rates. The overload run's pinning holds.
 func (r *intakeRun) floors(ctx context.Context) error {
 	child, err := r.startChild(ctx, childOptions{gomaxprocs1: true, cpus: r.serverCPUs}, "refuse")
 	if err != nil {
@@ -417,12 +454,6 @@ func (r *intakeRun) floors(ctx context.Context) error {
 	}
 	defer child.stop()
 	out, o, progress := r.out, r.o, r.s.progress
-	ceiling, err := closedLoop(ctx, child.url, r.bodies, o.OverloadConnections, 2*time.Second)
-	if err != nil {
-		return err
-	}
-	out.GeneratorCeilingRPS = ceiling.answersPerS()
-	progress("refusal floor: the generator's ceiling against a refusing intake: %.0f answers/s", out.GeneratorCeilingRPS)
 	floor := func(run *OverloadRun, d time.Duration) {
 		if run.IntendedRPS == 0 || ctx.Err() != nil {
 			return
