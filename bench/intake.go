@@ -60,6 +60,18 @@ type IntakeResult struct {
 	// every submission, over the open loop's connections in a closed
 	// loop: the most the open loop can offer here.
 	GeneratorCeilingRPS float64 `json:"overload_generator_ceiling_rps,omitempty"`
+	// CPUPer202Micros and CPUPer503Micros are the server process's CPU
+	// time per answer: in the capacity run (202s, and the odd refusal) and
+	// in the generator's ceiling run (every answer a 503). They are what
+	// an accepted intent and a refusal cost one core, the a and r of
+	// docs/SCALING.md, and unlike rates they do not move with what else
+	// the machine runs.
+	CPUPer202Micros float64 `json:"overload_cpu_us_per_202,omitempty"`
+	CPUPer503Micros float64 `json:"overload_cpu_us_per_503,omitempty"`
+	// ExpectedGoodputRatio is the goodput ratio those costs allow at 1.5
+	// times the capacity: the most one core can admit while it refuses
+	// the rest, (1 − λ·r) / (a − r), over the capacity.
+	ExpectedGoodputRatio float64 `json:"overload_expected_goodput_ratio,omitempty"`
 	// RefusalCeilingRPS (--overload-server refuse): submissions per second
 	// one core answers 503 when intake refuses them all.
 	RefusalCeilingRPS float64 `json:"refusal_ceiling_rps,omitempty"`
@@ -242,6 +254,9 @@ func PrintIntake(w io.Writer, o IntakeOptions, b *IntakeResult) {
 		}
 		fmt.Fprintf(w, "\noverload (intake GOMAXPROCS=1, %s, capacity %.0f req/s, %d open-loop connections; generator ceiling %.0f answers/s):\n",
 			pinned, b.OverloadCapacityRPS, b.OverloadConnections, b.GeneratorCeilingRPS)
+		if b.CPUPer202Micros > 0 {
+			fmt.Fprintf(w, "  CPU per 202 %.1f µs, per 503 %.1f µs: one core can admit %.2f of its capacity at 1.5 × capacity\n", b.CPUPer202Micros, b.CPUPer503Micros, b.ExpectedGoodputRatio)
+		}
 		printOverloadRun(w, "1.5 × capacity", o.Overload, b.OverloadRun, true)
 		if o.Overload3x > 0 {
 			printOverloadRun(w, "3 × capacity", o.Overload3x, OverloadRun(b.OverloadRun3x), false)
@@ -333,16 +348,23 @@ func (r *intakeRun) overload(ctx context.Context) error {
 		}
 		return ctx.Err()
 	}
+	cpu0 := cpuTime(child.cmd.Process.Pid)
 	capacity, err := closedLoop(ctx, url, r.bodies, o.Connections, o.Duration)
 	if err != nil {
 		return err
 	}
+	out.CPUPer202Micros = perAnswerMicros(cpuTime(child.cmd.Process.Pid)-cpu0, capacity)
 	c := capacity.rps()
 	out.OverloadCapacityRPS = c
 	out.OverloadConnections = o.OverloadConnections
 	rate := overloadFactor * c
 	if o.OverloadRate > 0 {
 		rate = o.OverloadRate
+	}
+	if a, rf := out.CPUPer202Micros, out.CPUPer503Micros; a > rf && rf > 0 && c > 0 {
+		lstar := (1 - rate*rf/1e6) / ((a - rf) / 1e6)
+		out.ExpectedGoodputRatio = min(rate, max(0, lstar)) / c
+		progress("overload: a 202 costs %.1f µs of CPU, a 503 %.1f µs: at %.0f req/s one core can admit %.2f of its capacity", a, rf, rate, out.ExpectedGoodputRatio)
 	}
 	progress("overload: capacity %.0f req/s; offering %.0f req/s for %s…", c, rate, o.Overload)
 	out.OverloadRun = r.offer(ctx, child, rate, o.Overload)
@@ -433,10 +455,12 @@ func (r *intakeRun) generatorCeiling(ctx context.Context) error {
 	if _, err := closedLoop(ctx, child.url, r.bodies, r.o.OverloadConnections, time.Second); err != nil {
 		return err
 	}
+	cpu0 := cpuTime(child.cmd.Process.Pid)
 	res, err := closedLoop(ctx, child.url, r.bodies, r.o.OverloadConnections, 2*time.Second)
 	if err != nil {
 		return err
 	}
+	r.out.CPUPer503Micros = perAnswerMicros(cpuTime(child.cmd.Process.Pid)-cpu0, res)
 	r.out.GeneratorCeilingRPS = res.answersPerS()
 	r.s.progress("overload: the generator's ceiling against a refusing intake: %.0f answers/s", r.out.GeneratorCeilingRPS)
 	return nil
@@ -470,6 +494,37 @@ func (r *intakeRun) floors(ctx context.Context) error {
 	floor(&run3, o.Overload3x)
 	out.OverloadRun3x = OverloadRun3x(run3)
 	return ctx.Err()
+}
+
+// cpuTime is a process's CPU time so far, user and system, all its
+// threads (0 when it cannot be read). /proc counts it in ticks of 10 ms
+// (USER_HZ is 100 on Linux whatever the kernel's own rate).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: count from its ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// perAnswerMicros is CPU time per answer of a load run, in microseconds.
+func perAnswerMicros(cpu time.Duration, res loadResult) float64 {
+	n := res.answersPerS() * res.elapsed.Seconds()
+	if n == 0 || cpu <= 0 {
+		return 0
+	}
+	return float64(cpu.Microseconds()) / n
 }
 
 // resetPeakRSS starts a process's peak resident set size (VmHWM) over
