@@ -255,7 +255,11 @@ func PrintIntake(w io.Writer, o IntakeOptions, b *IntakeResult) {
 		fmt.Fprintf(w, "\noverload (intake GOMAXPROCS=1, %s, capacity %.0f req/s, %d open-loop connections; generator ceiling %.0f answers/s):\n",
 			pinned, b.OverloadCapacityRPS, b.OverloadConnections, b.GeneratorCeilingRPS)
 		if b.CPUPer202Micros > 0 {
-			fmt.Fprintf(w, "  CPU per 202 %.1f µs, per 503 %.1f µs: one core can admit %.2f of its capacity at 1.5 × capacity\n", b.CPUPer202Micros, b.CPUPer503Micros, b.ExpectedGoodputRatio)
+			fmt.Fprintf(w, "  CPU per 202 %.1f µs, per 503 %.1f µs", b.CPUPer202Micros, b.CPUPer503Micros)
+			if b.ExpectedGoodputRatio > 0 {
+				fmt.Fprintf(w, ": one core can admit %.2f of its capacity at 1.5 × capacity", b.ExpectedGoodputRatio)
+			}
+			fmt.Fprintln(w)
 		}
 		printOverloadRun(w, "1.5 × capacity", o.Overload, b.OverloadRun, true)
 		if o.Overload3x > 0 {
