@@ -110,14 +110,14 @@ func (g *cpuGuard) run(ctx context.Context, log *slog.Logger, done chan<- struct
 	defer tick.Stop()
 	last := time.Now()
 	for {
-		var now time.Time
 		select {
 		case <-ctx.Done():
 			return
-		case now = <-tick.C:
+		case <-tick.C:
 		}
-		// The tick itself may come late on a busy core: rates are per
-		// the time that actually passed.
+		// This goroutine may run late on a busy core: rates are per the
+		// time that actually passed between two counts.
+		now := time.Now()
 		wait, read := p.take()
 		if g.tick(wait, read, now.Sub(last)) {
 			p.send() // an idle intake does not probe
