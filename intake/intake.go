@@ -74,7 +74,8 @@ type Config struct {
 	SlowAck time.Duration
 	// MaxQueueWait is the standing wait of a readable connection (how long
 	// the guard's probe waited to be read, the least over 20 ms; lag.go)
-	// above which intake sheds submissions first thing (default 10ms;
+	// above which intake starts shedding submissions first thing, and
+	// then holds at half this by the rate it admits (default 10ms;
 	// negative disables).
 	MaxQueueWait time.Duration
 	// RetryAfter is what 503 answers tell clients to wait (default 1s).
