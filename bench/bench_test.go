@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -84,7 +85,7 @@ func TestIntakeSmall(t *testing.T) {
 	res, err := bench.Intake(ctx, s, bench.IntakeOptions{
 		ServerCommand: []string{self},
 		Duration:      500 * time.Millisecond, Connections: 8, Rounds: 1,
-		Overload: time.Second, OverloadServer: "overload", OverloadConnections: 64, RefuseFloor: true,
+		Overload: time.Second, Overload3x: time.Second, OverloadServer: "overload", OverloadConnections: 64, RefuseFloor: true,
 	})
 	require.NoError(t, err)
 	require.Len(t, res.Modes, len(bench.IntakeModes))
@@ -95,10 +96,27 @@ func TestIntakeSmall(t *testing.T) {
 	require.Greater(t, res.IntakeSyncedGroupAvg, 1.0, "intake_synced grouped its intents into batches")
 	require.Positive(t, res.RatioNaive)
 	require.Positive(t, res.OverloadCapacityRPS)
-	require.InDelta(t, 2*res.OverloadCapacityRPS, res.OverloadOfferedRPS, 1, "the overload run offers twice the capacity")
-	require.Zero(t, res.OverloadOther5xx)
+	require.InDelta(t, 1.5*res.OverloadCapacityRPS, res.OverloadRun.IntendedRPS, 1, "the overload run means to offer 1.5 times the capacity")
+	require.InDelta(t, min(3*res.OverloadCapacityRPS, 0.9*res.GeneratorCeilingRPS), res.OverloadRun3x.IntendedRPS, 1,
+		"the second run means to offer 3 times the capacity, or 90 %% of what the generator can get answered when that is less")
+	require.Positive(t, res.OverloadRun.OfferedRPS, "the offered rate is what was sent")
+	require.Zero(t, res.OverloadRun.Other5xx)
+	require.Zero(t, res.OverloadRun3x.Other5xx)
 	require.Equal(t, 64, res.OverloadConnections)
-	require.Positive(t, res.FloorP99MS, "the refusal floor ran")
+	require.Positive(t, res.OverloadRun.FloorP99MS, "the refusal floor ran at 1.5 times")
+	require.Positive(t, res.OverloadRun3x.FloorP99MS, "the refusal floor ran at 3 times")
+	j, err := json.Marshal(res)
+	require.NoError(t, err)
+	var keys map[string]any
+	require.NoError(t, json.Unmarshal(j, &keys))
+	for _, k := range []string{"overload_capacity_rps", "overload_offered_rps", "overload_goodput_rps", "overload_goodput_ratio",
+		"overload_p99_ms", "overload_accepted_p99_ms", "overload_timeouts", "overload_max_rss_mib", "overload_other_5xx",
+		"overload_refuse_floor_p99_ms", "overload_answered_rps", "overload_503_share"} {
+		require.Contains(t, keys, k)
+		if k != "overload_capacity_rps" {
+			require.Contains(t, keys, k+"_3x")
+		}
+	}
 }
 
 func TestAllocateSmall(t *testing.T) {

@@ -16,13 +16,14 @@ func (o *IntakeOptions) Flags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Duration, "duration", 4e9, "measured time of each mode in each round")
 	fs.IntVar(&o.Connections, "connections", 64, "closed-loop connections of the load generator")
 	fs.IntVar(&o.Rounds, "rounds", 5, "rounds; each runs bare, naive, intake, intake_synced in turn")
-	fs.DurationVar(&o.Overload, "overload-duration", 60e9, "open-loop overload run at twice the measured capacity (0 skips it)")
+	fs.DurationVar(&o.Overload, "overload-duration", 60e9, "open-loop overload run at 1.5 times the measured capacity, server and generator on CPUs of their own (0 skips every overload run)")
+	fs.DurationVar(&o.Overload3x, "overload-3x-duration", 30e9, "then the run at 3 times the capacity (0 skips it)")
 	fs.StringVar(&o.OverloadServer, "overload-server", "overload", "the server of the overload run: overload (intake), bare (the generator's own limit), or refuse (how many submissions one core can refuse: the ceiling of any shedding inside the process)")
 	fs.StringVar(&o.ProfileDir, "profile-dir", "", "write a CPU profile of each server to DIR/MODE.prof and its live heap at the end to DIR/MODE.heap.prof")
 	fs.BoolVar(&o.BareFasthttp, "bare-fasthttp", false, "also run the bare handler on fasthttp (the server intake runs on) in every round, and print intake's ratio to it")
 	fs.IntVar(&o.OverloadConnections, "overload-connections", 2048, "connections of the overload run's open-loop generator (each carries one request at a time)")
-	fs.Float64Var(&o.OverloadRate, "overload-rate", 0, "offer this many requests/s in the overload run instead of twice the measured capacity (0: twice the capacity), to compare settings at one rate")
-	fs.BoolVar(&o.RefuseFloor, "refuse-floor", true, "after the overload run, offer the same rate to intake refusing every submission: the latency floor of this machine and generator at that rate")
+	fs.Float64Var(&o.OverloadRate, "overload-rate", 0, "offer this many requests/s in the overload run instead of 1.5 times the measured capacity (0: 1.5 times), to compare settings at one rate")
+	fs.BoolVar(&o.RefuseFloor, "refuse-floor", true, "after the overload runs, offer the same rates to intake refusing every submission: the latency floor of this machine and generator at those rates")
 }
 
 // Check refuses options `prereg bench intake` cannot run with.
@@ -30,8 +31,8 @@ func (o IntakeOptions) Check() error {
 	if o.OverloadServer != "overload" && o.OverloadServer != "bare" && o.OverloadServer != "refuse" {
 		return fmt.Errorf("--overload-server %q: want overload, bare or refuse", o.OverloadServer)
 	}
-	if o.Duration < 5e8 || o.Connections < 1 || o.OverloadConnections < 1 || o.OverloadRate < 0 || o.Rounds < 0 || o.Overload < 0 {
-		return errors.New("want --duration >= 500ms, --connections >= 1, --overload-connections >= 1, --overload-rate >= 0, --rounds >= 0 (0: overload run only), --overload-duration >= 0")
+	if o.Duration < 5e8 || o.Connections < 1 || o.OverloadConnections < 1 || o.OverloadRate < 0 || o.Rounds < 0 || o.Overload < 0 || o.Overload3x < 0 {
+		return errors.New("want --duration >= 500ms, --connections >= 1, --overload-connections >= 1, --overload-rate >= 0, --rounds >= 0 (0: overload run only), --overload-duration >= 0, --overload-3x-duration >= 0")
 	}
 	return nil
 }
@@ -44,6 +45,7 @@ func (o *IntakeServerOptions) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Connections, "connections", 64, "the naive design's pool size")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the server's whole life to this file")
 	fs.StringVar(&o.HeapProfile, "heapprofile", "", "write the server's live heap to this file when it is told to stop")
+	fs.StringVar(&o.CPUs, "cpus", "", "pin the server's process to these CPUs, e.g. 0 or 2,3 (default: not pinned)")
 }
 
 // Flags defines the flags of `prereg bench verify` on fs, with their

@@ -40,25 +40,38 @@ type IntakeResult struct {
 	BareFastRPS       float64 `json:"bare_fasthttp_rps,omitempty"`
 	RatioBareFasthttp float64 `json:"ratio_bare_fasthttp,omitempty"`
 
-	OverloadOfferedRPS  float64 `json:"overload_offered_rps"`
-	OverloadAnsweredRPS float64 `json:"overload_answered_rps"`
-	Overload503Share    float64 `json:"overload_503_share"`
-	OverloadP99MS       float64 `json:"overload_p99_ms"`
-	OverloadMaxRSSMiB   float64 `json:"overload_max_rss_mib"`
-	OverloadOther5xx    int64   `json:"overload_other_5xx"`
-	OverloadTimeouts    int64   `json:"overload_timeouts"`
+	// The overload run (--overload-duration): intake alone on one core,
+	// its capacity measured with the closed loop, then offered 1.5 times
+	// that (the keys without a suffix) and 3 times that (_3x).
 	OverloadCapacityRPS float64 `json:"overload_capacity_rps"`
+	OverloadRun
+	OverloadRun3x
 	// OverloadConnections is the open-loop generator's connection count
 	// (--overload-connections): one request at a time on each, as wrk2
 	// does, with latencies counted from when each request was due.
 	OverloadConnections int `json:"overload_connections,omitempty"`
-	// The refusal floor (--refuse-floor): the same open loop at the same
-	// rate against intake refusing every submission first thing (GOMAXPROCS=1
-	// too). It is what this machine, generator and server process do at
-	// that rate when the server does nothing but refuse: no shedding policy
-	// inside intake can answer faster than this.
-	FloorP99MS    float64 `json:"overload_refuse_floor_p99_ms,omitempty"`
-	FloorTimeouts int64   `json:"overload_refuse_floor_timeouts,omitempty"`
+	// OverloadServerCPUs and OverloadGeneratorCPUs are the CPUs the
+	// server and the generator were pinned to ("": not pinned, on a
+	// machine of one CPU).
+	OverloadServerCPUs    string `json:"overload_server_cpus"`
+	OverloadGeneratorCPUs string `json:"overload_generator_cpus"`
+	// GeneratorCeilingRPS is what the generator, on its CPUs, gets
+	// answered per second by a server on the server's CPU that refuses
+	// every submission, over the open loop's connections in a closed
+	// loop: the most the open loop can offer here.
+	GeneratorCeilingRPS float64 `json:"overload_generator_ceiling_rps,omitempty"`
+	// CPUPer202Micros and CPUPer503Micros are the server process's CPU
+	// time per answer: in the capacity run (202s, and the odd refusal) and
+	// in the generator's ceiling run (every answer a 503). They are what
+	// an accepted intent and a refusal cost one core, the a and r of
+	// docs/SCALING.md, and unlike rates they do not move with what else
+	// the machine runs.
+	CPUPer202Micros float64 `json:"overload_cpu_us_per_202,omitempty"`
+	CPUPer503Micros float64 `json:"overload_cpu_us_per_503,omitempty"`
+	// ExpectedGoodputRatio is the goodput ratio those costs allow at 1.5
+	// times the capacity: the most one core can admit while it refuses
+	// the rest, (1 − λ·r) / (a − r), over the capacity.
+	ExpectedGoodputRatio float64 `json:"overload_expected_goodput_ratio,omitempty"`
 	// RefusalCeilingRPS (--overload-server refuse): submissions per second
 	// one core answers 503 when intake refuses them all.
 	RefusalCeilingRPS float64 `json:"refusal_ceiling_rps,omitempty"`
@@ -68,6 +81,61 @@ type IntakeResult struct {
 	DurationS   float64                `json:"duration_s"`
 	Connections int                    `json:"connections"`
 	NumCPU      int                    `json:"nproc"`
+}
+
+// OverloadRun is one open-loop run of the overload bench: intake on one core offered more than its capacity, and the refusal floor at the same rate.
+type OverloadRun struct {
+	// IntendedRPS is the rate the run meant to offer: 1.5 times the capacity
+	// (or --overload-rate); 3 times, or 90 % of the generator's ceiling
+	// when that is less.
+	IntendedRPS float64 `json:"overload_intended_rps"`
+	// OfferedRPS is the rate the generator sent at: requests sent during the run, per second.
+	OfferedRPS float64 `json:"overload_offered_rps"`
+	// GoodputRPS is 202s per second.
+	GoodputRPS float64 `json:"overload_goodput_rps"`
+	// AnsweredRPS is 202s per second (the older name of goodput).
+	AnsweredRPS float64 `json:"overload_answered_rps"`
+	// GoodputRatio is goodput / capacity.
+	GoodputRatio float64 `json:"overload_goodput_ratio"`
+	// Share503 is the share of answers that were 503.
+	Share503 float64 `json:"overload_503_share"`
+	// P99MS is p99 of every answer, from when its request was due.
+	P99MS float64 `json:"overload_p99_ms"`
+	// AcceptedP99MS is p99 of the 202s alone, from when each was due.
+	AcceptedP99MS float64 `json:"overload_accepted_p99_ms"`
+	// SendP99MS is p99 of every answer from its actual send: without the generator's own lag.
+	SendP99MS float64 `json:"overload_send_p99_ms"`
+	// Timeouts is requests unanswered 10 s after they were due.
+	Timeouts int64 `json:"overload_timeouts"`
+	// MaxRSSMiB is the intake process's peak resident memory during the run.
+	MaxRSSMiB float64 `json:"overload_max_rss_mib"`
+	// Other5xx is 5xx answers other than 503.
+	Other5xx int64 `json:"overload_other_5xx"`
+	// FloorOfferedRPS is the refusal floor's run: the rate sent.
+	FloorOfferedRPS float64 `json:"overload_refuse_floor_offered_rps"`
+	// FloorP99MS is the refusal floor's p99: the same open loop at the same intended rate against intake refusing every submission first thing.
+	FloorP99MS float64 `json:"overload_refuse_floor_p99_ms"`
+	// FloorTimeouts is the refusal floor's timeouts.
+	FloorTimeouts int64 `json:"overload_refuse_floor_timeouts"`
+}
+
+// OverloadRun3x is an OverloadRun under the _3x keys: the run at 3 times the capacity.
+type OverloadRun3x struct {
+	IntendedRPS     float64 `json:"overload_intended_rps_3x"`
+	OfferedRPS      float64 `json:"overload_offered_rps_3x"`
+	GoodputRPS      float64 `json:"overload_goodput_rps_3x"`
+	AnsweredRPS     float64 `json:"overload_answered_rps_3x"`
+	GoodputRatio    float64 `json:"overload_goodput_ratio_3x"`
+	Share503        float64 `json:"overload_503_share_3x"`
+	P99MS           float64 `json:"overload_p99_ms_3x"`
+	AcceptedP99MS   float64 `json:"overload_accepted_p99_ms_3x"`
+	SendP99MS       float64 `json:"overload_send_p99_ms_3x"`
+	Timeouts        int64   `json:"overload_timeouts_3x"`
+	MaxRSSMiB       float64 `json:"overload_max_rss_mib_3x"`
+	Other5xx        int64   `json:"overload_other_5xx_3x"`
+	FloorOfferedRPS float64 `json:"overload_refuse_floor_offered_rps_3x"`
+	FloorP99MS      float64 `json:"overload_refuse_floor_p99_ms_3x"`
+	FloorTimeouts   int64   `json:"overload_refuse_floor_timeouts_3x"`
 }
 
 // ModeSummary is the medians of one server over the rounds.
@@ -90,16 +158,20 @@ type IntakeOptions struct {
 	Duration      time.Duration // measured time of each mode in each round
 	Connections   int           // closed-loop connections of the load generator
 	Rounds        int           // rounds; 0: the overload run only
-	// Overload is the open-loop overload run's length (0 skips it).
+	// Overload is the length of the open-loop run at 1.5 times the
+	// capacity (0 skips the overload run).
 	Overload time.Duration
+	// Overload3x is the length of the run at 3 times the capacity, after
+	// it (0 skips it).
+	Overload3x time.Duration
 	// OverloadServer is the overload run's server: overload (intake),
 	// bare, or refuse.
 	OverloadServer      string
 	ProfileDir          string  // CPU and heap profiles of each server, by mode
 	BareFasthttp        bool    // also run the bare handler on fasthttp
 	OverloadConnections int     // connections of the open-loop generator
-	OverloadRate        float64 // 0: twice the measured capacity
-	RefuseFloor         bool    // after the overload run, the refusal floor at the same rate
+	OverloadRate        float64 // 0: 1.5 times the measured capacity
+	RefuseFloor         bool    // after the overload runs, the refusal floor at the same rates
 }
 
 // modes are the servers a round runs, in order.
@@ -112,8 +184,9 @@ func (o IntakeOptions) modes() []string {
 
 // Intake compares intake, built by app as `prereg serve --roles intake`
 // builds it, with a bare handler and the naive INSERT-per-request design,
-// each server in a process of its own, in rounds; then offers twice
-// intake's capacity to intake alone on one core.
+// each server in a process of its own, in rounds; then offers 1.5 and 3
+// times intake's capacity to intake alone on one core, the generator on
+// the others.
 func Intake(ctx context.Context, s Setup, o IntakeOptions) (*IntakeResult, error) {
 	if len(o.ServerCommand) == 0 {
 		return nil, errors.New("bench intake: no server command")
@@ -138,12 +211,6 @@ func Intake(ctx context.Context, s Setup, o IntakeOptions) (*IntakeResult, error
 		if err := r.overload(ctx); err != nil {
 			return nil, err
 		}
-		if o.RefuseFloor && o.OverloadServer == "overload" {
-			progress("refusal floor: the same %.0f req/s against intake refusing everything…", out.OverloadOfferedRPS)
-			if err := r.floor(ctx); err != nil {
-				return nil, err
-			}
-		}
 	}
 	return out, nil
 }
@@ -155,6 +222,9 @@ type intakeRun struct {
 	dbURL  string
 	bodies [][]byte
 	out    *IntakeResult
+	// serverCPUs is where the overload run's servers are pinned, while
+	// this process is pinned to the others ("": not pinned).
+	serverCPUs string
 }
 
 // PrintIntake writes an intake result for people.
@@ -178,14 +248,41 @@ func PrintIntake(w io.Writer, o IntakeOptions, b *IntakeResult) {
 			fmt.Fprintf(w, "\nrefusal ceiling (intake refusing every submission, GOMAXPROCS=1): %.0f answers/s\n", b.RefusalCeilingRPS)
 			return
 		}
-		fmt.Fprintf(w, "\noverload (%s, intake GOMAXPROCS=1, capacity %.0f req/s, %d open-loop connections):\n", o.Overload, b.OverloadCapacityRPS, b.OverloadConnections)
-		fmt.Fprintf(w, "  offered %.0f req/s, answered 202 %.0f req/s, 503 share %.2f, p99 %.1f ms (target <= 100)\n",
-			b.OverloadOfferedRPS, b.OverloadAnsweredRPS, b.Overload503Share, b.OverloadP99MS)
-		fmt.Fprintf(w, "  max RSS %.0f MiB (target <= 256), other 5xx %d, timeouts %d (target 0)\n", b.OverloadMaxRSSMiB, b.OverloadOther5xx, b.OverloadTimeouts)
-		if b.FloorP99MS > 0 {
-			fmt.Fprintf(w, "  refusal floor at the same rate (every submission refused): p99 %.1f ms, timeouts %d\n", b.FloorP99MS, b.FloorTimeouts)
+		pinned := "not pinned (one CPU)"
+		if b.OverloadServerCPUs != "" {
+			pinned = fmt.Sprintf("server on CPU %s, generator on CPU %s", b.OverloadServerCPUs, b.OverloadGeneratorCPUs)
+		}
+		fmt.Fprintf(w, "\noverload (intake GOMAXPROCS=1, %s, capacity %.0f req/s, %d open-loop connections; generator ceiling %.0f answers/s):\n",
+			pinned, b.OverloadCapacityRPS, b.OverloadConnections, b.GeneratorCeilingRPS)
+		if b.CPUPer202Micros > 0 {
+			fmt.Fprintf(w, "  CPU per 202 %.1f µs, per 503 %.1f µs", b.CPUPer202Micros, b.CPUPer503Micros)
+			if b.ExpectedGoodputRatio > 0 {
+				fmt.Fprintf(w, ": one core can admit %.2f of its capacity at 1.5 × capacity", b.ExpectedGoodputRatio)
+			}
+			fmt.Fprintln(w)
+		}
+		printOverloadRun(w, "1.5 × capacity", o.Overload, b.OverloadRun, true)
+		if o.Overload3x > 0 {
+			printOverloadRun(w, "3 × capacity", o.Overload3x, OverloadRun(b.OverloadRun3x), false)
 		}
 	}
+}
+
+// printOverloadRun writes one overload run's figures and targets.
+func printOverloadRun(w io.Writer, name string, d time.Duration, r OverloadRun, surge bool) {
+	fmt.Fprintf(w, "  %s, %s: offered %.0f req/s (meant %.0f), 202 %.0f/s, goodput ratio %.2f", name, d, r.OfferedRPS, r.IntendedRPS, r.GoodputRPS, r.GoodputRatio)
+	if surge {
+		fmt.Fprintf(w, " (target >= 0.4)")
+	}
+	fmt.Fprintf(w, ", 503 share %.2f\n", r.Share503)
+	fmt.Fprintf(w, "    p99 %.1f ms", r.P99MS)
+	if surge {
+		fmt.Fprintf(w, " (target <= 100)")
+	} else {
+		fmt.Fprintf(w, " (target <= floor + 50)")
+	}
+	fmt.Fprintf(w, ", 202s' p99 %.1f ms, from send %.1f ms; refusal floor p99 %.1f ms (offered %.0f req/s, timeouts %d)\n", r.AcceptedP99MS, r.SendP99MS, r.FloorP99MS, r.FloorOfferedRPS, r.FloorTimeouts)
+	fmt.Fprintf(w, "    max RSS %.0f MiB (target <= 256), other 5xx %d, timeouts %d (target 0)\n", r.MaxRSSMiB, r.Other5xx, r.Timeouts)
 }
 
 // benchBodies are synthetic intents of about 300 bytes, all inside the
@@ -209,12 +306,31 @@ func benchBodies(n int) [][]byte {
 	return out
 }
 
-// overload starts the intake alone in a child process with GOMAXPROCS=1,
-// measures its capacity with the closed loop, then offers twice that (or
-// OverloadRate, when set) for the overload duration.
+// overloadFactors are the overload run's rates, in capacities: the surge
+// a single intake should ride (1.5) and one it can only refuse (3).
+const (
+	overloadFactor   = 1.5
+	overloadFactor3x = 3
+)
+
+// overload pins the generator (this process) and the server apart, starts
+// the intake alone in a child process with GOMAXPROCS=1, measures its
+// capacity with the closed loop, then offers 1.5 times that for the
+// overload duration and 3 times that for the 3x duration; then the
+// refusal floor, the same rates against a refusing intake.
 func (r *intakeRun) overload(ctx context.Context) error {
 	o, out, progress := r.o, r.out, r.s.progress
-	child, err := r.startChild(ctx, childOptions{gomaxprocs1: true, profileDir: o.ProfileDir}, o.OverloadServer)
+	release, err := r.pin()
+	if err != nil {
+		return err
+	}
+	defer release()
+	if o.OverloadServer == "overload" {
+		if err := r.generatorCeiling(ctx); err != nil {
+			return err
+		}
+	}
+	child, err := r.startChild(ctx, childOptions{gomaxprocs1: true, cpus: r.serverCPUs, profileDir: o.ProfileDir}, o.OverloadServer)
 	if err != nil {
 		return err
 	}
@@ -224,7 +340,7 @@ func (r *intakeRun) overload(ctx context.Context) error {
 		return err
 	}
 	if o.OverloadServer == "refuse" {
-		// No 202 to offer twice of: measure how fast every submission is
+		// No 202 to offer more of: measure how fast every submission is
 		// refused, at the closed loop's connections and at the open loop's.
 		for _, c := range []int{o.Connections, o.OverloadConnections} {
 			res, err := closedLoop(ctx, url, r.bodies, c, o.Duration)
@@ -236,48 +352,190 @@ func (r *intakeRun) overload(ctx context.Context) error {
 		}
 		return ctx.Err()
 	}
+	cpu0 := cpuTime(child.cmd.Process.Pid)
 	capacity, err := closedLoop(ctx, url, r.bodies, o.Connections, o.Duration)
 	if err != nil {
 		return err
 	}
-	out.OverloadCapacityRPS = capacity.rps()
+	out.CPUPer202Micros = perAnswerMicros(cpuTime(child.cmd.Process.Pid)-cpu0, capacity)
+	c := capacity.rps()
+	out.OverloadCapacityRPS = c
 	out.OverloadConnections = o.OverloadConnections
-	rate := 2 * capacity.rps()
+	rate := overloadFactor * c
 	if o.OverloadRate > 0 {
 		rate = o.OverloadRate
 	}
-	d := o.Overload
-	progress("overload: capacity %.0f req/s; offering %.0f req/s for %s…", capacity.rps(), rate, d)
-	res := openLoop(ctx, url, r.bodies, rate, d, o.OverloadConnections)
-	answered := res.ok + res.shed + res.other5xx
-	out.OverloadOfferedRPS = rate
-	out.OverloadAnsweredRPS = float64(res.ok) / d.Seconds()
-	out.Overload503Share = ratio(float64(res.shed), float64(answered))
-	out.OverloadP99MS = ms(res.quantile(0.99))
-	out.OverloadOther5xx = res.other5xx
-	out.OverloadTimeouts = res.timeouts
-	out.OverloadMaxRSSMiB = float64(peakRSS(child.cmd.Process.Pid)) / (1 << 20)
-	progress("overload: p99 from send (without the generator's lag) %.1f ms; p99 of the 202s alone %.1f ms", ms(loadResult{latencies: res.service}.quantile(0.99)), ms(loadResult{latencies: res.accepted}.quantile(0.99)))
-	progress("overload: 202 %d, 503 %d, other 5xx %d, errors %d (timeouts %d; first: %v; other answers: %s); intake shed %s", res.ok, res.shed, res.other5xx, res.errors, res.timeouts, res.firstErr, res.others(), shedCounts(url))
-	return ctx.Err()
+	if a, rf := out.CPUPer202Micros, out.CPUPer503Micros; a > rf && rf > 0 && c > 0 {
+		lstar := (1 - rate*rf/1e6) / ((a - rf) / 1e6)
+		out.ExpectedGoodputRatio = min(rate, max(0, lstar)) / c
+		progress("overload: a 202 costs %.1f µs of CPU, a 503 %.1f µs: at %.0f req/s one core can admit %.2f of its capacity", a, rf, rate, out.ExpectedGoodputRatio)
+	}
+	progress("overload: capacity %.0f req/s; offering %.0f req/s for %s…", c, rate, o.Overload)
+	out.OverloadRun = r.offer(ctx, child, rate, o.Overload)
+	if o.Overload3x > 0 && ctx.Err() == nil {
+		time.Sleep(time.Second) // the Retry-After the first run's refusals asked for
+		rate3 := overloadFactor3x * c
+		if ceiling := generatorShare * out.GeneratorCeilingRPS; ceiling > 0 && rate3 > ceiling {
+			progress("overload: the generator cannot offer 3 × capacity (%.0f req/s): offering %.0f, %.0f %% of its ceiling", rate3, ceiling, 100*generatorShare)
+			rate3 = ceiling
+		}
+		progress("overload: offering %.0f req/s (%.1f × capacity) for %s…", rate3, rate3/c, o.Overload3x)
+		out.OverloadRun3x = OverloadRun3x(r.offer(ctx, child, rate3, o.Overload3x))
+	}
+	child.stop()
+	if !o.RefuseFloor || o.OverloadServer != "overload" || ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return r.floors(ctx)
 }
 
-// floor offers the overload run's rate, for as long, to intake in the
-// same kind of process (GOMAXPROCS=1) while it refuses every submission
-// first thing (draining): the latency a server that does nothing but
-// answer 503 gets from this machine and generator at that rate.
-func (r *intakeRun) floor(ctx context.Context) error {
-	child, err := r.startChild(ctx, childOptions{gomaxprocs1: true}, "refuse")
+// pin binds this process (the load generator) to every allowed CPU but
+// the first and notes the first for the server, when there are two or
+// more; the returned function undoes it.
+func (r *intakeRun) pin() (func(), error) {
+	cpus := allowedCPUs()
+	if len(cpus) < 2 {
+		r.s.progress("overload: one CPU: the generator and the server share it (not pinned)")
+		return func() {}, nil
+	}
+	server, gen := cpus[:1], cpus[1:]
+	restore, err := pinProcess(gen)
+	if err != nil {
+		return nil, err
+	}
+	procs := runtime.GOMAXPROCS(len(gen))
+	r.serverCPUs = cpuList(server)
+	r.out.OverloadServerCPUs, r.out.OverloadGeneratorCPUs = r.serverCPUs, cpuList(gen)
+	r.s.progress("overload: server on CPU %s, generator on CPU %s", r.out.OverloadServerCPUs, r.out.OverloadGeneratorCPUs)
+	return func() {
+		runtime.GOMAXPROCS(procs)
+		restore()
+		r.serverCPUs = ""
+	}, nil
+}
+
+// offer runs the open loop at rate for d against the intake child and
+// returns its figures (the floor's are filled by floors).
+func (r *intakeRun) offer(ctx context.Context, child *childServer, rate float64, d time.Duration) OverloadRun {
+	resetPeakRSS(child.cmd.Process.Pid)
+	res := openLoop(ctx, child.url, r.bodies, rate, d, r.o.OverloadConnections)
+	answered := res.ok + res.shed + res.other5xx
+	run := OverloadRun{
+		IntendedRPS:   rate,
+		OfferedRPS:    res.offered(d),
+		GoodputRPS:    float64(res.ok) / d.Seconds(),
+		Share503:      ratio(float64(res.shed), float64(answered)),
+		P99MS:         ms(res.quantile(0.99)),
+		AcceptedP99MS: ms(loadResult{latencies: res.accepted}.quantile(0.99)),
+		SendP99MS:     ms(loadResult{latencies: res.service}.quantile(0.99)),
+		Timeouts:      res.timeouts,
+		MaxRSSMiB:     float64(peakRSS(child.cmd.Process.Pid)) / (1 << 20),
+		Other5xx:      res.other5xx,
+	}
+	run.AnsweredRPS = run.GoodputRPS
+	run.GoodputRatio = ratio(run.GoodputRPS, r.out.OverloadCapacityRPS)
+	r.s.progress("overload: offered %.0f req/s (meant %.0f): 202 %.0f/s (%.2f of capacity), p99 %.1f ms (202s %.1f ms, from send %.1f ms), timeouts %d, RSS %.0f MiB",
+		run.OfferedRPS, rate, run.GoodputRPS, run.GoodputRatio, run.P99MS, run.AcceptedP99MS, run.SendP99MS, run.Timeouts, run.MaxRSSMiB)
+	r.s.progress("overload: 202 %d, 503 %d, other 5xx %d, errors %d (first: %v; other answers: %s); intake shed %s",
+		res.ok, res.shed, res.other5xx, res.errors, res.firstErr, res.others(), shedCounts(child.url))
+	return run
+}
+
+// generatorShare is the share of the generator's ceiling the 3x run
+// offers at most: at its ceiling the generator, not the server, would make
+// the latency.
+const generatorShare = 0.9
+
+// generatorCeiling measures what the generator, on its CPUs, gets
+// answered per second by intake refusing every submission on the
+// server's CPU, over the open loop's connections in a closed loop: the
+// most the open loop can offer on this machine.
+func (r *intakeRun) generatorCeiling(ctx context.Context) error {
+	child, err := r.startChild(ctx, childOptions{gomaxprocs1: true, cpus: r.serverCPUs}, "refuse")
 	if err != nil {
 		return err
 	}
 	defer child.stop()
-	out := r.out
-	res := openLoop(ctx, child.url, r.bodies, out.OverloadOfferedRPS, r.o.Overload, r.o.OverloadConnections)
-	out.FloorP99MS = ms(res.quantile(0.99))
-	out.FloorTimeouts = res.timeouts
-	r.s.progress("refusal floor: p99 %.1f ms (from send %.1f ms), 503 %d, timeouts %d", out.FloorP99MS, ms(loadResult{latencies: res.service}.quantile(0.99)), res.shed, res.timeouts)
+	if _, err := closedLoop(ctx, child.url, r.bodies, r.o.OverloadConnections, time.Second); err != nil {
+		return err
+	}
+	cpu0 := cpuTime(child.cmd.Process.Pid)
+	res, err := closedLoop(ctx, child.url, r.bodies, r.o.OverloadConnections, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	r.out.CPUPer503Micros = perAnswerMicros(cpuTime(child.cmd.Process.Pid)-cpu0, res)
+	r.out.GeneratorCeilingRPS = res.answersPerS()
+	r.s.progress("overload: the generator's ceiling against a refusing intake: %.0f answers/s", r.out.GeneratorCeilingRPS)
+	return nil
+}
+
+// floors offers the overload runs' rates, for as long, to intake in the
+// same kind of process, on the same CPU, while it refuses every
+// submission first thing (draining): the latency a server that does
+// nothing but answer 503 gets from this machine and generator at those
+// rates. The overload run's pinning holds.
+func (r *intakeRun) floors(ctx context.Context) error {
+	child, err := r.startChild(ctx, childOptions{gomaxprocs1: true, cpus: r.serverCPUs}, "refuse")
+	if err != nil {
+		return err
+	}
+	defer child.stop()
+	out, o, progress := r.out, r.o, r.s.progress
+	floor := func(run *OverloadRun, d time.Duration) {
+		if run.IntendedRPS == 0 || ctx.Err() != nil {
+			return
+		}
+		progress("refusal floor: %.0f req/s for %s against intake refusing everything…", run.IntendedRPS, d)
+		res := openLoop(ctx, child.url, r.bodies, run.IntendedRPS, d, o.OverloadConnections)
+		run.FloorOfferedRPS = res.offered(d)
+		run.FloorP99MS = ms(res.quantile(0.99))
+		run.FloorTimeouts = res.timeouts
+		progress("refusal floor: offered %.0f req/s, p99 %.1f ms (from send %.1f ms), 503 %d, timeouts %d", run.FloorOfferedRPS, run.FloorP99MS, ms(loadResult{latencies: res.service}.quantile(0.99)), res.shed, res.timeouts)
+	}
+	floor(&out.OverloadRun, o.Overload)
+	run3 := OverloadRun(out.OverloadRun3x)
+	floor(&run3, o.Overload3x)
+	out.OverloadRun3x = OverloadRun3x(run3)
 	return ctx.Err()
+}
+
+// cpuTime is a process's CPU time so far, user and system, all its
+// threads (0 when it cannot be read). /proc counts it in ticks of 10 ms
+// (USER_HZ is 100 on Linux whatever the kernel's own rate).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: count from its ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// perAnswerMicros is CPU time per answer of a load run, in microseconds.
+func perAnswerMicros(cpu time.Duration, res loadResult) float64 {
+	n := res.answersPerS() * res.elapsed.Seconds()
+	if n == 0 || cpu <= 0 {
+		return 0
+	}
+	return float64(cpu.Microseconds()) / n
+}
+
+// resetPeakRSS starts a process's peak resident set size (VmHWM) over
+// from its current size, so that each run reports its own peak; where
+// the kernel does not allow it, the peak is the process's whole life's.
+func resetPeakRSS(pid int) {
+	_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
 }
 
 // peakRSS is a process's peak resident set size (VmHWM), in bytes.
@@ -304,11 +562,15 @@ type childServer struct {
 // childOptions are how a bench server's process is run.
 type childOptions struct {
 	gomaxprocs1 bool   // GOMAXPROCS=1 (the overload run)
+	cpus        string // pin the server to these CPUs ("": not pinned)
 	profileDir  string // write a CPU profile to DIR/MODE.prof, the heap to DIR/MODE.heap.prof
 }
 
 func (r *intakeRun) startChild(ctx context.Context, opt childOptions, mode string) (*childServer, error) {
 	args := []string{"--mode", mode, "--database-url", r.dbURL, "--connections", strconv.Itoa(r.o.Connections)}
+	if opt.cpus != "" {
+		args = append(args, "--cpus", opt.cpus)
+	}
 	if opt.profileDir != "" {
 		args = append(args, "--cpuprofile", filepath.Join(opt.profileDir, mode+".prof"),
 			"--heapprofile", filepath.Join(opt.profileDir, mode+".heap.prof"))

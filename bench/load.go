@@ -32,7 +32,13 @@ type loadResult struct {
 	// accepted is the latency of each 202 (open loop), from when it was
 	// due: whether the 202s or the 503s make the p99.
 	accepted []time.Duration
+	// sent counts the requests the open loop sent before its end: when
+	// the generator cannot keep up, fewer than were due.
+	sent int64
 }
+
+// offered is the rate the open loop actually sent at over d.
+func (r loadResult) offered(d time.Duration) float64 { return float64(r.sent) / d.Seconds() }
 
 // others says which answers other than 202 came back, e.g. "503×12".
 func (r loadResult) others() string {
@@ -189,12 +195,14 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 	res := loadResult{statuses: map[int]int64{}}
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(d)
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var lat []time.Duration
-			var ok, shed, other5xx, errs, timeouts int64
+			var ok, shed, other5xx, errs, timeouts, sent int64
 			var service, accepted []time.Duration
 			for at := range due {
 				if time.Since(at) > openLoopTimeout {
@@ -206,6 +214,9 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 				}
 				b := bodies[int(next.Add(1))%len(bodies)]
 				sentAt := time.Now()
+				if sentAt.Before(end) {
+					sent++
+				}
 				status, err := client.post(b)
 				service = append(service, time.Since(sentAt))
 				switch {
@@ -242,13 +253,13 @@ func openLoop(ctx context.Context, url string, bodies [][]byte, rate float64, d 
 			res.other5xx += other5xx
 			res.errors += errs
 			res.timeouts += timeouts
+			res.sent += sent
 			res.latencies = append(res.latencies, lat...)
 			res.service = append(res.service, service...)
 			res.accepted = append(res.accepted, accepted...)
 			mu.Unlock()
 		}()
 	}
-	start := time.Now()
 	interval := time.Duration(float64(time.Second) / rate)
 	sent := 0
 	tick := time.NewTicker(time.Millisecond)

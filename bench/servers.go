@@ -279,6 +279,9 @@ type IntakeServerOptions struct {
 	Connections int    // the naive design's pool size
 	CPUProfile  string // a CPU profile of the server's whole life
 	HeapProfile string // the live heap when the server is told to stop
+	// CPUs, when set, pins the server's process to these CPUs ("0",
+	// "2,3"): the overload run keeps it off the generator's.
+	CPUs string
 }
 
 // RunIntakeServer runs one of the intake bench's servers until ctx ends,
@@ -288,6 +291,15 @@ type IntakeServerOptions struct {
 // other way round, and so that GOMAXPROCS and resident memory apply to the
 // server alone.
 func RunIntakeServer(ctx context.Context, s Setup, o IntakeServerOptions, ready io.Writer) error {
+	if o.CPUs != "" {
+		cpus, err := parseCPUList(o.CPUs)
+		if err != nil {
+			return err
+		}
+		if _, err := pinProcess(cpus); err != nil {
+			return err
+		}
+	}
 	stopProfile, err := StartCPUProfile(o.CPUProfile)
 	if err != nil {
 		return err

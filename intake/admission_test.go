@@ -83,10 +83,11 @@ func TestCPUGuardShedsOnlyUnderPressure(t *testing.T) {
 	}
 	require.InDelta(t, 1000, refused, 150, "half the submissions at 500‰")
 	require.Equal(t, int64(2001), g.seen.Load(), "every submission is counted")
+	require.Equal(t, int64(2001-refused), g.admitted.Load(), "and every one admitted")
 
 	g = newCPUGuard(10 * time.Millisecond)
 	for range 8 {
-		g.interval(40*time.Millisecond, 4) // 16 over the window: under minSeen
+		g.interval(40*time.Millisecond, 4, 4, guardInterval) // 16 over the window: under minSeen
 	}
 	require.Zero(t, g.permille.Load(), "a wait with a trickle of submissions is someone else's")
 }
@@ -94,47 +95,72 @@ func TestCPUGuardShedsOnlyUnderPressure(t *testing.T) {
 func TestCPUGuardFollowsTheStandingWait(t *testing.T) {
 	t.Parallel()
 	g := newCPUGuard(10 * time.Millisecond)
-	for range 3 {
-		g.interval(time.Millisecond, 100)
+	// 100 submissions every 5 ms: 20,000/s, all admitted until it refuses.
+	step := func(wait time.Duration) {
+		admitted := int64(100 - g.permille.Load()/10)
+		g.interval(wait, 100, admitted, guardInterval)
 	}
-	g.interval(200*time.Millisecond, 100)
+	for range 3 {
+		step(time.Millisecond)
+	}
+	step(200 * time.Millisecond)
 	require.Zero(t, g.permille.Load(), "one long wait in the window (a burst, a GC pause) is not load")
+	require.Zero(t, g.permille.Load(), "a wait under the target does not start the guard")
 	for range 3 {
-		g.interval(40*time.Millisecond, 100)
+		step(12 * time.Millisecond)
 	}
-	require.Positive(t, g.permille.Load(), "a wait over the target through the whole window starts shedding")
-	for range 100 {
-		g.interval(40*time.Millisecond, 100)
+	first := g.permille.Load()
+	require.Positive(t, first, "a wait over the target through the whole window starts refusing")
+	step(12 * time.Millisecond)
+	require.Greater(t, g.permille.Load(), first, "and refuses more while the wait stays over the set point")
+	for range 300 {
+		step(100 * time.Millisecond)
 	}
-	require.Equal(t, int64(980), g.permille.Load(), "never refuses everything")
-	g.interval(7*time.Millisecond, 100)
-	require.Equal(t, int64(980), g.permille.Load(), "between half the target and the target: hold")
-	g.interval(time.Millisecond, 100)
-	require.Equal(t, int64(970), g.permille.Load(), "back under half the target: the share shrinks")
-	for range 200 {
-		g.interval(time.Millisecond, 100)
+	require.Equal(t, int64(guardMaxPermille), g.permille.Load(), "never refuses everything")
+	for range 20 {
+		step(2 * time.Millisecond) // the anti-windup floor: the rate climbs back at once
 	}
-	require.Zero(t, g.permille.Load(), "and stops")
+	require.Less(t, g.permille.Load(), int64(guardMaxPermille))
+	for range 4 {
+		step(5 * time.Millisecond) // the window forgets the shorter waits
+	}
+	held := g.permille.Load()
+	for range 4 {
+		step(5 * time.Millisecond)
+	}
+	require.Equal(t, held, g.permille.Load(), "at the set point, half the target: hold")
+	step(time.Millisecond)
+	require.Less(t, g.permille.Load(), held, "under it: the admitted rate grows")
+	for range 400 {
+		step(time.Millisecond)
+	}
+	require.Zero(t, g.permille.Load(), "and, once it no longer binds, the guard stops refusing")
 }
 
 func TestWakeProbe(t *testing.T) {
 	t.Parallel()
 	p, err := newWakeProbe()
 	require.NoError(t, err)
-	require.Zero(t, p.take(), "nothing sent, nothing waited")
+	wait, read := p.take()
+	require.Zero(t, wait, "nothing sent, nothing waited")
+	require.False(t, read)
 	p.send()
 	require.Eventually(t, func() bool { return p.sentAt.Load() == 0 }, 5*time.Second, time.Millisecond, "the byte is read")
-	wait := p.take()
+	wait, read = p.take()
+	require.True(t, read)
 	require.Positive(t, wait)
 	require.Less(t, wait, 5*time.Second)
-	require.Zero(t, p.take(), "a wait is reported once")
+	wait, _ = p.take()
+	require.Zero(t, wait, "a wait is reported once")
 	p.close()
 
 	// A byte not read yet counts for as long as it has waited.
 	stuck := &wakeProbe{}
 	stuck.waited.Store(-1)
 	stuck.sentAt.Store(time.Now().Add(-30 * time.Millisecond).UnixNano())
-	require.GreaterOrEqual(t, stuck.take(), 30*time.Millisecond)
+	wait, read = stuck.take()
+	require.False(t, read, "not read yet")
+	require.GreaterOrEqual(t, wait, 30*time.Millisecond)
 }
 
 // TestCPUGuardShedsWhenTheProcessIsBusy runs itself again in a process

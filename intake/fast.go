@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
@@ -68,6 +69,7 @@ func (s *Service) FastServer(next http.Handler, log *slog.Logger) *fasthttp.Serv
 		log = s.log
 	}
 	fallback := fasthttpadaptor.NewFastHTTPHandler(next)
+	refusal := s.newFastRefusal()
 	return &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			defer recoverPanic(ctx, log)
@@ -75,8 +77,14 @@ func (s *Service) FastServer(next http.Handler, log *slog.Logger) *fasthttp.Serv
 				fallback(ctx)
 				return
 			}
+			if reason, refused := s.refusesAtOnce(); refused {
+				refusal.write(ctx, reason)
+				return
+			}
 			w := getFastWriter(ctx)
-			s.submit(w, fastSubmission(ctx, s.cfg.TrustedProxies))
+			sub := fastSubmission(ctx, s.cfg.TrustedProxies)
+			sub.refusalAsked = true
+			s.submit(w, sub)
 			s.countStatus("submit", w.status)
 			putFastWriter(w)
 		},
@@ -95,6 +103,45 @@ func (s *Service) FastServer(next http.Handler, log *slog.Logger) *fasthttp.Serv
 		CloseOnShutdown:   true,
 		Logger:            fastLogger{log},
 	}
+}
+
+// fastRefusal is the 503 of a submission refused before anything of it
+// is read, written straight into fasthttp's response: under overload this
+// is most answers, and on one core each refusal's cost is taken from the
+// intents that could be accepted (docs/SCALING.md). Its headers and body
+// are bytes made once and its counters looked up once; the connection is
+// kept alive, since a client's next connection would cost more than its
+// next request.
+type fastRefusal struct {
+	retryAfter []byte
+	requests   prometheus.Counter            // submit's 503s
+	shed       map[string]prometheus.Counter // by reason
+}
+
+var (
+	retryAfterKey    = []byte("Retry-After")
+	jsonContentTypeB = []byte(jsonContentType[0])
+)
+
+func (s *Service) newFastRefusal() *fastRefusal {
+	return &fastRefusal{
+		retryAfter: []byte(s.retryAfter[0]),
+		requests:   s.counters["submit"][http.StatusServiceUnavailable],
+		shed: map[string]prometheus.Counter{
+			shedCPU:      s.m.shed.WithLabelValues(shedCPU),
+			shedDraining: s.m.shed.WithLabelValues(shedDraining),
+		},
+	}
+}
+
+func (f *fastRefusal) write(ctx *fasthttp.RequestCtx, reason string) {
+	f.shed[reason].Inc()
+	f.requests.Inc()
+	h := &ctx.Response.Header
+	h.SetStatusCode(http.StatusServiceUnavailable)
+	h.SetContentTypeBytes(jsonContentTypeB)
+	h.SetCanonical(retryAfterKey, f.retryAfter)
+	ctx.Response.SetBodyRaw(overloadedBody)
 }
 
 // Listener caps the connections each client address holds at once at

@@ -117,3 +117,21 @@ func TestFastFrontLimits(t *testing.T) {
 		assert.Equal(t, "internal", a.Body["error"])
 	}
 }
+
+// TestFastFrontRefusesAtOnce: a submission refused before it is read (here
+// intake is draining; the CPU guard takes the same path) gets the same 503
+// from the front as from net/http, and its connection is kept.
+func TestFastFrontRefusesAtOnce(t *testing.T) {
+	e := setup(t, func(c *intake.Config) { c.DeviceRate = -1 })
+	valid, err := json.Marshal(body(nil))
+	require.NoError(t, err)
+	e.svc.Stop()
+	r := rawRequest{method: "POST", path: "/v1/intents", headers: []string{"Content-Type", "application/json"}, body: valid}
+	want, got := r.send(t, e.stdURL), r.send(t, e.url)
+	require.Equal(t, http.StatusServiceUnavailable, got.Status)
+	assert.Equal(t, want.Body, got.Body, "body")
+	for _, h := range []string{"Content-Type", "Retry-After"} {
+		assert.Equal(t, want.Header.Get(h), got.Header.Get(h), h)
+	}
+	assert.NotEqual(t, "close", got.Header.Get("Connection"), "the connection is kept alive")
+}

@@ -74,7 +74,8 @@ type Config struct {
 	SlowAck time.Duration
 	// MaxQueueWait is the standing wait of a readable connection (how long
 	// the guard's probe waited to be read, the least over 20 ms; lag.go)
-	// above which intake sheds submissions first thing (default 10ms;
+	// above which intake starts shedding submissions first thing, and
+	// then holds at half this by the rate it admits (default 10ms;
 	// negative disables).
 	MaxQueueWait time.Duration
 	// RetryAfter is what 503 answers tell clients to wait (default 1s).
@@ -442,6 +443,9 @@ type submission struct {
 	// body reads the body, at most MaxBody bytes (*http.MaxBytesError
 	// past that).
 	body func() ([]byte, error)
+	// refusalAsked: the server already asked refusesAtOnce, and was not
+	// refused (the fasthttp front asks before it reads anything).
+	refusalAsked bool
 }
 
 func (s *Service) serveSubmit(w http.ResponseWriter, r *http.Request) {
@@ -514,13 +518,11 @@ func (s *Service) submit(w http.ResponseWriter, r submission) {
 // else, which is the cheapest answer there is; when the stream is known
 // to refuse, the body is not even read.
 func (s *Service) admit(w http.ResponseWriter, r submission) (netip.Addr, bool) {
-	if s.draining.Load() {
-		s.shed(w, shedDraining)
-		return netip.Addr{}, false
-	}
-	if s.guard != nil && s.guard.refuses() {
-		s.shed(w, shedCPU)
-		return netip.Addr{}, false
+	if !r.refusalAsked {
+		if reason, refused := s.refusesAtOnce(); refused {
+			s.shed(w, reason)
+			return netip.Addr{}, false
+		}
 	}
 	if !jsonContent(r.contentType) {
 		httpapi.WriteError(w, httpapi.CodeUnsupportedMedia, map[string]any{"want": "application/json"})

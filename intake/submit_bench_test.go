@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
 
 	"github.com/prereg/prereg/campaign"
 	"github.com/prereg/prereg/intake"
@@ -95,5 +96,33 @@ func BenchmarkClinicList(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkFastRefusal is one submission refused first thing (here the
+// service is draining; the CPU guard's refusals take the same path)
+// through the fasthttp front's handler, in process: under overload most
+// answers are this one, and on one core its cost is taken from the
+// intents that could be accepted. The socket's read and write, most of a
+// refusal's cost over the network, are not in it.
+func BenchmarkFastRefusal(b *testing.B) {
+	e := setup(b, nil)
+	srv := e.svc.FastServer(e.svc.Handler(), nil)
+	e.svc.Stop()
+	raw, err := json.Marshal(body(nil))
+	require.NoError(b, err)
+	var ctx fasthttp.RequestCtx
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx.Request.Reset()
+		ctx.Response.Reset()
+		ctx.Request.Header.SetMethod(http.MethodPost)
+		ctx.Request.SetRequestURI("/v1/intents")
+		ctx.Request.Header.SetContentType("application/json")
+		ctx.Request.SetBodyRaw(raw)
+		srv.Handler(&ctx)
+		if ctx.Response.StatusCode() != http.StatusServiceUnavailable {
+			b.Fatalf("status %d, want 503", ctx.Response.StatusCode())
+		}
 	}
 }
