@@ -18,11 +18,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/prereg/prereg/keys"
 	"github.com/prereg/prereg/postgres"
@@ -142,12 +142,16 @@ type ScaleRun struct {
 	WorldCPUSPer1k  float64 `json:"world_cpu_s_per_1k"`
 	WorldPeakRSSMiB float64 `json:"world_peak_rss_mib"`
 	// Bytes on disk per submission at the end of the run: the database
-	// (pg_database_size) and JetStream's streams (their stored bytes at
-	// their fullest, after dedupe).
+	// (pg_database_size) and JetStream's streams and buckets (each at its
+	// fullest).
 	PGBytesPerSubmission float64     `json:"pg_bytes_per_submission"`
 	JSBytesPerSubmission float64     `json:"js_bytes_per_submission"`
 	Stages               ScaleStages `json:"stages"`
-	Database             string      `json:"database,omitempty"` // with --keep
+	// SMSSentSeconds is when, from notify's start, the gateway had every
+	// SMS at its handsets; the notify stage ends when the gateway's
+	// delivery reports for them are recorded too.
+	SMSSentSeconds float64 `json:"sms_sent_seconds"`
+	Database       string  `json:"database,omitempty"` // with --keep
 }
 
 // ScaleStages are the stages' figures, by stage.
@@ -234,7 +238,7 @@ func scaleRun(ctx context.Context, s Setup, o ScaleOptions, n int) (*ScaleRun, e
 	start := time.Now()
 	w, err := world.Start(ctx, world.Options{
 		DatabaseURL: s.DatabaseURL, Logger: s.logger(), Addr: addr, Elsewhere: true, Keep: o.Keep,
-		Clinics: max(300, n/100), Seed: o.Seed, Now: start,
+		Clinics: max(300, n/100), Submissions: n, Seed: o.Seed, Now: start,
 	})
 	if err != nil {
 		return nil, err
@@ -337,7 +341,11 @@ func scaleRun(ctx context.Context, s Setup, o ScaleOptions, n int) (*ScaleRun, e
 	// notify: until every appointment's SMS is delivered or failed, by
 	// the gateway's reports to the admin role.
 	if err := sw.stage(ctx, run, "notify", []string{"serve", "--roles", "notify,admin"}, func(ctx context.Context) error {
+		t := time.Now()
 		return sw.until(ctx, "notify", "SMS reported", func(ctx context.Context) (int, error) {
+			if run.SMSSentSeconds == 0 && w.Gateway.Stats().HandsetDeliveries >= run.Appointments {
+				run.SMSSentSeconds = round1(time.Since(t).Seconds())
+			}
 			oc, err := (&postgres.OutboxStore{Pool: w.Pool}).Counts(ctx, c.ID)
 			return oc.Delivered + oc.Failed, err
 		}, run.Appointments)
@@ -365,7 +373,7 @@ func scaleRun(ctx context.Context, s Setup, o ScaleOptions, n int) (*ScaleRun, e
 	}
 	run.CPUSPer1k, run.PGCPUSPer1k = round3(cpu/k), round3(pg/k)
 	run.WorldCPUSPer1k = round3((selfCPU() - worldCPU0).Seconds() / k)
-	run.WorldPeakRSSMiB = round1(float64(peakRSSKiB()) / 1024)
+	run.WorldPeakRSSMiB = round1(float64(peakRSSKiB(0)) / 1024)
 	run.PGBytesPerSubmission = round1(float64(pgBytes) / float64(n))
 	var js uint64
 	for _, b := range sw.jsBytes {
@@ -509,24 +517,17 @@ func (sw *scaleWorld) until(ctx context.Context, stage, what string, done func(c
 	}
 }
 
-// streamBytes records what each of the pipeline's streams stores now,
-// keeping each one's largest: the submitted stream is fullest after
-// intake (verify's acknowledgements remove its messages), the verified
-// one after dedupe.
+// streamBytes records what each JetStream stream stores now (the
+// pipeline's two streams and verify's key-value buckets), keeping each
+// one's largest: the submitted stream is fullest after intake (verify's
+// acknowledgements remove its messages), the verified one after dedupe.
 func (sw *scaleWorld) streamBytes(ctx context.Context) error {
-	for _, name := range []string{stream.Submitted, stream.Verified} {
-		str, err := sw.w.JS.Stream(ctx, name)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			continue // declared by the stage that publishes to it
-		}
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", name, err)
-		}
-		info, err := str.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", name, err)
-		}
-		sw.jsBytes[name] = max(sw.jsBytes[name], info.State.Bytes)
+	streams := sw.w.JS.ListStreams(ctx)
+	for info := range streams.Info() {
+		sw.jsBytes[info.Config.Name] = max(sw.jsBytes[info.Config.Name], info.State.Bytes)
+	}
+	if err := streams.Err(); err != nil {
+		return fmt.Errorf("streams: %w", err)
 	}
 	return nil
 }
@@ -552,6 +553,10 @@ type stageProc struct {
 	cmd  *exec.Cmd
 	log  *tailBuffer
 	done chan struct{}
+	// hwm is the largest VmHWM read of the process (KiB). The kernel's
+	// ru_maxrss cannot serve: a child forked from this process counts
+	// this process's resident memory at the fork as its own.
+	hwm atomic.Int64
 }
 
 // usage is what a process used over its life.
@@ -574,7 +579,24 @@ func (sw *scaleWorld) start(args []string) (*stageProc, error) {
 		return nil, fmt.Errorf("prereg %s: %w", args[0], err)
 	}
 	go func() { _ = cmd.Wait(); close(p.done) }()
+	go func() {
+		for {
+			p.sampleRSS()
+			select {
+			case <-p.done:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
 	return p, nil
+}
+
+// sampleRSS reads the process's peak resident memory so far.
+func (p *stageProc) sampleRSS() {
+	if k := peakRSSKiB(p.cmd.Process.Pid); k > p.hwm.Load() {
+		p.hwm.Store(k)
+	}
 }
 
 // waitReady polls url until it answers 200.
@@ -604,6 +626,7 @@ func (p *stageProc) waitReady(ctx context.Context, url string, limit time.Durati
 // stop asks the process to stop (SIGTERM), waits, and returns what it
 // used.
 func (p *stageProc) stop() (usage, error) {
+	p.sampleRSS()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
@@ -626,11 +649,7 @@ func (p *stageProc) wait() (usage, error) {
 
 func (p *stageProc) usage() usage {
 	st := p.cmd.ProcessState
-	u := usage{cpu: st.UserTime() + st.SystemTime()}
-	if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
-		u.maxRSSKiB = ru.Maxrss // KiB on Linux
-	}
-	return u
+	return usage{cpu: st.UserTime() + st.SystemTime(), maxRSSKiB: p.hwm.Load()}
 }
 
 func (p *stageProc) tail() string {
@@ -815,10 +834,14 @@ func selfCPU() time.Duration {
 // from its current size, so that each run reports its own.
 func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
-// peakRSSKiB is this process's peak resident memory since the last
-// reset, from /proc/self/status.
-func peakRSSKiB() int64 {
-	f, err := os.Open("/proc/self/status")
+// peakRSSKiB is a process's peak resident memory (since the last reset,
+// for this one), from /proc/PID/status; pid 0 is this process.
+func peakRSSKiB(pid int) int64 {
+	name := "self"
+	if pid != 0 {
+		name = strconv.Itoa(pid)
+	}
+	f, err := os.Open("/proc/" + name + "/status")
 	if err != nil {
 		return 0
 	}
@@ -857,6 +880,10 @@ func PrintScale(w io.Writer, _ ScaleOptions, r *ScaleResult) {
 			fmt.Fprintf(w, " %-28s", fmt.Sprintf("%.0fs %.3f (%.3f) %.0f", st.Seconds, st.CPUSPer1k, st.PGCPUSPer1k, st.PeakRSSMiB))
 		}
 		fmt.Fprintln(w)
+	}
+	for _, run := range r.Scale {
+		fmt.Fprintf(w, "%d submissions: %d accepted, %d registrations, %d appointments; every SMS at its handset %.0fs into notify, every report recorded %.0fs\n",
+			run.Submissions, run.Accepted, run.Registrations, run.Appointments, run.SMSSentSeconds, run.Stages.Notify.Seconds)
 	}
 	fmt.Fprintf(w, "\ncost_growth %.3f (target <= 1.25), rss_growth %.3f (target <= 1.5)\n", r.CostGrowth, r.RSSGrowth)
 	for _, run := range r.Scale {

@@ -69,12 +69,17 @@ type Options struct {
 	NATSURL string
 	Logger  *slog.Logger
 
-	Addr     string // HTTP listen address of the system; 127.0.0.1:0 when empty
-	Keep     bool   // keep the database (and print its URL) instead of dropping it
-	Clinics  int    // clinics in the inventory
-	Capacity float64
-	Seed     int64
-	Now      time.Time
+	Addr    string // HTTP listen address of the system; 127.0.0.1:0 when empty
+	Keep    bool   // keep the database (and print its URL) instead of dropping it
+	Clinics int    // clinics in the inventory
+	// Submissions is the size of the surge the world is for: the
+	// campaign's expected population, which sizes dedupe's Bloom filters,
+	// is at least the population such a surge draws from (0: the demo
+	// campaign's own figure).
+	Submissions int
+	Capacity    float64
+	Seed        int64
+	Now         time.Time
 	// SyncAlways: the embedded JetStream fsyncs every write before its ack
 	// (sync_interval: always) and intake uses group commit; with NATSURL,
 	// group commit only (the server's sync_interval is its own setting).
@@ -194,6 +199,11 @@ func Start(ctx context.Context, o Options) (w *World, err error) {
 	if w.Campaign, err = sim.DemoCampaignOpenFor(now, o.OpenFor, providerURLs, clinics); err != nil {
 		closeLn()
 		return nil, err
+	}
+	if o.Submissions > 0 {
+		// Filters sized for fewer people than come fill up, and every false
+		// positive costs dedupe a database lookup.
+		w.Campaign.Dedupe.ExpectedPeople = max(w.Campaign.Dedupe.ExpectedPeople, sim.PeopleFor(o.Submissions, w.Campaign, now))
 	}
 	if _, err := (&postgres.CampaignStore{Pool: w.Pool}).Load(ctx, w.Campaign); err != nil {
 		closeLn()
