@@ -8,11 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -128,22 +130,24 @@ type ScaleRun struct {
 	// stage's end; EndToEndPerS is submissions over it.
 	Seconds      float64 `json:"seconds"`
 	EndToEndPerS float64 `json:"end_to_end_per_s"`
-	// CPUSPer1k is the pipeline's CPU seconds (its processes and the
-	// PostgreSQL backends serving this run's database) per 1,000
-	// submissions; PGCPUSPer1k the PostgreSQL part of it.
+	// CPUSPer1k is the pipeline's CPU seconds (its processes, the
+	// PostgreSQL backends serving this run's database and the JetStream
+	// server) per 1,000 submissions; PGCPUSPer1k and JSCPUSPer1k are the
+	// PostgreSQL and JetStream parts of it.
 	CPUSPer1k   float64 `json:"cpu_s_per_1k"`
 	PGCPUSPer1k float64 `json:"pg_cpu_s_per_1k"`
+	JSCPUSPer1k float64 `json:"js_cpu_s_per_1k"`
 	// PeakRSSMiB is the largest peak resident memory of a pipeline
-	// process (each stage is one).
-	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// process (each stage is one); JSPeakRSSMiB the JetStream server's.
+	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+	JSPeakRSSMiB float64 `json:"js_peak_rss_mib"`
 	// The simulated world (load generator, identity providers, SMS
-	// gateway) and the embedded JetStream server share the benchmark's own
-	// process: its CPU and peak memory, apart from the pipeline's.
+	// gateway) is the benchmark's own process: its CPU and peak memory,
+	// apart from the pipeline's.
 	WorldCPUSPer1k  float64 `json:"world_cpu_s_per_1k"`
 	WorldPeakRSSMiB float64 `json:"world_peak_rss_mib"`
-	// Bytes on disk per submission at the end of the run: the database
-	// (pg_database_size) and JetStream's streams and buckets (each at its
-	// fullest).
+	// Bytes on disk per submission: the database at the end of the run
+	// (pg_database_size) and JetStream's store folder at its fullest.
 	PGBytesPerSubmission float64     `json:"pg_bytes_per_submission"`
 	JSBytesPerSubmission float64     `json:"js_bytes_per_submission"`
 	Stages               ScaleStages `json:"stages"`
@@ -180,11 +184,13 @@ func (s *ScaleStages) byName(name string) *ScaleStage {
 
 // ScaleStage is one stage of one run: from its process's start to its
 // work done, the process's CPU (user and system, start-up and shutdown
-// included) and the PostgreSQL backends' CPU meanwhile.
+// included) and the PostgreSQL backends' and the JetStream server's CPU
+// meanwhile.
 type ScaleStage struct {
 	Seconds     float64 `json:"seconds"`
 	CPUSPer1k   float64 `json:"cpu_s_per_1k"`
 	PGCPUSPer1k float64 `json:"pg_cpu_s_per_1k"`
+	JSCPUSPer1k float64 `json:"js_cpu_s_per_1k"`
 	PeakRSSMiB  float64 `json:"peak_rss_mib"`
 }
 
@@ -214,6 +220,22 @@ func Scale(ctx context.Context, s Setup, o ScaleOptions) (*ScaleResult, error) {
 	return out, nil
 }
 
+// RunScaleJetStream runs the scale benchmark's JetStream server, embedded
+// as `prereg demo` embeds it, with its store in dir, until ctx ends; it
+// writes "ready URL" to ready once it serves. It is what `prereg bench
+// scale-jetstream` runs, so that the server's CPU and memory are measured
+// apart from the pipeline's processes and from the simulated world.
+func RunScaleJetStream(ctx context.Context, dir string, ready io.Writer) error {
+	emb, err := stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: dir, Port: -1})
+	if err != nil {
+		return err
+	}
+	defer emb.Shutdown()
+	fmt.Fprintln(ready, "ready "+emb.ClientURL())
+	<-ctx.Done()
+	return nil
+}
+
 // scaleWorld is one run's world and the environment of its stages.
 type scaleWorld struct {
 	s    Setup
@@ -223,8 +245,11 @@ type scaleWorld struct {
 	addr string   // every stage's listen address, in turn
 	env  []string // every stage's environment
 	pgc  *pgCPU
-	// jsBytes is each stream's stored bytes at its fullest.
-	jsBytes map[string]uint64
+	// js is the JetStream server's process, storing in jsDir.
+	js    *stageProc
+	jsDir string
+	// jsDisk is the store folder's largest size.
+	jsDisk int64
 }
 
 func scaleRun(ctx context.Context, s Setup, o ScaleOptions, n int) (*ScaleRun, error) {
@@ -235,19 +260,29 @@ func scaleRun(ctx context.Context, s Setup, o ScaleOptions, n int) (*ScaleRun, e
 	if err != nil {
 		return nil, err
 	}
+	jsDir, err := os.MkdirTemp("", "prereg-scale-js-")
+	if err != nil {
+		return nil, fmt.Errorf("jetstream store: %w", err)
+	}
+	defer os.RemoveAll(jsDir)
+	jsProc, natsURL, err := startJetStream(ctx, s, o, jsDir)
+	if err != nil {
+		return nil, err
+	}
+	defer jsProc.stop()
 	start := time.Now()
 	w, err := world.Start(ctx, world.Options{
-		DatabaseURL: s.DatabaseURL, Logger: s.logger(), Addr: addr, Elsewhere: true, Keep: o.Keep,
+		DatabaseURL: s.DatabaseURL, NATSURL: natsURL, Logger: s.logger(), Addr: addr, Elsewhere: true, Keep: o.Keep,
 		Clinics: max(300, n/100), Submissions: n, Seed: o.Seed, Now: start,
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer w.Close()
-	sw := &scaleWorld{s: s, o: o, w: w, n: n, addr: addr, jsBytes: map[string]uint64{}}
+	sw := &scaleWorld{s: s, o: o, w: w, n: n, addr: addr, js: jsProc, jsDir: jsDir}
 	sw.env = append(cleanEnv(),
 		"DATABASE_URL="+w.DB.URL,
-		"NATS_URL="+w.Embedded.ClientURL(),
+		"NATS_URL="+natsURL,
 		"PREREG_HMAC_KEY=scale:"+keys.Random(32),
 		"PREREG_ENC_KEY=scale:"+keys.Random(32),
 		"PREREG_ADMIN_TOKENS=operator:"+keys.Random(16)+",auditor:"+keys.Random(16),
@@ -364,22 +399,21 @@ func scaleRun(ctx context.Context, s Setup, o ScaleOptions, n int) (*ScaleRun, e
 	k := float64(n) / 1000
 	run.Seconds = round1(wall)
 	run.EndToEndPerS = round1(float64(n) / wall)
-	var cpu, pg float64
+	var cpu, pg, jsc float64
 	for _, name := range ScaleStageNames {
 		st := run.Stages.byName(name)
 		cpu += st.CPUSPer1k * k
 		pg += st.PGCPUSPer1k * k
+		jsc += st.JSCPUSPer1k * k
 		run.PeakRSSMiB = max(run.PeakRSSMiB, st.PeakRSSMiB)
 	}
-	run.CPUSPer1k, run.PGCPUSPer1k = round3(cpu/k), round3(pg/k)
+	run.CPUSPer1k, run.PGCPUSPer1k, run.JSCPUSPer1k = round3(cpu/k), round3(pg/k), round3(jsc/k)
+	jsProc.sampleRSS()
+	run.JSPeakRSSMiB = round1(float64(jsProc.hwm.Load()) / 1024)
 	run.WorldCPUSPer1k = round3((selfCPU() - worldCPU0).Seconds() / k)
 	run.WorldPeakRSSMiB = round1(float64(peakRSSKiB(0)) / 1024)
 	run.PGBytesPerSubmission = round1(float64(pgBytes) / float64(n))
-	var js uint64
-	for _, b := range sw.jsBytes {
-		js += b
-	}
-	run.JSBytesPerSubmission = round1(float64(js) / float64(n))
+	run.JSBytesPerSubmission = round1(float64(sw.jsDisk) / float64(n))
 	s.progress("  done: %.0f submissions/s end to end, %.3f CPU s per 1,000, pipeline peak %.0f MiB", run.EndToEndPerS, run.CPUSPer1k, run.PeakRSSMiB)
 	return run, nil
 }
@@ -389,7 +423,7 @@ func scaleRun(ctx context.Context, s Setup, o ScaleOptions, n int) (*ScaleRun, e
 // the end of work.
 func (sw *scaleWorld) stage(ctx context.Context, run *ScaleRun, name string, args []string, work func(context.Context) error) error {
 	sw.s.progress("  %s: starting prereg %s", name, strings.Join(args, " "))
-	pg0 := sw.pgc.total(ctx)
+	pg0, js0 := sw.pgc.total(ctx), sw.jsCPU()
 	t0 := time.Now()
 	p, err := sw.start(append(args, "--addr", sw.addr, "--shutdown-grace", "30s"))
 	if err != nil {
@@ -408,7 +442,7 @@ func (sw *scaleWorld) stage(ctx context.Context, run *ScaleRun, name string, arg
 	if err != nil {
 		return fmt.Errorf("%s: %w%s", name, err, p.tail())
 	}
-	sw.record(run, name, secs, use, sw.pgc.total(ctx)-pg0)
+	sw.record(run, name, secs, use, sw.pgc.total(ctx)-pg0, sw.jsCPU()-js0)
 	return nil
 }
 
@@ -417,7 +451,7 @@ func (sw *scaleWorld) stage(ctx context.Context, run *ScaleRun, name string, arg
 func (sw *scaleWorld) allocate(ctx context.Context, run *ScaleRun) error {
 	c := sw.w.Campaign
 	sw.s.progress("  allocate: the lottery of each of %d windows", len(c.Windows))
-	pg0 := sw.pgc.total(ctx)
+	pg0, js0 := sw.pgc.total(ctx), sw.jsCPU()
 	t0 := time.Now()
 	var use usage
 	for _, win := range c.Windows {
@@ -438,21 +472,23 @@ func (sw *scaleWorld) allocate(ctx context.Context, run *ScaleRun) error {
 		}
 	}
 	secs := time.Since(t0).Seconds()
-	sw.record(run, "allocate", secs, use, sw.pgc.total(ctx)-pg0)
+	sw.record(run, "allocate", secs, use, sw.pgc.total(ctx)-pg0, sw.jsCPU()-js0)
 	var err error
 	run.Appointments, err = sw.count(ctx, `SELECT count(*) FROM appointments WHERE campaign = $1`)
 	return err
 }
 
-func (sw *scaleWorld) record(run *ScaleRun, name string, secs float64, use usage, pg time.Duration) {
+func (sw *scaleWorld) record(run *ScaleRun, name string, secs float64, use usage, pg, js time.Duration) {
 	k := float64(sw.n) / 1000
+	cpu := use.cpu + pg + js
 	*run.Stages.byName(name) = ScaleStage{
 		Seconds:     round1(secs),
-		CPUSPer1k:   round3((use.cpu + pg).Seconds() / k),
+		CPUSPer1k:   round3(cpu.Seconds() / k),
 		PGCPUSPer1k: round3(pg.Seconds() / k),
+		JSCPUSPer1k: round3(js.Seconds() / k),
 		PeakRSSMiB:  round1(float64(use.maxRSSKiB) / 1024),
 	}
-	sw.s.progress("  %s: %.1fs, %.3f CPU s per 1,000 (PostgreSQL %.3f), peak %.0f MiB", name, secs, (use.cpu+pg).Seconds()/k, pg.Seconds()/k, float64(use.maxRSSKiB)/1024)
+	sw.s.progress("  %s: %.1fs, %.3f CPU s per 1,000 (PostgreSQL %.3f, JetStream %.3f), peak %.0f MiB", name, secs, cpu.Seconds()/k, pg.Seconds()/k, js.Seconds()/k, float64(use.maxRSSKiB)/1024)
 }
 
 func (sw *scaleWorld) count(ctx context.Context, query string) (int, error) {
@@ -517,19 +553,36 @@ func (sw *scaleWorld) until(ctx context.Context, stage, what string, done func(c
 	}
 }
 
-// streamBytes records what each JetStream stream stores now (the
-// pipeline's two streams and verify's key-value buckets), keeping each
-// one's largest: the submitted stream is fullest after intake (verify's
-// acknowledgements remove its messages), the verified one after dedupe.
+// streamBytes records the size of JetStream's store folder now (the
+// pipeline's streams and verify's buckets), keeping the largest: the
+// submitted stream is fullest after intake (verify's acknowledgements
+// remove its messages), the verified one after dedupe.
 func (sw *scaleWorld) streamBytes(ctx context.Context) error {
-	streams := sw.w.JS.ListStreams(ctx)
-	for info := range streams.Info() {
-		sw.jsBytes[info.Config.Name] = max(sw.jsBytes[info.Config.Name], info.State.Bytes)
+	var total int64
+	err := filepath.WalkDir(sw.jsDir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream store: %w", err)
 	}
-	if err := streams.Err(); err != nil {
-		return fmt.Errorf("streams: %w", err)
-	}
+	sw.jsDisk = max(sw.jsDisk, total)
 	return nil
+}
+
+// jsCPU is the JetStream server's CPU time so far.
+func (sw *scaleWorld) jsCPU() time.Duration {
+	t, _ := procCPU(sw.js.cmd.Process.Pid)
+	return t
 }
 
 // progressEvery reports the load generator's progress every tenth of
@@ -569,14 +622,62 @@ func (sw *scaleWorld) start(args []string) (*stageProc, error) {
 	sc := sw.o.ServerCommand
 	cmd := exec.Command(sc[0], append(slices.Clone(sc[1:]), args...)...)
 	cmd.Env = sw.env
+	return launch(cmd, sw.s.Stderr)
+}
+
+// startJetStream runs `prereg bench scale-jetstream` with its store in
+// dir and returns it with its client URL.
+func startJetStream(ctx context.Context, s Setup, o ScaleOptions, dir string) (*stageProc, string, error) {
+	sc := o.ServerCommand
+	cmd := exec.Command(sc[0], append(slices.Clone(sc[1:]), "bench", "scale-jetstream", "--store", dir)...)
+	cmd.Env = cleanEnv()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, "", fmt.Errorf("jetstream: %w", err)
+	}
+	defer r.Close()
+	cmd.Stdout = w
+	p, err := launch(cmd, s.Stderr)
+	w.Close()
+	if err != nil {
+		return nil, "", err
+	}
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Scan()
+		line <- sc.Text()
+	}()
+	select {
+	case l := <-line:
+		if url, ok := strings.CutPrefix(l, "ready "); ok {
+			return p, url, nil
+		}
+		p.stop()
+		return nil, "", fmt.Errorf("jetstream: said %q%s", l, p.tail())
+	case <-ctx.Done():
+		p.stop()
+		return nil, "", ctx.Err()
+	case <-time.After(time.Minute):
+		p.stop()
+		return nil, "", fmt.Errorf("jetstream: not ready after a minute%s", p.tail())
+	}
+}
+
+// launch starts cmd, its output kept (the last of it, for errors) and
+// copied to stderr when set, and follows its peak memory until it ends.
+func launch(cmd *exec.Cmd, stderr io.Writer) (*stageProc, error) {
 	p := &stageProc{cmd: cmd, log: &tailBuffer{max: 8 << 10}, done: make(chan struct{})}
 	var w io.Writer = p.log
-	if sw.s.Stderr != nil {
-		w = io.MultiWriter(p.log, sw.s.Stderr)
+	if stderr != nil {
+		w = io.MultiWriter(p.log, stderr)
 	}
-	cmd.Stdout, cmd.Stderr = p.log, w
+	if cmd.Stdout == nil {
+		cmd.Stdout = p.log
+	}
+	cmd.Stderr = w
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("prereg %s: %w", args[0], err)
+		return nil, fmt.Errorf("%s: %w", strings.Join(cmd.Args, " "), err)
 	}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	go func() {
@@ -861,23 +962,23 @@ func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 
 // PrintScale writes the scale benchmark's table.
 func PrintScale(w io.Writer, _ ScaleOptions, r *ScaleResult) {
-	fmt.Fprintf(w, "prereg bench scale: the whole pipeline, one stage process after another (%d CPUs)\n\n", r.NumCPU)
-	fmt.Fprintf(w, "%12s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "submissions", "e2e/s", "cpu s/1k", "pg s/1k", "rss MiB", "pg B/sub", "js B/sub", "world s/1k", "world MiB", "seconds")
+	fmt.Fprintf(w, "prereg bench scale: the whole pipeline, one stage process after another (%d CPUs); world: load generator, providers, gateway\n\n", r.NumCPU)
+	fmt.Fprintf(w, "%12s %8s %9s %8s %8s %8s %8s %8s %8s %10s %9s %8s\n", "submissions", "e2e/s", "cpu s/1k", "pg s/1k", "js s/1k", "rss MiB", "js MiB", "pg B/sub", "js B/sub", "world s/1k", "world MiB", "seconds")
 	for _, run := range r.Scale {
-		fmt.Fprintf(w, "%12d %9.0f %9.3f %9.3f %9.0f %9.0f %9.0f %9.3f %9.0f %9.0f\n", run.Submissions, run.EndToEndPerS, run.CPUSPer1k, run.PGCPUSPer1k,
-			run.PeakRSSMiB, run.PGBytesPerSubmission, run.JSBytesPerSubmission, run.WorldCPUSPer1k, run.WorldPeakRSSMiB, run.Seconds)
+		fmt.Fprintf(w, "%12d %8.0f %9.3f %8.3f %8.3f %8.0f %8.0f %8.0f %8.0f %10.3f %9.0f %8.0f\n", run.Submissions, run.EndToEndPerS, run.CPUSPer1k, run.PGCPUSPer1k, run.JSCPUSPer1k,
+			run.PeakRSSMiB, run.JSPeakRSSMiB, run.PGBytesPerSubmission, run.JSBytesPerSubmission, run.WorldCPUSPer1k, run.WorldPeakRSSMiB, run.Seconds)
 	}
-	fmt.Fprintf(w, "\nper stage: seconds / CPU s per 1,000 submissions (of which PostgreSQL) / peak MiB\n")
+	fmt.Fprintf(w, "\nper stage: seconds / CPU s per 1,000 submissions (of which PostgreSQL, JetStream) / peak MiB\n")
 	fmt.Fprintf(w, "%12s", "submissions")
 	for _, name := range ScaleStageNames {
-		fmt.Fprintf(w, " %-28s", name)
+		fmt.Fprintf(w, " %-34s", name)
 	}
 	fmt.Fprintln(w)
 	for _, run := range r.Scale {
 		fmt.Fprintf(w, "%12d", run.Submissions)
 		for _, name := range ScaleStageNames {
 			st := run.Stages.byName(name)
-			fmt.Fprintf(w, " %-28s", fmt.Sprintf("%.0fs %.3f (%.3f) %.0f", st.Seconds, st.CPUSPer1k, st.PGCPUSPer1k, st.PeakRSSMiB))
+			fmt.Fprintf(w, " %-34s", fmt.Sprintf("%.0fs %.3f (%.3f, %.3f) %.0f", st.Seconds, st.CPUSPer1k, st.PGCPUSPer1k, st.JSCPUSPer1k, st.PeakRSSMiB))
 		}
 		fmt.Fprintln(w)
 	}
