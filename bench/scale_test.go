@@ -46,6 +46,7 @@ func TestScaleSmall(t *testing.T) {
 		require.Positive(t, run.JSCPUSPer1k, "the JetStream server's CPU was read")
 		require.Positive(t, run.PeakRSSMiB)
 		require.Positive(t, run.JSPeakRSSMiB)
+		require.Contains(t, []string{"server", "benchmark"}, run.Autovacuum)
 		require.Positive(t, run.WorldPeakRSSMiB)
 		require.Positive(t, run.PGBytesPerSubmission)
 		require.Positive(t, run.JSBytesPerSubmission)
