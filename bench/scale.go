@@ -625,10 +625,11 @@ func startAutovacuum(ctx context.Context, pool *pgxpool.Pool, s Setup) (stop fun
 				return
 			case <-time.After(autovacuumNaptime):
 			}
-			rows, err := pool.Query(ctx, `SELECT quote_ident(relname),
+			// Not other sessions' temporary tables (dedupe's staging).
+			rows, err := pool.Query(ctx, `SELECT relid::regclass::text,
 				    n_dead_tup > 50 + 0.2 * n_live_tup,
 				    n_mod_since_analyze > 50 + 0.1 * n_live_tup
-				FROM pg_stat_user_tables`)
+				FROM pg_stat_user_tables WHERE schemaname NOT LIKE 'pg\_temp\_%'`)
 			if err != nil {
 				continue
 			}
