@@ -273,6 +273,16 @@ func (s *AllocationStore) Snapshot(ctx context.Context, r scheduler.RunRecord) (
 	if err != nil {
 		return snap, fmt.Errorf("snapshot: %w", err)
 	}
+	// A round is allocated right after its surge was decided: the
+	// registrations and appointments it reads have just grown by millions
+	// of rows, faster than autovacuum's analyze follows (or at all, where
+	// it is off). Planned on stale statistics, the registrations query
+	// below takes the tables for small and probes appointments once per
+	// registration; fresh ones (a sample of each table, a second or so
+	// whatever its size) let it join them in one pass.
+	if _, err := s.Pool.Exec(ctx, `ANALYZE registrations, appointments, cancellations`); err != nil {
+		return snap, fmt.Errorf("snapshot: analyze: %w", err)
+	}
 	err = pgx.BeginTxFunc(ctx, s.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		inv, err := readInventory(ctx, tx, c, r.ID)
 		if err != nil {

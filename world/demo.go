@@ -148,6 +148,7 @@ func Demo(ctx context.Context, o DemoOptions) (*DemoSummary, error) {
 		Logger:      o.Logger,
 		Keep:        o.Keep,
 		Clinics:     max(300, o.Submissions/100),
+		Submissions: o.Submissions,
 		Seed:        o.Seed,
 		Now:         start,
 		SyncAlways:  o.SyncAlways,

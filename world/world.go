@@ -45,8 +45,13 @@ type World struct {
 	Gateway  *sim.Gateway
 	Campaign *campaign.Campaign
 
-	System  *app.System
-	BaseURL string // the intake and admin HTTP server
+	System  *app.System // nil with Options.Elsewhere
+	BaseURL string      // the intake and admin HTTP server
+	// GatewayURL is the simulated SMS gateway's base URL, and
+	// WebhookSecret what it signs its delivery reports with: what a
+	// notify and admin role run elsewhere is configured with.
+	GatewayURL    string
+	WebhookSecret []byte
 
 	log     *slog.Logger
 	closers []func()
@@ -64,12 +69,17 @@ type Options struct {
 	NATSURL string
 	Logger  *slog.Logger
 
-	Addr     string // HTTP listen address of the system; 127.0.0.1:0 when empty
-	Keep     bool   // keep the database (and print its URL) instead of dropping it
-	Clinics  int    // clinics in the inventory
-	Capacity float64
-	Seed     int64
-	Now      time.Time
+	Addr    string // HTTP listen address of the system; 127.0.0.1:0 when empty
+	Keep    bool   // keep the database (and print its URL) instead of dropping it
+	Clinics int    // clinics in the inventory
+	// Submissions is the size of the surge the world is for: the
+	// campaign's expected population, which sizes dedupe's Bloom filters,
+	// is at least the population such a surge draws from (0: the demo
+	// campaign's own figure).
+	Submissions int
+	Capacity    float64
+	Seed        int64
+	Now         time.Time
 	// SyncAlways: the embedded JetStream fsyncs every write before its ack
 	// (sync_interval: always) and intake uses group commit; with NATSURL,
 	// group commit only (the server's sync_interval is its own setting).
@@ -77,6 +87,11 @@ type Options struct {
 	// OpenFor is how long the demo campaign's window "open" stays open
 	// from now (0: sim.DemoOpenFor).
 	OpenFor time.Duration
+	// Elsewhere builds the surroundings only: the roles run in processes
+	// of their own (`prereg bench scale`), which listen on Addr in turn,
+	// so Addr must name a port, and the gateway posts its delivery
+	// reports there.
+	Elsewhere bool
 }
 
 // ProviderNames are the demo's identity providers (Korea's main two).
@@ -128,11 +143,20 @@ func Start(ctx context.Context, o Options) (w *World, err error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	var ln net.Listener // nil Elsewhere: the roles there bind addr
+	closeLn := func() {
+		if ln != nil {
+			ln.Close()
+		}
 	}
-	w.BaseURL = "http://" + ln.Addr().String()
+	if o.Elsewhere {
+		w.BaseURL = "http://" + addr
+	} else {
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, fmt.Errorf("listen %s: %w", addr, err)
+		}
+		w.BaseURL = "http://" + ln.Addr().String()
+	}
 
 	// Simulated identity providers and SMS gateway on loopback.
 	providerURLs := map[string]string{}
@@ -140,13 +164,14 @@ func Start(ctx context.Context, o Options) (w *World, err error) {
 		idp := sim.NewIdP(name, sim.DemoTokenSecret(name), sim.DemoCISecret)
 		u, stop, err := ServeLoopback(idp.Handler())
 		if err != nil {
-			ln.Close()
+			closeLn()
 			return nil, err
 		}
 		w.closers = append(w.closers, stop)
 		w.IdPs[name], providerURLs[name] = idp, u
 	}
 	webhookSecret := []byte(keys.Random(32))
+	w.WebhookSecret = webhookSecret
 	w.Gateway = sim.NewGateway(sim.GatewayConfig{
 		ReportURL:    w.BaseURL + "/v1/sms/reports",
 		ReportSecret: webhookSecret,
@@ -159,10 +184,11 @@ func Start(ctx context.Context, o Options) (w *World, err error) {
 	w.closers = append(w.closers, w.Gateway.Close)
 	gwURL, stopGW, err := ServeLoopback(w.Gateway.Handler())
 	if err != nil {
-		ln.Close()
+		closeLn()
 		return nil, err
 	}
 	w.closers = append(w.closers, stopGW)
+	w.GatewayURL = gwURL
 
 	// The demo campaign, with a clinic inventory over the 252 regions.
 	now := o.Now
@@ -171,12 +197,21 @@ func Start(ctx context.Context, o Options) (w *World, err error) {
 	}
 	clinics := sim.Inventory(sim.InventoryConfig{Seed: uint64(o.Seed), Clinics: o.Clinics, CapacityScale: o.Capacity})
 	if w.Campaign, err = sim.DemoCampaignOpenFor(now, o.OpenFor, providerURLs, clinics); err != nil {
-		ln.Close()
+		closeLn()
 		return nil, err
 	}
+	if o.Submissions > 0 {
+		// Filters sized for fewer people than come fill up, and every false
+		// positive costs dedupe a database lookup.
+		w.Campaign.Dedupe.ExpectedPeople = max(w.Campaign.Dedupe.ExpectedPeople, sim.PeopleFor(o.Submissions, w.Campaign, now))
+	}
 	if _, err := (&postgres.CampaignStore{Pool: w.Pool}).Load(ctx, w.Campaign); err != nil {
-		ln.Close()
+		closeLn()
 		return nil, err
+	}
+
+	if o.Elsewhere {
+		return w, nil
 	}
 
 	// Every role in process.
@@ -199,11 +234,11 @@ func Start(ctx context.Context, o Options) (w *World, err error) {
 		Notify: app.NotifyOptions{GatewayURL: gwURL, WebhookSecret: webhookSecret, Rate: 5000, Concurrency: 32},
 	})
 	if err != nil {
-		ln.Close()
+		closeLn()
 		return nil, err
 	}
 	if err := w.System.Start(ctx); err != nil {
-		ln.Close()
+		closeLn()
 		return nil, err
 	}
 	w.closers = append(w.closers, w.System.Stop)

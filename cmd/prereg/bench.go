@@ -19,6 +19,8 @@ func init() {
 	register(command{name: "bench dedupe", summary: "dedupe's decisions per second against a PostgreSQL COPY; Bloom filter size, FPR, rebuild", run: benchCommand("bench dedupe", "[--submissions N] [--format text|json]", bench.Dedupe, bench.PrintDedupe)})
 	register(command{name: "bench allocate", summary: "batch allocation of one 10부제 day against a COPY of the rows it writes", run: benchCommand("bench allocate", "[--registrations N] [--format text|json]", bench.Allocate, bench.PrintAllocate)})
 	register(command{name: "bench notify", summary: "notify's messages per second from the outbox against the simulated gateway's bare ceiling", run: benchCommand("bench notify", "[--messages N] [--concurrency C] [--format text|json]", bench.Notify, bench.PrintNotify)})
+	register(command{name: "bench scale", summary: "the whole pipeline at growing sizes, each stage a process of its own: time, CPU and memory per submission, and how they grow", run: benchCommand("bench scale", "[--sizes 250000,1000000,4000000] [--seed N] [--keep] [--format text|json]", bench.Scale, bench.PrintScale)})
+	register(command{name: "bench scale-jetstream", summary: "(used by bench scale) its JetStream server in a process of its own", run: cmdBenchScaleJetStream})
 }
 
 // benchOptions are a benchmark's options: they define their flags and
@@ -91,4 +93,15 @@ func cmdBenchIntakeServer(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	return bench.RunIntakeServer(ctx, bench.Setup{Logger: env.Logger, GC: cfg.GC}, o, env.Stdout)
+}
+
+// cmdBenchScaleJetStream runs the scale bench's JetStream server until
+// SIGTERM, and prints "ready URL" once it serves.
+func cmdBenchScaleJetStream(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags(env, "bench scale-jetstream", "--store DIR")
+	dir := fs.String("store", "", "the file store's folder (required)")
+	if err := parseFlags(fs, args, "store"); err != nil {
+		return err
+	}
+	return bench.RunScaleJetStream(ctx, *dir, env.Stdout)
 }
