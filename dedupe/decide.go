@@ -50,26 +50,22 @@ type batchResult struct {
 }
 
 // decide decides a batch. The device counts are taken first in a short
-// transaction of their own, so that the device rows every worker shares
-// are locked for milliseconds, not for the whole batch; their ranks are
-// stored, so a crash before the decisions commit replays to the same
-// ranks. Then one transaction records the decisions.
+// transaction of their own (Tx.CountDevices), so that the device locks
+// every worker shares are held for a round trip, not for the whole batch;
+// their ranks are stored, so a crash before the decisions commit replays
+// to the same ranks. Then one transaction records the decisions.
 func (w *Worker) decide(ctx context.Context, items []*item) error {
 	var res batchResult
 	start := time.Now()
 	pairs := devicePairs(items)
-	var counts []DeviceCount
-	if len(pairs) > 0 {
-		err := w.cfg.Store.Decide(ctx, func(tx Tx) error {
-			var err error
-			counts, err = tx.CountDevices(ctx, pairs)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
 	err := w.cfg.Store.Decide(ctx, func(tx Tx) error {
+		var counts []DeviceCount
+		if len(pairs) > 0 {
+			var err error
+			if counts, err = tx.CountDevices(ctx, pairs); err != nil {
+				return err
+			}
+		}
 		var err error
 		res, err = w.decideTx(ctx, tx, items, counts)
 		return err

@@ -51,7 +51,10 @@ func (t *dedupeTx) Phones(ctx context.Context, phones []dedupe.PhoneKey) (map[de
 			FROM unnest($2::text[]) AS k(phone_key),
 			LATERAL (SELECT * FROM phone_people pp WHERE pp.campaign = $1 AND pp.phone_key = k.phone_key OFFSET 0) pp`, c, keys)
 	}
-	br := t.tx.SendBatch(ctx, b)
+	br, err := t.send(ctx, b)
+	if err != nil {
+		return nil, fmt.Errorf("phones: %w", err)
+	}
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("phones: lock: %w", err)
@@ -81,26 +84,35 @@ func (t *dedupeTx) Phones(ctx context.Context, phones []dedupe.PhoneKey) (map[de
 }
 
 // TakePhones records the phone slots of the registrations the batch
-// inserted.
+// inserted; the statement goes with the batch's next round trip, before
+// the COMMIT that releases the phones' locks.
 func (t *dedupeTx) TakePhones(ctx context.Context, slots []dedupe.PhoneSlot) error {
-	return takePhones(ctx, t.tx, slots)
+	if len(slots) > 0 {
+		t.queue("take phone slots", takePhonesSQL, phoneSlotArgs(slots)...)
+	}
+	return nil
 }
 
 func takePhones(ctx context.Context, tx pgx.Tx, slots []dedupe.PhoneSlot) error {
 	if len(slots) == 0 {
 		return nil
 	}
+	if _, err := tx.Exec(ctx, takePhonesSQL, phoneSlotArgs(slots)...); err != nil {
+		return fmt.Errorf("take phone slots: %w", err)
+	}
+	return nil
+}
+
+const takePhonesSQL = `INSERT INTO phone_people (campaign, phone_key, identity_key, first_receipt)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+	ON CONFLICT DO NOTHING`
+
+func phoneSlotArgs(slots []dedupe.PhoneSlot) []any {
 	cs, ps, is, rs := make([]string, len(slots)), make([]string, len(slots)), make([]string, len(slots)), make([]string, len(slots))
 	for i, s := range slots {
 		cs[i], ps[i], is[i], rs[i] = s.Campaign, s.PhoneKey, s.IdentityKey, s.Receipt
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO phone_people (campaign, phone_key, identity_key, first_receipt)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-		ON CONFLICT DO NOTHING`, cs, ps, is, rs)
-	if err != nil {
-		return fmt.Errorf("take phone slots: %w", err)
-	}
-	return nil
+	return []any{cs, ps, is, rs}
 }
 
 // FreePhoneSlot frees the phone slot a person's registration holds, in
