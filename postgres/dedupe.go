@@ -307,9 +307,9 @@ func (t *dedupeTx) People(ctx context.Context, keys []dedupe.PersonKey) (map[ded
 type deviceWindow struct{ campaign, window, device string }
 
 // CountDevices ranks each pair on its device, in a short transaction of
-// its own that commits with the batch's next round trip. A device's pairs in a window
-// are ranked 1, 2, 3… in the order they were first seen, so the device's
-// distinct people are its highest rank. New pairs take the next ranks
+// its own that commits with the batch's next round trip. A device's pairs
+// in a window are ranked 1, 2, 3… in the order they were first seen, so
+// the device's distinct people are its highest rank. New pairs take the next ranks
 // under a transaction-scoped advisory lock on the device, which every
 // worker shares; locks are taken in key order, so two workers cannot
 // deadlock on the same devices. The lock writes nothing, where a counter
