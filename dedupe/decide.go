@@ -169,7 +169,10 @@ func (w *Worker) newBatchTx(items []*item, counts []DeviceCount) *batchTx {
 
 // lookUpPeople asks the filters about each person and reads, in one
 // lookup, everyone they may have seen, and everyone a claim_seen names
-// (its decision must name the registration).
+// (its decision must name the registration). The phones of the people the
+// filters have never seen are locked in the same round trip (Tx.Look):
+// those people register unless a phone is full, so lockPhones seldom has
+// any left to lock.
 func (b *batchTx) lookUpPeople(ctx context.Context, tx Tx) error {
 	var lookup []PersonKey
 	for _, it := range b.items {
@@ -186,14 +189,22 @@ func (b *batchTx) lookUpPeople(ctx context.Context, tx Tx) error {
 			lookup = append(lookup, k)
 		}
 	}
-	if len(lookup) == 0 {
-		return nil
+	phones := b.unseenPeoplesPhones()
+	switch {
+	case len(phones) > 0:
+		people, locked, err := tx.Look(ctx, lookup, phones)
+		if err != nil {
+			return err
+		}
+		b.people = people
+		b.locked(phones, locked)
+	case len(lookup) > 0:
+		people, err := tx.People(ctx, lookup)
+		if err != nil {
+			return err
+		}
+		b.people = people
 	}
-	people, err := tx.People(ctx, lookup)
-	if err != nil {
-		return err
-	}
-	b.people = people
 	return nil
 }
 

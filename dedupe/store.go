@@ -50,6 +50,8 @@ type Tx interface {
 	// people registered with it (the per-phone cap). A phone nobody is
 	// registered with comes back with an empty set.
 	Phones(ctx context.Context, phones []PhoneKey) (map[PhoneKey]map[string]bool, error)
+	// Look is People and Phones in one round trip.
+	Look(ctx context.Context, people []PersonKey, phones []PhoneKey) (map[PersonKey]*Person, map[PhoneKey]map[string]bool, error)
 	// TakePhones records that each person is registered with the phone,
 	// in the transaction that inserts the registration; a slot already
 	// held (a replay) stays as it is.

@@ -233,13 +233,44 @@ func (t *dedupeTx) commit(ctx context.Context) error {
 // the whole table, and a batch gets slower as the table grows. OFFSET 0
 // keeps the subquery a parameterised index scan.
 func (t *dedupeTx) People(ctx context.Context, keys []dedupe.PersonKey) (map[dedupe.PersonKey]*dedupe.Person, error) {
+	people, _, err := t.Look(ctx, keys, nil)
+	return people, err
+}
+
+// Look reads the people (People) and locks and reads the phones (Phones)
+// in one round trip.
+func (t *dedupeTx) Look(ctx context.Context, keys []dedupe.PersonKey, phones []dedupe.PhoneKey) (map[dedupe.PersonKey]*dedupe.Person, map[dedupe.PhoneKey]map[string]bool, error) {
+	b := &pgx.Batch{}
+	readPeople := queuePeople(b, keys)
+	readPhones := queuePhones(b, phones)
+	br, err := t.send(ctx, b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("people: %w", err)
+	}
+	defer br.Close()
+	people, err := readPeople(br)
+	if err != nil {
+		return nil, nil, err
+	}
+	locked, err := readPhones(br)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, fmt.Errorf("people: %w", err)
+	}
+	return people, locked, nil
+}
+
+// queuePeople queues the reads of People and returns the function that
+// reads their answers.
+func queuePeople(b *pgx.Batch, keys []dedupe.PersonKey) func(pgx.BatchResults) (map[dedupe.PersonKey]*dedupe.Person, error) {
 	// Grouped by campaign so that each query is an index scan with
 	// = ANY(...), whatever the planner thinks of an unnest join.
 	byCampaign := map[string][]string{}
 	for _, k := range keys {
 		byCampaign[k.Campaign] = append(byCampaign[k.Campaign], k.IdentityKey)
 	}
-	b := &pgx.Batch{}
 	for c, ids := range byCampaign {
 		b.Queue(`SELECT r.campaign, r.identity_key, r.id, r.first_receipt, r.device_key, r.phone_verified
 			FROM unnest($2::text[]) AS k(identity_key),
@@ -249,59 +280,40 @@ func (t *dedupeTx) People(ctx context.Context, keys []dedupe.PersonKey) (map[ded
 			LATERAL (SELECT * FROM device_people dp WHERE dp.campaign = $1 AND dp.identity_key = k.identity_key OFFSET 0) dp
 			GROUP BY 1, 2, 3`, c, ids)
 	}
-	br, err := t.send(ctx, b)
-	if err != nil {
-		return nil, fmt.Errorf("people: %w", err)
-	}
-	defer br.Close()
-	out := make(map[dedupe.PersonKey]*dedupe.Person, len(keys))
-	person := func(k dedupe.PersonKey) *dedupe.Person {
-		p := out[k]
-		if p == nil {
-			p = &dedupe.Person{Devices: map[string]string{}}
-			out[k] = p
+	return func(br pgx.BatchResults) (map[dedupe.PersonKey]*dedupe.Person, error) {
+		out := make(map[dedupe.PersonKey]*dedupe.Person, len(keys))
+		person := func(k dedupe.PersonKey) *dedupe.Person {
+			p := out[k]
+			if p == nil {
+				p = &dedupe.Person{Devices: map[string]string{}}
+				out[k] = p
+			}
+			return p
 		}
-		return p
-	}
-	for range byCampaign {
-		rows, err := br.Query()
-		if err != nil {
-			return nil, fmt.Errorf("people: registrations: %w", err)
-		}
-		for rows.Next() {
+		for range byCampaign {
+			rows, _ := br.Query()
 			r := &dedupe.Registration{}
-			if err := rows.Scan(&r.Campaign, &r.IdentityKey, &r.ID, &r.FirstReceipt, &r.DeviceKey, &r.PhoneVerified); err != nil {
-				rows.Close()
+			_, err := pgx.ForEachRow(rows, []any{&r.Campaign, &r.IdentityKey, &r.ID, &r.FirstReceipt, &r.DeviceKey, &r.PhoneVerified}, func() error {
+				reg := *r
+				person(dedupe.PersonKey{Campaign: reg.Campaign, IdentityKey: reg.IdentityKey}).Registration = &reg
+				return nil
+			})
+			if err != nil {
 				return nil, fmt.Errorf("people: registrations: %w", err)
 			}
-			person(dedupe.PersonKey{Campaign: r.Campaign, IdentityKey: r.IdentityKey}).Registration = r
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("people: registrations: %w", err)
-		}
-		rows, err = br.Query()
-		if err != nil {
-			return nil, fmt.Errorf("people: devices: %w", err)
-		}
-		for rows.Next() {
+			rows, _ = br.Query()
 			var k dedupe.PersonKey
 			var device, first string
-			if err := rows.Scan(&k.Campaign, &k.IdentityKey, &device, &first); err != nil {
-				rows.Close()
+			_, err = pgx.ForEachRow(rows, []any{&k.Campaign, &k.IdentityKey, &device, &first}, func() error {
+				person(k).Devices[device] = first
+				return nil
+			})
+			if err != nil {
 				return nil, fmt.Errorf("people: devices: %w", err)
 			}
-			person(k).Devices[device] = first
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("people: devices: %w", err)
-		}
+		return out, nil
 	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("people: %w", err)
-	}
-	return out, nil
 }
 
 type deviceWindow struct{ campaign, window, device string }

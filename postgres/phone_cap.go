@@ -31,9 +31,16 @@ func phoneLockKey(k dedupe.PhoneKey) int32 {
 // until the batch's transaction ends: a phone's last slot is taken by one
 // worker only.
 func (t *dedupeTx) Phones(ctx context.Context, phones []dedupe.PhoneKey) (map[dedupe.PhoneKey]map[string]bool, error) {
+	_, locked, err := t.Look(ctx, nil, phones)
+	return locked, err
+}
+
+// queuePhones queues the locks and reads of Phones and returns the
+// function that reads their answers.
+func queuePhones(b *pgx.Batch, phones []dedupe.PhoneKey) func(pgx.BatchResults) (map[dedupe.PhoneKey]map[string]bool, error) {
 	out := make(map[dedupe.PhoneKey]map[string]bool, len(phones))
 	if len(phones) == 0 {
-		return out, nil
+		return func(pgx.BatchResults) (map[dedupe.PhoneKey]map[string]bool, error) { return out, nil }
 	}
 	locks := make([]int32, 0, len(phones))
 	byCampaign := map[string][]string{}
@@ -44,43 +51,33 @@ func (t *dedupeTx) Phones(ctx context.Context, phones []dedupe.PhoneKey) (map[de
 	}
 	slices.Sort(locks)
 	locks = slices.Compact(locks)
-	b := &pgx.Batch{}
 	b.Queue(`SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int[]) AS k`, phoneLockClass, locks)
 	for c, keys := range byCampaign {
 		b.Queue(`SELECT pp.campaign, pp.phone_key, pp.identity_key
 			FROM unnest($2::text[]) AS k(phone_key),
 			LATERAL (SELECT * FROM phone_people pp WHERE pp.campaign = $1 AND pp.phone_key = k.phone_key OFFSET 0) pp`, c, keys)
 	}
-	br, err := t.send(ctx, b)
-	if err != nil {
-		return nil, fmt.Errorf("phones: %w", err)
-	}
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("phones: lock: %w", err)
-	}
-	for range byCampaign {
-		rows, err := br.Query()
-		if err != nil {
-			return nil, fmt.Errorf("phones: read: %w", err)
+	return func(br pgx.BatchResults) (map[dedupe.PhoneKey]map[string]bool, error) {
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("phones: lock: %w", err)
 		}
-		var k dedupe.PhoneKey
-		var person string
-		_, err = pgx.ForEachRow(rows, []any{&k.Campaign, &k.Phone, &person}, func() error {
-			if out[k] == nil {
-				out[k] = map[string]bool{}
+		for range byCampaign {
+			rows, _ := br.Query()
+			var k dedupe.PhoneKey
+			var person string
+			_, err := pgx.ForEachRow(rows, []any{&k.Campaign, &k.Phone, &person}, func() error {
+				if out[k] == nil {
+					out[k] = map[string]bool{}
+				}
+				out[k][person] = true
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("phones: read: %w", err)
 			}
-			out[k][person] = true
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("phones: read: %w", err)
 		}
+		return out, nil
 	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("phones: %w", err)
-	}
-	return out, nil
 }
 
 // TakePhones records the phone slots of the registrations the batch
