@@ -50,26 +50,22 @@ type batchResult struct {
 }
 
 // decide decides a batch. The device counts are taken first in a short
-// transaction of their own, so that the device rows every worker shares
-// are locked for milliseconds, not for the whole batch; their ranks are
-// stored, so a crash before the decisions commit replays to the same
-// ranks. Then one transaction records the decisions.
+// transaction of their own (Tx.CountDevices), so that the device locks
+// every worker shares are held for a round trip, not for the whole batch;
+// their ranks are stored, so a crash before the decisions commit replays
+// to the same ranks. Then one transaction records the decisions.
 func (w *Worker) decide(ctx context.Context, items []*item) error {
 	var res batchResult
 	start := time.Now()
 	pairs := devicePairs(items)
-	var counts []DeviceCount
-	if len(pairs) > 0 {
-		err := w.cfg.Store.Decide(ctx, func(tx Tx) error {
-			var err error
-			counts, err = tx.CountDevices(ctx, pairs)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-	}
 	err := w.cfg.Store.Decide(ctx, func(tx Tx) error {
+		var counts []DeviceCount
+		if len(pairs) > 0 {
+			var err error
+			if counts, err = tx.CountDevices(ctx, pairs); err != nil {
+				return err
+			}
+		}
 		var err error
 		res, err = w.decideTx(ctx, tx, items, counts)
 		return err
@@ -173,7 +169,10 @@ func (w *Worker) newBatchTx(items []*item, counts []DeviceCount) *batchTx {
 
 // lookUpPeople asks the filters about each person and reads, in one
 // lookup, everyone they may have seen, and everyone a claim_seen names
-// (its decision must name the registration).
+// (its decision must name the registration). The phones of the people the
+// filters have never seen are locked in the same round trip (Tx.Look):
+// those people register unless a phone is full, so lockPhones seldom has
+// any left to lock.
 func (b *batchTx) lookUpPeople(ctx context.Context, tx Tx) error {
 	var lookup []PersonKey
 	for _, it := range b.items {
@@ -190,14 +189,22 @@ func (b *batchTx) lookUpPeople(ctx context.Context, tx Tx) error {
 			lookup = append(lookup, k)
 		}
 	}
-	if len(lookup) == 0 {
-		return nil
+	phones := b.unseenPeoplesPhones()
+	switch {
+	case len(phones) > 0:
+		people, locked, err := tx.Look(ctx, lookup, phones)
+		if err != nil {
+			return err
+		}
+		b.people = people
+		b.locked(phones, locked)
+	case len(lookup) > 0:
+		people, err := tx.People(ctx, lookup)
+		if err != nil {
+			return err
+		}
+		b.people = people
 	}
-	people, err := tx.People(ctx, lookup)
-	if err != nil {
-		return err
-	}
-	b.people = people
 	return nil
 }
 

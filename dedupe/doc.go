@@ -12,8 +12,8 @@
 // keys registered so far, sized from the campaign (expected people / shards
 // at the campaign's false-positive rate) and rebuilt from PostgreSQL at
 // start — never persisted anywhere else. A person the filter has
-// definitely never seen goes straight to the batched COPY path; a "maybe
-// seen" is settled by one lookup per batch. PostgreSQL's unique key on
+// definitely never seen goes straight to the batch's one insert of new
+// registrations; a "maybe seen" is settled by one lookup per batch. PostgreSQL's unique key on
 // (campaign, identity_key) stays the truth: a false positive costs a
 // lookup, never a registration, and a stale filter (another process
 // registered the person, or an operator released a held submission) is
@@ -61,8 +61,9 @@
 //
 // A batch's device counts are taken in a short transaction of their own
 // (the device rows are shared by every worker, so their locks must be
-// brief), then its decisions in one transaction, acknowledged after the
-// commit.
+// brief), then its decisions in one transaction on the same connection,
+// acknowledged after the commit. A decided batch redelivered after a crash
+// is recorded through a staging table (postgres.DedupeStore.Record).
 // Every write is idempotent (decisions ON CONFLICT (campaign, receipt) DO
 // NOTHING, registrations ON CONFLICT (campaign, identity_key) DO NOTHING,
 // device ranks stored, and pairs first made by the batch itself ignored

@@ -39,13 +39,15 @@ func (b *batchTx) mayTakePhone(it *item) bool {
 	return b.countOf(it).Rank <= it.camp.DeviceCap
 }
 
-// lockPhones locks the phones the batch may register people with and
-// reads who is registered with each, in one round trip.
-func (b *batchTx) lockPhones(ctx context.Context, tx Tx) error {
+// unseenPeoplesPhones are the phones the people the filters have never
+// seen may register with (verified, with a phone key, a device under its
+// cap), in key order: lookUpPeople locks them with its lookup.
+func (b *batchTx) unseenPeoplesPhones() []PhoneKey {
 	var keys []PhoneKey
 	seen := map[PhoneKey]bool{}
 	for _, it := range b.items {
-		if !b.mayTakePhone(it) {
+		if !hasPerson(it) || it.o.Verdict != prereg.VerdictVerified || it.o.PhoneKey == "" ||
+			b.maybe[PersonKey{it.o.Campaign, it.o.IdentityKey}] || b.countOf(it).Rank > it.camp.DeviceCap {
 			continue
 		}
 		k := PhoneKey{it.o.Campaign, it.o.PhoneKey}
@@ -54,22 +56,51 @@ func (b *batchTx) lockPhones(ctx context.Context, tx Tx) error {
 			keys = append(keys, k)
 		}
 	}
-	if len(keys) == 0 {
-		return nil
-	}
+	sortPhones(keys)
+	return keys
+}
+
+func sortPhones(keys []PhoneKey) {
 	slices.SortFunc(keys, func(a, c PhoneKey) int {
 		return cmp.Or(cmp.Compare(a.Campaign, c.Campaign), cmp.Compare(a.Phone, c.Phone))
 	})
-	got, err := tx.Phones(ctx, keys)
-	if err != nil {
-		return err
-	}
+}
+
+// locked keeps who is registered with each phone locked for the batch.
+func (b *batchTx) locked(keys []PhoneKey, got map[PhoneKey]map[string]bool) {
 	for _, k := range keys {
 		people := got[k]
 		if people == nil {
 			people = map[string]bool{}
 		}
 		b.phones[k] = people
+	}
+}
+
+// lockPhones locks the phones the batch may register people with that
+// lookUpPeople did not lock (those of people the filters may have seen
+// who turn out not to be registered: false positives), and reads who is
+// registered with each, in one round trip when there are any.
+func (b *batchTx) lockPhones(ctx context.Context, tx Tx) error {
+	var keys []PhoneKey
+	seen := map[PhoneKey]bool{}
+	for _, it := range b.items {
+		if !b.mayTakePhone(it) {
+			continue
+		}
+		k := PhoneKey{it.o.Campaign, it.o.PhoneKey}
+		if _, done := b.phones[k]; !done && !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) > 0 {
+		sortPhones(keys)
+		got, err := tx.Phones(ctx, keys)
+		if err != nil {
+			return err
+		}
+		b.locked(keys, got)
 	}
 	return b.lookUpHeld(ctx, tx)
 }

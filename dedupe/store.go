@@ -11,15 +11,18 @@ import (
 // (postgres.DedupeStore); its unique keys are the truth the Bloom filters
 // only shortcut.
 type Store interface {
-	// Decide runs fn in one transaction; an error from fn rolls it back.
+	// Decide runs fn on one connection as one transaction (but for
+	// CountDevices, which commits first); an error from fn rolls it back.
 	Decide(ctx context.Context, fn func(tx Tx) error) error
 	// RegisteredKeys calls fn with the identity key of every registration
 	// of the campaign in the given shards (all shards when shards is nil).
 	RegisteredKeys(ctx context.Context, campaign string, shards []int, fn func(identityKey string)) error
 }
 
-// Tx is one batch's transaction: each method is one round trip whatever
-// the batch size.
+// Tx is one batch's transaction. A method that returns what the database
+// knows costs one round trip whatever the batch size; a method that only
+// writes may be sent with the next one's round trip, or with the commit,
+// and its error may then come back from there.
 type Tx interface {
 	// People reads what is known of each person: their registration and
 	// the devices that sent for them in any window.
@@ -28,8 +31,10 @@ type Tx interface {
 	// giving a new pair the next rank of its device in its window, under a
 	// lock that every worker shares. It returns, per pair, the person's
 	// rank on the device and the device's distinct people in the window.
+	// It is called first: the pairs commit in a short transaction of
+	// their own, before the rest of the batch, which releases the locks.
 	CountDevices(ctx context.Context, pairs []Pair) ([]DeviceCount, error)
-	// Register inserts registrations through the batched COPY path. A
+	// Register inserts registrations in one statement. A
 	// person registered meanwhile (the unique key fired) comes back with
 	// Inserted false and the existing registration.
 	Register(ctx context.Context, regs []NewRegistration) ([]Registration, error)
@@ -45,6 +50,8 @@ type Tx interface {
 	// people registered with it (the per-phone cap). A phone nobody is
 	// registered with comes back with an empty set.
 	Phones(ctx context.Context, phones []PhoneKey) (map[PhoneKey]map[string]bool, error)
+	// Look is People and Phones in one round trip.
+	Look(ctx context.Context, people []PersonKey, phones []PhoneKey) (map[PersonKey]*Person, map[PhoneKey]map[string]bool, error)
 	// TakePhones records that each person is registered with the phone,
 	// in the transaction that inserts the registration; a slot already
 	// held (a replay) stays as it is.

@@ -291,9 +291,10 @@ func (w *Worker) Pending(ctx context.Context) (int, error) { return w.store.Pend
 
 // Start runs the worker in the background until Stop or ctx ends, as a
 // pipeline: Loops claimers lease batches and queue their messages,
-// Concurrency senders take them from the queue, and one recorder writes
+// Concurrency senders take them from the queue, and Loops recorders write
 // the outcomes in batches. The queue keeps the senders busy while a claim
-// or a record waits on PostgreSQL.
+// waits on PostgreSQL, and the recorders never make a sender wait
+// (recordLoop).
 func (w *Worker) Start(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -434,11 +435,14 @@ func (w *Worker) sendLeased(stop context.Context, l leased) Result {
 	return w.send(sctx, stop, l.Message)
 }
 
-// recordLoop collects outcomes into batches (full, or at least every
-// 50ms) and has Loops recorders write them, so that one slow write does
-// not hold up the senders.
+// recordLoop collects outcomes into batches and has Loops recorders write
+// them, one statement per batch. A batch goes to a recorder that is free,
+// when it is full or at least every 50ms; outcomes that arrive while every
+// recorder is busy join the next batch, however many. So the senders never
+// wait on PostgreSQL: a slow write makes the next batch larger, not the
+// sends slower. What waits is bounded by the rows claimed.
 func (w *Worker) recordLoop(results <-chan Result) {
-	batches := make(chan []Result, w.cfg.Loops)
+	batches := make(chan []Result) // taken by a recorder that is free
 	var writers sync.WaitGroup
 	for range w.cfg.Loops {
 		writers.Go(func() {
@@ -452,26 +456,26 @@ func (w *Worker) recordLoop(results <-chan Result) {
 	buf := make([]Result, 0, w.cfg.BatchSize)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	flush := func() {
-		if len(buf) > 0 {
-			batches <- buf
-			buf = make([]Result, 0, w.cfg.BatchSize)
-		}
-	}
+	due := false // a tick came since the last batch left
 	for {
+		var out chan<- []Result // nil, so never ready, until a batch is due
+		if len(buf) >= w.cfg.BatchSize || (due && len(buf) > 0) {
+			out = batches
+		}
 		select {
 		case r, ok := <-results:
 			if !ok {
-				flush()
+				if len(buf) > 0 {
+					batches <- buf
+				}
 				return
 			}
 			w.count(r)
 			buf = append(buf, r)
-			if len(buf) >= w.cfg.BatchSize {
-				flush()
-			}
+		case out <- buf:
+			buf, due = make([]Result, 0, w.cfg.BatchSize), false
 		case <-tick.C:
-			flush()
+			due = true
 		}
 	}
 }

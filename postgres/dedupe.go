@@ -27,31 +27,64 @@ type DedupeStore struct {
 
 var _ dedupe.Store = (*DedupeStore)(nil)
 
-// Decide runs fn in one transaction, retrying it (up to three times) when
-// PostgreSQL aborts it for a deadlock or a serialization failure: two
-// workers counting the same devices in a different order.
+// Decide runs fn on one connection, retrying it (up to three times) when
+// PostgreSQL aborts it for a deadlock or a serialization failure (two
+// workers locking the same phones in a different order), or when its
+// decisions turn out to be a replay (Record). Statements whose answer
+// the batch does not wait for travel with the next round trip: BEGIN
+// with the first read, the writes that end the batch with its COMMIT.
 func (s *DedupeStore) Decide(ctx context.Context, fn func(dedupe.Tx) error) error {
 	var err error
+	replay := false
 	for attempt := 0; attempt < 3; attempt++ {
 		var dt *dedupeTx
-		err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-			dt = &dedupeTx{tx: tx}
-			return fn(dt)
-		})
+		dt, err = s.decideOnce(ctx, fn, replay)
 		if err == nil {
 			for _, f := range dt.afterCommit {
 				f()
 			}
+			return nil
+		}
+		if errors.Is(err, errReplay) {
+			replay = true
+			continue
 		}
 		if !isRetryable(err) {
 			break
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("decide batch: %w", err)
-	}
-	return nil
+	return fmt.Errorf("decide batch: %w", err)
 }
+
+// decideOnce runs fn once on a connection of its own and commits. A
+// failure rolls back what is open; a connection left in an unknown state
+// is closed by the pool on release.
+func (s *DedupeStore) decideOnce(ctx context.Context, fn func(dedupe.Tx) error, replay bool) (*dedupeTx, error) {
+	conn, err := s.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("acquire: %w", err)
+	}
+	defer conn.Release()
+	dt := &dedupeTx{conn: conn.Conn(), replay: replay}
+	dt.queue("begin", "BEGIN")
+	err = fn(dt)
+	if err == nil {
+		err = dt.commit(ctx)
+	}
+	if err != nil {
+		if conn.Conn().PgConn().TxStatus() != 'I' && !conn.Conn().IsClosed() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+			cancel()
+		}
+		return nil, err
+	}
+	return dt, nil
+}
+
+// errReplay is Record finding decisions already recorded: the batch runs
+// again, recording through the staging table.
+var errReplay = errors.New("decisions already recorded")
 
 func isRetryable(err error) bool {
 	var pe *pgconn.PgError
@@ -128,9 +161,69 @@ func (w *lineWriter) flush() {
 	}
 }
 
+// dedupeTx is one batch on one connection. Writes whose result the
+// batch does not read are queued and sent in the same pipeline as the
+// next statement that is waited for, or with the COMMIT: a batch costs a
+// round trip per step that needs an answer, not per statement. An error
+// of a queued write surfaces with that next round trip.
 type dedupeTx struct {
-	tx          pgx.Tx
+	conn        *pgx.Conn
+	pending     []queued
+	replay      bool // record through the staging table (Decide)
 	afterCommit []func()
+}
+
+// queued is a statement waiting for the next round trip.
+type queued struct {
+	what string // what was being done, for its error
+	sql  string
+	args []any
+}
+
+// boundary reports whether the statement begins or ends a transaction.
+func (q queued) boundary() bool { return q.sql == "BEGIN" || q.sql == "COMMIT" }
+
+func (t *dedupeTx) queue(what, sql string, args ...any) {
+	t.pending = append(t.pending, queued{what: what, sql: sql, args: args})
+}
+
+// send sends the queued statements, then b's, in one pipeline, and
+// returns b's results once the queued ones have succeeded. The caller
+// closes the results.
+func (t *dedupeTx) send(ctx context.Context, b *pgx.Batch) (pgx.BatchResults, error) {
+	all := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(t.pending)+b.Len())}
+	for _, q := range t.pending {
+		all.Queue(q.sql, q.args...)
+	}
+	all.QueuedQueries = append(all.QueuedQueries, b.QueuedQueries...)
+	pending := t.pending
+	t.pending = nil
+	br := t.conn.SendBatch(ctx, all)
+	for _, q := range pending {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return nil, fmt.Errorf("%s: %w", q.what, err)
+		}
+	}
+	return br, nil
+}
+
+// flush sends the queued statements and waits for them.
+func (t *dedupeTx) flush(ctx context.Context) error {
+	if len(t.pending) == 0 {
+		return nil
+	}
+	br, err := t.send(ctx, &pgx.Batch{})
+	if err != nil {
+		return err
+	}
+	return br.Close()
+}
+
+// commit sends what is queued with the COMMIT.
+func (t *dedupeTx) commit(ctx context.Context) error {
+	t.queue("commit", "COMMIT")
+	return t.flush(ctx)
 }
 
 // People reads registrations and device pairs of the given people in one
@@ -140,13 +233,44 @@ type dedupeTx struct {
 // the whole table, and a batch gets slower as the table grows. OFFSET 0
 // keeps the subquery a parameterised index scan.
 func (t *dedupeTx) People(ctx context.Context, keys []dedupe.PersonKey) (map[dedupe.PersonKey]*dedupe.Person, error) {
+	people, _, err := t.Look(ctx, keys, nil)
+	return people, err
+}
+
+// Look reads the people (People) and locks and reads the phones (Phones)
+// in one round trip.
+func (t *dedupeTx) Look(ctx context.Context, keys []dedupe.PersonKey, phones []dedupe.PhoneKey) (map[dedupe.PersonKey]*dedupe.Person, map[dedupe.PhoneKey]map[string]bool, error) {
+	b := &pgx.Batch{}
+	readPeople := queuePeople(b, keys)
+	readPhones := queuePhones(b, phones)
+	br, err := t.send(ctx, b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("people: %w", err)
+	}
+	defer br.Close()
+	people, err := readPeople(br)
+	if err != nil {
+		return nil, nil, err
+	}
+	locked, err := readPhones(br)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, fmt.Errorf("people: %w", err)
+	}
+	return people, locked, nil
+}
+
+// queuePeople queues the reads of People and returns the function that
+// reads their answers.
+func queuePeople(b *pgx.Batch, keys []dedupe.PersonKey) func(pgx.BatchResults) (map[dedupe.PersonKey]*dedupe.Person, error) {
 	// Grouped by campaign so that each query is an index scan with
 	// = ANY(...), whatever the planner thinks of an unnest join.
 	byCampaign := map[string][]string{}
 	for _, k := range keys {
 		byCampaign[k.Campaign] = append(byCampaign[k.Campaign], k.IdentityKey)
 	}
-	b := &pgx.Batch{}
 	for c, ids := range byCampaign {
 		b.Queue(`SELECT r.campaign, r.identity_key, r.id, r.first_receipt, r.device_key, r.phone_verified
 			FROM unnest($2::text[]) AS k(identity_key),
@@ -156,60 +280,48 @@ func (t *dedupeTx) People(ctx context.Context, keys []dedupe.PersonKey) (map[ded
 			LATERAL (SELECT * FROM device_people dp WHERE dp.campaign = $1 AND dp.identity_key = k.identity_key OFFSET 0) dp
 			GROUP BY 1, 2, 3`, c, ids)
 	}
-	br := t.tx.SendBatch(ctx, b)
-	defer br.Close()
-	out := make(map[dedupe.PersonKey]*dedupe.Person, len(keys))
-	person := func(k dedupe.PersonKey) *dedupe.Person {
-		p := out[k]
-		if p == nil {
-			p = &dedupe.Person{Devices: map[string]string{}}
-			out[k] = p
+	return func(br pgx.BatchResults) (map[dedupe.PersonKey]*dedupe.Person, error) {
+		out := make(map[dedupe.PersonKey]*dedupe.Person, len(keys))
+		person := func(k dedupe.PersonKey) *dedupe.Person {
+			p := out[k]
+			if p == nil {
+				p = &dedupe.Person{Devices: map[string]string{}}
+				out[k] = p
+			}
+			return p
 		}
-		return p
-	}
-	for range byCampaign {
-		rows, err := br.Query()
-		if err != nil {
-			return nil, fmt.Errorf("people: registrations: %w", err)
-		}
-		for rows.Next() {
+		for range byCampaign {
+			rows, _ := br.Query()
 			r := &dedupe.Registration{}
-			if err := rows.Scan(&r.Campaign, &r.IdentityKey, &r.ID, &r.FirstReceipt, &r.DeviceKey, &r.PhoneVerified); err != nil {
-				rows.Close()
+			_, err := pgx.ForEachRow(rows, []any{&r.Campaign, &r.IdentityKey, &r.ID, &r.FirstReceipt, &r.DeviceKey, &r.PhoneVerified}, func() error {
+				reg := *r
+				person(dedupe.PersonKey{Campaign: reg.Campaign, IdentityKey: reg.IdentityKey}).Registration = &reg
+				return nil
+			})
+			if err != nil {
 				return nil, fmt.Errorf("people: registrations: %w", err)
 			}
-			person(dedupe.PersonKey{Campaign: r.Campaign, IdentityKey: r.IdentityKey}).Registration = r
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("people: registrations: %w", err)
-		}
-		rows, err = br.Query()
-		if err != nil {
-			return nil, fmt.Errorf("people: devices: %w", err)
-		}
-		for rows.Next() {
+			rows, _ = br.Query()
 			var k dedupe.PersonKey
 			var device, first string
-			if err := rows.Scan(&k.Campaign, &k.IdentityKey, &device, &first); err != nil {
-				rows.Close()
+			_, err = pgx.ForEachRow(rows, []any{&k.Campaign, &k.IdentityKey, &device, &first}, func() error {
+				person(k).Devices[device] = first
+				return nil
+			})
+			if err != nil {
 				return nil, fmt.Errorf("people: devices: %w", err)
 			}
-			person(k).Devices[device] = first
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("people: devices: %w", err)
-		}
+		return out, nil
 	}
-	return out, nil
 }
 
 type deviceWindow struct{ campaign, window, device string }
 
-// CountDevices ranks each pair on its device. A device's pairs in a window
-// are ranked 1, 2, 3… in the order they were first seen, so the device's
-// distinct people are its highest rank. New pairs take the next ranks
+// CountDevices ranks each pair on its device, in a short transaction of
+// its own that commits with the batch's next round trip. A device's pairs
+// in a window are ranked 1, 2, 3… in the order they were first seen, so
+// the device's distinct people are its highest rank. New pairs take the next ranks
 // under a transaction-scoped advisory lock on the device, which every
 // worker shares; locks are taken in key order, so two workers cannot
 // deadlock on the same devices. The lock writes nothing, where a counter
@@ -232,7 +344,12 @@ func (t *dedupeTx) CountDevices(ctx context.Context, pairs []dedupe.Pair) ([]ded
 	locks = slices.Compact(locks)
 
 	// One round trip: lock the devices, then read every pair they have.
+	// The pairs' transaction need not wait for its WAL to reach the disk:
+	// whoever decides on its ranks commits after it, and a commit flushes
+	// the WAL of every transaction committed before; if nobody did, a
+	// crash replays the batch to the same ranks.
 	b := &pgx.Batch{}
+	b.Queue(`SET LOCAL synchronous_commit = off`)
 	b.Queue(`SELECT count(pg_advisory_xact_lock($1, k)) FROM unnest($2::int[]) AS k`, deviceLockClass, locks)
 	for k, devs := range devsOf {
 		b.Queue(`SELECT dp.campaign, dp.window_id, dp.device_key, dp.identity_key, dp.rank
@@ -240,7 +357,14 @@ func (t *dedupeTx) CountDevices(ctx context.Context, pairs []dedupe.Pair) ([]ded
 			LATERAL (SELECT * FROM device_people dp
 				WHERE dp.campaign = $1 AND dp.window_id = $2 AND dp.device_key = d.device_key OFFSET 0) dp`, k.campaign, k.window, devs)
 	}
-	br := t.tx.SendBatch(ctx, b)
+	br, err := t.send(ctx, b)
+	if err != nil {
+		return nil, fmt.Errorf("count devices: %w", err)
+	}
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, fmt.Errorf("count devices: %w", err)
+	}
 	if _, err := br.Exec(); err != nil {
 		br.Close()
 		return nil, fmt.Errorf("count devices: lock: %w", err)
@@ -297,12 +421,14 @@ func (t *dedupeTx) CountDevices(ctx context.Context, pairs []dedupe.Pair) ([]ded
 	for i, p := range pairs {
 		out[i].People = people[deviceWindow{p.Campaign, p.Window, p.DeviceKey}]
 	}
+	// The new pairs and the COMMIT that releases the device locks go
+	// with the batch's next round trip, which opens its own transaction.
 	if len(nc) > 0 {
-		if _, err := t.tx.Exec(ctx, `INSERT INTO device_people (campaign, window_id, device_key, identity_key, first_receipt, rank)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])`, nc, nw, nd, np, nr, nrank); err != nil {
-			return nil, fmt.Errorf("count devices: insert pairs: %w", err)
-		}
+		t.queue("count devices: insert pairs", `INSERT INTO device_people (campaign, window_id, device_key, identity_key, first_receipt, rank)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])`, nc, nw, nd, np, nr, nrank)
 	}
+	t.queue("count devices: commit", "COMMIT")
+	t.queue("begin", "BEGIN")
 	return out, nil
 }
 
@@ -322,22 +448,34 @@ func (dw deviceWindow) lockKey() int32 {
 	return int32(h.Sum32())
 }
 
-// stage creates the staging tables of the COPY path once per connection
-// (they are temporary, so each connection has its own); ON COMMIT DELETE
-// ROWS empties them at each commit. The connection remembers that it has
-// them, so a batch pays no round trip for it.
+// exec sends one statement after what is queued and waits for it.
+func (t *dedupeTx) exec(ctx context.Context, what, sql string, args ...any) (pgconn.CommandTag, error) {
+	b := &pgx.Batch{}
+	b.Queue(sql, args...)
+	br, err := t.send(ctx, b)
+	if err != nil {
+		return pgconn.CommandTag{}, fmt.Errorf("%s: %w", what, err)
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return pgconn.CommandTag{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return tag, nil
+}
+
+// stage creates the staging table of replayed decisions once per
+// connection (it is temporary, so each connection has its own); ON COMMIT
+// DELETE ROWS empties it at each commit. The connection remembers that it
+// has it, so a batch pays no round trip for it.
 func (t *dedupeTx) stage(ctx context.Context) error {
-	data := t.tx.Conn().PgConn().CustomData()
+	data := t.conn.PgConn().CustomData()
 	if data[stagedKey] != nil {
 		return nil
 	}
-	_, err := t.tx.Exec(ctx, `
-		CREATE TEMP TABLE IF NOT EXISTS dedupe_reg_stage (
-			campaign text, identity_key text, shard integer, window_id text, birthdate date,
-			region text, clinic text, earliest date, phone_kid text, phone_enc bytea,
-			phone_verified boolean, first_receipt text, device_key text, received_at timestamptz
-		) ON COMMIT DELETE ROWS;
-		CREATE TEMP TABLE IF NOT EXISTS dedupe_decision_stage (
+	_, err := t.exec(ctx, "staging table", `CREATE TEMP TABLE IF NOT EXISTS dedupe_decision_stage (
 			campaign text, receipt text, shard integer, window_id text, kind text, reason text,
 			provider text, identity_key text, registration_id bigint, matched_receipt text,
 			device_key text, addr_key text, birthdate date, region text, clinic text, earliest date,
@@ -345,7 +483,7 @@ func (t *dedupeTx) stage(ctx context.Context) error {
 			decided_at timestamptz, phone_key text
 		) ON COMMIT DELETE ROWS`)
 	if err != nil {
-		return fmt.Errorf("staging tables: %w", err)
+		return err
 	}
 	// Remembered at commit only: a rolled-back transaction takes its
 	// CREATE TEMP TABLE with it.
@@ -353,48 +491,48 @@ func (t *dedupeTx) stage(ctx context.Context) error {
 	return nil
 }
 
-// stagedKey marks a connection that has the staging tables.
+// stagedKey marks a connection that has the staging table.
 const stagedKey = "prereg.dedupe.staged"
 
-var regStageColumns = []string{"campaign", "identity_key", "shard", "window_id", "birthdate", "region", "clinic", "earliest",
-	"phone_kid", "phone_enc", "phone_verified", "first_receipt", "device_key", "received_at"}
-
-// Register copies the new registrations into a staging table and inserts
-// them with ON CONFLICT DO NOTHING: the batched COPY path. People whose
-// insert lost to an existing registration come back with Inserted false.
+// Register inserts the new registrations in one statement over arrays,
+// with ON CONFLICT DO NOTHING: people whose insert lost to an existing
+// registration come back with Inserted false.
 func (t *dedupeTx) Register(ctx context.Context, regs []dedupe.NewRegistration) ([]dedupe.Registration, error) {
-	if err := t.stage(ctx); err != nil {
-		return nil, err
-	}
-	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"dedupe_reg_stage"}, regStageColumns, pgx.CopyFromSlice(len(regs), func(i int) ([]any, error) {
+	n := len(regs)
+	camps, idents, windows, regions, kids := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	firsts, devices := make([]string, n), make([]string, n)
+	shards, births, received := make([]int32, n), make([]time.Time, n), make([]time.Time, n)
+	clinics, earliest, encs, verified := make([]*string, n), make([]*time.Time, n), make([][]byte, n), make([]bool, n)
+	for i := range regs {
 		r := &regs[i]
-		return []any{r.Campaign, r.IdentityKey, int32(r.Shard), r.Window, r.Birthdate, r.Region, nullString(r.Clinic), r.Earliest,
-			r.Phone.KeyID, nonNilBytes(r.Phone.Data), r.PhoneVerified, r.FirstReceipt, r.DeviceKey, r.ReceivedAt}, nil
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("register: copy: %w", err)
+		camps[i], idents[i], shards[i], windows[i], births[i], regions[i] = r.Campaign, r.IdentityKey, int32(r.Shard), r.Window, r.Birthdate, r.Region
+		clinics[i], earliest[i], kids[i], encs[i], verified[i] = nullString(r.Clinic), r.Earliest, r.Phone.KeyID, nonNilBytes(r.Phone.Data), r.PhoneVerified
+		firsts[i], devices[i], received[i] = r.FirstReceipt, r.DeviceKey, r.ReceivedAt
 	}
-	rows, err := t.tx.Query(ctx, `INSERT INTO registrations (campaign, identity_key, shard, window_id, birthdate, region, clinic,
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO registrations (campaign, identity_key, shard, window_id, birthdate, region, clinic,
 			earliest, phone_kid, phone_enc, phone_verified, first_receipt, device_key, received_at)
-		SELECT campaign, identity_key, shard, window_id, birthdate, region, clinic,
-			earliest, phone_kid, phone_enc, phone_verified, first_receipt, device_key, received_at FROM dedupe_reg_stage
+		SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::date[], $6::text[], $7::text[],
+			$8::date[], $9::text[], $10::bytea[], $11::bool[], $12::text[], $13::text[], $14::timestamptz[])
 		ON CONFLICT (campaign, identity_key) DO NOTHING
-		RETURNING campaign, identity_key, id`)
+		RETURNING campaign, identity_key, id`,
+		camps, idents, shards, windows, births, regions, clinics, earliest, kids, encs, verified, firsts, devices, received)
+	br, err := t.send(ctx, b)
 	if err != nil {
-		return nil, fmt.Errorf("register: insert: %w", err)
+		return nil, fmt.Errorf("register: %w", err)
 	}
 	ids := make(map[dedupe.PersonKey]int64, len(regs))
-	for rows.Next() {
-		var k dedupe.PersonKey
-		var id int64
-		if err := rows.Scan(&k.Campaign, &k.IdentityKey, &id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("register: insert: %w", err)
-		}
+	var k dedupe.PersonKey
+	var id int64
+	rows, _ := br.Query()
+	_, err = pgx.ForEachRow(rows, []any{&k.Campaign, &k.IdentityKey, &id}, func() error {
 		ids[k] = id
+		return nil
+	})
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("register: insert: %w", err)
 	}
 	out := make([]dedupe.Registration, len(regs))
@@ -433,39 +571,50 @@ var decisionStageColumns = []string{"campaign", "receipt", "shard", "window_id",
 	"phone_kid", "phone_enc", "phone_verified", "received_at", "decided_at", "phone_key"}
 
 // Record inserts the decisions and returns how many were new. A batch is
-// copied straight into decisions, the storage's fastest path; a replayed
-// batch (some receipts decided already) makes that COPY fail on the
-// primary key, and is then copied into a staging table and inserted with
-// ON CONFLICT DO NOTHING, which leaves the first decisions in place. The
-// savepoint confines the failed COPY, so the batch's transaction goes on.
+// copied straight into decisions, the storage's fastest path, with no
+// savepoint around it: a replayed batch (some receipts decided already)
+// makes that COPY fail on the primary key, which aborts the transaction,
+// and Decide runs the batch again recording through a staging table with
+// ON CONFLICT DO NOTHING, which leaves the first decisions in place.
+// Replays follow a crash only, so the common batch pays no round trips for
+// them.
 func (t *dedupeTx) Record(ctx context.Context, ds []dedupe.Decision) (int, error) {
 	if len(ds) == 0 {
 		return 0, nil
 	}
-	sp, err := t.tx.Begin(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("record decisions: savepoint: %w", err)
+	if t.replay {
+		return t.recordReplay(ctx, ds)
 	}
-	n, err := sp.CopyFrom(ctx, pgx.Identifier{"decisions"}, decisionStageColumns, decisionRows(ds))
-	if err == nil {
-		if err := sp.Commit(ctx); err != nil {
-			return 0, fmt.Errorf("record decisions: release savepoint: %w", err)
+	// COPY leaves the pipeline: a queued BEGIN or COMMIT must be sent
+	// before it; queued writes may wait for the COMMIT.
+	if slices.ContainsFunc(t.pending, queued.boundary) {
+		if err := t.flush(ctx); err != nil {
+			return 0, fmt.Errorf("record decisions: %w", err)
 		}
-		return int(n), nil
 	}
-	if !IsUniqueViolation(err) {
+	n, err := t.conn.CopyFrom(ctx, pgx.Identifier{"decisions"}, decisionStageColumns, decisionRows(ds))
+	if IsUniqueViolation(err) {
+		return 0, fmt.Errorf("record decisions: %w", errReplay)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("record decisions: copy: %w", err)
 	}
-	if err := sp.Rollback(ctx); err != nil {
-		return 0, fmt.Errorf("record decisions: rollback to savepoint: %w", err)
-	}
+	return int(n), nil
+}
+
+// recordReplay records a replayed batch's decisions, leaving those
+// recorded already in place.
+func (t *dedupeTx) recordReplay(ctx context.Context, ds []dedupe.Decision) (int, error) {
 	if err := t.stage(ctx); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("record decisions: %w", err)
 	}
-	if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"dedupe_decision_stage"}, decisionStageColumns, decisionRows(ds)); err != nil {
+	if err := t.flush(ctx); err != nil {
+		return 0, fmt.Errorf("record decisions: %w", err)
+	}
+	if _, err := t.conn.CopyFrom(ctx, pgx.Identifier{"dedupe_decision_stage"}, decisionStageColumns, decisionRows(ds)); err != nil {
 		return 0, fmt.Errorf("record decisions: copy: %w", err)
 	}
-	tag, err := t.tx.Exec(ctx, `INSERT INTO decisions (campaign, receipt, shard, window_id, kind, reason, provider, identity_key,
+	tag, err := t.exec(ctx, "record decisions: insert", `INSERT INTO decisions (campaign, receipt, shard, window_id, kind, reason, provider, identity_key,
 			registration_id, matched_receipt, device_key, addr_key, birthdate, region, clinic, earliest,
 			phone_kid, phone_enc, phone_verified, received_at, decided_at, phone_key)
 		SELECT campaign, receipt, shard, window_id, kind, reason, provider, identity_key,
@@ -473,7 +622,7 @@ func (t *dedupeTx) Record(ctx context.Context, ds []dedupe.Decision) (int, error
 			phone_kid, phone_enc, phone_verified, received_at, decided_at, phone_key FROM dedupe_decision_stage
 		ON CONFLICT DO NOTHING`)
 	if err != nil {
-		return 0, fmt.Errorf("record decisions: insert: %w", err)
+		return 0, err
 	}
 	return int(tag.RowsAffected()), nil
 }
@@ -503,12 +652,9 @@ func (t *dedupeTx) UpdateContact(ctx context.Context, cs []dedupe.Contact) error
 	for i, c := range cs {
 		ids[i], kids[i], encs[i] = c.RegistrationID, c.Phone.KeyID, c.Phone.Data
 	}
-	_, err := t.tx.Exec(ctx, `UPDATE registrations r SET phone_kid = u.kid, phone_enc = u.enc, phone_verified = true
+	t.queue("update contact", `UPDATE registrations r SET phone_kid = u.kid, phone_enc = u.enc, phone_verified = true
 		FROM unnest($1::bigint[], $2::text[], $3::bytea[]) AS u(id, kid, enc)
 		WHERE r.id = u.id AND NOT r.phone_verified`, ids, kids, encs)
-	if err != nil {
-		return fmt.Errorf("update contact: %w", err)
-	}
 	return nil
 }
 
@@ -524,13 +670,10 @@ func (t *dedupeTx) CountBloom(ctx context.Context, cs []dedupe.BloomCount) error
 	for i, c := range cs {
 		camps[i], shards[i], maybe[i], fps[i] = c.Campaign, int32(c.Shard), int64(c.MaybeSeen), int64(c.FalsePositives)
 	}
-	_, err := t.tx.Exec(ctx, `INSERT INTO dedupe_counters AS dc (campaign, shard, maybe_seen, false_positives)
+	t.queue("count bloom", `INSERT INTO dedupe_counters AS dc (campaign, shard, maybe_seen, false_positives)
 		SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[])
 		ON CONFLICT (campaign, shard) DO UPDATE SET maybe_seen = dc.maybe_seen + excluded.maybe_seen,
 			false_positives = dc.false_positives + excluded.false_positives`, camps, shards, maybe, fps)
-	if err != nil {
-		return fmt.Errorf("count bloom: %w", err)
-	}
 	return nil
 }
 
