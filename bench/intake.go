@@ -531,28 +531,6 @@ func perAnswerMicros(cpu time.Duration, res loadResult) float64 {
 	return float64(cpu.Microseconds()) / n
 }
 
-// resetPeakRSS starts a process's peak resident set size (VmHWM) over
-// from its current size, so that each run reports its own peak; where
-// the kernel does not allow it, the peak is the process's whole life's.
-func resetPeakRSS(pid int) {
-	_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
-}
-
-// peakRSS is a process's peak resident set size (VmHWM), in bytes.
-func peakRSS(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 // childServer is a bench server in its own process.
 type childServer struct {
 	url string

@@ -261,7 +261,7 @@ type scaleWorld struct {
 
 func scaleRun(ctx context.Context, s Setup, o ScaleOptions, n int) (*ScaleRun, error) {
 	s.progress("scale: %d submissions", n)
-	resetPeakRSS()
+	resetPeakRSS(0)
 	worldCPU0 := selfCPU()
 	addr, err := freeAddr()
 	if err != nil {
@@ -430,7 +430,7 @@ func scaleRun(ctx context.Context, s Setup, o ScaleOptions, n int) (*ScaleRun, e
 	jsProc.sampleRSS()
 	run.JSPeakRSSMiB = round1(float64(jsProc.hwm.Load()) / 1024)
 	run.WorldCPUSPer1k = round3((selfCPU() - worldCPU0).Seconds() / k)
-	run.WorldPeakRSSMiB = round1(float64(peakRSSKiB(0)) / 1024)
+	run.WorldPeakRSSMiB = round1(float64(peakRSS(0)) / (1 << 20))
 	run.PGBytesPerSubmission = round1(float64(pgBytes) / float64(n))
 	run.JSBytesPerSubmission = round1(float64(sw.jsDisk) / float64(n))
 	s.progress("  done: %.0f submissions/s end to end, %.3f CPU s per 1,000, pipeline peak %.0f MiB", run.EndToEndPerS, run.CPUSPer1k, run.PeakRSSMiB)
@@ -771,7 +771,7 @@ func launch(cmd *exec.Cmd, stderr io.Writer) (*stageProc, error) {
 
 // sampleRSS reads the process's peak resident memory so far.
 func (p *stageProc) sampleRSS() {
-	if k := peakRSSKiB(p.cmd.Process.Pid); k > p.hwm.Load() {
+	if k := peakRSS(p.cmd.Process.Pid) >> 10; k > p.hwm.Load() {
 		p.hwm.Store(k)
 	}
 }
@@ -1005,32 +1005,6 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// resetPeakRSS starts this process's peak resident memory (VmHWM) over
-// from its current size, so that each run reports its own.
-func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
-
-// peakRSSKiB is a process's peak resident memory (since the last reset,
-// for this one), from /proc/PID/status; pid 0 is this process.
-func peakRSSKiB(pid int) int64 {
-	name := "self"
-	if pid != 0 {
-		name = strconv.Itoa(pid)
-	}
-	f, err := os.Open("/proc/" + name + "/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			k, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return k
-		}
-	}
-	return 0
 }
 
 func round1(x float64) float64 { return math.Round(x*10) / 10 }
