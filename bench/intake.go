@@ -352,12 +352,12 @@ func (r *intakeRun) overload(ctx context.Context) error {
 		}
 		return ctx.Err()
 	}
-	cpu0 := cpuTime(child.cmd.Process.Pid)
+	cpu0 := procCPUTime(child.cmd.Process.Pid)
 	capacity, err := closedLoop(ctx, url, r.bodies, o.Connections, o.Duration)
 	if err != nil {
 		return err
 	}
-	out.CPUPer202Micros = perAnswerMicros(cpuTime(child.cmd.Process.Pid)-cpu0, capacity)
+	out.CPUPer202Micros = perAnswerMicros(procCPUTime(child.cmd.Process.Pid)-cpu0, capacity)
 	c := capacity.rps()
 	out.OverloadCapacityRPS = c
 	out.OverloadConnections = o.OverloadConnections
@@ -459,12 +459,12 @@ func (r *intakeRun) generatorCeiling(ctx context.Context) error {
 	if _, err := closedLoop(ctx, child.url, r.bodies, r.o.OverloadConnections, time.Second); err != nil {
 		return err
 	}
-	cpu0 := cpuTime(child.cmd.Process.Pid)
+	cpu0 := procCPUTime(child.cmd.Process.Pid)
 	res, err := closedLoop(ctx, child.url, r.bodies, r.o.OverloadConnections, 2*time.Second)
 	if err != nil {
 		return err
 	}
-	r.out.CPUPer503Micros = perAnswerMicros(cpuTime(child.cmd.Process.Pid)-cpu0, res)
+	r.out.CPUPer503Micros = perAnswerMicros(procCPUTime(child.cmd.Process.Pid)-cpu0, res)
 	r.out.GeneratorCeilingRPS = res.answersPerS()
 	r.s.progress("overload: the generator's ceiling against a refusing intake: %.0f answers/s", r.out.GeneratorCeilingRPS)
 	return nil
@@ -498,28 +498,6 @@ func (r *intakeRun) floors(ctx context.Context) error {
 	floor(&run3, o.Overload3x)
 	out.OverloadRun3x = OverloadRun3x(run3)
 	return ctx.Err()
-}
-
-// cpuTime is a process's CPU time so far, user and system, all its
-// threads (0 when it cannot be read). /proc counts it in ticks of 10 ms
-// (USER_HZ is 100 on Linux whatever the kernel's own rate).
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// The command name (field 2) may hold spaces: count from its ')'.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // perAnswerMicros is CPU time per answer of a load run, in microseconds.

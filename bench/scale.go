@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -968,34 +967,6 @@ func (p *pgCPU) close() {
 	close(p.stop)
 	<-p.exited
 	p.pool.Close()
-}
-
-// clockTick is the unit of /proc/PID/stat's times (USER_HZ, 100 on
-// Linux).
-const clockTick = 10 * time.Millisecond
-
-// procCPU is a process's user and system time from /proc/PID/stat.
-func procCPU(pid int) (time.Duration, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// The command name in parentheses may hold spaces: count fields after
-	// its closing parenthesis (utime and stime are fields 14 and 15).
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, false
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return time.Duration(ut+st) * clockTick, true
 }
 
 // selfCPU is this process's CPU time so far.
