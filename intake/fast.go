@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,7 +69,10 @@ func (s *Service) FastServer(next http.Handler, log *slog.Logger) *fasthttp.Serv
 	if log == nil {
 		log = s.log
 	}
-	fallback := fasthttpadaptor.NewFastHTTPHandler(next)
+	life := new(serverLife)
+	fallback := fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(life.context(r.Context())))
+	}))
 	refusal := s.newFastRefusal()
 	return &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
@@ -82,7 +86,7 @@ func (s *Service) FastServer(next http.Handler, log *slog.Logger) *fasthttp.Serv
 				return
 			}
 			w := getFastWriter(ctx)
-			sub := fastSubmission(ctx, s.cfg.TrustedProxies)
+			sub := fastSubmission(ctx, life.context(ctx), s.cfg.TrustedProxies)
 			sub.refusalAsked = true
 			s.submit(w, sub)
 			s.countStatus("submit", w.status)
@@ -224,10 +228,10 @@ func isSubmitPath(uri []byte) bool {
 // fastSubmission is what submit needs of a fasthttp request. fasthttp has
 // read the whole body already (at most maxRequestBody); longer than
 // MaxBody is answered 413 as on net/http.
-func fastSubmission(ctx *fasthttp.RequestCtx, trusted []netip.Prefix) submission {
+func fastSubmission(ctx *fasthttp.RequestCtx, rctx context.Context, trusted []netip.Prefix) submission {
 	h := &ctx.Request.Header
 	return submission{
-		ctx:           ctx,
+		ctx:           rctx,
 		contentType:   string(h.ContentType()),
 		contentLength: int64(h.ContentLength()),
 		idemKey:       string(h.Peek("Idempotency-Key")),
@@ -250,6 +254,53 @@ func fastSubmission(ctx *fasthttp.RequestCtx, trusted []netip.Prefix) submission
 			return b, nil
 		},
 	}
+}
+
+// serverLife gives the requests of a fasthttp server their context: one
+// context.Context per serving of the server, cancelled when it shuts down
+// (as fasthttp's RequestCtx is "done"), and holding no value.
+//
+// A handler must not use the RequestCtx itself as a context: fasthttp
+// resets it for the connection's next request as soon as the handler
+// returns, and a context derived from it can still read it after that —
+// context.WithTimeout's watcher reads its parent's values once the server
+// shuts down, a data race with the reset. A context that is a real
+// cancelCtx also spares each derived context a watching goroutine.
+type serverLife struct {
+	mu  sync.Mutex
+	cur atomic.Pointer[serving]
+}
+
+// serving is one serving of the server: its done channel and the context
+// cancelled when that channel closes.
+type serving struct {
+	done <-chan struct{}
+	ctx  context.Context
+}
+
+// context is the context of a request whose RequestCtx (or the net/http
+// request's context over it) is rc; it reads rc only now, while the
+// request is being served.
+func (l *serverLife) context(rc context.Context) context.Context {
+	done := rc.Done()
+	if done == nil {
+		return context.Background()
+	}
+	if cur := l.cur.Load(); cur != nil && cur.done == done {
+		return cur.ctx
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cur := l.cur.Load(); cur != nil && cur.done == done {
+		return cur.ctx
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-done
+		cancel()
+	}()
+	l.cur.Store(&serving{done: done, ctx: ctx})
+	return ctx
 }
 
 // fastWriter is an http.ResponseWriter over a fasthttp response, so that

@@ -135,3 +135,72 @@ func TestFastFrontRefusesAtOnce(t *testing.T) {
 	}
 	assert.NotEqual(t, "close", got.Header.Get("Connection"), "the connection is kept alive")
 }
+
+// TestFastFrontRequestContext holds the context a request handler gets
+// from the fasthttp front to a context's contract past the request: fasthttp
+// reuses its request object for the connection's next request, and a
+// context kept from an earlier one (a timeout's watcher, a retry) must not
+// read it — the race detector fails this test if it does. The context is
+// still done when the server shuts down.
+func TestFastFrontRequestContext(t *testing.T) {
+	e := setup(t, nil)
+	kept := make(chan context.Context, 1)
+	fast := e.svc.FastServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case kept <- r.Context():
+		default:
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}), nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- fast.Serve(ln) }()
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	get := func() {
+		res, err := client.Get("http://" + ln.Addr().String() + "/anything")
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, res.Body)
+		require.NoError(t, res.Body.Close())
+		require.Equal(t, http.StatusNoContent, res.StatusCode)
+	}
+	get()
+	ctx := <-kept
+
+	type key struct{}
+	stop := make(chan struct{})
+	used := make(chan struct{})
+	go func() {
+		defer close(used)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			assert.Nil(t, ctx.Value(key{}))
+			assert.NoError(t, ctx.Err())
+			_, cancel := context.WithTimeout(ctx, time.Hour)
+			cancel()
+		}
+	}()
+	for range 50 {
+		get() // the same connection, so the same request object
+	}
+	close(stop)
+	<-used
+
+	derived, cancel := context.WithTimeout(ctx, time.Hour)
+	defer cancel()
+	shut, cancelShut := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelShut()
+	require.NoError(t, fast.ShutdownWithContext(shut))
+	require.NoError(t, <-served)
+	select {
+	case <-derived.Done():
+		require.ErrorIs(t, derived.Err(), context.Canceled)
+	case <-time.After(5 * time.Second):
+		t.Fatal("a request's context is not done when the server shuts down")
+	}
+}
