@@ -106,17 +106,38 @@ const (
 
 // Reports records delivery reports.
 type Reports interface {
-	// RecordReport stores a report once and moves its message to
-	// delivered (or failed); a report seen before changes nothing.
-	// An unknown key is prereg.ErrNotFound.
-	RecordReport(ctx context.Context, r Report) (recorded bool, err error)
+	// RecordReports stores each report once and moves its message to
+	// delivered (or failed), all in one transaction, and says for each
+	// what it did. A report seen before changes nothing; of two reports
+	// for one message, the earlier in rs moves it. rs holds no two
+	// reports with the same key, message id and status.
+	RecordReports(ctx context.Context, rs []Report) ([]ReportResult, error)
 }
+
+// ReportResult is what recording one delivery report did.
+type ReportResult uint8
+
+const (
+	// ReportRecorded: stored now, and its message moved if it still could.
+	ReportRecorded ReportResult = iota
+	// ReportSeen: stored before; nothing changed.
+	ReportSeen
+	// ReportUnknown: no message has the report's key.
+	ReportUnknown
+)
 
 // ReportHandler serves POST /v1/sms/reports: it authenticates the
 // gateway's signature, then records the report. It answers 401 to a bad or
 // stale signature, 400 to a malformed report, 404 to an unknown message and
 // 200 otherwise, also to a report it had already recorded.
+//
+// The gateway posts one report per request, from many connections at once,
+// and recording each in a transaction of its own made the reports most of
+// notify's cost (docs/BENCHMARKS.md). The reports that arrive while a batch
+// is being recorded are recorded together in the next (reportBatcher), and
+// each request is answered once its batch has committed.
 func ReportHandler(store Reports, secret []byte, now func() time.Time, log *slog.Logger) http.Handler {
+	batcher := newReportBatcher(store)
 	if now == nil {
 		now = time.Now
 	}
@@ -148,14 +169,17 @@ func ReportHandler(store Reports, secret []byte, now func() time.Time, log *slog
 		if rep.At.IsZero() {
 			rep.At = now()
 		}
-		recorded, err := store.RecordReport(r.Context(), rep)
+		res, err := batcher.record(r.Context(), rep)
+		if err == nil && res == ReportUnknown {
+			err = prereg.ErrNotFound
+		}
 		if err != nil {
 			if httpapi.Fail(w, err, nil) == httpapi.CodeInternal {
 				log.Error("record delivery report", slog.Any("err", err))
 			}
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"recorded": recorded})
+		httpapi.WriteJSON(w, http.StatusOK, map[string]any{"recorded": res == ReportRecorded})
 	})
 }
 

@@ -187,51 +187,104 @@ func (s *OutboxStore) Counts(ctx context.Context, campaign string) (OutboxCounts
 	return c, nil
 }
 
-// RecordReport stores a delivery report once per (message, status) and
-// moves the message to delivered or failed. A message still pending (its
-// mark-sent not written yet) moves too: the gateway had taken it.
-func (s *OutboxStore) RecordReport(ctx context.Context, r notify.Report) (bool, error) {
-	var recorded bool
-	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		var id int64
-		err := tx.QueryRow(ctx, `SELECT id FROM outbox WHERE idempotency_key = $1 FOR UPDATE`, r.Key).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return prereg.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		var errText *string
+// RecordReports stores each delivery report once per (message, status)
+// and moves its message to delivered or failed, in one statement. A
+// message still pending (its mark-sent not written yet) moves too: the
+// gateway had taken it. Of two reports of one batch for the same message,
+// the earlier moves it, as if they had come one after the other.
+//
+// Concurrent batches need no lock of their own: the unique index on
+// (gateway_message_id, status) makes a report new in exactly one of them,
+// and the update of a message another batch is updating waits for it and
+// then finds the message moved. A deadlock between two batches that
+// update the same messages in different orders is retried.
+func (s *OutboxStore) RecordReports(ctx context.Context, rs []notify.Report) ([]notify.ReportResult, error) {
+	n := len(rs)
+	if n == 0 {
+		return nil, nil
+	}
+	keys, mids, statuses := make([]string, n), make([]string, n), make([]string, n)
+	errs, failures := make([]*string, n), make([]string, n)
+	ats := make([]time.Time, n)
+	for i, r := range rs {
+		keys[i], mids[i], statuses[i], ats[i] = r.Key, r.MessageID, r.Status, r.At
 		if r.Error != "" {
 			e := truncate(r.Error, 500)
-			errText = &e
+			errs[i] = &e
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO delivery_reports (outbox_id, gateway_message_id, status, error, reported_at)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (gateway_message_id, status) DO NOTHING`,
-			id, r.MessageID, r.Status, errText, r.At)
-		if err != nil {
-			return err
+		failures[i] = "report: " + truncate(r.Error, 400)
+	}
+	res := make([]notify.ReportResult, n)
+	for attempt := 1; ; attempt++ {
+		err := s.recordReports(ctx, keys, mids, statuses, errs, failures, ats, res)
+		if err == nil {
+			return res, nil
 		}
-		if tag.RowsAffected() == 0 {
-			return nil
+		if attempt == 3 || !isRetryable(err) {
+			return nil, fmt.Errorf("record delivery reports: %w", err)
 		}
-		recorded = true
-		switch r.Status {
-		case notify.ReportDelivered:
-			_, err = tx.Exec(ctx, `UPDATE outbox SET state = 'delivered', delivered_at = coalesce(delivered_at, $2),
-				sent_at = coalesce(sent_at, $2), gateway_message_id = coalesce(gateway_message_id, $3)
-				WHERE id = $1 AND state IN ('pending', 'sent')`, id, r.At, r.MessageID)
-		default:
-			_, err = tx.Exec(ctx, `UPDATE outbox SET state = 'failed', failed_at = $2, last_error = $3,
-				gateway_message_id = coalesce(gateway_message_id, $4)
-				WHERE id = $1 AND state IN ('pending', 'sent')`, id, r.At, "report: "+truncate(r.Error, 400), r.MessageID)
-		}
+	}
+}
+
+func (s *OutboxStore) recordReports(ctx context.Context, keys, mids, statuses []string, errs []*string, failures []string, ats []time.Time, res []notify.ReportResult) error {
+	rows, err := s.Pool.Query(ctx, `
+		WITH v AS (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+				WITH ORDINALITY AS v(key, mid, status, err, failure, at, i)),
+		o AS (
+			SELECT v.*, o.id FROM v JOIN outbox o ON o.idempotency_key = v.key),
+		ins AS (
+			INSERT INTO delivery_reports (outbox_id, gateway_message_id, status, error, reported_at)
+			SELECT id, mid, status, err, at FROM o ORDER BY i
+			ON CONFLICT (gateway_message_id, status) DO NOTHING
+			RETURNING outbox_id, gateway_message_id, status),
+		first AS (
+			SELECT DISTINCT ON (o.id) o.* FROM o
+			JOIN ins ON ins.outbox_id = o.id AND ins.gateway_message_id = o.mid AND ins.status = o.status
+			ORDER BY o.id, o.i),
+		moved AS (
+			UPDATE outbox SET
+				state = CASE WHEN f.status = 'delivered' THEN 'delivered' ELSE 'failed' END,
+				delivered_at = CASE WHEN f.status = 'delivered' THEN coalesce(outbox.delivered_at, f.at) ELSE outbox.delivered_at END,
+				sent_at = CASE WHEN f.status = 'delivered' THEN coalesce(outbox.sent_at, f.at) ELSE outbox.sent_at END,
+				failed_at = CASE WHEN f.status = 'delivered' THEN outbox.failed_at ELSE f.at END,
+				last_error = CASE WHEN f.status = 'delivered' THEN outbox.last_error ELSE f.failure END,
+				gateway_message_id = coalesce(outbox.gateway_message_id, f.mid)
+			FROM first f
+			WHERE outbox.id = f.id AND outbox.state IN ('pending', 'sent'))
+		SELECT v.i, o.id IS NOT NULL, ins.outbox_id IS NOT NULL
+		FROM v
+		LEFT JOIN o ON o.i = v.i
+		LEFT JOIN ins ON ins.outbox_id = o.id AND ins.gateway_message_id = o.mid AND ins.status = o.status`,
+		keys, mids, statuses, errs, failures, ats)
+	if err != nil {
 		return err
+	}
+	var i int64
+	var found, recorded bool
+	seen := 0
+	_, err = pgx.ForEachRow(rows, []any{&i, &found, &recorded}, func() error {
+		if i < 1 || int(i) > len(res) {
+			return fmt.Errorf("result for report %d of %d", i, len(res))
+		}
+		switch {
+		case !found:
+			res[i-1] = notify.ReportUnknown
+		case recorded:
+			res[i-1] = notify.ReportRecorded
+		default:
+			res[i-1] = notify.ReportSeen
+		}
+		seen++
+		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("record delivery report: %w", err)
+		return err
 	}
-	return recorded, nil
+	if seen != len(res) {
+		return fmt.Errorf("%d results for %d reports", seen, len(res))
+	}
+	return nil
 }
 
 // Resend adds the next version of an appointment's message, recording who

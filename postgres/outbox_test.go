@@ -157,18 +157,79 @@ func TestOutboxReportBeforeMarkSent(t *testing.T) {
 	now := time.Now()
 	msgs, err := store.Claim(ctx, "w", now, now.Add(time.Minute), 1)
 	require.NoError(t, err)
-	rec, err := store.RecordReport(ctx, notify.Report{MessageID: "m1", Key: seeded.Keys[0], Status: notify.ReportDelivered, At: now})
+	report := notify.Report{MessageID: "m1", Key: seeded.Keys[0], Status: notify.ReportDelivered, At: now}
+	res, err := store.RecordReports(ctx, []notify.Report{report})
 	require.NoError(t, err)
-	require.True(t, rec)
-	rec, err = store.RecordReport(ctx, notify.Report{MessageID: "m1", Key: seeded.Keys[0], Status: notify.ReportDelivered, At: now})
+	require.Equal(t, []notify.ReportResult{notify.ReportRecorded}, res)
+	res, err = store.RecordReports(ctx, []notify.Report{report})
 	require.NoError(t, err)
-	require.False(t, rec, "the same report twice is recorded once")
+	require.Equal(t, []notify.ReportResult{notify.ReportSeen}, res, "the same report twice is recorded once")
 	require.NoError(t, store.Complete(ctx, "w", now, []notify.Result{{ID: msgs[0].ID, Outcome: notify.OutcomeSent, MessageID: "m1"}}))
 	c, err := store.Counts(ctx, "")
 	require.NoError(t, err)
 	require.Equal(t, postgres.OutboxCounts{Delivered: 1}, c, "the late mark-sent does not undo delivered")
-	_, err = store.RecordReport(ctx, notify.Report{MessageID: "x", Key: "nope", Status: notify.ReportDelivered, At: now})
-	require.ErrorIs(t, err, prereg.ErrNotFound)
+	res, err = store.RecordReports(ctx, []notify.Report{{MessageID: "x", Key: "nope", Status: notify.ReportDelivered, At: now}})
+	require.NoError(t, err)
+	require.Equal(t, []notify.ReportResult{notify.ReportUnknown}, res)
+}
+
+// TestOutboxReportBatch records one batch holding every kind of report and
+// holds it to what the same reports recorded one by one would have done.
+func TestOutboxReportBatch(t *testing.T) {
+	t.Parallel()
+	db, store, seeded := seedOutbox(t, 5)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	k := seeded.Keys
+	_, err := store.RecordReports(ctx, []notify.Report{{MessageID: "m0", Key: k[0], Status: notify.ReportDelivered, At: now}})
+	require.NoError(t, err)
+	later := now.Add(time.Minute)
+	batch := []notify.Report{
+		{MessageID: "m0", Key: k[0], Status: notify.ReportDelivered, At: later},                    // seen before
+		{MessageID: "m1", Key: k[1], Status: notify.ReportDelivered, At: later},                    // new
+		{MessageID: "m2", Key: k[2], Status: notify.ReportFailed, Error: "handset off", At: later}, // new, failed
+		{MessageID: "m3", Key: k[3], Status: notify.ReportFailed, Error: "late", At: later},        // m3's first...
+		{MessageID: "x", Key: "nope", Status: notify.ReportDelivered, At: later},                   // unknown
+		{MessageID: "m3", Key: k[3], Status: notify.ReportDelivered, At: later},                    // ...and second
+		{MessageID: "m1", Key: k[4], Status: notify.ReportDelivered, At: later},                    // m1's id under another key
+	}
+	res, err := store.RecordReports(ctx, batch)
+	require.NoError(t, err)
+	require.Equal(t, []notify.ReportResult{
+		notify.ReportSeen, notify.ReportRecorded, notify.ReportRecorded, notify.ReportRecorded,
+		notify.ReportUnknown, notify.ReportRecorded, notify.ReportSeen,
+	}, res)
+
+	type row struct {
+		state, mid, lastError string
+		deliveredAt           *time.Time
+	}
+	get := func(key string) row {
+		var r row
+		var mid, lastError *string
+		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT state, gateway_message_id, last_error, delivered_at FROM outbox WHERE idempotency_key = $1`, key).
+			Scan(&r.state, &mid, &lastError, &r.deliveredAt))
+		if mid != nil {
+			r.mid = *mid
+		}
+		if lastError != nil {
+			r.lastError = *lastError
+		}
+		return r
+	}
+	r := get(k[0])
+	require.Equal(t, "delivered", r.state)
+	require.True(t, r.deliveredAt.Equal(now), "a report seen before changes nothing")
+	r = get(k[1])
+	require.Equal(t, "delivered", r.state)
+	require.Equal(t, "m1", r.mid)
+	require.True(t, r.deliveredAt.Equal(later))
+	require.Equal(t, row{state: "failed", mid: "m2", lastError: "report: handset off"}, get(k[2]))
+	require.Equal(t, row{state: "failed", mid: "m3", lastError: "report: late"}, get(k[3]), "the earlier of two reports moves the message")
+	require.Equal(t, "pending", get(k[4]).state, "a message id already reported moves no other message")
+	var stored int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM delivery_reports`).Scan(&stored))
+	require.Equal(t, 5, stored, "m0 once, m1, m2, and m3's two statuses")
 }
 
 func TestOutboxResendRules(t *testing.T) {
