@@ -23,6 +23,7 @@
 //
 // The gateway's delivery reports arrive on POST /v1/sms/reports, signed
 // with an HMAC over the timestamp and body (see Sign and ReportHandler),
-// and move the message to delivered. An operator's resend adds a new
+// and move the message to delivered; the reports that arrive together are
+// recorded together (reportbatch.go). An operator's resend adds a new
 // version of the message, recorded with who asked and why.
 package notify

@@ -131,11 +131,10 @@ const (
 // stale signature, 400 to a malformed report, 404 to an unknown message and
 // 200 otherwise, also to a report it had already recorded.
 //
-// The gateway posts one report per request, from many connections at once,
-// and recording each in a transaction of its own made the reports most of
-// notify's cost (docs/BENCHMARKS.md). The reports that arrive while a batch
-// is being recorded are recorded together in the next (reportBatcher), and
-// each request is answered once its batch has committed.
+// The gateway posts one report per request, from many connections at once.
+// The reports that arrive while a batch is being recorded are recorded
+// together in the next (reportBatcher), and each request is answered once
+// its batch has committed.
 func ReportHandler(store Reports, secret []byte, now func() time.Time, log *slog.Logger) http.Handler {
 	batcher := newReportBatcher(store)
 	if now == nil {

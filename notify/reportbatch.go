@@ -9,9 +9,9 @@ import (
 
 // Group commit of delivery reports. The gateway posts a report per
 // message, each on a request of its own, from many connections at once: a
-// national campaign's evening is millions of them. Recorded one
-// transaction each, their commits and round trips were most of what
-// PostgreSQL spent on notify. reportBatcher records the reports that
+// national campaign's evening is millions of them. Recorded in a
+// transaction each, their commits and round trips would be most of what
+// PostgreSQL spends on notify. reportBatcher records the reports that
 // arrive while a batch is being recorded together, in the next batch: one
 // statement and one commit for all of them, and each request is answered
 // when its batch has committed, so a 200 still means "stored".
