@@ -32,26 +32,20 @@ import (
 //
 // Each verify process keeps its own budgets: with P processes sharing the
 // consumer the ceilings are P times the settings.
+//
+// The prefixes' budgets sit in a table of fixed size (prefixTable,
+// spend_table.go), never one entry per prefix seen: a surge of a million
+// addresses costs this process no more memory than a quiet hour.
 type spendGuard struct {
 	perPrefix   int        // calls per prefix per minute; 0: no prefix limit
 	perCampaign rate.Limit // calls per campaign per second; 0: no campaign limit
 	burst       int        // the campaign bucket's burst
+	full, flood bucketRule // a prefix's bucket, and a flooding prefix's
 
 	mu        sync.Mutex
 	campaigns map[string]*rate.Limiter
-	prefixes  map[string]*prefixBudget
-	swept     time.Time
-}
-
-// prefixBudget is one address prefix's bucket and what the provider said
-// of its tokens in the current minute.
-type prefixBudget struct {
-	lim      *rate.Limiter
-	window   time.Time // start of the current minute
-	calls    int       // answered calls in the window
-	invalid  int       // of which invalid tokens
-	flooding bool      // judged on the previous window
-	last     time.Time
+	prefixes  prefixTable
+	epoch     time.Time // the first call's time: the table's times count from it
 }
 
 const (
@@ -68,9 +62,18 @@ const (
 )
 
 func newSpendGuard(perPrefix int, perCampaign float64) *spendGuard {
-	g := &spendGuard{campaigns: map[string]*rate.Limiter{}, prefixes: map[string]*prefixBudget{}}
+	return newSpendGuardOf(perPrefix, perCampaign, prefixCells)
+}
+
+// newSpendGuardOf is newSpendGuard with a prefix table of the given
+// number of cells, which tests make small.
+func newSpendGuardOf(perPrefix int, perCampaign float64, cells int) *spendGuard {
+	g := &spendGuard{campaigns: map[string]*rate.Limiter{}}
 	if perPrefix > 0 {
 		g.perPrefix = perPrefix
+		g.full = newBucketRule(perPrefix)
+		g.flood = newBucketRule(max(1, perPrefix/floodCut))
+		g.prefixes = newPrefixTable(cells)
 	}
 	if perCampaign > 0 {
 		g.perCampaign = rate.Limit(perCampaign)
@@ -85,7 +88,6 @@ func newSpendGuard(perPrefix int, perCampaign float64) *spendGuard {
 func (g *spendGuard) allow(now time.Time, campaign, addrKey string) (bool, time.Duration, string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.sweep(now)
 	var c *rate.Limiter
 	if g.perCampaign > 0 {
 		c = g.campaigns[campaign]
@@ -94,13 +96,11 @@ func (g *spendGuard) allow(now time.Time, campaign, addrKey string) (bool, time.
 			g.campaigns[campaign] = c
 		}
 	}
-	var p *prefixBudget
+	var p *prefixCell
+	at := g.since(now)
 	if g.perPrefix > 0 && addrKey != "" {
-		p = g.prefix(now, addrKey)
-		p.last = now
-	}
-	if p != nil {
-		if wait := waitFor(p.lim, now); wait > 0 {
+		p = g.prefix(at, addrKey)
+		if wait := g.rule(p).wait(p, at); wait > 0 {
 			return false, wait, spendPrefix
 		}
 	}
@@ -111,7 +111,7 @@ func (g *spendGuard) allow(now time.Time, campaign, addrKey string) (bool, time.
 		c.AllowN(now, 1)
 	}
 	if p != nil {
-		p.lim.AllowN(now, 1)
+		g.rule(p).take(p, at)
 	}
 	return true, 0, ""
 }
@@ -123,59 +123,58 @@ func (g *spendGuard) answered(now time.Time, addrKey string, invalid bool) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	p := g.prefix(now, addrKey)
-	p.calls++
-	if invalid {
-		p.invalid++
-	}
+	g.prefix(g.since(now), addrKey).count(invalid)
 }
 
-// prefix is a prefix's budget, its window turned over to now's minute.
-func (g *spendGuard) prefix(now time.Time, key string) *prefixBudget {
-	p := g.prefixes[key]
-	if p == nil {
-		p = &prefixBudget{lim: rate.NewLimiter(perMinute(g.perPrefix), g.perPrefix), window: now, last: now}
-		g.prefixes[key] = p
+// since is now in the table's time: nanoseconds since the guard's first
+// call, on the monotonic clock when now has a reading of it, so that a
+// step of the wall clock neither empties nor fills the buckets.
+func (g *spendGuard) since(now time.Time) int64 {
+	if g.epoch.IsZero() {
+		g.epoch = now
+	}
+	return int64(now.Sub(g.epoch))
+}
+
+// rule is the bucket p draws from: the whole budget or a flooding
+// prefix's tenth.
+func (g *spendGuard) rule(p *prefixCell) bucketRule {
+	if p.flooding {
+		return g.flood
+	}
+	return g.full
+}
+
+// prefix is a prefix's cell, its window turned over to now's minute: the
+// cell it had, or a cell of the table started over with a full budget.
+func (g *spendGuard) prefix(now int64, key string) *prefixCell {
+	p, held := g.prefixes.lookup(now, key)
+	if !held {
 		return p
 	}
-	if now.Sub(p.window) < spendWindow {
+	if now-p.window < int64(spendWindow) {
+		p.touch(now)
 		return p
 	}
 	// A flooding prefix's smaller budget must not by itself clear it.
-	sample := min(floodSample, p.lim.Burst())
-	flooding := now.Sub(p.window) < 2*spendWindow &&
-		p.calls >= sample && float64(p.invalid) >= floodShare*float64(p.calls)
+	sample := min(floodSample, g.rule(p).burst)
+	flooding := now-p.window < int64(2*spendWindow) &&
+		int(p.calls) >= sample && float64(p.invalid) >= floodShare*float64(p.calls)
+	tat := p.tatAt()
 	if flooding != p.flooding {
 		if flooding {
-			n := max(1, g.perPrefix/floodCut)
-			p.lim.SetLimitAt(now, perMinute(n))
-			p.lim.SetBurstAt(now, n)
+			// The calls left, at most the flooding prefix's burst.
+			tat = g.flood.withTokens(now, min(g.full.tokens(tat, now), float64(g.flood.burst)))
 		} else {
 			// A minute of good tokens earns the whole budget back at once.
-			p.lim = rate.NewLimiter(perMinute(g.perPrefix), g.perPrefix)
+			tat = now
 		}
 		p.flooding = flooding
 	}
-	p.window, p.calls, p.invalid = now, 0, 0
+	p.window, p.calls, p.invalid, p.seen = now, 0, 0, 0
+	p.setTAT(tat)
 	return p
 }
-
-// sweep forgets, once a window, the prefixes idle for two: their buckets
-// are full again and their flood judgement stale, so forgetting them
-// changes nothing but the memory held.
-func (g *spendGuard) sweep(now time.Time) {
-	if now.Sub(g.swept) < spendWindow {
-		return
-	}
-	g.swept = now
-	for k, p := range g.prefixes {
-		if now.Sub(p.last) >= 2*spendWindow {
-			delete(g.prefixes, k)
-		}
-	}
-}
-
-func perMinute(n int) rate.Limit { return rate.Limit(float64(n) / spendWindow.Seconds()) }
 
 // waitFor is how long until lim has a token at now; 0 if it has one.
 func waitFor(lim *rate.Limiter, now time.Time) time.Duration {
