@@ -444,13 +444,13 @@ func VerifyRound(f *RoundFile) error {
 		slot, assigned := published[id]
 		switch {
 		case o.Assigned() && !assigned:
-			return mismatch("registration %d (drawn %d of %d): recomputed %s, published unassigned", id, k+1, len(plan), inv.describe(o.Slot))
-		case o.Assigned() && slot != o.Slot:
-			return mismatch("registration %d (drawn %d of %d): recomputed %s, published %s", id, k+1, len(plan), inv.describe(o.Slot), inv.describe(slot))
+			return mismatch("registration %d (drawn %d of %d): recomputed %s, published unassigned", id, k+1, len(plan), inv.describe(int(o.Slot)))
+		case o.Assigned() && slot != int(o.Slot):
+			return mismatch("registration %d (drawn %d of %d): recomputed %s, published %s", id, k+1, len(plan), inv.describe(int(o.Slot)), inv.describe(slot))
 		case !o.Assigned() && assigned:
-			return mismatch("registration %d (drawn %d of %d): recomputed unassigned (%s), published %s", id, k+1, len(plan), o.Reason, inv.describe(slot))
+			return mismatch("registration %d (drawn %d of %d): recomputed unassigned (%s), published %s", id, k+1, len(plan), o.Reason(), inv.describe(slot))
 		case !o.Assigned() && !unassigned[id]:
-			return mismatch("registration %d (drawn %d of %d): recomputed unassigned (%s), published nowhere", id, k+1, len(plan), o.Reason)
+			return mismatch("registration %d (drawn %d of %d): recomputed unassigned (%s), published nowhere", id, k+1, len(plan), o.Reason())
 		}
 		delete(published, id)
 		delete(unassigned, id)
