@@ -438,8 +438,10 @@ func eachRegistration(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord, byI
 	var reg scheduler.Registration
 	var region, clinic pgtype.DriverBytes
 	var earliest pgtype.Date
-	_, err = pgx.ForEachRow(rows, []any{&reg.ID, &region, &clinic, &earliest, &reg.ReceivedAt, &reg.CarriedOver, &reg.WasUnassigned, &reg.Written},
+	var received time.Time
+	_, err = pgx.ForEachRow(rows, []any{&reg.ID, &region, &clinic, &earliest, &received, &reg.CarriedOver, &reg.WasUnassigned, &reg.Written},
 		func() error {
+			reg.Arrival = received.UnixNano()
 			reg.Region, reg.Clinic = strs.of(region), strs.of(clinic)
 			reg.Earliest = time.Time{}
 			if earliest.Valid {

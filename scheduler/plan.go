@@ -37,11 +37,14 @@ func (inv *Inventory) Slot(clinic, day, band int) int {
 
 // Registration is a registration as the allocator sees it.
 type Registration struct {
-	ID         int64
-	Region     string
-	Clinic     string    // preferred clinic, "" for none
-	Earliest   time.Time // zero for none
-	ReceivedAt time.Time
+	ID       int64
+	Region   string
+	Clinic   string    // preferred clinic, "" for none
+	Earliest time.Time // zero for none
+	// Arrival is when its first submission arrived, in Unix nanoseconds:
+	// the fcfs order. A run holds every registration it draws, so this
+	// is one word rather than a time.Time of three.
+	Arrival int64
 	// CarriedOver is set when the registration belongs to another window
 	// and was left unassigned by an earlier round.
 	CarriedOver bool

@@ -112,7 +112,7 @@ func summarize(inv *Inventory, regs []Registration, order []int, plan []Outcome)
 		res.Days = append(res.Days, du)
 	}
 	if len(regs) > 0 {
-		arrival := arrivalOrder(regs)
+		arrival := arrivalIndexes(regs)
 		for d := range 10 {
 			lo, hi := d*len(regs)/10, (d+1)*len(regs)/10
 			dec := Decile{Decile: d + 1, Registrations: hi - lo}
