@@ -427,6 +427,12 @@ func (j *Job) execute(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	// The frozen input's ids have chosen the snapshot's registrations: the
+	// run has no more use for them.
+	j.rec.Input = nil
+	if j.round != nil {
+		j.round.Input = nil
+	}
 	t1 := time.Now()
 	regs := snap.Registrations
 	var order []int
