@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/prereg/prereg"
@@ -265,7 +266,7 @@ func (s *AllocationStore) FinishRun(ctx context.Context, run int64, state schedu
 
 // Snapshot reads, in one repeatable-read transaction, the inventory and the
 // registrations of a run as they were when it started: the slots' use minus
-// the run's own appointments, and the registrations selectRegistrations
+// the run's own appointments, and the registrations eachRegistration
 // selects for it.
 func (s *AllocationStore) Snapshot(ctx context.Context, r scheduler.RunRecord) (scheduler.Snapshot, error) {
 	var snap scheduler.Snapshot
@@ -364,7 +365,7 @@ func readInventory(ctx context.Context, tx pgx.Tx, c *campaign.Campaign, run int
 	return inv, nil
 }
 
-// selectRegistrations is the one selection of the registrations a round
+// eachRegistration is the one selection of the registrations a round
 // draws over, for a run and for freezing a round's input (r.ID 0, no
 // bound): those up to the bound, without an appointment of another run,
 // that are of the window, or left unassigned by an earlier round, or of
@@ -380,7 +381,12 @@ func readInventory(ctx context.Context, tx pgx.Tx, c *campaign.Campaign, run int
 // round draws over its whole input, as the published round file says,
 // and WriteChunk gives a registration cancelled since the freeze a
 // cancelled appointment that holds no slot.
-func selectRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) ([]scheduler.Registration, error) {
+//
+// It hands fn each registration as it is read, in ascending id order when
+// byID, so that a caller keeps only what it needs of them: fn gets the
+// same Registration every time, overwritten by the next row. Its strings
+// are shared by all registrations of one region or clinic.
+func eachRegistration(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord, byID bool, fn func(*scheduler.Registration) error) error {
 	// The late ones first, with an anti-join: inside the OR below a
 	// subquery over the frozen lists would be evaluated row by row. The
 	// window's own round does not count: a late registration in it is
@@ -393,11 +399,11 @@ func selectRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) 
 		      WHERE f.campaign = $1 AND f.window_id <> $2 AND x.id = g.id)`,
 		r.Campaign, r.Window)
 	if err != nil {
-		return nil, fmt.Errorf("read late registrations: %w", err)
+		return fmt.Errorf("read late registrations: %w", err)
 	}
 	late, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return nil, fmt.Errorf("read late registrations: %w", err)
+		return fmt.Errorf("read late registrations: %w", err)
 	}
 	// A join, not "= ANY": the frozen list may hold millions of ids.
 	from, args := `registrations g`, []any{r.Campaign, r.Window, r.ID, r.Bound, late}
@@ -407,6 +413,10 @@ func selectRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) 
 		cancelledBefore = `false`
 	case r.ID != 0:
 		cancelledBefore = `c.resolved_seq <= (SELECT cancel_bound FROM allocation_runs WHERE id = $3)`
+	}
+	orderBy := ``
+	if byID {
+		orderBy = ` ORDER BY g.id`
 	}
 	if r.Frozen {
 		from, args = `unnest($6::int8[]) AS f(id) JOIN registrations g ON g.id = f.id`, append(args, r.Input)
@@ -418,26 +428,64 @@ func selectRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) 
 		WHERE g.campaign = $1 AND g.id <= $4
 		  AND (g.window_id = $2 OR g.unassigned_reason IS NOT NULL OR a.run_id = $3 OR g.id = ANY($5::int8[]))
 		  AND (a.id IS NULL OR a.run_id = $3)
-		  AND NOT EXISTS (SELECT 1 FROM cancellations c WHERE c.registration_id = g.id AND `+cancelledBefore+`)`, args...)
+		  AND NOT EXISTS (SELECT 1 FROM cancellations c WHERE c.registration_id = g.id AND `+cancelledBefore+`)`+orderBy, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read registrations: %w", err)
+		return fmt.Errorf("read registrations: %w", err)
 	}
-	var out []scheduler.Registration
+	// Regions and clinics are few, registrations many: one string each,
+	// not one per registration.
+	strs := interner{}
 	var reg scheduler.Registration
-	var earliest *time.Time
-	_, err = pgx.ForEachRow(rows, []any{&reg.ID, &reg.Region, &reg.Clinic, &earliest, &reg.ReceivedAt, &reg.CarriedOver, &reg.WasUnassigned, &reg.Written},
+	var region, clinic pgtype.DriverBytes
+	var earliest pgtype.Date
+	var received time.Time
+	_, err = pgx.ForEachRow(rows, []any{&reg.ID, &region, &clinic, &earliest, &received, &reg.CarriedOver, &reg.WasUnassigned, &reg.Written},
 		func() error {
+			reg.Arrival = received.UnixNano()
+			reg.Region, reg.Clinic = strs.of(region), strs.of(clinic)
 			reg.Earliest = time.Time{}
-			if earliest != nil {
-				reg.Earliest = *earliest
+			if earliest.Valid {
+				if earliest.InfinityModifier != pgtype.Finite {
+					return fmt.Errorf("registration %d: an infinite earliest date", reg.ID)
+				}
+				reg.Earliest = earliest.Time
 			}
-			out = append(out, reg)
-			return nil
+			return fn(&reg)
 		})
 	if err != nil {
-		return nil, fmt.Errorf("read registrations: %w", err)
+		return fmt.Errorf("read registrations: %w", err)
+	}
+	return nil
+}
+
+// selectRegistrations collects eachRegistration's selection for a run.
+func selectRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) ([]scheduler.Registration, error) {
+	// A run of a frozen round selects at most its input: room for all of
+	// it from the start, rather than the copies of a growing slice.
+	var out []scheduler.Registration
+	if r.Frozen {
+		out = make([]scheduler.Registration, 0, len(r.Input))
+	}
+	err := eachRegistration(ctx, tx, r, false, func(reg *scheduler.Registration) error {
+		out = append(out, *reg)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// interner hands out one string per distinct value.
+type interner map[string]string
+
+func (in interner) of(b []byte) string {
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	in[s] = s
+	return s
 }
 
 // WriteChunk writes one chunk of a run in one transaction: the slots' used

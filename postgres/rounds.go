@@ -1,13 +1,11 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,19 +58,19 @@ func (s *AllocationStore) FreezeRound(ctx context.Context, campaignID, window st
 		if frozen {
 			return nil
 		}
-		regs, err := selectRegistrations(ctx, tx, scheduler.RunRecord{Campaign: campaignID, Window: window, Bound: math.MaxInt64})
+		// Hashed as it is read, in id order: only the ids are kept (an
+		// empty input is an empty array, not NULL).
+		ids := []int64{}
+		h := scheduler.NewInputHasher()
+		err := eachRegistration(ctx, tx, scheduler.RunRecord{Campaign: campaignID, Window: window, Bound: math.MaxInt64}, true,
+			func(r *scheduler.Registration) error {
+				ids = append(ids, r.ID)
+				return h.Add(scheduler.InputEntryOf(*r))
+			})
 		if err != nil {
 			return err
 		}
-		slices.SortFunc(regs, func(a, b scheduler.Registration) int { return cmp.Compare(a.ID, b.ID) })
-		ids, entries := make([]int64, len(regs)), make([]scheduler.InputEntry, len(regs))
-		for i, r := range regs {
-			ids[i], entries[i] = r.ID, scheduler.InputEntryOf(r)
-		}
-		hash, err := scheduler.InputHash(entries)
-		if err != nil {
-			return err
-		}
+		hash := h.Sum()
 		tag, err := tx.Exec(ctx, `INSERT INTO lottery_rounds (campaign, window_id, input_ids, input_hash, frozen_at)
 			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (campaign, window_id) DO NOTHING`, campaignID, window, ids, hash, at)
 		if err != nil {

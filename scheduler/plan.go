@@ -37,11 +37,14 @@ func (inv *Inventory) Slot(clinic, day, band int) int {
 
 // Registration is a registration as the allocator sees it.
 type Registration struct {
-	ID         int64
-	Region     string
-	Clinic     string    // preferred clinic, "" for none
-	Earliest   time.Time // zero for none
-	ReceivedAt time.Time
+	ID       int64
+	Region   string
+	Clinic   string    // preferred clinic, "" for none
+	Earliest time.Time // zero for none
+	// Arrival is when its first submission arrived, in Unix nanoseconds:
+	// the fcfs order. A run holds every registration it draws, so this
+	// is one word rather than a time.Time of three.
+	Arrival int64
 	// CarriedOver is set when the registration belongs to another window
 	// and was left unassigned by an earlier round.
 	CarriedOver bool
@@ -80,17 +83,53 @@ const (
 	ReasonRegionUnknown Reason = "region_unknown"
 )
 
-// Outcome is the plan for one registration.
+// Outcome is the plan for one registration. A run keeps one per
+// registration while it writes them, so it is kept small: the step or
+// the reason is a code (Via, Reason read it).
 type Outcome struct {
 	Registration int64
 	// Slot is the index into the inventory, -1 when unassigned.
-	Slot   int
-	Via    Via
-	Reason Reason
+	Slot int32
+	how  uint8 // an index of vias when assigned, of reasons when not
 }
+
+// The steps and reasons an Outcome's code stands for; 0 is none.
+var (
+	vias    = [...]Via{"", ViaPreferred, ViaRegion, ViaNearby}
+	reasons = [...]Reason{"", ReasonNoCapacity, ReasonEarliestAfterSchedule, ReasonRegionUnknown}
+)
+
+// The codes of vias and reasons.
+const (
+	viaPreferred uint8 = 1 + iota
+	viaRegion
+	viaNearby
+)
+
+const (
+	noCapacity uint8 = 1 + iota
+	earliestAfterSchedule
+	regionUnknown
+)
 
 // Assigned reports whether the outcome is an appointment.
 func (o Outcome) Assigned() bool { return o.Slot >= 0 }
+
+// Via says how an assigned registration got its slot ("" when unassigned).
+func (o Outcome) Via() Via {
+	if !o.Assigned() {
+		return ""
+	}
+	return vias[o.how]
+}
+
+// Reason says why a registration was left unassigned ("" when assigned).
+func (o Outcome) Reason() Reason {
+	if o.Assigned() {
+		return ""
+	}
+	return reasons[o.how]
+}
 
 // planner assigns slots greedily in the order it is handed registrations.
 // Capacity only ever decreases during a plan, so "the first slot with room
@@ -330,39 +369,40 @@ func (pl *planner) inRegion(r, from int) (int, bool) {
 // assign plans one registration.
 func (pl *planner) assign(r *Registration) Outcome {
 	out := Outcome{Registration: r.ID, Slot: -1}
+	assigned := func(slot int, via uint8) Outcome {
+		out.Slot, out.how = int32(slot), via
+		return out
+	}
 	from := pl.earliestIndex(r)
 	if from >= pl.perDay {
-		out.Reason = ReasonEarliestAfterSchedule
+		out.how = earliestAfterSchedule
 		return out
 	}
 	if c, ok := pl.clinics[r.Clinic]; ok && r.Clinic != "" {
 		if i := pl.clinic[c].find(from); i < pl.perDay {
-			out.Slot, out.Via = pl.take(c, i), ViaPreferred
-			return out
+			return assigned(pl.take(c, i), viaPreferred)
 		}
 	}
 	if pl.global.find(from) >= pl.perDay {
-		out.Reason = ReasonNoCapacity
+		out.how = noCapacity
 		return out
 	}
 	if reg, ok := pl.regions[r.Region]; ok {
 		if slot, ok := pl.inRegion(reg, from); ok {
-			out.Slot, out.Via = slot, ViaRegion
-			return out
+			return assigned(slot, viaRegion)
 		}
 	}
 	near, ok := pl.neighbours(r.Region)
 	if !ok {
-		out.Reason = ReasonRegionUnknown
+		out.how = regionUnknown
 		return out
 	}
 	for _, reg := range near {
 		if slot, ok := pl.inRegion(reg, from); ok {
-			out.Slot, out.Via = slot, ViaNearby
-			return out
+			return assigned(slot, viaNearby)
 		}
 	}
-	out.Reason = ReasonNoCapacity
+	out.how = noCapacity
 	return out
 }
 

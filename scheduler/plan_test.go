@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -23,6 +24,17 @@ func inventory(days, bands int, clinics []Clinic, capacity []int32) *Inventory {
 		}
 	}
 	return inv
+}
+
+// A run holds one Outcome per registration while it writes: it must stay
+// two words, not grow a string per field again.
+func TestOutcomeIsSmall(t *testing.T) {
+	t.Parallel()
+	require.LessOrEqual(t, unsafe.Sizeof(Outcome{}), uintptr(16))
+	for _, o := range []Outcome{{Slot: 3, how: viaNearby}, {Slot: -1, how: regionUnknown}} {
+		require.Equal(t, o.Assigned(), o.Via() != "", "an outcome has a via exactly when assigned")
+		require.Equal(t, !o.Assigned(), o.Reason() != "", "and a reason exactly when not")
+	}
 }
 
 func TestPlanPreferenceOrder(t *testing.T) {
@@ -70,27 +82,27 @@ func TestPlanPreferenceOrder(t *testing.T) {
 		require.Equal(t, regs[order[k]].ID, o.Registration)
 		if w.clinic == "" {
 			require.False(t, o.Assigned(), "registration %d", o.Registration)
-			require.Equal(t, w.reason, o.Reason, "registration %d", o.Registration)
+			require.Equal(t, w.reason, o.Reason(), "registration %d", o.Registration)
 			continue
 		}
-		require.True(t, o.Assigned(), "registration %d: %s", o.Registration, o.Reason)
-		c, _, _ := inv.slotOf(o.Slot)
+		require.True(t, o.Assigned(), "registration %d: %s", o.Registration, o.Reason())
+		c, _, _ := inv.slotOf(int(o.Slot))
 		require.Equal(t, w.clinic, clinics[c].ID, "registration %d", o.Registration)
-		require.Equal(t, w.via, o.Via, "registration %d", o.Registration)
+		require.Equal(t, w.via, o.Via(), "registration %d", o.Registration)
 	}
 
 	// With room left: a region without clinics goes to its province's
 	// nearest; an unknown region is not sent anywhere.
 	inv = inventory(1, 1, clinics, []int32{0, 0, 1, 1, 1})
 	got = Plan(inv, regs, []int{7, 8}, 0, nil)
-	c, _, _ := inv.slotOf(got[0].Slot)
+	c, _, _ := inv.slotOf(int(got[0].Slot))
 	require.Equal(t, "c", clinics[c].ID)
-	require.Equal(t, ReasonRegionUnknown, got[1].Reason)
+	require.Equal(t, ReasonRegionUnknown, got[1].Reason())
 
 	// A distance limit keeps Seoul out of Busan.
 	inv = inventory(1, 1, clinics, []int32{0, 0, 0, 1, 1})
 	got = Plan(inv, regs, []int{3}, 100, nil)
-	require.Equal(t, ReasonNoCapacity, got[0].Reason)
+	require.Equal(t, ReasonNoCapacity, got[0].Reason())
 }
 
 func TestPlanEarliestDateAndBands(t *testing.T) {
@@ -109,7 +121,7 @@ func TestPlanEarliestDateAndBands(t *testing.T) {
 	want := []slot{{1, 0}, {1, 1}, {0, 0}, {2, 0}, {2, 1}}
 	for k, w := range want {
 		require.True(t, got[k].Assigned())
-		_, d, b := inv.slotOf(got[k].Slot)
+		_, d, b := inv.slotOf(int(got[k].Slot))
 		require.Equal(t, w, slot{d, b}, "registration %d", got[k].Registration)
 	}
 }

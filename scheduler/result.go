@@ -87,18 +87,18 @@ func summarize(inv *Inventory, regs []Registration, order []int, plan []Outcome)
 		}
 		if o.Assigned() {
 			res.Assigned++
-			res.AssignedVia[o.Via]++
+			res.AssignedVia[o.Via()]++
 			assigned[order[k]] = true
-			_, day, _ := inv.slotOf(o.Slot)
+			_, day, _ := inv.slotOf(int(o.Slot))
 			perDay[day]++
 			continue
 		}
 		res.Unassigned++
-		res.UnassignedByReason[o.Reason]++
+		res.UnassignedByReason[o.Reason()]++
 		if res.UnassignedByRegion[r.Region] == nil {
 			res.UnassignedByRegion[r.Region] = map[Reason]int{}
 		}
-		res.UnassignedByRegion[r.Region][o.Reason]++
+		res.UnassignedByRegion[r.Region][o.Reason()]++
 	}
 	for d := range inv.Days {
 		du := DayUse{Day: inv.Start.AddDate(0, 0, d).Format(prereg.DateLayout), Assigned: perDay[d]}
@@ -112,7 +112,7 @@ func summarize(inv *Inventory, regs []Registration, order []int, plan []Outcome)
 		res.Days = append(res.Days, du)
 	}
 	if len(regs) > 0 {
-		arrival := arrivalOrder(regs)
+		arrival := arrivalIndexes(regs)
 		for d := range 10 {
 			lo, hi := d*len(regs)/10, (d+1)*len(regs)/10
 			dec := Decile{Decile: d + 1, Registrations: hi - lo}

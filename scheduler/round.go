@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -73,21 +75,11 @@ func (e InputEntry) registration() (Registration, error) {
 func EncodeInput(entries []InputEntry) ([]byte, error) {
 	var b bytes.Buffer
 	b.Grow(len(entries) * 32)
-	for i, e := range entries {
-		if i > 0 && e.ID <= entries[i-1].ID {
-			return nil, fmt.Errorf("encode input: registration %d after %d: ids must ascend", e.ID, entries[i-1].ID)
+	enc := inputEncoder{w: &b}
+	for _, e := range entries {
+		if err := enc.add(e); err != nil {
+			return nil, err
 		}
-		for _, f := range []string{e.Region, e.Clinic, e.Earliest} {
-			if strings.ContainsAny(f, "\t\n") {
-				return nil, fmt.Errorf("encode input: registration %d: a field holds a tab or line feed", e.ID)
-			}
-		}
-		b.WriteString(strconv.FormatInt(e.ID, 10))
-		for _, f := range []string{e.Region, e.Clinic, e.Earliest} {
-			b.WriteByte('\t')
-			b.WriteString(f)
-		}
-		b.WriteByte('\n')
 	}
 	return b.Bytes(), nil
 }
@@ -95,13 +87,67 @@ func EncodeInput(entries []InputEntry) ([]byte, error) {
 // InputHash is the hex SHA-256 of EncodeInput(entries): what is published
 // when the window closes.
 func InputHash(entries []InputEntry) (string, error) {
-	enc, err := EncodeInput(entries)
-	if err != nil {
-		return "", err
+	h := NewInputHasher()
+	for _, e := range entries {
+		if err := h.Add(e); err != nil {
+			return "", err
+		}
 	}
-	h := sha256.Sum256(enc)
-	return hex.EncodeToString(h[:]), nil
+	return h.Sum(), nil
 }
+
+// inputEncoder writes EncodeInput's encoding one entry at a time.
+type inputEncoder struct {
+	w    io.Writer
+	line []byte
+	last int64
+	n    int
+}
+
+// add encodes the next entry; it refuses one whose id does not ascend or
+// whose fields hold a tab or line feed.
+func (enc *inputEncoder) add(e InputEntry) error {
+	if enc.n > 0 && e.ID <= enc.last {
+		return fmt.Errorf("encode input: registration %d after %d: ids must ascend", e.ID, enc.last)
+	}
+	for _, f := range []string{e.Region, e.Clinic, e.Earliest} {
+		if strings.ContainsAny(f, "\t\n") {
+			return fmt.Errorf("encode input: registration %d: a field holds a tab or line feed", e.ID)
+		}
+	}
+	b := strconv.AppendInt(enc.line[:0], e.ID, 10)
+	for _, f := range []string{e.Region, e.Clinic, e.Earliest} {
+		b = append(b, '\t')
+		b = append(b, f...)
+	}
+	b = append(b, '\n')
+	enc.line = b
+	enc.last, enc.n = e.ID, enc.n+1
+	if _, err := enc.w.Write(b); err != nil {
+		return fmt.Errorf("encode input: %w", err)
+	}
+	return nil
+}
+
+// InputHasher takes InputHash of a round's input one entry at a time, so
+// that the input can be hashed as it is read instead of held whole.
+type InputHasher struct {
+	h   hash.Hash
+	enc inputEncoder
+}
+
+// NewInputHasher starts an InputHash.
+func NewInputHasher() *InputHasher {
+	h := sha256.New()
+	return &InputHasher{h: h, enc: inputEncoder{w: h}}
+}
+
+// Add hashes the next entry. Entries must come in strictly ascending id
+// order with fields free of tabs and line feeds, as for EncodeInput.
+func (h *InputHasher) Add(e InputEntry) error { return h.enc.add(e) }
+
+// Sum is the hex SHA-256 of the entries added: InputHash of them.
+func (h *InputHasher) Sum() string { return hex.EncodeToString(h.h.Sum(nil)) }
 
 // AdvanceRounds does what the clock asks of a campaign's lotteries: it
 // commits a seed for every window that has opened without one, and freezes
@@ -398,13 +444,13 @@ func VerifyRound(f *RoundFile) error {
 		slot, assigned := published[id]
 		switch {
 		case o.Assigned() && !assigned:
-			return mismatch("registration %d (drawn %d of %d): recomputed %s, published unassigned", id, k+1, len(plan), inv.describe(o.Slot))
-		case o.Assigned() && slot != o.Slot:
-			return mismatch("registration %d (drawn %d of %d): recomputed %s, published %s", id, k+1, len(plan), inv.describe(o.Slot), inv.describe(slot))
+			return mismatch("registration %d (drawn %d of %d): recomputed %s, published unassigned", id, k+1, len(plan), inv.describe(int(o.Slot)))
+		case o.Assigned() && slot != int(o.Slot):
+			return mismatch("registration %d (drawn %d of %d): recomputed %s, published %s", id, k+1, len(plan), inv.describe(int(o.Slot)), inv.describe(slot))
 		case !o.Assigned() && assigned:
-			return mismatch("registration %d (drawn %d of %d): recomputed unassigned (%s), published %s", id, k+1, len(plan), o.Reason, inv.describe(slot))
+			return mismatch("registration %d (drawn %d of %d): recomputed unassigned (%s), published %s", id, k+1, len(plan), o.Reason(), inv.describe(slot))
 		case !o.Assigned() && !unassigned[id]:
-			return mismatch("registration %d (drawn %d of %d): recomputed unassigned (%s), published nowhere", id, k+1, len(plan), o.Reason)
+			return mismatch("registration %d (drawn %d of %d): recomputed unassigned (%s), published nowhere", id, k+1, len(plan), o.Reason())
 		}
 		delete(published, id)
 		delete(unassigned, id)

@@ -427,6 +427,12 @@ func (j *Job) execute(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	// The frozen input's ids have chosen the snapshot's registrations: the
+	// run has no more use for them.
+	j.rec.Input = nil
+	if j.round != nil {
+		j.round.Input = nil
+	}
 	t1 := time.Now()
 	regs := snap.Registrations
 	var order []int
@@ -469,7 +475,11 @@ func (j *Job) execute(ctx context.Context) (Result, error) {
 			return res, err
 		}
 	}
-	if err := j.write(ctx, &snap.Inventory, regs, order, plan); err != nil {
+	// Writing needs only two marks of each registration: the rest of
+	// them, and the draw order, can go before the writes allocate.
+	marks := markWrites(regs, order)
+	snap.Registrations, regs, order = nil, nil, nil
+	if err := j.write(ctx, &snap.Inventory, plan, marks); err != nil {
 		return res, err
 	}
 	j.a.log.Debug("allocation timings", slog.Int64("run", j.rec.ID), slog.Duration("snapshot", t1.Sub(t0)),
@@ -483,18 +493,40 @@ func (j *Job) execute(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
-// write writes the plan in chunks, skipping what a resumed run wrote
-// already; each chunk is one transaction. Writers work in parallel on
-// disjoint clinics (unassigned registrations are split by id), so that no
-// two transactions ever touch the same slot or registration rows.
-func (j *Job) write(ctx context.Context, inv *Inventory, regs []Registration, order []int, plan []Outcome) error {
-	done := 0
-	for _, i := range order {
+// What write needs of a registration, in draw order.
+const (
+	markWritten       uint8 = 1 << iota // Registration.Written
+	markWasUnassigned                   // Registration.WasUnassigned
+)
+
+// markWrites is, per outcome of a plan over regs in order, the marks of
+// its registration.
+func markWrites(regs []Registration, order []int) []uint8 {
+	marks := make([]uint8, len(order))
+	for k, i := range order {
 		if regs[i].Written {
+			marks[k] |= markWritten
+		}
+		if regs[i].WasUnassigned {
+			marks[k] |= markWasUnassigned
+		}
+	}
+	return marks
+}
+
+// write writes the plan in chunks, skipping what a resumed run wrote
+// already (marks, per outcome); each chunk is one transaction. Writers
+// work in parallel on disjoint clinics (unassigned registrations are split
+// by id), so that no two transactions ever touch the same slot or
+// registration rows.
+func (j *Job) write(ctx context.Context, inv *Inventory, plan []Outcome, marks []uint8) error {
+	done := 0
+	for _, m := range marks {
+		if m&markWritten != 0 {
 			done++
 		}
 	}
-	total := len(regs)
+	total := len(plan)
 	if err := j.a.store.SetTotal(ctx, j.rec.ID, total, done); err != nil {
 		return err
 	}
@@ -540,20 +572,19 @@ func (j *Job) write(ctx context.Context, inv *Inventory, regs []Registration, or
 		}
 		pending[w] = Chunk{}
 	}
-	for k, i := range order {
-		if regs[i].Written || ctx.Err() != nil {
+	for k, o := range plan {
+		if marks[k]&markWritten != 0 || ctx.Err() != nil {
 			continue
 		}
-		o := plan[k]
 		var w int
 		if o.Assigned() {
-			c, day, band := inv.slotOf(o.Slot)
+			c, day, band := inv.slotOf(int(o.Slot))
 			w = c % writers
 			pending[w].Assignments = append(pending[w].Assignments, Assignment{Registration: o.Registration,
-				Clinic: inv.Clinics[c].ID, Day: inv.Start.AddDate(0, 0, day), Band: band, WasUnassigned: regs[i].WasUnassigned})
+				Clinic: inv.Clinics[c].ID, Day: inv.Start.AddDate(0, 0, day), Band: band, WasUnassigned: marks[k]&markWasUnassigned != 0})
 		} else {
 			w = int(o.Registration % int64(writers))
-			pending[w].Unassigned = append(pending[w].Unassigned, Unassigned{Registration: o.Registration, Reason: o.Reason})
+			pending[w].Unassigned = append(pending[w].Unassigned, Unassigned{Registration: o.Registration, Reason: o.Reason()})
 		}
 		if len(pending[w].Assignments)+len(pending[w].Unassigned) >= j.a.cfg.ChunkSize {
 			send(w)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -17,6 +19,19 @@ import (
 func init() {
 	register(command{name: "allocate", summary: "batch allocation of a window's registrations (dry run first)", run: cmdAllocate})
 }
+
+// AllocateGCPercent is the garbage collector's target (GOGC) of the
+// allocate command, unless GOGC is set.
+//
+// A run holds its round's registrations, their draw and their plan, some
+// 130 bytes per registration at the peak, and allocates about ten times
+// that on its way, mostly in encoding the chunks it writes. At the
+// runtime's default target (100) the heap grows to twice the live part
+// before a collection, so the garbage is as large as the round. At 50 the
+// peak resident size of a run over 300,000 registrations falls from about
+// 107 to 89 MiB, for no CPU that can be told apart: PostgreSQL does most
+// of a run's work, and the collector marks a small heap.
+const AllocateGCPercent = 50
 
 func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "allocate", "--campaign C --window W [--dry-run] [--policy lottery|fcfs] [--format text|json]")
@@ -37,6 +52,14 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 	}
 	if *chunk < 1 || *maxKm < 0 {
 		return usagef("want --chunk >= 1 and --max-distance-km >= 0")
+	}
+	cfg, _, err := env.Config(false)
+	if err != nil {
+		return err
+	}
+	if cfg.GC.GOGC == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(AllocateGCPercent))
+		env.Logger.Debug("garbage collector target set for allocation (GOGC unset)", slog.Int("gogc", AllocateGCPercent))
 	}
 	pool, closeDB, err := env.Database(ctx, true)
 	if err != nil {
