@@ -12,6 +12,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/prereg/prereg/app"
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/scheduler"
 )
@@ -19,19 +20,6 @@ import (
 func init() {
 	register(command{name: "allocate", summary: "batch allocation of a window's registrations (dry run first)", run: cmdAllocate})
 }
-
-// AllocateGCPercent is the garbage collector's target (GOGC) of the
-// allocate command, unless GOGC is set.
-//
-// A run holds its round's registrations, their draw and their plan, some
-// 130 bytes per registration at the peak, and allocates about ten times
-// that on its way, mostly in encoding the chunks it writes. At the
-// runtime's default target (100) the heap grows to twice the live part
-// before a collection, so the garbage is as large as the round. At 50 the
-// peak resident size of a run over 300,000 registrations falls from about
-// 107 to 89 MiB, for no CPU that can be told apart: PostgreSQL does most
-// of a run's work, and the collector marks a small heap.
-const AllocateGCPercent = 50
 
 func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "allocate", "--campaign C --window W [--dry-run] [--policy lottery|fcfs] [--format text|json]")
@@ -58,8 +46,8 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if cfg.GC.GOGC == "" {
-		defer debug.SetGCPercent(debug.SetGCPercent(AllocateGCPercent))
-		env.Logger.Debug("garbage collector target set for allocation (GOGC unset)", slog.Int("gogc", AllocateGCPercent))
+		defer debug.SetGCPercent(debug.SetGCPercent(app.AllocateGCPercent))
+		env.Logger.Debug("garbage collector target set for allocation (GOGC unset)", slog.Int("gogc", app.AllocateGCPercent))
 	}
 	pool, closeDB, err := env.Database(ctx, true)
 	if err != nil {
