@@ -56,10 +56,9 @@ func benchCommand[O any, P benchOptions[O], R any](name, usage string, run func(
 			GC:          cfg.GC,
 			Stderr:      env.Stderr,
 		}
-		// Progress goes to stderr in text format only: JSON output stays clean.
-		if *format == "text" {
-			s.Progress = env.Stderr
-		}
+		// Progress goes to stderr in either format (a run takes minutes);
+		// the result, text or JSON, alone to stdout.
+		s.Progress = env.Stderr
 		res, err := run(ctx, s, o)
 		if err != nil {
 			return err
