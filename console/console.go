@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -55,9 +56,12 @@ type Sample struct {
 	VerifyBacklog    float64 `json:"verify_backlog"`
 	DedupeBacklog    float64 `json:"dedupe_backlog"`
 
-	Providers []Provider               `json:"providers"`
+	Providers []Provider `json:"providers"`
+	// Campaigns and Runs are the database's, as read at CountsAt: this
+	// sample's time, or on large tables an earlier one (countsDuty).
 	Campaigns map[string]CampaignCount `json:"campaigns"`
 	Runs      []Run                    `json:"runs"`
+	CountsAt  time.Time                `json:"counts_at"`
 	// Errors names what could not be read for this sample (the rest is
 	// shown): "database", "providers", "metrics".
 	Errors []string `json:"errors,omitempty"`
@@ -175,7 +179,9 @@ type Sampler struct {
 	mu   sync.Mutex
 	ring []Sample // oldest first, at most cfg.Keep
 	// prev holds the counters of the last sample, for the rates.
-	prev   counters
+	prev counters
+	// counts is the last reading of the database's counts.
+	counts lastCounts
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -186,9 +192,31 @@ type counters struct {
 	submits   map[string]float64
 	shed      map[string]float64
 	limited   map[string]float64
+	countsAt  time.Time // when decided and delivered were read
 	decided   map[string]int64
 	delivered map[string]int64
 }
+
+// lastCounts is the last reading of the database's counts: when, how long
+// it took, and what the samples show until the next (with their rates).
+type lastCounts struct {
+	at        time.Time
+	took      time.Duration
+	campaigns map[string]CampaignCount
+	runs      []Run
+}
+
+// countsDuty bounds what the console costs PostgreSQL. Its counts group
+// the decisions, the outbox and the appointments, tables that grow with
+// the campaign: at four million submissions one reading takes a
+// PostgreSQL backend a second or more, and at the sampling interval that
+// would be a core's share for as long as an admin process runs, watched or
+// not. So the counts are read again only once countsDuty times their last
+// reading's duration has passed (and not more often than the samples):
+// at most a tenth of one backend, however large the tables. In between
+// the samples show the last reading, and Sample.CountsAt says when it was
+// taken; on small tables that is every sample.
+const countsDuty = 10
 
 // New checks the configuration and fills its defaults.
 func New(cfg Config) (*Sampler, error) {
@@ -279,20 +307,28 @@ func (s *Sampler) Take(ctx context.Context) Sample {
 		smp.Providers = providers(hs)
 	}
 
-	dctx, cancel := context.WithTimeout(ctx, partTimeout)
-	counts, err := s.cfg.Store.Counts(dctx, now)
-	cancel()
-	if err != nil {
-		smp.Errors = append(smp.Errors, "database")
-		s.cfg.Log.Warn("console: database counts", slog.Any("err", err))
-	}
-	smp.Runs = counts.Runs
-	if smp.Runs == nil {
-		smp.Runs = []Run{}
-	}
-	for id, c := range counts.Campaigns {
-		cur.decided[id], cur.delivered[id] = c.Decided, c.Outbox["delivered"]
-		smp.Campaigns[id] = c
+	// The database's counts, when they are due (countsDuty).
+	s.mu.Lock()
+	due := s.counts.at.IsZero() || now.Sub(s.counts.at) >= max(s.cfg.Every, countsDuty*s.counts.took)
+	s.mu.Unlock()
+	var counts Counts
+	var took time.Duration
+	err = nil // the metrics' error is told above
+	if due {
+		dctx, cancel := context.WithTimeout(ctx, partTimeout)
+		start := s.cfg.Now()
+		counts, err = s.cfg.Store.Counts(dctx, now)
+		took = s.cfg.Now().Sub(start)
+		cancel()
+		if err != nil {
+			smp.Errors = append(smp.Errors, "database")
+			s.cfg.Log.Warn("console: database counts", slog.Any("err", err))
+		}
+		smp.Runs = counts.Runs
+		for id, c := range counts.Campaigns {
+			cur.decided[id], cur.delivered[id] = c.Decided, c.Outbox["delivered"]
+			smp.Campaigns[id] = c
+		}
 	}
 
 	s.mu.Lock()
@@ -302,25 +338,43 @@ func (s *Sampler) Take(ctx context.Context) Sample {
 		smp.SubmitsPerS = rates(cur.submits, prev.submits, dt)
 		smp.ShedPerS = rates(cur.shed, prev.shed, dt)
 		smp.RateLimitedPerS = rates(cur.limited, prev.limited, dt)
-		for id, c := range smp.Campaigns {
-			if p, ok := prev.decided[id]; ok {
-				c.DecidedPerS = max(0, float64(c.Decided-p)/dt)
-			}
-			if p, ok := prev.delivered[id]; ok {
-				c.DeliveredPerS = max(0, float64(cur.delivered[id]-p)/dt)
-			}
-			smp.Campaigns[id] = c
-		}
 	}
 	if smp.SubmitsPerS == nil {
 		smp.SubmitsPerS, smp.ShedPerS, smp.RateLimitedPerS = map[string]float64{}, map[string]float64{}, map[string]float64{}
 	}
-	if err == nil {
-		s.prev = cur
-	} else {
-		// Without the database's counts the next rates of decisions
-		// would be wrong; keep the metrics' only.
-		s.prev.at, s.prev.submits, s.prev.shed, s.prev.limited = cur.at, cur.submits, cur.shed, cur.limited
+	s.prev.at, s.prev.submits, s.prev.shed, s.prev.limited = cur.at, cur.submits, cur.shed, cur.limited
+	switch {
+	case due && err == nil:
+		// Rates of decisions and reports since the last reading: a
+		// reading that failed is no base for them.
+		if dt := now.Sub(prev.countsAt).Seconds(); !prev.countsAt.IsZero() && dt > 0 {
+			for id, c := range smp.Campaigns {
+				if p, ok := prev.decided[id]; ok {
+					c.DecidedPerS = max(0, float64(c.Decided-p)/dt)
+				}
+				if p, ok := prev.delivered[id]; ok {
+					c.DeliveredPerS = max(0, float64(cur.delivered[id]-p)/dt)
+				}
+				smp.Campaigns[id] = c
+			}
+		}
+		s.prev.countsAt, s.prev.decided, s.prev.delivered = now, cur.decided, cur.delivered
+		s.counts = lastCounts{at: now, took: took, campaigns: smp.Campaigns, runs: smp.Runs}
+		smp.CountsAt = now
+	case due:
+		// Failed: tried again after countsDuty times what it took (a
+		// timeout: partTimeout), with nothing to show meanwhile.
+		s.counts = lastCounts{at: now, took: took}
+	default:
+		smp.Campaigns = maps.Clone(s.counts.campaigns)
+		smp.Runs = s.counts.runs
+		smp.CountsAt = s.counts.at
+	}
+	if smp.Campaigns == nil {
+		smp.Campaigns = map[string]CampaignCount{}
+	}
+	if smp.Runs == nil {
+		smp.Runs = []Run{}
 	}
 	s.ring = append(s.ring, smp)
 	if n := len(s.ring) - s.cfg.Keep; n > 0 {

@@ -125,3 +125,58 @@ func itoa(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// slowStore is a fakeStore whose reading takes took of the test's clock.
+type slowStore struct {
+	fakeStore
+	clock *time.Time
+	took  time.Duration
+	reads int
+}
+
+func (s *slowStore) Counts(ctx context.Context, now time.Time) (console.Counts, error) {
+	s.reads++
+	*s.clock = s.clock.Add(s.took)
+	return s.fakeStore.Counts(ctx, now)
+}
+
+// On tables large enough that reading the counts takes a while, the
+// sampler reads them again only after ten times that, showing the last
+// reading (and when it was taken) in between, with the rates since the
+// reading before.
+func TestSamplerSparesALargeDatabase(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
+	store := &slowStore{clock: &now, took: time.Second}
+	s, err := console.New(console.Config{Gatherer: prometheus.NewRegistry(), Store: store, Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	first := s.Take(ctx)
+	require.Equal(t, 1, store.reads)
+	require.Equal(t, first.At, first.CountsAt)
+
+	store.decided = 100
+	var last console.Sample
+	for range 4 { // 2 s apart, within ten times the reading's second
+		now = now.Add(2 * time.Second)
+		last = s.Take(ctx)
+		require.Equal(t, 1, store.reads, "read again too soon")
+		require.Equal(t, first.CountsAt, last.CountsAt)
+		require.Equal(t, int64(0), last.Campaigns["c1"].Decided, "the last reading shown")
+	}
+	now = now.Add(2 * time.Second)
+	next := s.Take(ctx)
+	require.Equal(t, 2, store.reads, "read again once ten times its duration has passed")
+	require.Equal(t, next.At, next.CountsAt)
+	require.Equal(t, int64(100), next.Campaigns["c1"].Decided)
+	dt := next.CountsAt.Sub(first.CountsAt).Seconds()
+	require.InDelta(t, 100/dt, next.Campaigns["c1"].DecidedPerS, 1e-9, "the rate over the time between the readings")
+
+	store.took = time.Millisecond // small tables: every sample reads
+	now = now.Add(20 * time.Second)
+	s.Take(ctx)
+	now = now.Add(2 * time.Second)
+	s.Take(ctx)
+	require.Equal(t, 4, store.reads)
+}
