@@ -58,7 +58,9 @@ type Sample struct {
 
 	Providers []Provider `json:"providers"`
 	// Campaigns and Runs are the database's, as read at CountsAt: this
-	// sample's time, or on large tables an earlier one (countsDuty).
+	// sample's time, or an earlier one on large tables (countsDuty) or
+	// while the database cannot be read (Errors says "database"; zero:
+	// never read).
 	Campaigns map[string]CampaignCount `json:"campaigns"`
 	Runs      []Run                    `json:"runs"`
 	CountsAt  time.Time                `json:"counts_at"`
@@ -197,11 +199,15 @@ type counters struct {
 	delivered map[string]int64
 }
 
-// lastCounts is the last reading of the database's counts: when, how long
-// it took, and what the samples show until the next (with their rates).
+// lastCounts is the database's counts as last read: when they were last
+// tried, how long that took and whether it failed, and the last good
+// reading (its time and what the samples show until the next, with their
+// rates).
 type lastCounts struct {
-	at        time.Time
+	tried     time.Time
 	took      time.Duration
+	failed    bool
+	at        time.Time
 	campaigns map[string]CampaignCount
 	runs      []Run
 }
@@ -309,7 +315,7 @@ func (s *Sampler) Take(ctx context.Context) Sample {
 
 	// The database's counts, when they are due (countsDuty).
 	s.mu.Lock()
-	due := s.counts.at.IsZero() || now.Sub(s.counts.at) >= max(s.cfg.Every, countsDuty*s.counts.took)
+	due := s.counts.tried.IsZero() || now.Sub(s.counts.tried) >= max(s.cfg.Every, countsDuty*s.counts.took)
 	s.mu.Unlock()
 	var counts Counts
 	var took time.Duration
@@ -343,10 +349,8 @@ func (s *Sampler) Take(ctx context.Context) Sample {
 		smp.SubmitsPerS, smp.ShedPerS, smp.RateLimitedPerS = map[string]float64{}, map[string]float64{}, map[string]float64{}
 	}
 	s.prev.at, s.prev.submits, s.prev.shed, s.prev.limited = cur.at, cur.submits, cur.shed, cur.limited
-	switch {
-	case due && err == nil:
-		// Rates of decisions and reports since the last reading: a
-		// reading that failed is no base for them.
+	if due && err == nil {
+		// Rates of decisions and reports since the last good reading.
 		if dt := now.Sub(prev.countsAt).Seconds(); !prev.countsAt.IsZero() && dt > 0 {
 			for id, c := range smp.Campaigns {
 				if p, ok := prev.decided[id]; ok {
@@ -359,13 +363,17 @@ func (s *Sampler) Take(ctx context.Context) Sample {
 			}
 		}
 		s.prev.countsAt, s.prev.decided, s.prev.delivered = now, cur.decided, cur.delivered
-		s.counts = lastCounts{at: now, took: took, campaigns: smp.Campaigns, runs: smp.Runs}
+		s.counts = lastCounts{tried: now, took: took, at: now, campaigns: smp.Campaigns, runs: smp.Runs}
 		smp.CountsAt = now
-	case due:
-		// Failed: tried again after countsDuty times what it took (a
-		// timeout: partTimeout), with nothing to show meanwhile.
-		s.counts = lastCounts{at: now, took: took}
-	default:
+	} else {
+		// Not due, or failed (tried again after countsDuty times what it
+		// took: a timeout's partTimeout): the last good reading, said to
+		// be of its time, and the failure while it lasts.
+		if due {
+			s.counts.tried, s.counts.took, s.counts.failed = now, took, true
+		} else if s.counts.failed {
+			smp.Errors = append(smp.Errors, "database")
+		}
 		smp.Campaigns = maps.Clone(s.counts.campaigns)
 		smp.Runs = s.counts.runs
 		smp.CountsAt = s.counts.at

@@ -94,6 +94,8 @@ func TestSamplerRatesAndRing(t *testing.T) {
 	third := s.Take(ctx)
 	require.Equal(t, []string{"database"}, third.Errors)
 	require.Equal(t, 100.0, third.Accepted)
+	require.Equal(t, int64(40), third.Campaigns["c1"].Decided, "the last good reading is shown")
+	require.Equal(t, second.At, third.CountsAt, "and said to be of its time")
 
 	store.err = nil
 	now = now.Add(2 * time.Second)
@@ -173,10 +175,28 @@ func TestSamplerSparesALargeDatabase(t *testing.T) {
 	dt := next.CountsAt.Sub(first.CountsAt).Seconds()
 	require.InDelta(t, 100/dt, next.Campaigns["c1"].DecidedPerS, 1e-9, "the rate over the time between the readings")
 
+	// A reading that fails is tried again after ten times what it took;
+	// meanwhile the samples show the last good reading and the failure.
+	store.err = context.DeadlineExceeded
+	now = now.Add(20 * time.Second)
+	failed := s.Take(ctx)
+	require.Equal(t, 3, store.reads)
+	require.Equal(t, []string{"database"}, failed.Errors)
+	require.Equal(t, next.CountsAt, failed.CountsAt)
+	require.Equal(t, int64(100), failed.Campaigns["c1"].Decided)
+	now = now.Add(2 * time.Second)
+	after := s.Take(ctx)
+	require.Equal(t, 3, store.reads, "not tried again too soon")
+	require.Equal(t, []string{"database"}, after.Errors, "the failure is still told")
+	store.err = nil
+	now = now.Add(10 * time.Second)
+	require.Empty(t, s.Take(ctx).Errors)
+	require.Equal(t, 4, store.reads)
+
 	store.took = time.Millisecond // small tables: every sample reads
 	now = now.Add(20 * time.Second)
 	s.Take(ctx)
 	now = now.Add(2 * time.Second)
 	s.Take(ctx)
-	require.Equal(t, 4, store.reads)
+	require.Equal(t, 6, store.reads)
 }
