@@ -884,15 +884,14 @@ func freeAddr() (string, error) {
 // pgCPU follows the CPU of the PostgreSQL backends connected to one
 // database (client backends, autovacuum workers), read from /proc: a
 // sampler keeps the last CPU time seen of each backend, so a backend that
-// has exited still counts up to its last sample (a second at most
-// missed). Its own connection, which also runs the benchmark's probes
-// (query), is left out with the parallel workers it leads: a probe that
+// has exited still counts up to its last sample (pgCPUEvery at most
+// missed). Its own connections, the sampler's and the benchmark's probes'
+// (query), are left out with the parallel workers they lead: a probe that
 // counts the decisions or the outbox every 250 ms scans tables that grow
 // with the run, and that is the benchmark's cost, not the pipeline's.
 type pgCPU struct {
 	pool   *pgxpool.Pool
 	dbName string
-	self   int
 
 	mu     sync.Mutex
 	seen   map[int]time.Duration // by pid
@@ -900,28 +899,38 @@ type pgCPU struct {
 	exited chan struct{}
 }
 
+const (
+	// pgCPUApp names the sampler's and the probes' connections, which
+	// are not counted.
+	pgCPUApp = "prereg-bench-scale-probe"
+	// pgCPUEvery is how often the backends' CPU is read: a backend that
+	// lives shorter than this may go unseen.
+	pgCPUEvery = 250 * time.Millisecond
+)
+
 func newPGCPU(ctx context.Context, url, dbName string) (*pgCPU, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres cpu sampler: %w", err)
 	}
-	cfg.MaxConns = 1
+	cfg.MaxConns = 2 // the sampler's, and the probes' so that a slow one delays no sample
+	cfg.ConnConfig.RuntimeParams["application_name"] = pgCPUApp
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres cpu sampler: %w", err)
 	}
-	p := &pgCPU{pool: pool, dbName: dbName, seen: map[int]time.Duration{}, stop: make(chan struct{}), exited: make(chan struct{})}
-	if err := pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&p.self); err != nil {
+	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres cpu sampler: %w", err)
 	}
+	p := &pgCPU{pool: pool, dbName: dbName, seen: map[int]time.Duration{}, stop: make(chan struct{}), exited: make(chan struct{})}
 	go func() {
 		defer close(p.exited)
 		for {
 			select {
 			case <-p.stop:
 				return
-			case <-time.After(time.Second):
+			case <-time.After(pgCPUEvery):
 				p.sample(context.Background())
 			}
 		}
@@ -931,8 +940,10 @@ func newPGCPU(ctx context.Context, url, dbName string) (*pgCPU, error) {
 
 // sample reads each backend's CPU time.
 func (p *pgCPU) sample(ctx context.Context) {
-	rows, err := p.pool.Query(ctx, `SELECT pid FROM pg_stat_activity
-		WHERE datname = $1 AND pid <> $2 AND coalesce(leader_pid, 0) <> $2`, p.dbName, p.self)
+	rows, err := p.pool.Query(ctx, `SELECT a.pid FROM pg_stat_activity a
+		WHERE a.datname = $1 AND a.application_name IS DISTINCT FROM $2
+			AND NOT EXISTS (SELECT 1 FROM pg_stat_activity l WHERE l.pid = a.leader_pid AND l.application_name = $2)`,
+		p.dbName, pgCPUApp)
 	if err != nil {
 		return
 	}
