@@ -225,7 +225,9 @@ func (s *Service) Start(ctx context.Context) error {
 			return fmt.Errorf("intake: %w", err)
 		}
 	}
-	if err := s.bindBuckets(loadCtx); err != nil {
+	// The buckets' streams may still be electing their leaders when every
+	// process of a cluster starts at once.
+	if err := stream.WhenReady(loadCtx, s.log, "bind the receipt buckets", s.bindBuckets); err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
 	s.mu.Lock()

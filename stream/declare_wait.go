@@ -31,20 +31,29 @@ func notReady(err error) bool {
 // DeclareWhenReady is Declare for a process that starts beside its
 // JetStream: on a cluster still electing its leaders the declaration times
 // out, and every process of a deployment declares at once. It tries again
-// with capped backoff until ctx ends, saying so once a wait starts and
-// once a minute after; an error about the streams themselves (a retention
+// as WhenReady does; an error about the streams themselves (a retention
 // that cannot change in place) is returned at once.
 func DeclareWhenReady(ctx context.Context, js jetstream.JetStream, c Config) error {
-	log := c.Logger
+	return WhenReady(ctx, c.Logger, "declare the streams", func(ctx context.Context) error {
+		return Declare(ctx, js, c)
+	})
+}
+
+// WhenReady runs fn, what a process does with JetStream as it starts
+// (declare the streams, bind a bucket), until it succeeds or fails for a
+// reason other than JetStream not answering yet: a cluster whose streams
+// still elect their leaders times out. It tries again with capped backoff
+// until ctx ends, saying so once a wait starts and once a minute after.
+func WhenReady(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var since, said time.Time
 	for attempt := 1; ; attempt++ {
-		err := Declare(ctx, js, c)
+		err := fn(ctx)
 		if err == nil || !notReady(err) || ctx.Err() != nil {
 			if err == nil && !since.IsZero() {
-				log.Info("streams declared", slog.Duration("after", time.Since(since).Round(time.Millisecond)), slog.Int("attempts", attempt))
+				log.Info("JetStream ready", slog.String("to", what), slog.Duration("after", time.Since(since).Round(time.Millisecond)), slog.Int("attempts", attempt))
 			}
 			return err
 		}
@@ -54,7 +63,7 @@ func DeclareWhenReady(ctx context.Context, js jetstream.JetStream, c Config) err
 		}
 		if said.IsZero() || now.Sub(said) >= time.Minute {
 			said = now
-			log.Warn("JetStream is not ready to declare the streams; waiting", slog.Int("attempts", attempt), slog.Any("err", err))
+			log.Warn("JetStream is not ready; waiting", slog.String("to", what), slog.Int("attempts", attempt), slog.Any("err", err))
 		}
 		select {
 		case <-ctx.Done():
