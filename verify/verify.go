@@ -136,7 +136,15 @@ func (v *Verifier) Start(ctx context.Context) error {
 	if !v.started.CompareAndSwap(false, true) {
 		return errors.New("verify: started twice")
 	}
-	kv, err := openBuckets(ctx, v.js, v.set)
+	// The buckets' streams may still be electing their leaders when every
+	// process of a cluster starts at once.
+	var kv *buckets
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := stream.WhenReady(openCtx, v.log, "open the verify buckets", func(ctx context.Context) (err error) {
+		kv, err = openBuckets(ctx, v.js, v.set)
+		return err
+	})
+	cancel()
 	if err != nil {
 		return err
 	}
