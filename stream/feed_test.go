@@ -3,6 +3,7 @@ package stream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -312,4 +313,68 @@ func TestFeedSurvivesLostLeaderNode(t *testing.T) {
 		break
 	}
 	require.Equal(t, uint64(0), nc.Stats().Reconnects, "the Feed's connection never dropped")
+}
+
+// TestFeedDrain: Drain hands out what the client already holds, then
+// says the Feed is closed; a Stop after it ends it at once.
+func TestFeedDrain(t *testing.T) {
+	t.Parallel()
+	srv := streamtest.New(t, stream.Config{})
+	ctx := context.Background()
+	open := func(durable string) (*stream.Feed, *nats.Conn) {
+		t.Helper()
+		// A connection of its own, whose count of messages in says when
+		// the published ones have reached the client.
+		nc, err := srv.Connect()
+		require.NoError(t, err)
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		require.NoError(t, err)
+		h := worker.NewHealth("test", nil, nil)
+		h.Running()
+		f, err := stream.OpenFeed(ctx, stream.FeedConfig{
+			JetStream: js,
+			Stream:    stream.Verified,
+			Consumer:  jetstream.ConsumerConfig{Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: stream.VerifiedSubject(0)},
+			Health:    h,
+			Poll:      100 * time.Millisecond,
+		})
+		require.NoError(t, err)
+		t.Cleanup(f.Stop)
+		return f, nc
+	}
+	publish := func(n int) {
+		t.Helper()
+		for i := range n {
+			_, err := srv.JS.Publish(ctx, stream.VerifiedSubject(0), []byte(fmt.Sprint(i)))
+			require.NoError(t, err)
+		}
+	}
+
+	f, nc := open("feed-drain")
+	in := nc.Stats().InMsgs
+	publish(3)
+	require.Eventually(t, func() bool { return nc.Stats().InMsgs >= in+3 }, 5*time.Second, 5*time.Millisecond)
+	m, err := f.Next(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "0", string(m.Data()))
+	f.Drain()
+	var got []string
+	for {
+		m, err := f.Next(5 * time.Second)
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			break
+		}
+		require.NoError(t, err)
+		got = append(got, string(m.Data()))
+	}
+	require.Equal(t, []string{"1", "2"}, got)
+
+	g, _ := open("feed-drain-stop")
+	_, err = g.Next(5 * time.Second)
+	require.NoError(t, err)
+	g.Drain()
+	g.Stop()
+	_, err = g.Next(time.Second)
+	require.ErrorIs(t, err, jetstream.ErrMsgIteratorClosed)
 }
