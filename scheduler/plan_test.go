@@ -1,6 +1,8 @@
 package scheduler
 
 import (
+	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -167,6 +169,40 @@ func TestDrawOrder(t *testing.T) {
 		ka, kb := DrawKey([]byte("seed one, thirty-two bytes long!"), regs[a[k-1]].ID), DrawKey([]byte("seed one, thirty-two bytes long!"), regs[a[k]].ID)
 		require.Less(t, string(ka[:]), string(kb[:]), "drawn in ascending order of keys")
 	}
+}
+
+// DrawOrder sorts on the keys' first words; the order must be exactly that
+// of the whole keys' bytes, then of the ids, as the published rule says.
+func TestDrawOrderIsTheKeysOrder(t *testing.T) {
+	t.Parallel()
+	seed := []byte("seed one, thirty-two bytes long!")
+	regs := make([]Registration, 5000)
+	for i := range regs {
+		regs[i] = Registration{ID: int64(i*7919%100_003 + 1)}
+	}
+	want := make([]int, len(regs))
+	for i := range want {
+		want[i] = i
+	}
+	slices.SortFunc(want, func(a, b int) int {
+		ka, kb := DrawKey(seed, regs[a].ID), DrawKey(seed, regs[b].ID)
+		return cmp.Or(bytes.Compare(ka[:], kb[:]), cmp.Compare(regs[a].ID, regs[b].ID))
+	})
+	require.Equal(t, want, DrawOrder(seed, regs))
+}
+
+// Two keys whose first words tie are told apart by the rest of their bytes.
+func TestCompareDrawnTies(t *testing.T) {
+	t.Parallel()
+	seed := []byte("seed one, thirty-two bytes long!")
+	regs := []Registration{{ID: 10}, {ID: 20}}
+	k0, k1 := DrawKey(seed, 10), DrawKey(seed, 20)
+	want := bytes.Compare(k0[:], k1[:])
+	require.NotZero(t, want)
+	same := uint64(42) // as if both keys began with the same eight bytes
+	require.Equal(t, want, compareDrawn(seed, regs, drawn{first: same, i: 0}, drawn{first: same, i: 1}))
+	require.Equal(t, -want, compareDrawn(seed, regs, drawn{first: same, i: 1}, drawn{first: same, i: 0}))
+	require.Equal(t, -1, compareDrawn(seed, regs, drawn{first: 1, i: 1}, drawn{first: 2, i: 0}), "the first words decide when they differ")
 }
 
 // BenchmarkPlan plans 200,000 registrations, drawn by lottery, over 14,000
