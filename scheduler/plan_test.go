@@ -28,6 +28,25 @@ func inventory(days, bands int, clinics []Clinic, capacity []int32) *Inventory {
 	return inv
 }
 
+// A run holds every Registration it draws while it sorts and plans them:
+// eight words, the earliest date in one of them.
+func TestRegistrationIsSmall(t *testing.T) {
+	t.Parallel()
+	require.LessOrEqual(t, unsafe.Sizeof(Registration{}), uintptr(64))
+}
+
+// A Date keeps every civil date exactly, and its zero is the zero time.
+func TestDate(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, Date(0), DateOf(time.Time{}))
+	require.Equal(t, time.Time{}, Date(0).Time())
+	for _, d := range []time.Time{day0, day0.AddDate(0, 0, -5), time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2099, 12, 31, 0, 0, 0, 0, time.UTC)} {
+		require.NotZero(t, DateOf(d))
+		require.Equal(t, d, DateOf(d).Time(), "%s", d)
+		require.Equal(t, d.Format(time.DateOnly), DateOf(d).Time().Format(time.DateOnly))
+	}
+}
+
 // A run holds one Outcome per registration while it writes: it must stay
 // two words, not grow a string per field again.
 func TestOutcomeIsSmall(t *testing.T) {
@@ -58,7 +77,7 @@ func TestPlanPreferenceOrder(t *testing.T) {
 		{ID: 4, Region: "11110"},
 		{ID: 5, Region: "11110"},
 		{ID: 6, Region: "11110"},
-		{ID: 7, Region: "11110", Earliest: day0.AddDate(0, 0, 1)},
+		{ID: 7, Region: "11110", Earliest: DateOf(day0.AddDate(0, 0, 1))},
 		{ID: 8, Region: "11170"}, // no clinic of its own: placed by its province
 		{ID: 9, Region: "99999"}, // nowhere
 	}
@@ -112,11 +131,11 @@ func TestPlanEarliestDateAndBands(t *testing.T) {
 	clinics := []Clinic{{ID: "a", Region: "11110", Lat: 37.5, Lng: 127}}
 	inv := inventory(3, 2, clinics, []int32{1})
 	regs := []Registration{
-		{ID: 1, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, 1)},
-		{ID: 2, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, 1)},
-		{ID: 3, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, -5)},
-		{ID: 4, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, 2)},
-		{ID: 5, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, 1)},
+		{ID: 1, Region: "11110", Clinic: "a", Earliest: DateOf(day0.AddDate(0, 0, 1))},
+		{ID: 2, Region: "11110", Clinic: "a", Earliest: DateOf(day0.AddDate(0, 0, 1))},
+		{ID: 3, Region: "11110", Clinic: "a", Earliest: DateOf(day0.AddDate(0, 0, -5))},
+		{ID: 4, Region: "11110", Clinic: "a", Earliest: DateOf(day0.AddDate(0, 0, 2))},
+		{ID: 5, Region: "11110", Clinic: "a", Earliest: DateOf(day0.AddDate(0, 0, 1))},
 	}
 	got := Plan(inv, regs, []int{0, 1, 2, 3, 4}, 0, nil)
 	type slot struct{ day, band int }
