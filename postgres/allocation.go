@@ -443,12 +443,12 @@ func eachRegistration(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord, byI
 		func() error {
 			reg.Arrival = received.UnixNano()
 			reg.Region, reg.Clinic = strs.of(region), strs.of(clinic)
-			reg.Earliest = time.Time{}
+			reg.Earliest = 0
 			if earliest.Valid {
 				if earliest.InfinityModifier != pgtype.Finite {
 					return fmt.Errorf("registration %d: an infinite earliest date", reg.ID)
 				}
-				reg.Earliest = earliest.Time
+				reg.Earliest = scheduler.DateOf(earliest.Time)
 			}
 			return fn(&reg)
 		})
@@ -459,21 +459,115 @@ func eachRegistration(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord, byI
 }
 
 // selectRegistrations collects eachRegistration's selection for a run.
+//
+// A run of a frozen round selects at most its input: room for all of it
+// from the start. Any other run does not know how many it will read, and a
+// slice grown by append holds its old and new arrays at once (up to 2.25
+// times the registrations' 64 bytes each, plus the garbage of earlier
+// growths): the registrations are packed into fixed blocks of 32 bytes each
+// as they are read, and unpacked once into a slice of exactly their number.
 func selectRegistrations(ctx context.Context, tx pgx.Tx, r scheduler.RunRecord) ([]scheduler.Registration, error) {
-	// A run of a frozen round selects at most its input: room for all of
-	// it from the start, rather than the copies of a growing slice.
-	var out []scheduler.Registration
 	if r.Frozen {
-		out = make([]scheduler.Registration, 0, len(r.Input))
+		out := make([]scheduler.Registration, 0, len(r.Input))
+		err := eachRegistration(ctx, tx, r, false, func(reg *scheduler.Registration) error {
+			out = append(out, *reg)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return out, nil
 	}
-	err := eachRegistration(ctx, tx, r, false, func(reg *scheduler.Registration) error {
-		out = append(out, *reg)
-		return nil
-	})
-	if err != nil {
+	var p packedRegistrations
+	if err := eachRegistration(ctx, tx, r, false, p.add); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return p.unpack(), nil
+}
+
+// packedRegistrations holds registrations as they are read, in blocks that
+// are never copied, at 32 bytes a registration instead of 64.
+type packedRegistrations struct {
+	blocks  [][]packedRegistration
+	n       int
+	strs    []string // region and clinic values, by index
+	indexOf map[string]uint32
+}
+
+type packedRegistration struct {
+	id, arrival    int64
+	earliest       scheduler.Date
+	region, clinic uint32
+}
+
+// packedBlock is the registrations of one block: 256 KiB.
+const packedBlock = 8192
+
+// The flags of a packed registration, in the top bits of its clinic index.
+const (
+	packedCarriedOver   uint32 = 1 << 31
+	packedWasUnassigned uint32 = 1 << 30
+	packedWritten       uint32 = 1 << 29
+	packedIndex                = packedWritten - 1
+)
+
+func (p *packedRegistrations) str(s string) (uint32, error) {
+	if i, ok := p.indexOf[s]; ok {
+		return i, nil
+	}
+	if p.indexOf == nil {
+		p.indexOf = map[string]uint32{}
+	}
+	i := uint32(len(p.strs))
+	if i > packedIndex {
+		return 0, fmt.Errorf("more than %d distinct regions and clinics", packedIndex+1)
+	}
+	p.strs = append(p.strs, s)
+	p.indexOf[s] = i
+	return i, nil
+}
+
+func (p *packedRegistrations) add(r *scheduler.Registration) error {
+	region, err := p.str(r.Region)
+	if err != nil {
+		return err
+	}
+	clinic, err := p.str(r.Clinic)
+	if err != nil {
+		return err
+	}
+	e := packedRegistration{id: r.ID, arrival: r.Arrival, earliest: r.Earliest, region: region, clinic: clinic}
+	for _, f := range []struct {
+		set  bool
+		flag uint32
+	}{{r.CarriedOver, packedCarriedOver}, {r.WasUnassigned, packedWasUnassigned}, {r.Written, packedWritten}} {
+		if f.set {
+			e.clinic |= f.flag
+		}
+	}
+	if p.n%packedBlock == 0 {
+		p.blocks = append(p.blocks, make([]packedRegistration, 0, packedBlock))
+	}
+	b := &p.blocks[len(p.blocks)-1]
+	*b = append(*b, e)
+	p.n++
+	return nil
+}
+
+// unpack returns the registrations in the order they were added, and lets
+// go of the blocks one by one.
+func (p *packedRegistrations) unpack() []scheduler.Registration {
+	out := make([]scheduler.Registration, 0, p.n)
+	for bi, b := range p.blocks {
+		for _, e := range b {
+			out = append(out, scheduler.Registration{ID: e.id, Arrival: e.arrival, Earliest: e.earliest,
+				Region: p.strs[e.region], Clinic: p.strs[e.clinic&packedIndex],
+				CarriedOver: e.clinic&packedCarriedOver != 0, WasUnassigned: e.clinic&packedWasUnassigned != 0, Written: e.clinic&packedWritten != 0})
+		}
+		p.blocks[bi] = nil
+	}
+	p.blocks = nil
+	return out
 }
 
 // interner hands out one string per distinct value.

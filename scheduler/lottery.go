@@ -1,10 +1,12 @@
 package scheduler
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -53,14 +55,17 @@ func DrawKey(seed []byte, registration int64) [32]byte {
 }
 
 // DrawOrder returns the indexes of regs in the order of the lottery drawn
-// with seed: the allocator's order, and what VerifyRound recomputes. Hashing 1.9 million ids is the costly part, so it is spread
-// over the CPUs; the keys are sorted as four big-endian words, which orders
-// them exactly as their bytes.
+// with seed: the allocator's order, and what VerifyRound recomputes.
+// Hashing 1.9 million ids is the costly part, so it is spread over the
+// CPUs. A run holds every registration it draws while it sorts them, so
+// the sort keeps only the first eight bytes of each key, as a big-endian
+// word, beside the registration's index (16 bytes, not the 40 of the whole
+// key): keys whose first words tie, which SHA-256 makes rare (about n²/2⁶⁵
+// pairs), are hashed again and compared whole, so the order is exactly
+// that of the keys' bytes, then of the ids.
 func DrawOrder(seed []byte, regs []Registration) []int {
-	// Ties are broken by regs[i].ID: one word less per registration.
-	type drawn struct {
-		key [4]uint64
-		i   int
+	if len(regs) > math.MaxInt32 {
+		panic("scheduler: a draw over more than 2³¹ registrations")
 	}
 	all := make([]drawn, len(regs))
 	workers := max(1, runtime.GOMAXPROCS(0))
@@ -71,27 +76,35 @@ func DrawOrder(seed []byte, regs []Registration) []int {
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
 				k := DrawKey(seed, regs[i].ID)
-				all[i] = drawn{i: i}
-				for j := range 4 {
-					all[i].key[j] = binary.BigEndian.Uint64(k[8*j:])
-				}
+				all[i] = drawn{first: binary.BigEndian.Uint64(k[:8]), i: int32(i)}
 			}
 		})
 	}
 	wg.Wait()
-	slices.SortFunc(all, func(a, b drawn) int {
-		for j := range 4 {
-			if c := cmp.Compare(a.key[j], b.key[j]); c != 0 {
-				return c
-			}
-		}
-		return cmp.Compare(regs[a.i].ID, regs[b.i].ID)
-	})
+	slices.SortFunc(all, func(a, b drawn) int { return compareDrawn(seed, regs, a, b) })
 	order := make([]int, len(all))
 	for k, d := range all {
-		order[k] = d.i
+		order[k] = int(d.i)
 	}
 	return order
+}
+
+// drawn is a registration in the sort of DrawOrder: the first word of its
+// key and its index in regs (a window holds far fewer than 2³¹).
+type drawn struct {
+	first uint64
+	i     int32
+}
+
+// compareDrawn orders two drawn registrations by their keys' bytes, then by
+// id.
+func compareDrawn(seed []byte, regs []Registration, a, b drawn) int {
+	if c := cmp.Compare(a.first, b.first); c != 0 {
+		return c
+	}
+	ra, rb := &regs[a.i], &regs[b.i]
+	ka, kb := DrawKey(seed, ra.ID), DrawKey(seed, rb.ID)
+	return cmp.Or(bytes.Compare(ka[:], kb[:]), cmp.Compare(ra.ID, rb.ID))
 }
 
 // arrivalOrder returns the indexes of regs by the arrival of their first

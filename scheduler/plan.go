@@ -37,10 +37,11 @@ func (inv *Inventory) Slot(clinic, day, band int) int {
 
 // Registration is a registration as the allocator sees it.
 type Registration struct {
-	ID       int64
-	Region   string
-	Clinic   string    // preferred clinic, "" for none
-	Earliest time.Time // zero for none
+	ID     int64
+	Region string
+	Clinic string // preferred clinic, "" for none
+	// Earliest is the earliest date it accepts, 0 for none.
+	Earliest Date
 	// Arrival is when its first submission arrived, in Unix nanoseconds:
 	// the fcfs order. A run holds every registration it draws, so this
 	// is one word rather than a time.Time of three.
@@ -55,6 +56,22 @@ type Registration struct {
 	// registration's outcome (its appointment, or its unassigned reason).
 	Written bool
 }
+
+// Date is a civil date as a run holds it, once per registration: the
+// seconds of its midnight UTC since the zero time.Time (0001-01-01 UTC), 8
+// bytes where a time.Time takes 24. The zero Date is none, as the zero
+// time.Time is.
+type Date int64
+
+// zeroUnix is the zero time.Time in Unix seconds.
+const zeroUnix = -62135596800
+
+// DateOf is the Date of t, a civil date at midnight UTC (the zero
+// time.Time: none).
+func DateOf(t time.Time) Date { return Date(t.Unix() - zeroUnix) }
+
+// Time is the date at midnight UTC (the zero time.Time for none).
+func (d Date) Time() time.Time { return time.Unix(int64(d)+zeroUnix, 0).UTC() }
 
 // Via says how a registration got its slot.
 type Via string
@@ -321,10 +338,10 @@ func (pl *planner) neighbours(code string) ([]int, bool) {
 // earliestIndex is the first slot index (day × Bands) a registration may
 // take; perDay or more when its earliest date is after the schedule.
 func (pl *planner) earliestIndex(r *Registration) int {
-	if r.Earliest.IsZero() {
+	if r.Earliest == 0 {
 		return 0
 	}
-	days := int(math.Floor(r.Earliest.Sub(pl.inv.Start).Hours() / 24))
+	days := int(math.Floor(r.Earliest.Time().Sub(pl.inv.Start).Hours() / 24))
 	if days <= 0 {
 		return 0
 	}

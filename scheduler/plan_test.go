@@ -1,6 +1,8 @@
 package scheduler
 
 import (
+	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -24,6 +26,25 @@ func inventory(days, bands int, clinics []Clinic, capacity []int32) *Inventory {
 		}
 	}
 	return inv
+}
+
+// A run holds every Registration it draws while it sorts and plans them:
+// eight words, the earliest date in one of them.
+func TestRegistrationIsSmall(t *testing.T) {
+	t.Parallel()
+	require.LessOrEqual(t, unsafe.Sizeof(Registration{}), uintptr(64))
+}
+
+// A Date keeps every civil date exactly, and its zero is the zero time.
+func TestDate(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, Date(0), DateOf(time.Time{}))
+	require.Equal(t, time.Time{}, Date(0).Time())
+	for _, d := range []time.Time{day0, day0.AddDate(0, 0, -5), time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2099, 12, 31, 0, 0, 0, 0, time.UTC)} {
+		require.NotZero(t, DateOf(d))
+		require.Equal(t, d, DateOf(d).Time(), "%s", d)
+		require.Equal(t, d.Format(time.DateOnly), DateOf(d).Time().Format(time.DateOnly))
+	}
 }
 
 // A run holds one Outcome per registration while it writes: it must stay
@@ -56,7 +77,7 @@ func TestPlanPreferenceOrder(t *testing.T) {
 		{ID: 4, Region: "11110"},
 		{ID: 5, Region: "11110"},
 		{ID: 6, Region: "11110"},
-		{ID: 7, Region: "11110", Earliest: day0.AddDate(0, 0, 1)},
+		{ID: 7, Region: "11110", Earliest: DateOf(day0.AddDate(0, 0, 1))},
 		{ID: 8, Region: "11170"}, // no clinic of its own: placed by its province
 		{ID: 9, Region: "99999"}, // nowhere
 	}
@@ -110,11 +131,11 @@ func TestPlanEarliestDateAndBands(t *testing.T) {
 	clinics := []Clinic{{ID: "a", Region: "11110", Lat: 37.5, Lng: 127}}
 	inv := inventory(3, 2, clinics, []int32{1})
 	regs := []Registration{
-		{ID: 1, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, 1)},
-		{ID: 2, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, 1)},
-		{ID: 3, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, -5)},
-		{ID: 4, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, 2)},
-		{ID: 5, Region: "11110", Clinic: "a", Earliest: day0.AddDate(0, 0, 1)},
+		{ID: 1, Region: "11110", Clinic: "a", Earliest: DateOf(day0.AddDate(0, 0, 1))},
+		{ID: 2, Region: "11110", Clinic: "a", Earliest: DateOf(day0.AddDate(0, 0, 1))},
+		{ID: 3, Region: "11110", Clinic: "a", Earliest: DateOf(day0.AddDate(0, 0, -5))},
+		{ID: 4, Region: "11110", Clinic: "a", Earliest: DateOf(day0.AddDate(0, 0, 2))},
+		{ID: 5, Region: "11110", Clinic: "a", Earliest: DateOf(day0.AddDate(0, 0, 1))},
 	}
 	got := Plan(inv, regs, []int{0, 1, 2, 3, 4}, 0, nil)
 	type slot struct{ day, band int }
@@ -167,6 +188,40 @@ func TestDrawOrder(t *testing.T) {
 		ka, kb := DrawKey([]byte("seed one, thirty-two bytes long!"), regs[a[k-1]].ID), DrawKey([]byte("seed one, thirty-two bytes long!"), regs[a[k]].ID)
 		require.Less(t, string(ka[:]), string(kb[:]), "drawn in ascending order of keys")
 	}
+}
+
+// DrawOrder sorts on the keys' first words; the order must be exactly that
+// of the whole keys' bytes, then of the ids, as the published rule says.
+func TestDrawOrderIsTheKeysOrder(t *testing.T) {
+	t.Parallel()
+	seed := []byte("seed one, thirty-two bytes long!")
+	regs := make([]Registration, 5000)
+	for i := range regs {
+		regs[i] = Registration{ID: int64(i*7919%100_003 + 1)}
+	}
+	want := make([]int, len(regs))
+	for i := range want {
+		want[i] = i
+	}
+	slices.SortFunc(want, func(a, b int) int {
+		ka, kb := DrawKey(seed, regs[a].ID), DrawKey(seed, regs[b].ID)
+		return cmp.Or(bytes.Compare(ka[:], kb[:]), cmp.Compare(regs[a].ID, regs[b].ID))
+	})
+	require.Equal(t, want, DrawOrder(seed, regs))
+}
+
+// Two keys whose first words tie are told apart by the rest of their bytes.
+func TestCompareDrawnTies(t *testing.T) {
+	t.Parallel()
+	seed := []byte("seed one, thirty-two bytes long!")
+	regs := []Registration{{ID: 10}, {ID: 20}}
+	k0, k1 := DrawKey(seed, 10), DrawKey(seed, 20)
+	want := bytes.Compare(k0[:], k1[:])
+	require.NotZero(t, want)
+	same := uint64(42) // as if both keys began with the same eight bytes
+	require.Equal(t, want, compareDrawn(seed, regs, drawn{first: same, i: 0}, drawn{first: same, i: 1}))
+	require.Equal(t, -want, compareDrawn(seed, regs, drawn{first: same, i: 1}, drawn{first: same, i: 0}))
+	require.Equal(t, -1, compareDrawn(seed, regs, drawn{first: 1, i: 1}, drawn{first: 2, i: 0}), "the first words decide when they differ")
 }
 
 // BenchmarkPlan plans 200,000 registrations, drawn by lottery, over 14,000

@@ -47,8 +47,8 @@ type InputEntry struct {
 // InputEntryOf is a registration's entry in a round's input.
 func InputEntryOf(r Registration) InputEntry {
 	e := InputEntry{ID: r.ID, Region: r.Region, Clinic: r.Clinic}
-	if !r.Earliest.IsZero() {
-		e.Earliest = r.Earliest.Format(prereg.DateLayout)
+	if r.Earliest != 0 {
+		e.Earliest = r.Earliest.Time().Format(prereg.DateLayout)
 	}
 	return e
 }
@@ -61,7 +61,7 @@ func (e InputEntry) registration() (Registration, error) {
 		if err != nil {
 			return r, fmt.Errorf("registration %d: earliest: %w", e.ID, err)
 		}
-		r.Earliest = t
+		r.Earliest = DateOf(t)
 	}
 	return r, nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -31,6 +32,7 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 	wait := fs.Bool("wait", false, "wait for another allocation of the campaign instead of failing")
 	chunk := fs.Int("chunk", scheduler.DefaultChunkSize, "registrations written per transaction")
 	maxKm := fs.Float64("max-distance-km", 0, "farthest region a registration may be sent to, in km (0: the campaign's allocation.max_distance_km)")
+	memProfile := fs.String("memprofile", "", "write a heap profile of the run (what it allocated, where) to `file`")
 	if err := parseFlags(fs, args, "campaign", "window"); err != nil {
 		return err
 	}
@@ -80,6 +82,11 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 	if bar != nil {
 		_ = bar.Finish()
 	}
+	if *memProfile != "" {
+		if perr := writeHeapProfile(*memProfile); perr != nil {
+			env.Logger.Warn("heap profile not written", slog.Any("err", perr))
+		}
+	}
 	if err != nil {
 		var ie *scheduler.InterruptedError
 		switch {
@@ -93,6 +100,24 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	return writeOutput(env, *format, res, func(w io.Writer) { scheduler.PrintResult(w, res) })
+}
+
+// writeHeapProfile writes the process's heap profile: the bytes allocated
+// by each call site since the start (alloc_space), and what is still in
+// use (inuse_space).
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return nil
 }
 
 // terminal returns w as a file when it is a terminal: where a progress bar
