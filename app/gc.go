@@ -27,7 +27,7 @@ const WorkerGCPercent = 400
 // set.
 //
 // A run holds its round's registrations, their draw and their plan, some
-// 130 bytes per registration at the peak, and allocates about ten times
+// 90 bytes per registration live at the peak, and allocates many times
 // that on its way, mostly in encoding the chunks it writes. At the
 // runtime's default target (100) the heap grows to twice the live part
 // before a collection, so the garbage is as large as the round. At 50 the
