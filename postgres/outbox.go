@@ -37,12 +37,17 @@ var (
 // writing no index entry, when the row's page has room for it (the
 // table's fillfactor keeps it). A leased row stays in the due index,
 // passed over by the next claims until its outcome is recorded.
+//
+// The order is the due index's alone (rows due at the same instant come
+// in the index's order), so that a claim reads the index from its start
+// and stops at limit rows: a second key the index lacks (the id) had
+// every claim read and sort all the pending rows.
 func (s *OutboxStore) Claim(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]notify.Message, error) {
 	rows, err := s.Pool.Query(ctx, `
 		WITH due AS (
 			SELECT id, lease_owner, appointment_id, registration_id FROM outbox
 			WHERE state = 'pending' AND next_attempt_at <= $1 AND (leased_until IS NULL OR leased_until <= $1)
-			ORDER BY next_attempt_at, id
+			ORDER BY next_attempt_at
 			LIMIT $4
 			FOR UPDATE SKIP LOCKED),
 		what AS (
