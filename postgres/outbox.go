@@ -31,12 +31,23 @@ var (
 // row that still carries another owner's lease had an unfinished attempt:
 // it comes back Reclaimed and its unconfirmed_sends count goes up. A
 // cancellation's message names its registration, not an appointment.
+//
+// The lease (lease_owner, leased_until) is in no index and leaves
+// next_attempt_at, the due index's key, where it was: the update is HOT,
+// writing no index entry, when the row's page has room for it (the
+// table's fillfactor keeps it). A leased row stays in the due index,
+// passed over by the next claims until its outcome is recorded.
+//
+// The order is the due index's alone (rows due at the same instant come
+// in the index's order), so that a claim reads the index from its start
+// and stops at limit rows: a second key the index lacks (the id) had
+// every claim read and sort all the pending rows.
 func (s *OutboxStore) Claim(ctx context.Context, owner string, now, leaseUntil time.Time, limit int) ([]notify.Message, error) {
 	rows, err := s.Pool.Query(ctx, `
 		WITH due AS (
 			SELECT id, lease_owner, appointment_id, registration_id FROM outbox
-			WHERE state = 'pending' AND next_attempt_at <= $1
-			ORDER BY next_attempt_at, id
+			WHERE state = 'pending' AND next_attempt_at <= $1 AND (leased_until IS NULL OR leased_until <= $1)
+			ORDER BY next_attempt_at
 			LIMIT $4
 			FOR UPDATE SKIP LOCKED),
 		what AS (
@@ -47,7 +58,7 @@ func (s *OutboxStore) Claim(ctx context.Context, owner string, now, leaseUntil t
 			JOIN registrations r ON r.id = coalesce(a.registration_id, due.registration_id)
 			LEFT JOIN clinics c ON c.campaign = a.campaign AND c.id = a.clinic
 			WHERE due.appointment_id IS NULL OR c.id IS NOT NULL)
-		UPDATE outbox o SET lease_owner = $2, next_attempt_at = $3,
+		UPDATE outbox o SET lease_owner = $2, leased_until = $3,
 			unconfirmed_sends = o.unconfirmed_sends + (what.lease_owner IS NOT NULL)::int
 		FROM what
 		WHERE o.id = what.id
@@ -117,7 +128,7 @@ func (s *OutboxStore) Complete(ctx context.Context, owner string, now time.Time,
 			failed_at = CASE WHEN v.outcome = 'failed' AND o.state = 'pending' THEN $2 ELSE o.failed_at END,
 			last_error = CASE WHEN v.outcome = 'sent' THEN NULL ELSE v.err END,
 			unconfirmed_sends = o.unconfirmed_sends + v.unanswered::int,
-			lease_owner = NULL
+			lease_owner = NULL, leased_until = NULL
 		FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::bool[])
 			AS v(id, outcome, mid, typ, err, next, unanswered)
 		WHERE o.id = v.id AND o.lease_owner = $1`,

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/prereg/prereg"
@@ -97,6 +98,65 @@ func TestOutboxLeaseExpiryReclaimsAndCounts(t *testing.T) {
 	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT lease_owner, attempts FROM outbox`).Scan(&owner, &attempts))
 	require.Nil(t, owner)
 	require.Equal(t, 1, attempts)
+}
+
+// TestOutboxLeaseIsHOT holds the claim to an update PostgreSQL can make
+// without writing an index entry: it leaves every indexed column (and the
+// due index's key, next_attempt_at) as it was.
+func TestOutboxLeaseIsHOT(t *testing.T) {
+	t.Parallel()
+	db, _, _ := seedOutbox(t, 3)
+	ctx := context.Background()
+	// One connection, so that the statistics this backend flushes are the
+	// claim's.
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	require.NoError(t, err)
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	store := &postgres.OutboxStore{Pool: pool}
+
+	var before time.Time
+	require.NoError(t, pool.QueryRow(ctx, `SELECT max(next_attempt_at) FROM outbox`).Scan(&before))
+	now := time.Now()
+	until := now.Add(time.Minute).UTC().Truncate(time.Microsecond)
+	msgs, err := store.Claim(ctx, "w", now, until, 10)
+	require.NoError(t, err)
+	require.Len(t, msgs, 3)
+	var after, leased time.Time
+	require.NoError(t, pool.QueryRow(ctx, `SELECT max(next_attempt_at), min(leased_until) FROM outbox`).Scan(&after, &leased))
+	require.Equal(t, before, after, "a lease leaves next_attempt_at, the due index's key, alone")
+	require.True(t, until.Equal(leased), "the lease's end is in leased_until: got %v, want %v", leased, until)
+
+	_, err = pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		var upd, hot int64
+		err := pool.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'outbox'`).Scan(&upd, &hot)
+		require.NoError(t, err)
+		require.Equal(t, hot, upd, "every lease of a row whose page has room is a HOT update")
+		return upd == 3
+	}, 15*time.Second, 50*time.Millisecond, "three leases counted in pg_stat_user_tables")
+}
+
+// TestOutboxLeaseOfEarlierSchema: a row leased before leased_until existed
+// (its lease's end in next_attempt_at) stays leased until that end, and
+// then comes back as an unfinished attempt.
+func TestOutboxLeaseOfEarlierSchema(t *testing.T) {
+	t.Parallel()
+	db, store, _ := seedOutbox(t, 1)
+	ctx := context.Background()
+	now := time.Now()
+	_, err := db.Pool.Exec(ctx, `UPDATE outbox SET lease_owner = 'old', next_attempt_at = $1`, now.Add(time.Minute))
+	require.NoError(t, err)
+	msgs, err := store.Claim(ctx, "new", now, now.Add(time.Minute), 10)
+	require.NoError(t, err)
+	require.Empty(t, msgs, "the earlier lease still runs")
+	msgs, err = store.Claim(ctx, "new", now.Add(2*time.Minute), now.Add(3*time.Minute), 10)
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	require.True(t, msgs[0].Reclaimed)
 }
 
 func TestOutboxOutcomes(t *testing.T) {

@@ -85,6 +85,7 @@ var purgeSchema = []purgeTable{
 		"idempotency_key": Pseudonymous, "state": Plain, "attempts": Plain, "next_attempt_at": Plain,
 		"gateway_message_id": Pseudonymous, "last_error": Erased, "requested_by": Pseudonymous,
 		"created_at": Plain, "sent_at": Plain, "delivered_at": Plain, "lease_owner": Plain,
+		"leased_until":      Plain,
 		"unconfirmed_sends": Plain, "message_type": Plain, "failed_at": Plain, "resend_reason": Erased,
 		"kind": Plain, "registration_id": Pseudonymous,
 	}},
