@@ -81,16 +81,8 @@ func TestFeedSurvivesDeletedConsumer(t *testing.T) {
 func TestFeedSurvivesServerRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	e, err := stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: dir, Port: -1})
-	require.NoError(t, err)
-	port := e.Server().Addr().(*net.TCPAddr).Port
-	nc, err := nats.Connect(e.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	e, port, js := startRestartable(t, dir)
 	ctx := context.Background()
-	require.NoError(t, stream.Declare(ctx, js, stream.Config{}))
 
 	h := worker.NewHealth("test", nil, nil)
 	h.Running()
@@ -127,17 +119,7 @@ func TestFeedSurvivesServerRestart(t *testing.T) {
 		}
 		break
 	}
-	for {
-		require.True(t, time.Now().Before(deadline), "no message after the restart")
-		m, err := f.Next(200 * time.Millisecond)
-		if err != nil {
-			require.ErrorIs(t, err, nats.ErrTimeout)
-			continue
-		}
-		require.Equal(t, "after", string(m.Data()))
-		require.NoError(t, m.Ack())
-		break
-	}
+	awaitMessage(t, f, deadline, "after", "no message after the restart")
 	require.True(t, h.State().Ready(), "JetStream is back: %s", h.State())
 }
 
@@ -151,16 +133,9 @@ func TestFeedSurvivesServerRestart(t *testing.T) {
 // start over, and deliver what is published once the consumer is back.
 func TestFeedSurvivesForgottenPull(t *testing.T) {
 	t.Parallel()
-	e, err := stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: t.TempDir(), Port: -1})
-	require.NoError(t, err)
-	port := e.Server().Addr().(*net.TCPAddr).Port
-	nc, err := nats.Connect(e.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	e, port, js := startRestartable(t, t.TempDir())
+	nc := js.Conn()
 	ctx := context.Background()
-	require.NoError(t, stream.Declare(ctx, js, stream.Config{}))
 
 	consumer := jetstream.ConsumerConfig{Durable: "feed-forgotten", AckPolicy: jetstream.AckExplicitPolicy}
 	h := worker.NewHealth("test", nil, nil)
@@ -210,17 +185,7 @@ func TestFeedSurvivesForgottenPull(t *testing.T) {
 	_, err = js.Publish(ctx, stream.VerifiedSubject(0), []byte("after"))
 	require.NoError(t, err)
 	deadline = time.Now().Add(15 * time.Second)
-	for {
-		require.True(t, time.Now().Before(deadline), "nothing delivered after the consumer came back: the iterator's pull was forgotten")
-		m, err := f.Next(200 * time.Millisecond)
-		if err != nil {
-			require.ErrorIs(t, err, nats.ErrTimeout)
-			continue
-		}
-		require.Equal(t, "after", string(m.Data()))
-		require.NoError(t, m.Ack())
-		break
-	}
+	awaitMessage(t, f, deadline, "after", "nothing delivered after the consumer came back: the iterator's pull was forgotten")
 	require.True(t, h.State().Ready(), "JetStream is back: %s", h.State())
 }
 
@@ -301,17 +266,7 @@ func TestFeedSurvivesLostLeaderNode(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "publish after the restart: %v", err)
 		time.Sleep(100 * time.Millisecond)
 	}
-	for {
-		require.True(t, time.Now().Before(deadline), "nothing delivered after the consumer's node came back: the iterator's pull was lost with it")
-		m, err := f.Next(200 * time.Millisecond)
-		if err != nil {
-			require.ErrorIs(t, err, nats.ErrTimeout)
-			continue
-		}
-		require.Equal(t, "after", string(m.Data()))
-		require.NoError(t, m.Ack())
-		break
-	}
+	awaitMessage(t, f, deadline, "after", "nothing delivered after the consumer's node came back: the iterator's pull was lost with it")
 	require.Equal(t, uint64(0), nc.Stats().Reconnects, "the Feed's connection never dropped")
 }
 
@@ -377,4 +332,37 @@ func TestFeedDrain(t *testing.T) {
 	g.Stop()
 	_, err = g.Next(time.Second)
 	require.ErrorIs(t, err, jetstream.ErrMsgIteratorClosed)
+}
+
+// awaitMessage waits until the Feed hands out a message, failing with why
+// at deadline, and checks and acknowledges it.
+func awaitMessage(t *testing.T, f *stream.Feed, deadline time.Time, want, why string) {
+	t.Helper()
+	for {
+		require.True(t, time.Now().Before(deadline), why)
+		m, err := f.Next(200 * time.Millisecond)
+		if err != nil {
+			require.ErrorIs(t, err, nats.ErrTimeout)
+			continue
+		}
+		require.Equal(t, want, string(m.Data()))
+		require.NoError(t, m.Ack())
+		return
+	}
+}
+
+// startRestartable starts an embedded JetStream with its store in dir,
+// connects with unlimited reconnects and declares the streams: a server a
+// test can shut down and start again on the same port and store.
+func startRestartable(t *testing.T, dir string) (*stream.Embedded, int, jetstream.JetStream) {
+	t.Helper()
+	e, err := stream.StartEmbedded(stream.EmbeddedConfig{StoreDir: dir, Port: -1})
+	require.NoError(t, err)
+	nc, err := nats.Connect(e.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	require.NoError(t, stream.Declare(context.Background(), js, stream.Config{}))
+	return e, e.Server().Addr().(*net.TCPAddr).Port, js
 }
