@@ -205,7 +205,8 @@ func readiness(s *Stack) string {
 
 var (
 	reTerminated = regexp.MustCompile(`(?i)terminated|unprocessable|giving up|gave up`)
-	reHeartbeat  = regexp.MustCompile(`(?i)no heartbeat`)
+	// A feed whose pull the server lost says so (stream/feed.go).
+	rePullLost = regexp.MustCompile(`(?i)no pull request waiting|no heartbeat`)
 )
 
 // logEvidence counts telling log lines of every role process and quotes
@@ -435,7 +436,7 @@ func caseNATSCluster(t *testing.T, suite *Suite, sc scale) Row {
 			}
 		}
 	}
-	row.Notef("log lines 'no heartbeat': %s", logEvidence(s, reHeartbeat))
+	row.Notef("log lines of a lost pull: %s", logEvidence(s, rePullLost))
 	row.Notef("/readyz at the end: %s", readiness(s))
 	return row
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"math"
 	"sync"
 	"time"
 
@@ -30,11 +30,12 @@ type FeedConfig struct {
 	// Poll is how often Next looks at the connection while no message
 	// comes, so that a disconnection is noticed (1s).
 	Poll time.Duration
-	// Heartbeat is how often the server tells a waiting pull request that
-	// it still holds it (5s; the server takes 500ms to 30s). Two missed in
-	// a row and the Feed starts over with a new iterator. It must be under
-	// half the pull's expiry (30s unless Pull says otherwise).
-	Heartbeat time.Duration
+	// Quiet is how long the Feed goes without a message before it asks
+	// the server whether the consumer has messages to deliver and a pull
+	// request of ours to deliver them to (5s); it asks again every Quiet
+	// while no message comes. Messages pending with no request waiting
+	// and the Feed starts over with a new iterator.
+	Quiet time.Duration
 }
 
 // Feed is a durable pull consumer's stream of messages that outlives what
@@ -45,15 +46,16 @@ type FeedConfig struct {
 // after AckWait like any redelivery. Next is for one goroutine; Stop and
 // Drain may be called from any.
 //
-// One goroutine of the Feed's own (the pump) reads the iterator, in one
-// call of the iterator's Next that lasts until a message or an error
-// comes, and hands each message to Next. It holds at most one message
-// that Next has not taken.
+// One goroutine of the Feed's own (the pump) reads the iterator and hands
+// each message to Next. It holds at most one message that Next has not
+// taken.
 //
-// Why the pump: nats.go's iterator (jetstream/pull.go, Messages) counts
-// the messages its pull requests may still bring and sends a new request
-// only when that count falls under half of PullMaxMessages. Two ways the
-// server ends up holding no request while the count says otherwise:
+// Why the pump asks the server: nats.go's iterator (jetstream/pull.go,
+// Messages) counts the messages its pull requests may still bring and
+// sends a new request only when that count falls under half of
+// PullMaxMessages, and it looks at that count only inside its Next. Two
+// ways the server ends up holding no request while the count says
+// otherwise:
 //   - a 503 No Responders, when the pull (the one that follows a
 //     reconnect, or a threshold pull) reaches no consumer leader: an
 //     election, a restarted node that has not restored the consumer. The
@@ -67,13 +69,18 @@ type FeedConfig struct {
 //     has nothing to answer.
 //
 // From then on the iterator waits, connected and without an error, for
-// messages that nobody will send. The only sign is that the server's
-// idle heartbeats stop, and the iterator watches for them only inside one
-// call of its Next: the timer (twice the heartbeat) is armed when the
-// call starts and stopped when it returns, so calls with a NextMaxWait
-// shorter than that never see it fire. The pump's call lasts: the timer
-// fires, ErrNoHeartbeat comes out (WithMessagesErrOnMissingHeartbeat), and
-// the Feed replaces the iterator as for any other failure.
+// messages that nobody will send. Its own sign of that, missed idle
+// heartbeats, is watched only inside one call of its Next (a timer of
+// twice the heartbeat, armed when the call starts), and calls that last
+// that long stalled the iterator under load (it looks at its count only
+// as a call starts or something arrives): in bench scale verify went 10
+// to 30 s at a time without a message at 200,000 submissions, and never
+// with calls of a second. So the pump calls Next for at most Poll, and after
+// Quiet without a message asks the server (consumer info): messages
+// pending and no pull request waiting means the iterator's pull is lost,
+// and the Feed replaces it as for any other failure. With several
+// processes on one durable consumer a request of another process hides a
+// lost one of this process until that other request is served.
 type Feed struct {
 	cfg FeedConfig
 
@@ -105,17 +112,9 @@ func OpenFeed(ctx context.Context, cfg FeedConfig) (*Feed, error) {
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second
 	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 5 * time.Second
+	if cfg.Quiet <= 0 {
+		cfg.Quiet = 5 * time.Second
 	}
-	// Missed heartbeats are reported, not swallowed: the Feed replaces the
-	// iterator rather than wait on one whose pull the server forgot. An
-	// explicit PullHeartbeat in cfg.Pull comes later and wins.
-	cfg.Pull = slices.Concat(
-		[]jetstream.PullMessagesOpt{jetstream.PullHeartbeat(cfg.Heartbeat)},
-		cfg.Pull,
-		[]jetstream.PullMessagesOpt{jetstream.WithMessagesErrOnMissingHeartbeat(true)},
-	)
 	f := &Feed{cfg: cfg, msgs: make(chan jetstream.Msg), closed: make(chan struct{}), stopped: make(chan struct{})}
 	it, err := f.open(ctx)
 	if err != nil {
@@ -139,14 +138,15 @@ func (f *Feed) open(ctx context.Context) (jetstream.MessagesContext, error) {
 }
 
 // pump reads the iterator and hands the messages to Next until the Feed
-// is stopped, or drained and empty; a failed iterator is replaced.
+// is stopped, or drained and empty; a failed iterator, or one whose pull
+// the server no longer holds, is replaced.
 func (f *Feed) pump(it jetstream.MessagesContext) {
 	defer close(f.msgs)
+	last, asked := time.Now(), time.Time{}
 	for {
-		// No NextMaxWait: the heartbeat timer lives only as long as
-		// this call (see Feed).
-		m, err := it.Next()
+		m, err := it.Next(jetstream.NextMaxWait(f.cfg.Poll))
 		if err == nil {
+			last = time.Now()
 			select {
 			case f.msgs <- m:
 				continue
@@ -154,12 +154,23 @@ func (f *Feed) pump(it jetstream.MessagesContext) {
 				return
 			}
 		}
+		if errors.Is(err, nats.ErrTimeout) {
+			now := time.Now()
+			if now.Sub(last) < f.cfg.Quiet || now.Sub(asked) < f.cfg.Quiet {
+				continue
+			}
+			asked = now
+			if !f.pullLost() {
+				continue
+			}
+			err = errPullLost
+		}
 		f.mu.Lock()
 		closing := f.closing
 		if !closing {
 			f.iter = nil
-			// Ended without a Stop of ours: ErrConsumerDeleted,
-			// ErrNoHeartbeat, a bad request, a closed subscription.
+			// Ended without a Stop of ours: ErrConsumerDeleted, a bad
+			// request, a closed subscription, a lost pull.
 			f.cfg.Health.Down(worker.JetStream, fmt.Errorf("consumer %s: %w", f.cfg.Consumer.Durable, err))
 		}
 		f.mu.Unlock()
@@ -170,7 +181,36 @@ func (f *Feed) pump(it jetstream.MessagesContext) {
 		if it, err = f.reopen(); err != nil {
 			return
 		}
+		last, asked = time.Now(), time.Time{}
 	}
+}
+
+// errPullLost is why the Feed replaces an iterator whose pull request the
+// server no longer holds.
+var errPullLost = errors.New("messages pending and no pull request waiting")
+
+// pullLost asks the server whether the consumer has messages to deliver
+// and no pull request to deliver them to. An error (the server busy or
+// unreachable) is no answer: the connection's own checks and the next
+// ask will tell.
+func (f *Feed) pullLost() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Poll)
+	defer cancel()
+	cons, err := f.cfg.JetStream.Consumer(ctx, f.cfg.Stream, f.cfg.Consumer.Durable)
+	if err != nil {
+		return false
+	}
+	info := cons.CachedInfo()
+	return info.NumPending > 0 && info.NumWaiting == 0 && info.NumAckPending < maxAckPending(info.Config)
+}
+
+// maxAckPending is the consumer's bound on messages delivered and not
+// acknowledged: at the bound the server delivers nothing, whoever waits.
+func maxAckPending(c jetstream.ConsumerConfig) int {
+	if c.MaxAckPending <= 0 {
+		return math.MaxInt
+	}
+	return c.MaxAckPending
 }
 
 // Next returns the next message. With wait > 0 it returns nats.ErrTimeout

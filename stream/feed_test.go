@@ -128,9 +128,9 @@ func TestFeedSurvivesServerRestart(t *testing.T) {
 // restarted node that has not restored it, a consumer without a leader
 // during an election). The server answers 503 No Responders, which
 // nats.go's iterator swallows while it keeps counting the pull as
-// pending, so it never sends another; with no pull on the server no
-// heartbeat comes either. The Feed must notice the missing heartbeats and
-// start over, and deliver what is published once the consumer is back.
+// pending, so it never sends another. The Feed must notice that the
+// server holds no pull while messages wait, start over, and deliver what
+// is published once the consumer is back.
 func TestFeedSurvivesForgottenPull(t *testing.T) {
 	t.Parallel()
 	e, port, js := startRestartable(t, t.TempDir())
@@ -148,7 +148,7 @@ func TestFeedSurvivesForgottenPull(t *testing.T) {
 		RetryBase: 10 * time.Millisecond,
 		RetryCap:  100 * time.Millisecond,
 		Poll:      100 * time.Millisecond,
-		Heartbeat: 500 * time.Millisecond,
+		Quiet:     500 * time.Millisecond,
 	})
 	require.NoError(t, err)
 	defer f.Stop()
@@ -194,7 +194,7 @@ func TestFeedSurvivesForgottenPull(t *testing.T) {
 // up. The pull request died with the node and nothing said so (no
 // reconnect, no status message: the consumer has one replica, so no
 // follower knew the request), and the restored consumer holds none. The
-// Feed must notice the missing heartbeats and pull again.
+// Feed must notice that no pull waits while messages do, and pull again.
 func TestFeedSurvivesLostLeaderNode(t *testing.T) {
 	t.Parallel()
 	c := streamtest.NewCluster(t, 3)
@@ -238,7 +238,7 @@ func TestFeedSurvivesLostLeaderNode(t *testing.T) {
 		RetryBase: 10 * time.Millisecond,
 		RetryCap:  200 * time.Millisecond,
 		Poll:      100 * time.Millisecond,
-		Heartbeat: 500 * time.Millisecond,
+		Quiet:     500 * time.Millisecond,
 	})
 	require.NoError(t, err)
 	defer f.Stop()
