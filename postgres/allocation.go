@@ -537,13 +537,14 @@ func (p *packedRegistrations) add(r *scheduler.Registration) error {
 		return err
 	}
 	e := packedRegistration{id: r.ID, arrival: r.Arrival, earliest: r.Earliest, region: region, clinic: clinic}
-	for _, f := range []struct {
-		set  bool
-		flag uint32
-	}{{r.CarriedOver, packedCarriedOver}, {r.WasUnassigned, packedWasUnassigned}, {r.Written, packedWritten}} {
-		if f.set {
-			e.clinic |= f.flag
-		}
+	if r.CarriedOver {
+		e.clinic |= packedCarriedOver
+	}
+	if r.WasUnassigned {
+		e.clinic |= packedWasUnassigned
+	}
+	if r.Written {
+		e.clinic |= packedWritten
 	}
 	if p.n%packedBlock == 0 {
 		p.blocks = append(p.blocks, make([]packedRegistration, 0, packedBlock))

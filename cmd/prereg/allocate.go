@@ -8,12 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"runtime/pprof"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/prereg/prereg/app"
+	"github.com/prereg/prereg/bench"
 	"github.com/prereg/prereg/postgres"
 	"github.com/prereg/prereg/scheduler"
 )
@@ -32,7 +32,7 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 	wait := fs.Bool("wait", false, "wait for another allocation of the campaign instead of failing")
 	chunk := fs.Int("chunk", scheduler.DefaultChunkSize, "registrations written per transaction")
 	maxKm := fs.Float64("max-distance-km", 0, "farthest region a registration may be sent to, in km (0: the campaign's allocation.max_distance_km)")
-	memProfile := fs.String("memprofile", "", "write a heap profile of the run (what it allocated, where) to `file`")
+	memProfile := fs.String("memprofile", "", "write a heap profile of the run to `file` (what it allocated: go tool pprof -sample_index=alloc_space)")
 	if err := parseFlags(fs, args, "campaign", "window"); err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 		_ = bar.Finish()
 	}
 	if *memProfile != "" {
-		if perr := writeHeapProfile(*memProfile); perr != nil {
+		if perr := bench.WriteHeapProfile(*memProfile); perr != nil {
 			env.Logger.Warn("heap profile not written", slog.Any("err", perr))
 		}
 	}
@@ -100,24 +100,6 @@ func cmdAllocate(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	return writeOutput(env, *format, res, func(w io.Writer) { scheduler.PrintResult(w, res) })
-}
-
-// writeHeapProfile writes the process's heap profile: the bytes allocated
-// by each call site since the start (alloc_space), and what is still in
-// use (inuse_space).
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("heap profile: %w", err)
-	}
-	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("heap profile: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("heap profile: %w", err)
-	}
-	return nil
 }
 
 // terminal returns w as a file when it is a terminal: where a progress bar
